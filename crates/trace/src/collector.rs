@@ -1,0 +1,339 @@
+//! Where spans go: one [`Collector`] per world, one [`Recorder`] per host and
+//! component, and the assembly of one request's spans across hosts.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::event::Event;
+use crate::span::{Correlation, Ctx, Layer, Span, SpanId, TraceId, now_ns};
+
+/// How much a world records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Every span of every host.
+    Full,
+    /// Only the client's request stages (for measuring the cost of observing).
+    Minimal,
+}
+
+/// A bounded store of spans shared by every component of one world.
+#[derive(Clone)]
+pub struct Collector {
+    spans: Arc<Mutex<VecDeque<Span>>>,
+    detail: Detail,
+    capacity: usize,
+}
+
+impl Collector {
+    /// Keeps at most this many spans; `weblab up` runs for hours, so the
+    /// oldest are dropped rather than growing without bound.
+    pub const DEFAULT_CAPACITY: usize = 200_000;
+
+    pub fn new(detail: Detail) -> Self {
+        Collector {
+            spans: Arc::new(Mutex::new(VecDeque::new())),
+            detail,
+            capacity: Self::DEFAULT_CAPACITY,
+        }
+    }
+
+    pub fn detail(&self) -> Detail {
+        self.detail
+    }
+
+    /// True when spans of this event kind are kept.
+    fn keeps(&self, event: &Event) -> bool {
+        self.detail == Detail::Full
+            || event.phase().is_some()
+            || matches!(event, Event::Navigate { .. })
+    }
+
+    /// Stores one finished span.
+    pub fn record(&self, span: Span) {
+        if !self.keeps(&span.event) {
+            return;
+        }
+        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        if spans.len() == self.capacity {
+            spans.pop_front();
+        }
+        spans.push_back(span);
+    }
+
+    /// Every span stored, oldest first.
+    pub fn snapshot(&self) -> Vec<Span> {
+        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        spans.iter().cloned().collect()
+    }
+
+    /// The spans of one trace, plus the spans of other hosts that were tied
+    /// to it by a [`Correlation`] (a DNS server answering the client's or
+    /// the resolver's query), re-parented under the span that caused them.
+    /// Sorted by start time.
+    pub fn assemble(&self, trace: TraceId) -> Vec<Span> {
+        assemble(&self.snapshot(), trace)
+    }
+}
+
+/// See [`Collector::assemble`]; pure, on a slice of spans.
+pub fn assemble(all: &[Span], trace: TraceId) -> Vec<Span> {
+    let mut by_link: HashMap<Correlation, Vec<usize>> = HashMap::new();
+    for (i, s) in all.iter().enumerate() {
+        if let Some(link) = s.link {
+            by_link.entry(link).or_default().push(i);
+        }
+    }
+    let mut traces: HashSet<TraceId> = HashSet::from([trace]);
+    let mut adopted: HashMap<TraceId, SpanId> = HashMap::new(); // group root -> new parent
+    let mut reparent: HashMap<SpanId, SpanId> = HashMap::new();
+    let mut pending: Vec<TraceId> = vec![trace];
+    while let Some(t) = pending.pop() {
+        for s in all.iter().filter(|s| s.trace == t) {
+            for key in &s.correlates {
+                for &i in by_link.get(key).into_iter().flatten() {
+                    let linked = &all[i];
+                    if traces.insert(linked.trace) {
+                        adopted.insert(linked.trace, s.id);
+                        pending.push(linked.trace);
+                    }
+                    if linked.parent.is_none() {
+                        reparent.insert(linked.id, s.id);
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<Span> = all
+        .iter()
+        .filter(|s| traces.contains(&s.trace))
+        .cloned()
+        .map(|mut s| {
+            if let Some(p) = reparent.get(&s.id) {
+                s.parent = Some(*p);
+            }
+            s.trace = trace;
+            s
+        })
+        .collect();
+    out.sort_by_key(|s| (s.start_ns, s.end_ns));
+    out
+}
+
+/// A span that has started and not yet been recorded.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub trace: TraceId,
+    pub id: SpanId,
+    pub parent: Option<SpanId>,
+    pub start_ns: u64,
+    pub layer: Layer,
+    pub request: Option<u32>,
+    pub link: Option<Correlation>,
+    pub correlates: Vec<Correlation>,
+}
+
+impl Pending {
+    /// Context for spans nested inside this one.
+    pub fn ctx(&self) -> Ctx {
+        Ctx {
+            trace: self.trace,
+            parent: Some(self.id),
+        }
+    }
+
+    /// Marks this span as belonging to client request `n`.
+    pub fn request(mut self, n: Option<u32>) -> Self {
+        self.request = n;
+        self
+    }
+
+    /// Ties this span to the peer span that sent `key`.
+    pub fn linked_to(mut self, key: Correlation) -> Self {
+        self.link = Some(key);
+        self
+    }
+}
+
+/// Records spans for one component on one host.
+#[derive(Clone)]
+pub struct Recorder {
+    collector: Collector,
+    host: Arc<str>,
+    addr: Arc<str>,
+    component: Arc<str>,
+}
+
+impl Recorder {
+    pub fn new(collector: Collector, host: &str, addr: &str, component: &str) -> Self {
+        Recorder {
+            collector,
+            host: host.into(),
+            addr: addr.into(),
+            component: component.into(),
+        }
+    }
+
+    /// A recorder for another component on the same host.
+    pub fn component(&self, component: &str) -> Self {
+        Recorder {
+            component: component.into(),
+            ..self.clone()
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// False when the world records only the client's stages: servers skip
+    /// building their events at all.
+    pub fn full(&self) -> bool {
+        self.collector.detail == Detail::Full
+    }
+
+    /// Starts a span at the current time.
+    pub fn begin(&self, ctx: Ctx, layer: Layer) -> Pending {
+        Pending {
+            trace: ctx.trace,
+            id: SpanId::random(),
+            parent: ctx.parent,
+            start_ns: now_ns(),
+            layer,
+            request: None,
+            link: None,
+            correlates: Vec::new(),
+        }
+    }
+
+    /// Records `pending` as ending now.
+    pub fn end(&self, pending: Pending, event: Event) {
+        self.end_at(pending, now_ns(), event);
+    }
+
+    /// Records `pending` as ending at `end_ns`.
+    pub fn end_at(&self, pending: Pending, end_ns: u64, event: Event) {
+        self.collector.record(Span {
+            trace: pending.trace,
+            id: pending.id,
+            parent: pending.parent,
+            host: self.host.to_string(),
+            addr: self.addr.to_string(),
+            layer: pending.layer,
+            component: self.component.to_string(),
+            start_ns: pending.start_ns,
+            end_ns: end_ns.max(pending.start_ns),
+            request: pending.request,
+            link: pending.link,
+            correlates: pending.correlates,
+            event,
+        });
+    }
+
+    /// Records a span whose times were measured elsewhere (e.g. by an I/O
+    /// wrapper); returns its id.
+    pub fn span(
+        &self,
+        ctx: Ctx,
+        layer: Layer,
+        (start_ns, end_ns): (u64, u64),
+        request: Option<u32>,
+        event: Event,
+    ) -> SpanId {
+        let mut p = self.begin(ctx, layer).request(request);
+        p.start_ns = start_ns;
+        let id = p.id;
+        self.end_at(p, end_ns, event);
+        id
+    }
+
+    /// Records a span for an exchange with a peer that will record its own
+    /// side with `key` as its link.
+    pub fn end_correlated(&self, mut pending: Pending, key: Correlation, event: Event) {
+        pending.correlates.push(key);
+        self.end(pending, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(t: &str) -> Event {
+        Event::Note { text: t.into() }
+    }
+
+    #[test]
+    fn assembly_adopts_correlated_spans_of_other_hosts() {
+        let c = Collector::new(Detail::Full);
+        let client = Recorder::new(c.clone(), "client", "127.0.0.2", "browser");
+        let server = Recorder::new(c.clone(), "resolver", "127.0.1.1", "resolver");
+        let upstream = Recorder::new(c.clone(), "root", "127.0.2.1", "dns");
+        let key1 = Correlation::Dns {
+            from: "127.0.0.2:5000".parse().unwrap(),
+            to: "127.0.1.1:53".parse().unwrap(),
+            id: 7,
+        };
+        let key2 = Correlation::Dns {
+            from: "127.0.1.1:6000".parse().unwrap(),
+            to: "127.0.2.1:53".parse().unwrap(),
+            id: 9,
+        };
+        let root = Ctx::new_root();
+        let q = client.begin(root, Layer::Application);
+        // The resolver knows nothing of the client's trace: it starts its own.
+        let s = server
+            .begin(Ctx::new_root(), Layer::Application)
+            .linked_to(key1);
+        let up = server.begin(s.ctx(), Layer::Application);
+        let r = upstream
+            .begin(Ctx::new_root(), Layer::Application)
+            .linked_to(key2);
+        upstream.end(r, note("root answers"));
+        server.end_correlated(up, key2, note("resolver asks root"));
+        let server_id = s.id;
+        server.end(s, note("resolver answers"));
+        let q_id = q.id;
+        client.end_correlated(q, key1, note("client asks"));
+        // Noise from another trace.
+        client.end(client.begin(Ctx::new_root(), Layer::Application), note("other"));
+
+        let spans = c.assemble(root.trace);
+        let texts: Vec<String> = spans.iter().map(|s| s.event.to_string()).collect();
+        assert_eq!(
+            texts,
+            ["client asks", "resolver answers", "resolver asks root", "root answers"]
+        );
+        assert!(spans.iter().all(|s| s.trace == root.trace));
+        assert_eq!(spans[1].parent, Some(q_id));
+        assert_eq!(spans[2].parent, Some(server_id));
+        assert_eq!(spans[3].parent, Some(spans[2].id));
+    }
+
+    #[test]
+    fn minimal_detail_keeps_only_request_stages() {
+        let c = Collector::new(Detail::Minimal);
+        let r = Recorder::new(c.clone(), "h", "a", "x");
+        r.end(r.begin(Ctx::new_root(), Layer::Application), note("dropped"));
+        r.end(
+            r.begin(Ctx::new_root(), Layer::Application),
+            Event::Waiting { status: 200 },
+        );
+        let kinds: Vec<_> = c.snapshot().iter().map(|s| s.event.kind()).collect();
+        assert_eq!(kinds, ["waiting"]);
+    }
+
+    #[test]
+    fn the_store_is_bounded() {
+        let mut c = Collector::new(Detail::Full);
+        c.capacity = 3;
+        let r = Recorder::new(c.clone(), "h", "a", "x");
+        for i in 0..5 {
+            r.end(
+                r.begin(Ctx::new_root(), Layer::Application),
+                note(&i.to_string()),
+            );
+        }
+        let texts: Vec<_> = c.snapshot().iter().map(|s| s.event.to_string()).collect();
+        assert_eq!(texts, ["2", "3", "4"]);
+    }
+}

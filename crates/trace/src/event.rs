@@ -1,0 +1,511 @@
+//! The typed attributes of a span: one enum for every layer, each variant with
+//! a one-line `Display` that the story prints.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One level of the client's name lookup chain (C03).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheLevel {
+    /// The browser's own host cache (Chrome keeps one per profile).
+    Browser,
+    /// The hosts file (`/etc/hosts` of the world's client).
+    Hosts,
+    /// The operating system's stub-resolver cache (nscd, systemd-resolved).
+    Os,
+    /// The recursive resolver's cache ("ISP DNS").
+    Resolver,
+}
+
+impl fmt::Display for CacheLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CacheLevel::Browser => "browser cache",
+            CacheLevel::Hosts => "hosts file",
+            CacheLevel::Os => "OS cache",
+            CacheLevel::Resolver => "resolver cache",
+        })
+    }
+}
+
+/// What a DNS exchange produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DnsOutcome {
+    /// Records answering the question, in presentation format.
+    Answer { records: Vec<String> },
+    /// A delegation: `zone` is served by `ns` (each `name=addr` when glue came along).
+    Referral { zone: String, ns: Vec<String> },
+    /// The name does not exist (RCODE 3).
+    NxDomain,
+    /// The name exists but has no record of the asked type.
+    NoData,
+    /// The UDP answer did not fit and had the TC bit set (RFC 1035 §4.2.1).
+    Truncated,
+    /// Malformed query (RCODE 1).
+    FormErr,
+    /// The server failed (RCODE 2).
+    ServFail,
+    /// The server refused (RCODE 5) or does not implement the opcode (RCODE 4).
+    Refused,
+    /// No answer in time.
+    Timeout,
+}
+
+impl fmt::Display for DnsOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsOutcome::Answer { records } => write!(f, "answer {}", records.join(", ")),
+            DnsOutcome::Referral { zone, ns } => {
+                write!(f, "referral: {zone} is served by {}", ns.join(", "))
+            }
+            DnsOutcome::NxDomain => f.write_str("NXDOMAIN (no such name)"),
+            DnsOutcome::NoData => f.write_str("NODATA (name exists, no such record)"),
+            DnsOutcome::Truncated => f.write_str("truncated (TC=1), retry over TCP"),
+            DnsOutcome::FormErr => f.write_str("FORMERR (malformed query)"),
+            DnsOutcome::ServFail => f.write_str("SERVFAIL"),
+            DnsOutcome::Refused => f.write_str("REFUSED"),
+            DnsOutcome::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+/// The stages of one request, as HAR 1.2 `timings` names them, plus the
+/// client's own processing after the body arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Blocked,
+    Dns,
+    Connect,
+    Ssl,
+    Send,
+    Wait,
+    Receive,
+    Processing,
+}
+
+impl Phase {
+    /// All phases in the order a request goes through them.
+    pub const ALL: [Phase; 8] = [
+        Phase::Blocked,
+        Phase::Dns,
+        Phase::Connect,
+        Phase::Ssl,
+        Phase::Send,
+        Phase::Wait,
+        Phase::Receive,
+        Phase::Processing,
+    ];
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Blocked => "blocked",
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::Ssl => "ssl",
+            Phase::Send => "send",
+            Phase::Wait => "wait",
+            Phase::Receive => "receive",
+            Phase::Processing => "processing",
+        })
+    }
+}
+
+/// What the web server decided to do with a request (C44, C51).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WebAction {
+    /// Served from disk without the application.
+    Static { file: String, bytes: u64 },
+    /// Passed on to an application server.
+    Proxy { upstream: String },
+    /// Refused with a status.
+    Reject { status: u16, reason: String },
+}
+
+/// The typed attributes of one span.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    // ---- client ----
+    /// One top-level request of the browser (the page or a subresource).
+    Navigate { url: String, initiator: String },
+    /// C01: the URL taken apart.
+    UrlParsed {
+        scheme: String,
+        host: String,
+        port: u16,
+        default_port: bool,
+        path: String,
+        query: Option<String>,
+        fragment: Option<String>,
+    },
+    /// C02: the request head as it will go on the wire.
+    RequestPrepared {
+        method: String,
+        target: String,
+        version: String,
+        headers: Vec<(String, String)>,
+    },
+    /// C03: the whole name lookup (the `dns` phase).
+    Lookup {
+        name: String,
+        addrs: Vec<String>,
+        answered_by: Option<CacheLevel>,
+        error: Option<String>,
+    },
+    /// C03/C09: one cache level asked.
+    CacheLookup {
+        level: CacheLevel,
+        name: String,
+        hit: bool,
+        answer: Vec<String>,
+    },
+    /// A DNS query sent and its answer, seen from the asking side.
+    DnsExchange {
+        server: String,
+        name: String,
+        qtype: String,
+        id: u16,
+        transport: String,
+        outcome: DnsOutcome,
+    },
+    /// A DNS query answered, seen from the server.
+    DnsServe {
+        role: String,
+        name: String,
+        qtype: String,
+        id: u16,
+        transport: String,
+        outcome: DnsOutcome,
+    },
+    /// C14: a TCP connection opened, with the kernel's TCP_INFO right after.
+    TcpConnect {
+        local: String,
+        remote: String,
+        rtt_us: u32,
+        cwnd: u32,
+        mss: u32,
+        retransmits: u32,
+    },
+    /// TCP_INFO read when the client is done with a connection.
+    TcpInfo {
+        remote: String,
+        rtt_us: u32,
+        cwnd: u32,
+        total_retrans: u32,
+        bytes_sent: u64,
+        bytes_received: u64,
+    },
+    /// A request went over a connection that was already open.
+    ConnectionReused { remote: String, version: String },
+    /// C32: the TLS handshake and what it settled.
+    TlsHandshake {
+        sni: String,
+        version: String,
+        cipher: String,
+        group: String,
+        alpn: Option<String>,
+        chain: Vec<String>,
+        verified_by: String,
+    },
+    /// The request head (and body) written to the connection.
+    RequestSent {
+        method: String,
+        url: String,
+        version: String,
+    },
+    /// Waiting for the response head (time to first byte).
+    Waiting { status: u16 },
+    /// C04: the response body read in full.
+    BodyReceived {
+        status: u16,
+        content_type: Option<String>,
+        content_encoding: Option<String>,
+        wire_bytes: u64,
+    },
+    /// C04/C31: a compressed body decoded.
+    Decoded {
+        encoding: String,
+        wire_bytes: u64,
+        decoded_bytes: u64,
+    },
+    /// C05: subresources found in an HTML page.
+    HtmlParsed { subresources: Vec<String> },
+    // ---- servers ----
+    /// An HTTP request handled by a server (LB, web or app).
+    HttpServe {
+        method: String,
+        path: String,
+        version: String,
+        peer: String,
+        status: u16,
+    },
+    /// C43: the load balancer chose a backend.
+    LbPick {
+        algorithm: String,
+        backend: String,
+        reason: String,
+    },
+    /// C44: what the web server did with the request.
+    WebDecision { path: String, action: WebAction },
+    /// A request passed on to the next hop, with the forwarding headers set.
+    ProxyForward {
+        upstream: String,
+        headers: Vec<(String, String)>,
+        status: u16,
+    },
+    /// C45: one middleware of the application server's chain.
+    Middleware { name: String, order: u32 },
+    /// C46: the route that matched.
+    Route { pattern: String, controller: String },
+    /// C47: a service method called by a controller.
+    Service { name: String },
+    /// C47/C49: one SQL statement and the rows it touched.
+    Sql { statement: String, rows: u64 },
+    /// Anything else worth a line.
+    Note { text: String },
+}
+
+impl Event {
+    /// The request stage this event is, when it is one.
+    pub fn phase(&self) -> Option<Phase> {
+        Some(match self {
+            Event::Lookup { .. } => Phase::Dns,
+            Event::TcpConnect { .. } => Phase::Connect,
+            Event::TlsHandshake { .. } => Phase::Ssl,
+            Event::RequestSent { .. } => Phase::Send,
+            Event::Waiting { .. } => Phase::Wait,
+            Event::BodyReceived { .. } => Phase::Receive,
+            Event::Decoded { .. } | Event::HtmlParsed { .. } => Phase::Processing,
+            _ => return None,
+        })
+    }
+
+    /// A short stable name of the variant (as in the JSON `kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Navigate { .. } => "navigate",
+            Event::UrlParsed { .. } => "url_parsed",
+            Event::RequestPrepared { .. } => "request_prepared",
+            Event::Lookup { .. } => "lookup",
+            Event::CacheLookup { .. } => "cache_lookup",
+            Event::DnsExchange { .. } => "dns_exchange",
+            Event::DnsServe { .. } => "dns_serve",
+            Event::TcpConnect { .. } => "tcp_connect",
+            Event::TcpInfo { .. } => "tcp_info",
+            Event::ConnectionReused { .. } => "connection_reused",
+            Event::TlsHandshake { .. } => "tls_handshake",
+            Event::RequestSent { .. } => "request_sent",
+            Event::Waiting { .. } => "waiting",
+            Event::BodyReceived { .. } => "body_received",
+            Event::Decoded { .. } => "decoded",
+            Event::HtmlParsed { .. } => "html_parsed",
+            Event::HttpServe { .. } => "http_serve",
+            Event::LbPick { .. } => "lb_pick",
+            Event::WebDecision { .. } => "web_decision",
+            Event::ProxyForward { .. } => "proxy_forward",
+            Event::Middleware { .. } => "middleware",
+            Event::Route { .. } => "route",
+            Event::Service { .. } => "service",
+            Event::Sql { .. } => "sql",
+            Event::Note { .. } => "note",
+        }
+    }
+}
+
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Navigate { url, initiator } => write!(f, "request {url} (initiator: {initiator})"),
+            Event::UrlParsed {
+                scheme,
+                host,
+                port,
+                default_port,
+                path,
+                query,
+                fragment,
+            } => {
+                let dflt = if *default_port { " (default for scheme)" } else { "" };
+                write!(
+                    f,
+                    "URL parsed: scheme={scheme} host={host} port={port}{dflt} path={path} query={} fragment={}",
+                    opt(query),
+                    match fragment {
+                        Some(fr) => format!("{fr} (kept in the browser, never sent)"),
+                        None => "-".into(),
+                    }
+                )
+            }
+            Event::RequestPrepared {
+                method,
+                target,
+                version,
+                headers,
+            } => {
+                write!(f, "request: {method} {target} {version}")?;
+                for (k, v) in headers {
+                    write!(f, " | {k}: {v}")?;
+                }
+                Ok(())
+            }
+            Event::Lookup {
+                name,
+                addrs,
+                answered_by,
+                error,
+            } => match (error, answered_by) {
+                (Some(e), _) => write!(f, "lookup {name} failed: {e}"),
+                (None, Some(level)) => {
+                    write!(f, "lookup {name} -> {} (from {level})", addrs.join(", "))
+                }
+                (None, None) => write!(f, "lookup {name} -> {}", addrs.join(", ")),
+            },
+            Event::CacheLookup {
+                level,
+                name,
+                hit,
+                answer,
+            } => {
+                if *hit {
+                    write!(f, "{level}: HIT {name} -> {}", answer.join(", "))
+                } else {
+                    write!(f, "{level}: miss {name}")
+                }
+            }
+            Event::DnsExchange {
+                server,
+                name,
+                qtype,
+                id,
+                transport,
+                outcome,
+            } => write!(
+                f,
+                "DNS query {name} {qtype} (id {id}, {transport}) to {server}: {outcome}"
+            ),
+            Event::DnsServe {
+                role,
+                name,
+                qtype,
+                id,
+                transport,
+                outcome,
+            } => write!(f, "{role} answers {name} {qtype} (id {id}, {transport}): {outcome}"),
+            Event::TcpConnect {
+                local,
+                remote,
+                rtt_us,
+                cwnd,
+                mss,
+                retransmits,
+            } => write!(
+                f,
+                "TCP {local} -> {remote} ESTABLISHED (SYN, SYN-ACK, ACK); rtt={rtt_us}us cwnd={cwnd} mss={mss} retransmits={retransmits}"
+            ),
+            Event::TcpInfo {
+                remote,
+                rtt_us,
+                cwnd,
+                total_retrans,
+                bytes_sent,
+                bytes_received,
+            } => write!(
+                f,
+                "TCP_INFO at the end ({remote}): rtt={rtt_us}us cwnd={cwnd} retransmits={total_retrans} sent={bytes_sent}B received={bytes_received}B"
+            ),
+            Event::ConnectionReused { remote, version } => {
+                write!(f, "reused the open {version} connection to {remote}")
+            }
+            Event::TlsHandshake {
+                sni,
+                version,
+                cipher,
+                group,
+                alpn,
+                chain,
+                verified_by,
+            } => write!(
+                f,
+                "TLS {version} with {sni}: cipher={cipher} key exchange={group} ALPN={} chain=[{}] verified by {verified_by}",
+                opt(alpn),
+                chain.join(" <- ")
+            ),
+            Event::RequestSent {
+                method,
+                url,
+                version,
+            } => write!(f, "sent {method} {url} over {version}"),
+            Event::Waiting { status } => write!(f, "waited for the response head: {status}"),
+            Event::BodyReceived {
+                status,
+                content_type,
+                content_encoding,
+                wire_bytes,
+            } => write!(
+                f,
+                "received {status} {} ({wire_bytes} bytes on the wire, encoding {})",
+                opt(content_type),
+                opt(content_encoding)
+            ),
+            Event::Decoded {
+                encoding,
+                wire_bytes,
+                decoded_bytes,
+            } => write!(f, "decoded {encoding}: {wire_bytes} -> {decoded_bytes} bytes"),
+            Event::HtmlParsed { subresources } => {
+                write!(f, "HTML parsed: found {}", subresources.join(", "))
+            }
+            Event::HttpServe {
+                method,
+                path,
+                version,
+                peer,
+                status,
+            } => write!(f, "{method} {path} {version} from {peer} -> {status}"),
+            Event::LbPick {
+                algorithm,
+                backend,
+                reason,
+            } => write!(f, "picked {backend} by {algorithm} ({reason})"),
+            Event::WebDecision { path, action } => match action {
+                WebAction::Static { file, bytes } => {
+                    write!(f, "{path}: static file {file} ({bytes} bytes), no app server")
+                }
+                WebAction::Proxy { upstream } => {
+                    write!(f, "{path}: dynamic, proxy to application server {upstream}")
+                }
+                WebAction::Reject { status, reason } => write!(f, "{path}: {status} ({reason})"),
+            },
+            Event::ProxyForward {
+                upstream,
+                headers,
+                status,
+            } => {
+                write!(f, "forwarded to {upstream} -> {status}")?;
+                for (k, v) in headers {
+                    write!(f, " | {k}: {v}")?;
+                }
+                Ok(())
+            }
+            Event::Middleware { name, order } => write!(f, "middleware #{order}: {name}"),
+            Event::Route {
+                pattern,
+                controller,
+            } => write!(f, "route {pattern} -> {controller}"),
+            Event::Service { name } => write!(f, "service {name}"),
+            Event::Sql { statement, rows } => write!(f, "SQL {statement} ({rows} rows)"),
+            Event::Note { text } => f.write_str(text),
+        }
+    }
+}
