@@ -1,1 +1,31 @@
-//! placeholder
+//! DNS for weblab: zones, an authoritative server, an iterative caching
+//! resolver and the client's lookup chain, all on the real wire format
+//! (hickory-proto) over real UDP and TCP.
+//!
+//! Map (pure logic first, then I/O):
+//! - [`zone`]: master-file zones and the authoritative lookup (start here);
+//! - [`message`]: query checks (FORMERR/NOTIMP), UDP truncation, outcomes for traces;
+//! - [`authority`]: an authoritative server's answers, bytes in, bytes out;
+//! - [`cache`]: the resolver's TTL and negative cache;
+//! - [`net`]: the UDP/TCP server loop and client exchanges;
+//! - [`server`]: the authoritative server on sockets;
+//! - [`resolver`]: the recursive resolver (root → TLD → authoritative);
+//! - [`lookup`]: browser cache → hosts file → OS cache → resolver.
+
+pub mod authority;
+pub mod cache;
+mod error;
+pub mod lookup;
+pub mod message;
+pub mod net;
+pub mod resolver;
+pub mod server;
+pub mod zone;
+
+pub use authority::Authority;
+pub use error::DnsError;
+pub use lookup::{HostCache, HostsFile, LookupAnswer, LookupChain, OsCache};
+pub use net::{DnsServer, serve};
+pub use resolver::{Resolver, ResolverConfig};
+pub use server::AuthoritativeServer;
+pub use zone::Zone;

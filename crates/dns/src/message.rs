@@ -1,0 +1,249 @@
+//! Checks on incoming bytes, response encoding with UDP truncation, and the
+//! classification of responses for traces. Pure.
+
+use std::fmt;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType};
+use weblab_trace::DnsOutcome;
+
+/// How a DNS message travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+/// The largest UDP payload we offer or accept with EDNS (the DNS flag day
+/// 2020 recommendation, which avoids IP fragmentation).
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+/// A query that could not be served: what to send back, if anything.
+#[derive(Debug)]
+pub struct Rejected {
+    /// `None` means drop silently (too short to carry an id, or not a query).
+    pub reply: Option<Vec<u8>>,
+    pub id: u16,
+    pub outcome: DnsOutcome,
+}
+
+/// Validates raw bytes as a standard query with exactly one question.
+///
+/// RFC 1035 §4.1.1: a malformed query gets FORMERR with its id when the
+/// header can be read; an unknown opcode gets NOTIMP (RFC 1035 §4.1.1,
+/// RCODE 4). Datagrams shorter than a header, and responses, are dropped so
+/// that two servers can never bounce errors at each other.
+pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
+    if bytes.len() < 12 {
+        return Err(Rejected {
+            reply: None,
+            id: 0,
+            outcome: DnsOutcome::FormErr,
+        });
+    }
+    let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+    if bytes[2] & 0x80 != 0 {
+        return Err(Rejected {
+            reply: None,
+            id,
+            outcome: DnsOutcome::FormErr,
+        });
+    }
+    let opcode = (bytes[2] >> 3) & 0x0f;
+    let error = |code: ResponseCode, outcome: DnsOutcome| {
+        let op = OpCode::from_u8(opcode);
+        let mut m = Message::error_msg(id, op, code);
+        m.metadata.recursion_desired = bytes[2] & 0x01 != 0;
+        Rejected {
+            reply: m.to_vec().ok(),
+            id,
+            outcome,
+        }
+    };
+    if opcode != 0 {
+        return Err(error(ResponseCode::NotImp, DnsOutcome::Refused));
+    }
+    match Message::from_vec(bytes) {
+        Ok(m) if m.metadata.message_type == MessageType::Query && m.queries.len() == 1 => Ok(m),
+        _ => Err(error(ResponseCode::FormErr, DnsOutcome::FormErr)),
+    }
+}
+
+/// A response skeleton for `query`: same id, opcode, RD and question.
+pub fn response_to(query: &Message) -> Message {
+    let mut r = Message::response(query.metadata.id, OpCode::Query);
+    r.metadata.recursion_desired = query.metadata.recursion_desired;
+    r.metadata.checking_disabled = query.metadata.checking_disabled;
+    r.add_queries(query.queries.iter().cloned());
+    if query.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        r.set_edns(edns);
+    }
+    r
+}
+
+/// Encodes `response`; over UDP, an answer larger than the client can take
+/// (512 bytes, or its EDNS size) is replaced by an empty one with TC=1
+/// (RFC 1035 §4.2.1, RFC 6891 §6.2.5). Returns the bytes and whether they
+/// were truncated.
+pub fn encode(response: &Message, query: &Message, transport: Transport) -> (Vec<u8>, bool) {
+    let bytes = match response.to_vec() {
+        Ok(b) => b,
+        Err(_) => {
+            let m = Message::error_msg(response.metadata.id, OpCode::Query, ResponseCode::ServFail);
+            return (m.to_vec().unwrap_or_default(), false);
+        }
+    };
+    let limit = match (&query.edns, transport) {
+        (_, Transport::Tcp) => usize::from(u16::MAX),
+        (Some(e), Transport::Udp) => usize::from(e.max_payload().clamp(512, EDNS_PAYLOAD)),
+        (None, Transport::Udp) => 512,
+    };
+    if bytes.len() <= limit {
+        return (bytes, false);
+    }
+    (response.truncate().to_vec().unwrap_or_default(), true)
+}
+
+/// A record in a short presentation form: `name TTL TYPE data`.
+pub fn record_text(r: &Record) -> String {
+    format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data)
+}
+
+/// What a response says, for the trace.
+pub fn outcome_of(response: &Message) -> DnsOutcome {
+    if response.metadata.truncation {
+        return DnsOutcome::Truncated;
+    }
+    match response.metadata.response_code {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => return DnsOutcome::NxDomain,
+        ResponseCode::FormErr => return DnsOutcome::FormErr,
+        ResponseCode::ServFail => return DnsOutcome::ServFail,
+        _ => return DnsOutcome::Refused,
+    }
+    if !response.answers.is_empty() {
+        return DnsOutcome::Answer {
+            records: response.answers.iter().map(record_text).collect(),
+        };
+    }
+    let ns: Vec<&Record> = response
+        .authorities
+        .iter()
+        .filter(|r| r.record_type() == RecordType::NS)
+        .collect();
+    if !response.metadata.authoritative && !ns.is_empty() {
+        let zone = ns[0].name.to_string();
+        let ns = ns
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(target) => {
+                    let glue: Vec<String> = response
+                        .additionals
+                        .iter()
+                        .filter(|g| g.name.eq_ignore_root_case(&target.0))
+                        .map(|g| g.data.to_string())
+                        .collect();
+                    Some(if glue.is_empty() {
+                        target.0.to_string()
+                    } else {
+                        format!("{}={}", target.0, glue.join("/"))
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        return DnsOutcome::Referral { zone, ns };
+    }
+    DnsOutcome::NoData
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+    use hickory_proto::rr::rdata::A;
+
+    fn query(edns: bool) -> Message {
+        let mut m = Message::query();
+        m.metadata.id = 4242;
+        m.add_query(Query::query(Name::from_ascii("big.test.").unwrap(), RecordType::A));
+        if edns {
+            let mut e = Edns::new();
+            e.set_max_payload(4096);
+            m.set_edns(e);
+        }
+        m
+    }
+
+    #[test]
+    fn short_datagrams_and_responses_are_dropped() {
+        assert!(check_query(&[0u8; 5]).unwrap_err().reply.is_none());
+        let mut resp = query(false).to_vec().unwrap();
+        resp[2] |= 0x80;
+        assert!(check_query(&resp).unwrap_err().reply.is_none());
+    }
+
+    #[test]
+    fn garbage_after_a_header_gets_formerr_with_the_same_id() {
+        let mut bytes = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+        bytes.extend_from_slice(&[0xff; 7]);
+        let rejected = check_query(&bytes).unwrap_err();
+        let reply = Message::from_vec(&rejected.reply.unwrap()).unwrap();
+        assert_eq!(reply.metadata.id, 0x1234);
+        assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+        assert!(reply.metadata.recursion_desired);
+    }
+
+    #[test]
+    fn an_unknown_opcode_gets_notimp() {
+        let mut bytes = query(false).to_vec().unwrap();
+        bytes[2] = (bytes[2] & 0x87) | (2 << 3); // STATUS
+        let reply = Message::from_vec(&check_query(&bytes).unwrap_err().reply.unwrap()).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+    }
+
+    fn big_response(q: &Message) -> Message {
+        let mut r = response_to(q);
+        for i in 0..60u8 {
+            r.add_answer(Record::from_rdata(
+                Name::from_ascii("big.test.").unwrap(),
+                60,
+                RData::A(A::new(127, 0, 9, i)),
+            ));
+        }
+        r
+    }
+
+    #[test]
+    fn udp_answers_over_512_bytes_are_truncated_without_edns() {
+        let q = query(false);
+        let (bytes, truncated) = encode(&big_response(&q), &q, Transport::Udp);
+        assert!(truncated);
+        let m = Message::from_vec(&bytes).unwrap();
+        assert!(m.metadata.truncation);
+        assert!(m.answers.is_empty());
+        assert_eq!(outcome_of(&m), DnsOutcome::Truncated);
+        let (bytes, truncated) = encode(&big_response(&q), &q, Transport::Tcp);
+        assert!(!truncated);
+        assert_eq!(Message::from_vec(&bytes).unwrap().answers.len(), 60);
+    }
+
+    #[test]
+    fn edns_raises_the_udp_limit() {
+        let q = query(true);
+        let (bytes, truncated) = encode(&big_response(&q), &q, Transport::Udp);
+        assert!(!truncated, "{} bytes", bytes.len());
+    }
+}
