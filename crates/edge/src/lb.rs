@@ -1,0 +1,144 @@
+//! The load balancer: terminates TLS, picks a backend with a [`Balancer`]
+//! and forwards the request, falling through to the next backend when one
+//! cannot be reached (C43). Its plain-HTTP port only redirects to HTTPS.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use weblab_trace::{Event, Layer, Recorder};
+
+use crate::balance::Balancer;
+use crate::http::{Body, ConnInfo, HttpService, read_body, text, trace_ctx, version_name};
+use crate::proxy::{Forward, Upstream, forward};
+
+/// Largest request body the load balancer buffers.
+const MAX_BODY: usize = 8 << 20;
+
+/// The load balancer's request handler.
+pub struct LoadBalancer {
+    backends: Vec<Upstream>,
+    balancer: Box<dyn Balancer>,
+    rec: Recorder,
+    /// Sent on HTTPS responses (C33: the browser then refuses plain HTTP).
+    hsts: HeaderValue,
+}
+
+impl LoadBalancer {
+    pub fn new(backends: Vec<Upstream>, balancer: Box<dyn Balancer>, rec: Recorder) -> Self {
+        LoadBalancer {
+            backends,
+            balancer,
+            rec,
+            hsts: HeaderValue::from_static("max-age=31536000"),
+        }
+    }
+}
+
+fn client_key(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+impl HttpService for LoadBalancer {
+    async fn call(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let ctx = trace_ctx(req.headers());
+        let span = self.rec.begin(ctx, Layer::Application);
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        let mut resp = match read_body(body, MAX_BODY).await {
+            Err(r) => r,
+            Ok(body) => {
+                let selection = self.balancer.select(&client_key(conn.peer.ip()));
+                let pick = self.rec.begin(span.ctx(), Layer::Application);
+                let first = &self.backends[selection.order[0] % self.backends.len()];
+                self.rec.end(
+                    pick,
+                    Event::LbPick {
+                        algorithm: self.balancer.algorithm().into(),
+                        backend: format!("{} ({})", first.name, first.addr),
+                        reason: selection.reason.clone(),
+                    },
+                );
+                let mut answer = None;
+                for idx in selection.order {
+                    let Some(upstream) = self.backends.get(idx) else { continue };
+                    let f = Forward {
+                        upstream,
+                        ctx: span.ctx(),
+                        rec: &self.rec,
+                        peer: conn.peer.ip(),
+                        trusted: &[],
+                        proto: if conn.tls { "https" } else { "http" },
+                    };
+                    match forward(&parts, body.clone(), f).await {
+                        Ok(r) => {
+                            answer = Some(r);
+                            break;
+                        }
+                        // Nothing reached this backend: try the next one.
+                        Err(e) if e.retry_is_safe() => continue,
+                        Err(e) => {
+                            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+                            answer = Some(text(status, &format!("{e}\n")));
+                            break;
+                        }
+                    }
+                }
+                answer.unwrap_or_else(|| {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "no backend could be reached\n")
+                })
+            }
+        };
+        if conn.tls {
+            resp.headers_mut()
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, self.hsts.clone());
+        }
+        self.rec.end(
+            span,
+            Event::HttpServe {
+                method: parts.method.to_string(),
+                path,
+                version: version_name(parts.version).into(),
+                peer: conn.peer.to_string(),
+                status: resp.status().as_u16(),
+            },
+        );
+        resp
+    }
+}
+
+/// The plain-HTTP side of the load balancer: every request gets a 301 to
+/// the same URL over HTTPS.
+pub struct RedirectToHttps {
+    pub https_port: u16,
+}
+
+impl HttpService for RedirectToHttps {
+    async fn call(self: Arc<Self>, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
+            .or_else(|| req.uri().host().map(str::to_string));
+        let Some(host) = host else {
+            return text(StatusCode::BAD_REQUEST, "missing Host header\n");
+        };
+        let port = if self.https_port == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.https_port)
+        };
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("https://{host}{port}{pq}");
+        let mut r = text(StatusCode::MOVED_PERMANENTLY, &format!("moved to {location}\n"));
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(http::header::LOCATION, v);
+        }
+        r
+    }
+}
