@@ -1,1 +1,18 @@
-//! placeholder
+//! The browser-like client: every stage of a page load timed and recorded.
+//!
+//! Map (start with `browser.rs`):
+//! - [`browser`]: navigate → fetch → stages; the connection pool;
+//! - [`conn`]: TCP connect with TCP_INFO, TLS summary, timed I/O;
+//! - [`decode`]: gzip/deflate/br;
+//! - [`html`]: subresource discovery.
+//!
+//! Name lookup is [`weblab_dns::LookupChain`].
+
+pub mod browser;
+pub mod conn;
+pub mod decode;
+mod error;
+pub mod html;
+
+pub use browser::{Browser, BrowserConfig, Destination, Fetched, Page};
+pub use error::BrowserError;

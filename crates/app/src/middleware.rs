@@ -1,0 +1,161 @@
+//! The middleware chain, outermost first (C45):
+//!
+//! ```text
+//! 1 request context  traceparent in, x-request-id out
+//! 2 access log       time, client IP, method, path, status, duration
+//! 3 security headers nosniff, frame-deny, referrer policy
+//! 4 cors             tower-http CorsLayer (preflight, allow-origin)
+//! 5 compression      tower-http CompressionLayer (gzip, br)
+//!   router           -> route span -> controller -> service -> SQL
+//! ```
+//! Each step records a span that covers itself and everything inside it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use weblab_trace::{Ctx, Event, Layer};
+
+use crate::routes::controller_for;
+use crate::server::AppState;
+
+/// The trace context of the current request, as set by the step before.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceCtx(pub Ctx);
+
+fn ctx_of(req: &Request) -> Ctx {
+    req.extensions()
+        .get::<TraceCtx>()
+        .map(|t| t.0)
+        .unwrap_or_else(Ctx::new_root)
+}
+
+/// 1: joins the caller's trace (W3C traceparent) and tags the response with
+/// a request id.
+pub async fn request_context(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let ctx = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Ctx::from_traceparent)
+        .unwrap_or_else(Ctx::new_root);
+    let span = s.rec.begin(ctx, Layer::Application);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| span.id.to_string());
+    req.extensions_mut().insert(TraceCtx(span.ctx()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    s.rec.end(
+        span,
+        Event::Middleware {
+            name: format!("request context (trace {}, x-request-id {request_id})", ctx.trace),
+            order: 1,
+        },
+    );
+    resp
+}
+
+/// 2: one access-log line per request, like nginx's combined log.
+pub async fn access_log(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let parent = ctx_of(&req);
+    let span = s.rec.begin(parent, Layer::Application);
+    req.extensions_mut().insert(TraceCtx(span.ctx()));
+    let started = Instant::now();
+    // The client's address as the web server reported it; else the peer.
+    let ip = req
+        .headers()
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+        })
+        .unwrap_or_else(|| "-".into());
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let line = format!(
+        "{ip} {method} {path} {} {:.3}ms",
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    s.log(&line);
+    s.rec.end(
+        span,
+        Event::Middleware {
+            name: format!("access log: {line}"),
+            order: 2,
+        },
+    );
+    resp
+}
+
+/// 3: headers every response should carry (C48).
+pub async fn security_headers(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let span = s.rec.begin(ctx_of(&req), Layer::Application);
+    req.extensions_mut().insert(TraceCtx(span.ctx()));
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    s.rec.end(
+        span,
+        Event::Middleware {
+            name: "security headers".into(),
+            order: 3,
+        },
+    );
+    resp
+}
+
+/// A step that only records the tower-http layer directly inside it.
+pub async fn mark(
+    State((s, name, order)): State<(Arc<AppState>, &'static str, u32)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let span = s.rec.begin(ctx_of(&req), Layer::Application);
+    req.extensions_mut().insert(TraceCtx(span.ctx()));
+    let resp = next.run(req).await;
+    s.rec.end(
+        span,
+        Event::Middleware {
+            name: name.into(),
+            order,
+        },
+    );
+    resp
+}
+
+/// After routing: records which pattern matched and which controller runs.
+pub async fn route(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let pattern = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "?".into());
+    let span = s.rec.begin(ctx_of(&req), Layer::Application);
+    req.extensions_mut().insert(TraceCtx(span.ctx()));
+    let resp = next.run(req).await;
+    s.rec.end(
+        span,
+        Event::Route {
+            controller: controller_for(&pattern).into(),
+            pattern,
+        },
+    );
+    resp
+}

@@ -1,0 +1,584 @@
+//! The browser: a page load as a sequence of timed stages, recorded into one
+//! trace (C01–C07): URL → request head → lookup chain → TCP → TLS → HTTP/1.1
+//! or HTTP/2 (by ALPN) → body → decode → HTML scan → subresources in parallel.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Version, header};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::ServerName;
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncWrite};
+use url::Url;
+use weblab_dns::LookupChain;
+use weblab_trace::{Ctx, Event, Layer, Recorder, TraceId, now_ns};
+
+use crate::conn::{IoTimes, Timed, connect, fd_of, tcp_info, tls_summary};
+use crate::decode::decode;
+use crate::error::BrowserError;
+use crate::html::{Kind, subresources};
+
+/// How the browser is set up.
+#[derive(Clone, Debug)]
+pub struct BrowserConfig {
+    /// The client host's address: every socket is bound to it.
+    pub bind: IpAddr,
+    /// The only trust anchor (PEM).
+    pub ca_pem: Vec<u8>,
+    /// The trust anchor's name, for traces.
+    pub ca_label: String,
+    /// Port rewrites, like `curl --connect-to` (e.g. 443 → 10443 when the
+    /// world cannot bind privileged ports).
+    pub port_map: Vec<(u16, u16)>,
+    /// Offer only HTTP/1.1 in ALPN.
+    pub http1_only: bool,
+    pub user_agent: String,
+}
+
+/// What a request fetched.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub request: u32,
+    pub url: Url,
+    pub status: u16,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// The body after Content-Encoding was undone.
+    pub body: Bytes,
+    /// Subresources found when the body is HTML.
+    pub subresources: Vec<(Kind, Url)>,
+}
+
+/// A page and everything it pulled in.
+#[derive(Debug)]
+pub struct Page {
+    pub main: Fetched,
+    pub subresources: Vec<Result<Fetched, BrowserError>>,
+}
+
+/// What a request is for; decides Accept and the initiator shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    Document,
+    Sub(Kind),
+}
+
+impl Destination {
+    fn accept(self) -> &'static str {
+        match self {
+            Destination::Document => "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            Destination::Sub(Kind::Stylesheet) => "text/css,*/*;q=0.1",
+            Destination::Sub(Kind::Script) => "*/*",
+            Destination::Sub(Kind::Image) => "image/avif,image/webp,image/png,image/*,*/*;q=0.8",
+        }
+    }
+    fn initiator(self) -> &'static str {
+        match self {
+            Destination::Document => "navigation",
+            Destination::Sub(Kind::Stylesheet) => "parser: <link rel=stylesheet>",
+            Destination::Sub(Kind::Script) => "parser: <script src>",
+            Destination::Sub(Kind::Image) => "parser: <img src>",
+        }
+    }
+}
+
+enum Sender {
+    H1(http1::SendRequest<Empty<Bytes>>),
+    H2(http2::SendRequest<Empty<Bytes>>),
+}
+
+/// An open connection.
+struct Conn {
+    sender: Sender,
+    remote: SocketAddr,
+    fd: RawFd,
+    times: Arc<IoTimes>,
+}
+
+impl Conn {
+    fn version(&self) -> &'static str {
+        match self.sender {
+            Sender::H1(_) => "HTTP/1.1",
+            Sender::H2(_) => "HTTP/2",
+        }
+    }
+}
+
+type Origin = (String, String, u16);
+
+/// A browser with its own host cache and connection pool.
+pub struct Browser {
+    cfg: BrowserConfig,
+    lookup: LookupChain,
+    tls: Arc<rustls::ClientConfig>,
+    /// Idle HTTP/1.1 connections, and shared HTTP/2 connections, by origin.
+    pool: Mutex<HashMap<Origin, Vec<Conn>>>,
+    rec: Recorder,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Browser {
+    pub fn new(cfg: BrowserConfig, lookup: LookupChain, rec: Recorder) -> Result<Self, BrowserError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&cfg.ca_pem) {
+            let cert = cert.map_err(|e| BrowserError::tls(format!("CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| BrowserError::tls(format!("CA file: {e}")))?;
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(BrowserError::tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = if cfg.http1_only {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        };
+        Ok(Browser {
+            cfg,
+            lookup,
+            tls: Arc::new(tls),
+            pool: Mutex::new(HashMap::new()),
+            rec,
+        })
+    }
+
+    /// The lookup chain (to clear its browser cache, for instance).
+    pub fn lookup(&self) -> &LookupChain {
+        &self.lookup
+    }
+
+    /// Loads `url` as a page: the document, then its subresources in
+    /// parallel. Returns the trace id whatever happened.
+    pub async fn navigate(&self, url: &str) -> (TraceId, Result<Page, BrowserError>) {
+        let ctx = Ctx::new_root();
+        let result = self.navigate_in(ctx, url).await;
+        self.report_connections(ctx);
+        (ctx.trace, result)
+    }
+
+    async fn navigate_in(&self, ctx: Ctx, url: &str) -> Result<Page, BrowserError> {
+        let url = Url::parse(url).map_err(|e| BrowserError::url(format!("{url:?}: {e}")))?;
+        let main = self.fetch(ctx, 0, &url, Destination::Document).await?;
+        let subs = main.subresources.clone();
+        let fetches = subs
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, u))| self.fetch(ctx, i as u32 + 1, u, Destination::Sub(*kind)));
+        let subresources = futures::future::join_all(fetches).await;
+        Ok(Page { main, subresources })
+    }
+
+    /// Forgets every open connection (the next request connects again).
+    pub fn close_connections(&self) {
+        lock(&self.pool).clear();
+    }
+
+    /// Records the kernel's TCP_INFO for every open connection.
+    fn report_connections(&self, ctx: Ctx) {
+        let pool = lock(&self.pool);
+        for conn in pool.values().flatten() {
+            if let Some(info) = tcp_info(conn.fd) {
+                let t = now_ns();
+                self.rec.span(
+                    ctx,
+                    Layer::Transport,
+                    (t, t),
+                    None,
+                    Event::TcpInfo {
+                        remote: conn.remote.to_string(),
+                        rtt_us: info.rtt_us,
+                        cwnd: info.cwnd,
+                        total_retrans: info.total_retrans,
+                        bytes_sent: info.bytes_sent,
+                        bytes_received: info.bytes_received,
+                    },
+                );
+            }
+        }
+    }
+
+    /// One request, recorded as request `n` of the trace.
+    pub async fn fetch(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        url: &Url,
+        dest: Destination,
+    ) -> Result<Fetched, BrowserError> {
+        let nav = self.rec.begin(ctx, Layer::Application).request(Some(n));
+        let result = self.fetch_stages(nav.ctx(), n, url, dest).await;
+        self.rec.end(
+            nav,
+            Event::Navigate {
+                url: url.to_string(),
+                initiator: dest.initiator().into(),
+            },
+        );
+        result
+    }
+
+    fn instant(&self, ctx: Ctx, n: u32, layer: Layer, event: Event) {
+        let t = now_ns();
+        self.rec.span(ctx, layer, (t, t), Some(n), event);
+    }
+
+    async fn fetch_stages(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        url: &Url,
+        dest: Destination,
+    ) -> Result<Fetched, BrowserError> {
+        // C01: the URL taken apart.
+        let scheme = url.scheme().to_string();
+        if scheme != "http" && scheme != "https" {
+            return Err(BrowserError::url(format!("unsupported scheme {scheme:?}")));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| BrowserError::url(format!("{url} has no host")))?
+            .to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        self.instant(
+            ctx,
+            n,
+            Layer::Application,
+            Event::UrlParsed {
+                scheme: scheme.clone(),
+                host: host.clone(),
+                port,
+                default_port: url.port().is_none(),
+                path: url.path().into(),
+                query: url.query().map(str::to_string),
+                fragment: url.fragment().map(str::to_string),
+            },
+        );
+        // The connection first: its protocol decides the request's form.
+        let origin = (scheme.clone(), host.clone(), port);
+        let conn = match self.take(&origin) {
+            Some(c) => {
+                self.instant(
+                    ctx,
+                    n,
+                    Layer::Transport,
+                    Event::ConnectionReused {
+                        remote: c.remote.to_string(),
+                        version: c.version().into(),
+                    },
+                );
+                c
+            }
+            None => self.open(ctx, n, &scheme, &host, port).await?,
+        };
+        // C02: the request head. The fragment is never part of it.
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let h2 = matches!(conn.sender, Sender::H2(_));
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let mut shown: Vec<(String, String)> = Vec::new();
+        let mut req = Request::builder().method("GET");
+        req = if h2 {
+            req.uri(format!("{scheme}://{authority}{target}"))
+                .version(Version::HTTP_2)
+        } else {
+            shown.push(("Host".into(), authority.clone()));
+            req.uri(target.as_str()).header(header::HOST, authority.as_str())
+        };
+        let mut common = vec![
+            ("User-Agent", self.cfg.user_agent.clone()),
+            ("Accept", dest.accept().to_string()),
+            ("Accept-Language", "en-US,en;q=0.9,ko;q=0.8".to_string()),
+            ("Accept-Encoding", "gzip, deflate, br".to_string()),
+        ];
+        if !h2 {
+            common.push(("Connection", "keep-alive".to_string()));
+        }
+        for (k, v) in &common {
+            req = req.header(*k, v.as_str());
+            shown.push((k.to_string(), v.clone()));
+        }
+        let mut wait = self.rec.begin(ctx, Layer::Application).request(Some(n));
+        let traceparent = ctx.traceparent(wait.id);
+        req = req.header("traceparent", traceparent.as_str());
+        shown.push(("traceparent".into(), traceparent));
+        self.instant(
+            ctx,
+            n,
+            Layer::Application,
+            Event::RequestPrepared {
+                method: "GET".into(),
+                target: if h2 { format!(":path {target}") } else { target.clone() },
+                version: conn.version().into(),
+                headers: shown,
+            },
+        );
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| BrowserError::http(format!("cannot build the request: {e}")))?;
+        // Send, then wait for the head (TTFB), then read the body.
+        let t_send = now_ns();
+        let mut conn = conn;
+        let sent = match &mut conn.sender {
+            Sender::H1(s) => {
+                s.ready().await.map_err(BrowserError::http)?;
+                s.send_request(req).await
+            }
+            Sender::H2(s) => {
+                s.ready().await.map_err(BrowserError::http)?;
+                s.send_request(req).await
+            }
+        };
+        let resp = sent.map_err(BrowserError::http)?;
+        let t_head = now_ns();
+        let t_written = conn
+            .times
+            .last_write_ns
+            .load(Ordering::Relaxed)
+            .clamp(t_send, t_head);
+        self.rec.span(
+            ctx,
+            Layer::Application,
+            (t_send, t_written),
+            Some(n),
+            Event::RequestSent {
+                method: "GET".into(),
+                url: url.to_string(),
+                version: conn.version().into(),
+            },
+        );
+        let status = resp.status().as_u16();
+        wait.start_ns = t_written;
+        self.rec.end_at(wait, t_head, Event::Waiting { status });
+        let version = resp.version();
+        let (parts, body) = resp.into_parts();
+        let recv = self.rec.begin(ctx, Layer::Application).request(Some(n));
+        let body = body.collect().await.map_err(BrowserError::http)?.to_bytes();
+        let header_str = |h: header::HeaderName| {
+            parts
+                .headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header_str(header::CONTENT_TYPE);
+        let encoding = header_str(header::CONTENT_ENCODING);
+        self.rec.end(
+            recv,
+            Event::BodyReceived {
+                status,
+                content_type: content_type.clone(),
+                content_encoding: encoding.clone(),
+                wire_bytes: body.len() as u64,
+            },
+        );
+        self.put(origin, conn);
+        // Client-side processing: decode, then scan HTML.
+        let body = match encoding.as_deref() {
+            Some(enc) if !enc.eq_ignore_ascii_case("identity") => {
+                let span = self.rec.begin(ctx, Layer::Application).request(Some(n));
+                let decoded = decode(enc, &body);
+                self.rec.end(
+                    span,
+                    Event::Decoded {
+                        encoding: enc.into(),
+                        wire_bytes: body.len() as u64,
+                        decoded_bytes: decoded.as_ref().map_or(0, |d| d.len() as u64),
+                    },
+                );
+                Bytes::from(decoded?)
+            }
+            _ => body,
+        };
+        let is_html = content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("text/html"));
+        let subs = if dest == Destination::Document && is_html && (200..300).contains(&status) {
+            let span = self.rec.begin(ctx, Layer::Application).request(Some(n));
+            let subs = subresources(&body, url);
+            self.rec.end(
+                span,
+                Event::HtmlParsed {
+                    subresources: subs.iter().map(|(_, u)| u.path().to_string()).collect(),
+                },
+            );
+            subs
+        } else {
+            Vec::new()
+        };
+        Ok(Fetched {
+            request: n,
+            url: url.clone(),
+            status,
+            version,
+            headers: parts.headers,
+            body,
+            subresources: subs,
+        })
+    }
+
+    fn take(&self, origin: &Origin) -> Option<Conn> {
+        let mut pool = lock(&self.pool);
+        let conns = pool.get_mut(origin)?;
+        conns.retain(|c| match &c.sender {
+            Sender::H1(s) => !s.is_closed(),
+            Sender::H2(s) => !s.is_closed(),
+        });
+        // HTTP/2: share the connection (multiplexing); HTTP/1.1: take it.
+        if let Some(c) = conns.iter().find(|c| matches!(c.sender, Sender::H2(_))) {
+            let Sender::H2(s) = &c.sender else { return None };
+            return Some(Conn {
+                sender: Sender::H2(s.clone()),
+                remote: c.remote,
+                fd: c.fd,
+                times: c.times.clone(),
+            });
+        }
+        let idx = conns.iter().position(|c| match &c.sender {
+            Sender::H1(s) => s.is_ready(),
+            Sender::H2(_) => false,
+        })?;
+        Some(conns.swap_remove(idx))
+    }
+
+    fn put(&self, origin: Origin, conn: Conn) {
+        let mut pool = lock(&self.pool);
+        let conns = pool.entry(origin).or_default();
+        // One entry per HTTP/2 connection is enough: it is shared.
+        if matches!(conn.sender, Sender::H2(_)) && conns.iter().any(|c| c.fd == conn.fd) {
+            return;
+        }
+        conns.push(conn);
+    }
+
+    /// Lookup, TCP connect and (for https) TLS: the `dns`, `connect` and
+    /// `ssl` stages.
+    async fn open(&self, ctx: Ctx, n: u32, scheme: &str, host: &str, port: u16) -> Result<Conn, BrowserError> {
+        let ip: IpAddr = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+            Ok(ip) => ip, // an address literal needs no lookup
+            Err(_) => {
+                let answer = self
+                    .lookup
+                    .lookup(ctx, Some(n), host)
+                    .await
+                    .map_err(BrowserError::dns)?;
+                answer.addrs[0]
+            }
+        };
+        let real_port = self
+            .cfg
+            .port_map
+            .iter()
+            .find(|(from, _)| *from == port)
+            .map_or(port, |(_, to)| *to);
+        let remote = SocketAddr::new(ip, real_port);
+        let t0 = now_ns();
+        let tcp = connect(self.cfg.bind, remote).await?;
+        let t1 = now_ns();
+        let fd = fd_of(&tcp);
+        let local = tcp.local_addr().map_err(BrowserError::connect)?;
+        let info = tcp_info(fd).unwrap_or_default();
+        self.rec.span(
+            ctx,
+            Layer::Transport,
+            (t0, t1),
+            Some(n),
+            Event::TcpConnect {
+                local: local.to_string(),
+                remote: remote.to_string(),
+                rtt_us: info.rtt_us,
+                cwnd: info.cwnd,
+                mss: info.mss,
+                retransmits: info.total_retrans,
+            },
+        );
+        let times = Arc::new(IoTimes::default());
+        if scheme == "https" {
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|e| BrowserError::tls(format!("{host:?}: {e}")))?;
+            let t2 = now_ns();
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| BrowserError::tls(format!("{host} ({remote}): {e}")))?;
+            let summary = tls_summary(tls.get_ref().1);
+            self.rec.span(
+                ctx,
+                Layer::Session,
+                (t2, now_ns()),
+                Some(n),
+                Event::TlsHandshake {
+                    sni: host.into(),
+                    version: summary.version,
+                    cipher: summary.cipher,
+                    group: summary.group,
+                    alpn: summary.alpn.clone(),
+                    chain: summary.chain,
+                    verified_by: self.cfg.ca_label.clone(),
+                },
+            );
+            let h2 = summary.alpn.as_deref() == Some("h2");
+            let sender = handshake(Timed::new(tls, times.clone()), h2).await?;
+            Ok(Conn {
+                sender,
+                remote,
+                fd,
+                times,
+            })
+        } else {
+            let sender = handshake(Timed::new(tcp, times.clone()), false).await?;
+            Ok(Conn {
+                sender,
+                remote,
+                fd,
+                times,
+            })
+        }
+    }
+}
+
+/// Starts HTTP/2 or HTTP/1.1 on an open stream.
+async fn handshake<S>(io: S, h2: bool) -> Result<Sender, BrowserError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if h2 {
+        let (s, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(BrowserError::http)?;
+        tokio::spawn(conn);
+        Ok(Sender::H2(s))
+    } else {
+        let (s, conn) = http1::handshake(io).await.map_err(BrowserError::http)?;
+        tokio::spawn(conn);
+        Ok(Sender::H1(s))
+    }
+}
+
+/// The value of a response header, for printing.
+pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::to_string)
+}

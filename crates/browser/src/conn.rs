@@ -1,0 +1,226 @@
+//! Opening a connection the way a browser does, one timed stage at a time:
+//! TCP connect from the client's own address (with the kernel's TCP_INFO
+//! read right after), then TLS with the checked certificate chain.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use weblab_trace::now_ns;
+
+use crate::error::BrowserError;
+
+/// What the kernel says about a TCP connection (`struct tcp_info`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub rtt_us: u32,
+    pub cwnd: u32,
+    pub mss: u32,
+    pub retransmits: u32,
+    pub total_retrans: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// Reads TCP_INFO from a connected socket. Kernels fill only the fields
+/// they know, so the byte counters are read only when the returned length
+/// covers them.
+pub fn tcp_info(fd: RawFd) -> Option<TcpInfo> {
+    // SAFETY: tcp_info is plain old data; getsockopt writes at most `len`
+    // bytes into it and reports how many it wrote.
+    let mut ti: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut ti).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let filled = len as usize;
+    let has = |end: usize| filled >= end;
+    let bytes_sent_end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_sent) + 8;
+    let bytes_received_end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+    Some(TcpInfo {
+        rtt_us: ti.tcpi_rtt,
+        cwnd: ti.tcpi_snd_cwnd,
+        mss: ti.tcpi_snd_mss,
+        retransmits: u32::from(ti.tcpi_retransmits),
+        total_retrans: ti.tcpi_total_retrans,
+        bytes_sent: if has(bytes_sent_end) { ti.tcpi_bytes_sent } else { 0 },
+        bytes_received: if has(bytes_received_end) {
+            ti.tcpi_bytes_received
+        } else {
+            0
+        },
+    })
+}
+
+/// Opens a TCP connection from `bind` to `remote`.
+pub async fn connect(bind: IpAddr, remote: SocketAddr) -> Result<TcpStream, BrowserError> {
+    let sock = if remote.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(BrowserError::connect)?;
+    sock.bind(SocketAddr::new(bind, 0))
+        .map_err(|e| BrowserError::connect(format!("bind {bind}: {e}")))?;
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(5), sock.connect(remote))
+        .await
+        .map_err(|_| BrowserError::connect(format!("{remote}: timed out")))?
+        .map_err(|e| BrowserError::connect(format!("{remote}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The raw descriptor, kept to read TCP_INFO later.
+pub fn fd_of(s: &TcpStream) -> RawFd {
+    s.as_raw_fd()
+}
+
+/// Byte counts and the time of the last write on a connection, shared with
+/// the request code so it can tell when a request left.
+#[derive(Debug, Default)]
+pub struct IoTimes {
+    pub last_write_ns: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub bytes_read: AtomicU64,
+}
+
+/// A stream that notes when it writes and how much it moves.
+pub struct Timed<S> {
+    inner: S,
+    times: Arc<IoTimes>,
+}
+
+impl<S> Timed<S> {
+    pub fn new(inner: S, times: Arc<IoTimes>) -> Self {
+        Timed { inner, times }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.times.bytes_read.fetch_add(n, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.times.bytes_written.fetch_add(*n as u64, Ordering::Relaxed);
+            self.times.last_write_ns.store(now_ns(), Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// What a finished TLS handshake settled, for the trace.
+#[derive(Clone, Debug)]
+pub struct TlsSummary {
+    pub version: String,
+    pub cipher: String,
+    pub group: String,
+    pub alpn: Option<String>,
+    pub chain: Vec<String>,
+}
+
+/// Describes a certificate by the DNS names it is valid for, or as a CA.
+fn describe_cert(der: &rustls_pki_types::CertificateDer<'_>) -> String {
+    match webpki::EndEntityCert::try_from(der) {
+        Ok(cert) => {
+            let names: Vec<&str> = cert.valid_dns_names().collect();
+            if names.is_empty() {
+                format!("CA certificate ({} bytes)", der.len())
+            } else {
+                format!("{} ({} bytes)", names.join(","), der.len())
+            }
+        }
+        Err(_) => format!("unparsable certificate ({} bytes)", der.len()),
+    }
+}
+
+/// Summarises an established TLS client connection.
+pub fn tls_summary(conn: &rustls::ClientConnection) -> TlsSummary {
+    TlsSummary {
+        version: conn
+            .protocol_version()
+            .map_or("?".into(), |v| format!("{v:?}").replace('_', ".")),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map_or("?".into(), |c| format!("{:?}", c.suite())),
+        group: conn
+            .negotiated_key_exchange_group()
+            .map_or("?".into(), |g| format!("{:?}", g.name())),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        chain: conn
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(describe_cert)
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tcp_info_reads_a_live_loopback_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.unwrap() });
+        let s = connect("127.0.0.1".parse().unwrap(), addr).await.unwrap();
+        let _server = accept.await.unwrap();
+        let info = tcp_info(fd_of(&s)).unwrap();
+        assert!(info.cwnd >= 1, "{info:?}");
+        assert!(info.mss > 0, "{info:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_address() {
+        // Bind then drop to get a port with nothing listening.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = connect("127.0.0.1".parse().unwrap(), SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&port.to_string()), "{err}");
+    }
+}

@@ -1,0 +1,72 @@
+//! The one error type of the browser.
+
+use std::fmt;
+
+/// Why a fetch failed, naming the stage.
+#[derive(Debug)]
+pub struct BrowserError {
+    kind: Kind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Url,
+    Dns,
+    Connect,
+    Tls,
+    Http,
+    Decode,
+}
+
+impl BrowserError {
+    pub(crate) fn url(m: impl fmt::Display) -> Self {
+        Self::new(Kind::Url, m)
+    }
+    pub(crate) fn dns(e: weblab_dns::DnsError) -> Self {
+        Self::new(Kind::Dns, e)
+    }
+    pub(crate) fn connect(m: impl fmt::Display) -> Self {
+        Self::new(Kind::Connect, m)
+    }
+    pub(crate) fn tls(m: impl fmt::Display) -> Self {
+        Self::new(Kind::Tls, m)
+    }
+    pub(crate) fn http(m: impl fmt::Display) -> Self {
+        Self::new(Kind::Http, m)
+    }
+    pub(crate) fn decode(m: impl fmt::Display) -> Self {
+        Self::new(Kind::Decode, m)
+    }
+    fn new(kind: Kind, m: impl fmt::Display) -> Self {
+        BrowserError {
+            kind,
+            message: m.to_string(),
+        }
+    }
+
+    /// The name lookup failed (NXDOMAIN, SERVFAIL, timeout).
+    pub fn is_dns(&self) -> bool {
+        self.kind == Kind::Dns
+    }
+    /// The TLS handshake or certificate check failed.
+    pub fn is_tls(&self) -> bool {
+        self.kind == Kind::Tls
+    }
+}
+
+impl fmt::Display for BrowserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.kind {
+            Kind::Url => "bad URL",
+            Kind::Dns => "DNS lookup failed",
+            Kind::Connect => "TCP connect failed",
+            Kind::Tls => "TLS handshake failed",
+            Kind::Http => "HTTP exchange failed",
+            Kind::Decode => "cannot decode the body",
+        };
+        write!(f, "{stage}: {}", self.message)
+    }
+}
+
+impl std::error::Error for BrowserError {}
