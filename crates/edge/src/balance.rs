@@ -44,7 +44,7 @@ impl Balancer for RoundRobin {
         let first = turn % self.n;
         Selection {
             order: (0..self.n).map(|i| (first + i) % self.n).collect(),
-            reason: format!("turn {} of {} backends", turn + 1, self.n),
+            reason: format!("request #{} of the rotation over {} backends", turn + 1, self.n),
         }
     }
 }

@@ -37,9 +37,11 @@ fn depths(spans: &[Span]) -> HashMap<SpanId, usize> {
 }
 
 /// The numbered story of a trace: one line per span, in start order,
-/// indented by nesting, each followed by its explanation.
+/// indented by nesting. The first step of each kind is followed by its
+/// explanation; later steps of the same kind point back to it.
 pub fn story(spans: &[Span], lang: Lang) -> String {
     let mut out = String::new();
+    let mut explained: HashMap<&'static str, usize> = HashMap::new();
     let Some(t0) = spans.iter().map(|s| s.start_ns).min() else {
         return "(no spans recorded)\n".into();
     };
@@ -58,7 +60,10 @@ pub fn story(spans: &[Span], lang: Lang) -> String {
             s.component,
             s.event
         );
-        if let Some(why) = explain(&s.event, lang) {
+        if let Some(why) = explain(&s.event, lang)
+            && !explained.contains_key(why)
+        {
+            explained.insert(why, i + 1);
             let _ = writeln!(out, "{:>58}{indent}  -> {why}", "");
         }
     }

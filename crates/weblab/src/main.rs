@@ -1,1 +1,155 @@
-fn main() {}
+//! `weblab`: the web's request path on one machine, every step shown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use weblab::commands::{self, Role};
+use weblab::config::World;
+use weblab::tour::{self, TourOptions};
+use weblab::world::default_data_dir;
+use weblab_trace::Detail;
+use weblab_trace::explain::Lang;
+
+#[derive(Parser)]
+#[command(name = "weblab", version, about = "The web's request path, built for real on one machine, every step shown")]
+struct Cli {
+    /// World file (default: the embedded world; `weblab init` writes it out).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (CA, static files, database).
+    #[arg(long, global = true, value_name = "DIR", env = "WEBLAB_DATA")]
+    data: Option<PathBuf>,
+    /// Move the world to 127.N.0.0/16 (to run two worlds side by side).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=254))]
+    block: Option<u8>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LangArg {
+    En,
+    Ko,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DetailArg {
+    Full,
+    Minimal,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot the world, load a page through it and show every step.
+    Tour {
+        /// The URL to open.
+        #[arg(default_value = "https://myapp.test/login")]
+        url: String,
+        /// Language of the explanations.
+        #[arg(long, value_enum, default_value = "en")]
+        lang: LangArg,
+        /// Print the whole trace as JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// Offer only HTTP/1.1 (no HTTP/2) in TLS ALPN.
+        #[arg(long = "http1.1")]
+        http1_only: bool,
+        /// How much the servers record (minimal: only the client's stages).
+        #[arg(long, value_enum, default_value = "full")]
+        trace: DetailArg,
+    },
+    /// Keep the world running and print how to reach it with dig, curl and a browser.
+    Up,
+    /// Run one role of the world alone (on this machine's part of the world).
+    Serve {
+        #[arg(value_enum)]
+        role: Role,
+        /// Only this host of the role (default: every host that has it).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Write the default world file out for editing.
+    Init {
+        #[arg(default_value = "world.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn load_world(cli: &Cli) -> Result<World> {
+    let mut world = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            World::parse(&path.display().to_string(), &text)?
+        }
+        None => World::default_world(),
+    };
+    if let Some(block) = cli.block {
+        world.relocate(block);
+    }
+    Ok(world)
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let data_dir = cli.data.clone().unwrap_or_else(default_data_dir);
+    match &cli.command {
+        Command::Init { path, force } => {
+            commands::init(path, *force)?;
+            Ok(0)
+        }
+        Command::Tour {
+            url,
+            lang,
+            json,
+            http1_only,
+            trace,
+        } => {
+            let world = load_world(&cli)?;
+            let opts = TourOptions {
+                url: url.clone(),
+                lang: match lang {
+                    LangArg::En => Lang::En,
+                    LangArg::Ko => Lang::Ko,
+                },
+                json: *json,
+                http1_only: *http1_only,
+                detail: match trace {
+                    DetailArg::Full => Detail::Full,
+                    DetailArg::Minimal => Detail::Minimal,
+                },
+                data_dir,
+            };
+            tour::run(world, opts).await
+        }
+        Command::Up => {
+            commands::up(load_world(&cli)?, data_dir).await?;
+            Ok(0)
+        }
+        Command::Serve { role, host } => {
+            commands::serve(load_world(&cli)?, data_dir, *role, host.as_deref()).await?;
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

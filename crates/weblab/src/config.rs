@@ -1,0 +1,425 @@
+//! The world file: one TOML document describing every host, its address and
+//! what it runs. Parsed into [`World`], with every error naming the file,
+//! the line and the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+use weblab_dns::{HostsFile, Zone};
+
+/// The default world, embedded in the binary.
+pub const DEFAULT_WORLD: &str = include_str!("../assets/world.toml");
+
+/// A config error: `file:line:column: message`.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorld {
+    name: String,
+    #[serde(default)]
+    ports: PortsConfig,
+    hosts: BTreeMap<String, Spanned<String>>,
+    client: RawClient,
+    resolver: RawResolver,
+    #[serde(default)]
+    dns: Vec<RawDns>,
+    lb: RawLb,
+    #[serde(default)]
+    web: Vec<RawWeb>,
+    #[serde(default)]
+    app: Vec<RawApp>,
+    database: DatabaseConfig,
+}
+
+type Name = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    host: Name,
+    resolver: Name,
+    #[serde(default)]
+    hosts_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResolver {
+    host: Name,
+    root_hints: Vec<Name>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    host: Name,
+    role: String,
+    zones: Vec<RawZone>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    origin: Spanned<String>,
+    records: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLb {
+    host: Name,
+    algorithm: Spanned<String>,
+    backends: Vec<Name>,
+    #[serde(default)]
+    weights: Vec<u32>,
+    server_names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    host: Name,
+    apps: Vec<Name>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    host: Name,
+}
+
+/// How ports are chosen.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PortMode {
+    Auto,
+    Standard,
+    Offset,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsConfig {
+    pub mode: PortMode,
+    pub offset: u16,
+}
+
+impl Default for PortsConfig {
+    fn default() -> Self {
+        PortsConfig {
+            mode: PortMode::Auto,
+            offset: 10000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `{data}` is replaced by the data directory.
+    pub url: String,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+/// The client host.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub host: String,
+    pub resolver: String,
+    pub hosts_file: HostsFile,
+}
+
+/// One DNS server host and its zones.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    pub host: String,
+    pub role: String,
+    pub zones: Vec<Zone>,
+}
+
+/// The load balancer.
+#[derive(Clone, Debug)]
+pub struct LbConfig {
+    pub host: String,
+    pub algorithm: String,
+    pub backends: Vec<String>,
+    pub weights: Vec<u32>,
+    pub server_names: Vec<String>,
+}
+
+/// A web server.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    pub host: String,
+    pub apps: Vec<String>,
+}
+
+/// A checked world.
+#[derive(Clone, Debug)]
+pub struct World {
+    pub name: String,
+    pub ports: PortsConfig,
+    pub hosts: BTreeMap<String, Ipv4Addr>,
+    pub client: ClientConfig,
+    pub resolver_host: String,
+    pub root_hints: Vec<String>,
+    pub dns: Vec<DnsConfig>,
+    pub lb: LbConfig,
+    pub web: Vec<WebConfig>,
+    pub apps: Vec<String>,
+    pub database: DatabaseConfig,
+}
+
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let upto = &self.text[..span.start.min(self.text.len())];
+        let line = upto.matches('\n').count() + 1;
+        let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError {
+            file: self.file.into(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+impl World {
+    /// The embedded default world.
+    pub fn default_world() -> World {
+        World::parse("<embedded world.toml>", DEFAULT_WORLD).expect("the embedded world is valid")
+    }
+
+    /// Parses and checks a world file; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<World, ConfigError> {
+        let src = Source { file, text };
+        let raw: RawWorld = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            src.error(span, e.message().trim().to_string())
+        })?;
+        let mut hosts = BTreeMap::new();
+        for (name, addr) in &raw.hosts {
+            let ip: Ipv4Addr = addr.get_ref().parse().map_err(|_| {
+                src.error(addr.span(), format!("hosts.{name}: {:?} is not an IPv4 address", addr.get_ref()))
+            })?;
+            if !ip.is_loopback() {
+                return Err(src.error(
+                    addr.span(),
+                    format!("hosts.{name}: {ip} is not in 127.0.0.0/8; worlds live on loopback"),
+                ));
+            }
+            hosts.insert(name.clone(), ip);
+        }
+        let host = |field: &str, n: &Name| -> Result<String, ConfigError> {
+            if hosts.contains_key(n.get_ref()) {
+                Ok(n.get_ref().clone())
+            } else {
+                Err(src.error(
+                    n.span(),
+                    format!("{field}: no host named {:?} in [hosts]", n.get_ref()),
+                ))
+            }
+        };
+        let hosts_file = match &raw.client.hosts_file {
+            Some(text) => HostsFile::parse(text.get_ref())
+                .map_err(|e| src.error(text.span(), format!("client.hosts_file: {e}")))?,
+            None => HostsFile::default(),
+        };
+        let client = ClientConfig {
+            host: host("client.host", &raw.client.host)?,
+            resolver: host("client.resolver", &raw.client.resolver)?,
+            hosts_file,
+        };
+        let mut dns = Vec::new();
+        for d in &raw.dns {
+            let mut zones = Vec::new();
+            for z in &d.zones {
+                let zone = Zone::parse(z.records.get_ref(), z.origin.get_ref())
+                    .map_err(|e| src.error(z.records.span(), format!("dns.zones.records: {e}")))?;
+                zones.push(zone);
+            }
+            dns.push(DnsConfig {
+                host: host("dns.host", &d.host)?,
+                role: d.role.clone(),
+                zones,
+            });
+        }
+        let algorithm = raw.lb.algorithm.get_ref().clone();
+        let weights = if raw.lb.weights.is_empty() {
+            vec![1; raw.lb.backends.len()]
+        } else {
+            raw.lb.weights.clone()
+        };
+        if weights.len() != raw.lb.backends.len() {
+            return Err(src.error(
+                raw.lb.algorithm.span(),
+                format!(
+                    "lb.weights: {} weights for {} backends",
+                    weights.len(),
+                    raw.lb.backends.len()
+                ),
+            ));
+        }
+        if let Err(e) = weblab_edge::balance::by_name(&algorithm, &weights) {
+            return Err(src.error(raw.lb.algorithm.span(), format!("lb.algorithm: {e}")));
+        }
+        if raw.lb.backends.is_empty() {
+            return Err(src.error(raw.lb.host.span(), "lb.backends: at least one backend is needed"));
+        }
+        let lb = LbConfig {
+            host: host("lb.host", &raw.lb.host)?,
+            algorithm,
+            backends: raw
+                .lb
+                .backends
+                .iter()
+                .map(|b| host("lb.backends", b))
+                .collect::<Result<_, _>>()?,
+            weights,
+            server_names: raw.lb.server_names.clone(),
+        };
+        let web = raw
+            .web
+            .iter()
+            .map(|w| {
+                Ok(WebConfig {
+                    host: host("web.host", &w.host)?,
+                    apps: w
+                        .apps
+                        .iter()
+                        .map(|a| host("web.apps", a))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Ok(World {
+            name: raw.name.clone(),
+            ports: raw.ports.clone(),
+            client,
+            resolver_host: host("resolver.host", &raw.resolver.host)?,
+            root_hints: raw
+                .resolver
+                .root_hints
+                .iter()
+                .map(|r| host("resolver.root_hints", r))
+                .collect::<Result<_, _>>()?,
+            dns,
+            lb,
+            web,
+            apps: raw
+                .app
+                .iter()
+                .map(|a| host("app.host", &a.host))
+                .collect::<Result<_, _>>()?,
+            database: raw.database.clone(),
+            hosts,
+        })
+    }
+
+    /// The address of host `name` (checked at parse time).
+    pub fn addr(&self, name: &str) -> Ipv4Addr {
+        self.hosts[name]
+    }
+
+    /// Moves the whole world from its 127.X block to 127.`block`, rewriting
+    /// host addresses, zone A records and the hosts file, so that several
+    /// worlds (parallel tests) never share an address.
+    pub fn relocate(&mut self, block: u8) {
+        let from = self.addr(&self.client.host).octets()[1];
+        let f = move |ip: Ipv4Addr| {
+            let o = ip.octets();
+            if o[0] == 127 && o[1] == from {
+                Ipv4Addr::new(127, block, o[2], o[3])
+            } else {
+                ip
+            }
+        };
+        for ip in self.hosts.values_mut() {
+            *ip = f(*ip);
+        }
+        for d in &mut self.dns {
+            for z in &mut d.zones {
+                z.map_ipv4(&f);
+            }
+        }
+        self.client.hosts_file.map_ipv4(&f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_world_parses_and_names_every_role() {
+        let w = World::default_world();
+        assert_eq!(w.addr("lb"), Ipv4Addr::new(127, 10, 3, 1));
+        assert_eq!(w.dns.len(), 3);
+        assert_eq!(w.lb.backends, ["web1", "web2"]);
+        assert_eq!(w.apps, ["app1", "app2"]);
+    }
+
+    #[test]
+    fn relocation_moves_hosts_and_zone_addresses() {
+        let mut w = World::default_world();
+        w.relocate(42);
+        assert_eq!(w.addr("lb"), Ipv4Addr::new(127, 42, 3, 1));
+        let auth = w.dns.iter().find(|d| d.host == "auth").unwrap();
+        let text: Vec<String> = auth.zones[0].records().map(|r| r.data.to_string()).collect();
+        assert!(text.contains(&"127.42.3.1".to_string()), "{text:?}");
+        assert!(!text.iter().any(|t| t.starts_with("127.10.")), "{text:?}");
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_field() {
+        let bad = DEFAULT_WORLD.replace("backends = [\"web1\", \"web2\"]", "backends = [\"web1\", \"web9\"]");
+        let err = World::parse("w.toml", &bad).unwrap_err().to_string();
+        let line = DEFAULT_WORLD
+            .lines()
+            .position(|l| l.starts_with("backends"))
+            .unwrap()
+            + 1;
+        assert!(err.starts_with(&format!("w.toml:{line}:")), "{err}");
+        assert!(err.contains("lb.backends") && err.contains("web9"), "{err}");
+
+        let typo = DEFAULT_WORLD.replace("algorithm = \"round-robin\"", "algoritm = \"round-robin\"");
+        let err = World::parse("w.toml", &typo).unwrap_err().to_string();
+        assert!(err.contains("algoritm"), "{err}");
+
+        let err = World::parse("w.toml", "name = [").unwrap_err().to_string();
+        assert!(err.starts_with("w.toml:1:"), "{err}");
+
+        let zone = DEFAULT_WORLD.replace("@          IN A   127.10.3.1", "@          IN A   not-an-address");
+        let err = World::parse("w.toml", &zone).unwrap_err().to_string();
+        assert!(err.contains("dns.zones.records"), "{err}");
+
+        let outside = DEFAULT_WORLD.replace("lb       = \"127.10.3.1\"", "lb       = \"10.0.0.1\"");
+        let err = World::parse("w.toml", &outside).unwrap_err().to_string();
+        assert!(err.contains("hosts.lb"), "{err}");
+    }
+}

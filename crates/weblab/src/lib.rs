@@ -1,0 +1,10 @@
+//! The weblab binary's library: the world file, booting a world, and the
+//! commands (`tour`, `up`, `serve`, `init`).
+//!
+//! Map: [`config`] (the TOML world) → [`world`] (servers on sockets) →
+//! [`tour`] (one page load, rendered) and [`commands`] (up, serve, init).
+
+pub mod commands;
+pub mod config;
+pub mod tour;
+pub mod world;

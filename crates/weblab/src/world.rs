@@ -1,0 +1,284 @@
+//! Booting a world: every host's servers on its own loopback address, on
+//! real sockets, all recording into one collector.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::net::TcpListener;
+use weblab_app::{AppServer, AppState, Db};
+use weblab_browser::{Browser, BrowserConfig};
+use weblab_dns::{AuthoritativeServer, Authority, DnsServer, LookupChain, OsCache, Resolver, ResolverConfig};
+use weblab_edge::proxy::Upstream;
+use weblab_edge::tls::{CA_NAME, server_config};
+use weblab_edge::{HttpServer, LoadBalancer, LocalCa, RedirectToHttps, WebServer, serve_http};
+use weblab_trace::{Collector, Detail, Recorder};
+
+use crate::config::{PortMode, World};
+
+/// The ports every host of the world uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub dns: u16,
+    pub http: u16,
+    pub https: u16,
+}
+
+impl Ports {
+    pub const STANDARD: Ports = Ports {
+        dns: 53,
+        http: 80,
+        https: 443,
+    };
+
+    pub fn is_standard(&self) -> bool {
+        *self == Ports::STANDARD
+    }
+}
+
+/// Standard ports when this process may bind them (root or
+/// CAP_NET_BIND_SERVICE), else each plus the configured offset.
+pub fn choose_ports(world: &World) -> Ports {
+    let offset = |o: u16| Ports {
+        dns: 53 + o,
+        http: 80 + o,
+        https: 443 + o,
+    };
+    match world.ports.mode {
+        PortMode::Standard => Ports::STANDARD,
+        PortMode::Offset => offset(world.ports.offset),
+        PortMode::Auto => {
+            // Probe on the client's address, where no server listens.
+            let probe = SocketAddr::new(IpAddr::V4(world.addr(&world.client.host)), 53);
+            match std::net::UdpSocket::bind(probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => offset(world.ports.offset),
+                _ => Ports::STANDARD,
+            }
+        }
+    }
+}
+
+/// The default data directory: `$WEBLAB_DATA`, else the XDG data home.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WEBLAB_DATA") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("weblab");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/weblab"),
+        None => PathBuf::from(".weblab"),
+    }
+}
+
+/// The static files the web servers serve, embedded.
+const ASSETS: [(&str, &[u8]); 3] = [
+    ("static/app.css", include_bytes!("../assets/static/app.css")),
+    ("static/app.js", include_bytes!("../assets/static/app.js")),
+    ("static/logo.png", include_bytes!("../assets/static/logo.png")),
+];
+
+/// Writes the document root into `data_dir/www` (only files that differ).
+pub fn write_document_root(data_dir: &Path) -> Result<PathBuf> {
+    let root = data_dir.join("www");
+    for (rel, bytes) in ASSETS {
+        let path = root.join(rel);
+        if std::fs::read(&path).ok().as_deref() == Some(bytes) {
+            continue;
+        }
+        std::fs::create_dir_all(path.parent().unwrap_or(&root))
+            .with_context(|| format!("create {}", root.display()))?;
+        std::fs::write(&path, bytes).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(root)
+}
+
+/// A world that is up; everything stops when it is dropped.
+pub struct RunningWorld {
+    pub world: World,
+    pub ports: Ports,
+    pub data_dir: PathBuf,
+    pub collector: Collector,
+    /// The client host's OS resolver cache, shared by its programs.
+    pub os_cache: OsCache,
+    pub apps: Vec<AppServer>,
+    _dns: Vec<DnsServer>,
+    _http: Vec<HttpServer>,
+}
+
+fn sock(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(ip), port)
+}
+
+async fn listen(addr: SocketAddr, host: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("host {host}: cannot listen on {addr} (is another weblab world using these addresses? try --block N)")
+    })
+}
+
+/// The database URL with `{data}` filled in.
+pub fn database_url(world: &World, data_dir: &Path) -> String {
+    world
+        .database
+        .url
+        .replace("{data}", &data_dir.display().to_string())
+}
+
+/// Starts the application server on `host`.
+pub async fn start_app(world: &World, host: &str, db: Db, collector: &Collector) -> Result<AppServer> {
+    let ip = world.addr(host);
+    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "app");
+    let listener = listen(sock(ip, 80), host).await?;
+    let state = Arc::new(AppState::new(db, rec, host));
+    Ok(weblab_app::start(listener, state, &world.database.cors_origins)?)
+}
+
+/// Starts the web server on `host`.
+pub async fn start_web(world: &World, host: &str, ports: Ports, root: PathBuf, collector: &Collector) -> Result<HttpServer> {
+    let ip = world.addr(host);
+    let cfg = world
+        .web
+        .iter()
+        .find(|w| w.host == host)
+        .with_context(|| format!("host {host} runs no web server"))?;
+    let apps = cfg
+        .apps
+        .iter()
+        .map(|a| Upstream::new(a, sock(world.addr(a), 80), IpAddr::V4(ip)))
+        .collect();
+    let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
+    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "web");
+    let svc = Arc::new(WebServer::new(root, apps, trusted, rec));
+    Ok(serve_http(listen(sock(ip, ports.http), host).await?, None, svc)?)
+}
+
+/// Starts the load balancer: HTTPS with the world's certificate, and a
+/// plain-HTTP port that redirects.
+pub async fn start_lb(world: &World, ports: Ports, ca: &LocalCa, collector: &Collector) -> Result<Vec<HttpServer>> {
+    let host = world.lb.host.as_str();
+    let ip = world.addr(host);
+    let backends = world
+        .lb
+        .backends
+        .iter()
+        .map(|b| Upstream::new(b, sock(world.addr(b), ports.http), IpAddr::V4(ip)))
+        .collect();
+    let balancer = weblab_edge::balance::by_name(&world.lb.algorithm, &world.lb.weights).map_err(anyhow::Error::msg)?;
+    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "lb");
+    let mut names = world.lb.server_names.clone();
+    names.push(ip.to_string());
+    let (chain, key) = ca.issue(&names)?;
+    let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
+    let lb = Arc::new(LoadBalancer::new(backends, balancer, rec));
+    let https = serve_http(listen(sock(ip, ports.https), host).await?, Some(tls), lb)?;
+    let redirect = Arc::new(RedirectToHttps { https_port: ports.https });
+    let http = serve_http(listen(sock(ip, ports.http), host).await?, None, redirect)?;
+    Ok(vec![https, http])
+}
+
+/// Starts whatever DNS service `host` runs: the resolver, or an
+/// authoritative server for its zones.
+pub async fn start_dns(world: &World, host: &str, ports: Ports, collector: &Collector) -> Result<DnsServer> {
+    let ip = world.addr(host);
+    let addr = sock(ip, ports.dns);
+    let ctx = || format!("host {host}: cannot serve DNS on {addr} (another world there? try --block N)");
+    if host == world.resolver_host {
+        let cfg = ResolverConfig {
+            root_hints: world.root_hints.iter().map(|r| IpAddr::V4(world.addr(r))).collect(),
+            upstream_port: ports.dns,
+            bind: IpAddr::V4(ip),
+            timeout: Duration::from_secs(2),
+        };
+        let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "resolver");
+        return weblab_dns::serve(addr, Arc::new(Resolver::new(cfg, rec))).await.with_context(ctx);
+    }
+    let d = world
+        .dns
+        .iter()
+        .find(|d| d.host == host)
+        .with_context(|| format!("host {host} runs no DNS server"))?;
+    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "dns");
+    let server = AuthoritativeServer::new(Authority::new(d.zones.clone()), &d.role, rec);
+    weblab_dns::serve(addr, Arc::new(server)).await.with_context(ctx)
+}
+
+impl RunningWorld {
+    /// Boots every host of `world`.
+    pub async fn start(world: World, data_dir: PathBuf, detail: Detail) -> Result<RunningWorld> {
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;
+        let ports = choose_ports(&world);
+        let collector = Collector::new(detail);
+        let ca = LocalCa::load_or_create(&data_dir)?;
+        let root = write_document_root(&data_dir)?;
+        let url = database_url(&world, &data_dir);
+        let db = Db::connect(&url).await?;
+        db.migrate().await?;
+        let mut apps = Vec::new();
+        for app in &world.apps {
+            apps.push(start_app(&world, app, db.clone(), &collector).await?);
+        }
+        let mut http = Vec::new();
+        for w in &world.web {
+            http.push(start_web(&world, &w.host, ports, root.clone(), &collector).await?);
+        }
+        http.extend(start_lb(&world, ports, &ca, &collector).await?);
+        let mut dns = Vec::new();
+        for d in &world.dns {
+            dns.push(start_dns(&world, &d.host, ports, &collector).await?);
+        }
+        dns.push(start_dns(&world, &world.resolver_host.clone(), ports, &collector).await?);
+        if world.web.is_empty() || world.apps.is_empty() {
+            bail!("the world needs at least one web server and one application server");
+        }
+        Ok(RunningWorld {
+            world,
+            ports,
+            data_dir,
+            collector,
+            os_cache: Arc::new(Mutex::new(Default::default())),
+            apps,
+            _dns: dns,
+            _http: http,
+        })
+    }
+
+    /// The CA certificate clients should trust.
+    pub fn ca_path(&self) -> PathBuf {
+        LocalCa::cert_path(&self.data_dir)
+    }
+
+    /// The address of a host.
+    pub fn addr(&self, host: &str) -> IpAddr {
+        IpAddr::V4(self.world.addr(host))
+    }
+
+    /// A fresh browser on the client host (its own browser cache and
+    /// connections; the OS cache is the host's).
+    pub fn browser(&self, http1_only: bool) -> Result<Browser> {
+        let client = &self.world.client;
+        let ip = self.addr(&client.host);
+        let ip_text = ip.to_string();
+        let resolver = SocketAddr::new(self.addr(&client.resolver), self.ports.dns);
+        let stub = Recorder::new(self.collector.clone(), &client.host, &ip_text, "stub resolver");
+        let lookup = LookupChain::new(client.hosts_file.clone(), self.os_cache.clone(), resolver, ip, stub);
+        let port_map = if self.ports.is_standard() {
+            vec![]
+        } else {
+            vec![(443, self.ports.https), (80, self.ports.http)]
+        };
+        let ca_pem = std::fs::read(self.ca_path()).with_context(|| format!("read {}", self.ca_path().display()))?;
+        let cfg = BrowserConfig {
+            bind: ip,
+            ca_pem,
+            ca_label: CA_NAME.into(),
+            port_map,
+            http1_only,
+            user_agent: format!("weblab/{} (like Chrome)", env!("CARGO_PKG_VERSION")),
+        };
+        let rec = Recorder::new(self.collector.clone(), &client.host, &ip_text, "browser");
+        Ok(Browser::new(cfg, lookup, rec)?)
+    }
+}
