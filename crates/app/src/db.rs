@@ -89,13 +89,15 @@ impl Db {
             .map_err(err)?;
         let mut tx = self.pool.begin().await.map_err(err)?;
         for (id, name, email) in SEED_USERS {
-            sqlx::query("INSERT INTO users (id, name, email) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(id)
-                .bind(name)
-                .bind(email)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            sqlx::query(
+                "INSERT INTO users (id, name, email) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(email)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
         Ok(())
@@ -113,10 +115,16 @@ impl Db {
     }
 
     /// One user by id.
-    pub async fn find_user(&self, rec: &Recorder, ctx: Ctx, id: i64) -> Result<Option<User>, AppError> {
+    pub async fn find_user(
+        &self,
+        rec: &Recorder,
+        ctx: Ctx,
+        id: i64,
+    ) -> Result<Option<User>, AppError> {
         const SQL: &str = "SELECT id, name, email FROM users WHERE id = $1";
         let span = rec.begin(ctx, Layer::Application);
-        let row: Result<Option<AnyRow>, _> = sqlx::query(SQL).bind(id).fetch_optional(&self.pool).await;
+        let row: Result<Option<AnyRow>, _> =
+            sqlx::query(SQL).bind(id).fetch_optional(&self.pool).await;
         rec.end(
             span,
             sql_event(SQL, row.as_ref().map_or(0, |r| u64::from(r.is_some()))),

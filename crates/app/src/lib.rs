@@ -2,10 +2,10 @@
 //! layers, a router, controllers, services and a repository over sqlx.
 //!
 //! Map (start with `server.rs`):
-//! - [`server`]: state, the router with its chain, the listener;
-//! - [`middleware`]: the chain in order, each step recording a span;
-//! - [`routes`]: route table, controllers and services;
-//! - [`db`]: the database (SQLite default, PostgreSQL by URL) and its SQL.
+//! - [`server`] — state, the router with its chain, the listener;
+//! - [`middleware`] — the chain in order, each step recording a span;
+//! - [`routes`] — route table, controllers and services;
+//! - [`db`] — the database (SQLite default, PostgreSQL by URL) and its SQL.
 
 pub mod db;
 mod error;

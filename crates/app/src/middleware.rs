@@ -36,7 +36,11 @@ fn ctx_of(req: &Request) -> Ctx {
 
 /// 1: joins the caller's trace (W3C traceparent) and tags the response with
 /// a request id.
-pub async fn request_context(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(s): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let ctx = req
         .headers()
         .get("traceparent")
@@ -59,7 +63,10 @@ pub async fn request_context(State(s): State<Arc<AppState>>, mut req: Request, n
     s.rec.end(
         span,
         Event::Middleware {
-            name: format!("request context (trace {}, x-request-id {request_id})", ctx.trace),
+            name: format!(
+                "request context (trace {}, x-request-id {request_id})",
+                ctx.trace
+            ),
             order: 1,
         },
     );
@@ -103,14 +110,24 @@ pub async fn access_log(State(s): State<Arc<AppState>>, mut req: Request, next: 
 }
 
 /// 3: headers every response should carry (C48).
-pub async fn security_headers(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+pub async fn security_headers(
+    State(s): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let span = s.rec.begin(ctx_of(&req), Layer::Application);
     req.extensions_mut().insert(TraceCtx(span.ctx()));
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
     s.rec.end(
         span,
         Event::Middleware {

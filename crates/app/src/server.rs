@@ -65,15 +65,37 @@ pub fn router(state: Arc<AppState>, allowed_origins: &[String]) -> Router {
         .collect();
     let cors = CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("x-request-id")]);
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-request-id"),
+        ]);
     let chain = ServiceBuilder::new()
-        .layer(from_fn_with_state(state.clone(), middleware::request_context))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::request_context,
+        ))
         .layer(from_fn_with_state(state.clone(), middleware::access_log))
-        .layer(from_fn_with_state(state.clone(), middleware::security_headers))
-        .layer(from_fn_with_state((state.clone(), "cors", 4), middleware::mark))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(from_fn_with_state(
+            (state.clone(), "cors", 4),
+            middleware::mark,
+        ))
         .layer(cors)
-        .layer(from_fn_with_state((state.clone(), "compression (gzip, br)", 5), middleware::mark))
+        .layer(from_fn_with_state(
+            (state.clone(), "compression (gzip, br)", 5),
+            middleware::mark,
+        ))
         .layer(CompressionLayer::new());
     Router::new()
         .route(routes::ROUTES[0].0, get(routes::login_page))
@@ -98,11 +120,19 @@ impl Drop for AppServer {
 }
 
 /// Serves the application on `listener`.
-pub fn start(listener: TcpListener, state: Arc<AppState>, allowed_origins: &[String]) -> std::io::Result<AppServer> {
+pub fn start(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    allowed_origins: &[String],
+) -> std::io::Result<AppServer> {
     let addr = listener.local_addr()?;
     let app = router(state.clone(), allowed_origins);
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
     });
     Ok(AppServer { addr, state, task })
 }

@@ -73,7 +73,9 @@ pub enum Destination {
 impl Destination {
     fn accept(self) -> &'static str {
         match self {
-            Destination::Document => "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            Destination::Document => {
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+            }
             Destination::Sub(Kind::Stylesheet) => "text/css,*/*;q=0.1",
             Destination::Sub(Kind::Script) => "*/*",
             Destination::Sub(Kind::Image) => "image/avif,image/webp,image/png,image/*,*/*;q=0.8",
@@ -128,7 +130,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Browser {
-    pub fn new(cfg: BrowserConfig, lookup: LookupChain, rec: Recorder) -> Result<Self, BrowserError> {
+    pub fn new(
+        cfg: BrowserConfig,
+        lookup: LookupChain,
+        rec: Recorder,
+    ) -> Result<Self, BrowserError> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&cfg.ca_pem) {
             let cert = cert.map_err(|e| BrowserError::tls(format!("CA file: {e}")))?;
@@ -302,7 +308,8 @@ impl Browser {
                 .version(Version::HTTP_2)
         } else {
             shown.push(("Host".into(), authority.clone()));
-            req.uri(target.as_str()).header(header::HOST, authority.as_str())
+            req.uri(target.as_str())
+                .header(header::HOST, authority.as_str())
         };
         let mut common = vec![
             ("User-Agent", self.cfg.user_agent.clone()),
@@ -327,7 +334,11 @@ impl Browser {
             Layer::Application,
             Event::RequestPrepared {
                 method: "GET".into(),
-                target: if h2 { format!(":path {target}") } else { target.clone() },
+                target: if h2 {
+                    format!(":path {target}")
+                } else {
+                    target.clone()
+                },
                 version: conn.version().into(),
                 headers: shown,
             },
@@ -445,7 +456,9 @@ impl Browser {
         });
         // HTTP/2: share the connection (multiplexing); HTTP/1.1: take it.
         if let Some(c) = conns.iter().find(|c| matches!(c.sender, Sender::H2(_))) {
-            let Sender::H2(s) = &c.sender else { return None };
+            let Sender::H2(s) = &c.sender else {
+                return None;
+            };
             return Some(Conn {
                 sender: Sender::H2(s.clone()),
                 remote: c.remote,
@@ -472,7 +485,14 @@ impl Browser {
 
     /// Lookup, TCP connect and (for https) TLS: the `dns`, `connect` and
     /// `ssl` stages.
-    async fn open(&self, ctx: Ctx, n: u32, scheme: &str, host: &str, port: u16) -> Result<Conn, BrowserError> {
+    async fn open(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<Conn, BrowserError> {
         let ip: IpAddr = match host.trim_start_matches('[').trim_end_matches(']').parse() {
             Ok(ip) => ip, // an address literal needs no lookup
             Err(_) => {

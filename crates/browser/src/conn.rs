@@ -57,7 +57,11 @@ pub fn tcp_info(fd: RawFd) -> Option<TcpInfo> {
         mss: ti.tcpi_snd_mss,
         retransmits: u32::from(ti.tcpi_retransmits),
         total_retrans: ti.tcpi_total_retrans,
-        bytes_sent: if has(bytes_sent_end) { ti.tcpi_bytes_sent } else { 0 },
+        bytes_sent: if has(bytes_sent_end) {
+            ti.tcpi_bytes_sent
+        } else {
+            0
+        },
         bytes_received: if has(bytes_received_end) {
             ti.tcpi_bytes_received
         } else {
@@ -132,7 +136,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &r {
-            self.times.bytes_written.fetch_add(*n as u64, Ordering::Relaxed);
+            self.times
+                .bytes_written
+                .fetch_add(*n as u64, Ordering::Relaxed);
             self.times.last_write_ns.store(now_ns(), Ordering::Relaxed);
         }
         r
@@ -218,9 +224,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = connect("127.0.0.1".parse().unwrap(), SocketAddr::from(([127, 0, 0, 1], port)))
-            .await
-            .unwrap_err();
+        let err = connect(
+            "127.0.0.1".parse().unwrap(),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains(&port.to_string()), "{err}");
     }
 }

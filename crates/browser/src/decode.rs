@@ -17,14 +17,20 @@ pub fn decode(encoding: &str, body: &[u8]) -> Result<Vec<u8>, BrowserError> {
         "deflate" => Box::new(flate2::read::ZlibDecoder::new(body)),
         "br" => Box::new(brotli::Decompressor::new(body, 4096)),
         "identity" | "" => return Ok(body.to_vec()),
-        other => return Err(BrowserError::decode(format!("unknown content-encoding {other:?}"))),
+        other => {
+            return Err(BrowserError::decode(format!(
+                "unknown content-encoding {other:?}"
+            )));
+        }
     };
     reader
         .take(MAX_DECODED + 1)
         .read_to_end(&mut out)
         .map_err(|e| BrowserError::decode(format!("{encoding}: {e}")))?;
     if out.len() as u64 > MAX_DECODED {
-        return Err(BrowserError::decode(format!("{encoding}: expands beyond {MAX_DECODED} bytes")));
+        return Err(BrowserError::decode(format!(
+            "{encoding}: expands beyond {MAX_DECODED} bytes"
+        )));
     }
     Ok(out)
 }
@@ -51,6 +57,11 @@ mod tests {
     #[test]
     fn corrupt_or_unknown_encodings_are_errors() {
         assert!(decode("gzip", b"definitely not gzip").is_err());
-        assert!(decode("zstd", b"x").unwrap_err().to_string().contains("zstd"));
+        assert!(
+            decode("zstd", b"x")
+                .unwrap_err()
+                .to_string()
+                .contains("zstd")
+        );
     }
 }

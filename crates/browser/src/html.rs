@@ -61,7 +61,10 @@ mod tests {
         let html = br#"<html><head><link rel="stylesheet" href="/static/a.css">
             <link rel="icon" href="/favicon.ico"><script src="app.js"></script></head>
             <body><img src="/static/logo.png"><img src="/static/logo.png"><img src="data:image/png;base64,AA=="></body></html>"#;
-        let got: Vec<String> = subresources(html, &base).iter().map(|(_, u)| u.to_string()).collect();
+        let got: Vec<String> = subresources(html, &base)
+            .iter()
+            .map(|(_, u)| u.to_string())
+            .collect();
         assert_eq!(
             got,
             [

@@ -1,10 +1,10 @@
 //! The browser-like client: every stage of a page load timed and recorded.
 //!
 //! Map (start with `browser.rs`):
-//! - [`browser`]: navigate → fetch → stages; the connection pool;
-//! - [`conn`]: TCP connect with TCP_INFO, TLS summary, timed I/O;
-//! - [`decode`]: gzip/deflate/br;
-//! - [`html`]: subresource discovery.
+//! - [`browser`] — navigate → fetch → stages; the connection pool;
+//! - [`conn`] — TCP connect with TCP_INFO, TLS summary, timed I/O;
+//! - [`decode`] — gzip/deflate/br;
+//! - [`html`] — subresource discovery.
 //!
 //! Name lookup is [`weblab_dns::LookupChain`].
 

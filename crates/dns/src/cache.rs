@@ -170,7 +170,11 @@ mod tests {
     use hickory_proto::rr::rdata::A;
 
     fn a(name: &str, ttl: u32) -> Record {
-        Record::from_rdata(Name::from_ascii(name).unwrap(), ttl, RData::A(A::new(127, 0, 0, 1)))
+        Record::from_rdata(
+            Name::from_ascii(name).unwrap(),
+            ttl,
+            RData::A(A::new(127, 0, 0, 1)),
+        )
     }
 
     #[test]

@@ -3,14 +3,14 @@
 //! (hickory-proto) over real UDP and TCP.
 //!
 //! Map (pure logic first, then I/O):
-//! - [`zone`]: master-file zones and the authoritative lookup (start here);
-//! - [`message`]: query checks (FORMERR/NOTIMP), UDP truncation, outcomes for traces;
-//! - [`authority`]: an authoritative server's answers, bytes in, bytes out;
-//! - [`cache`]: the resolver's TTL and negative cache;
-//! - [`net`]: the UDP/TCP server loop and client exchanges;
-//! - [`server`]: the authoritative server on sockets;
-//! - [`resolver`]: the recursive resolver (root → TLD → authoritative);
-//! - [`lookup`]: browser cache → hosts file → OS cache → resolver.
+//! - [`zone`] — master-file zones and the authoritative lookup (start here);
+//! - [`message`] — query checks (FORMERR/NOTIMP), UDP truncation, outcomes for traces;
+//! - [`authority`] — an authoritative server's answers, bytes in, bytes out;
+//! - [`cache`] — the resolver's TTL and negative cache;
+//! - [`net`] — the UDP/TCP server loop and client exchanges;
+//! - [`server`] — the authoritative server on sockets;
+//! - [`resolver`] — the recursive resolver (root → TLD → authoritative);
+//! - [`lookup`] — browser cache → hosts file → OS cache → resolver.
 
 pub mod authority;
 pub mod cache;

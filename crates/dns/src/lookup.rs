@@ -232,7 +232,11 @@ impl LookupChain {
     }
 
     /// The stub resolver's query (RD=1) to the recursive resolver.
-    async fn ask_resolver(&self, ctx: Ctx, host: &str) -> Result<(Vec<IpAddr>, Duration), DnsError> {
+    async fn ask_resolver(
+        &self,
+        ctx: Ctx,
+        host: &str,
+    ) -> Result<(Vec<IpAddr>, Duration), DnsError> {
         let name = Name::from_ascii(host)
             .map_err(|e| DnsError::malformed(format!("{host:?} is not a host name: {e}")))?;
         let mut name = name;
@@ -241,8 +245,12 @@ impl LookupChain {
         for transport in [Transport::Udp, Transport::Tcp] {
             let span = self.rec.begin(ctx, Layer::Application);
             let result = match transport {
-                Transport::Udp => exchange_udp(self.bind, self.resolver, &query, self.timeout).await,
-                Transport::Tcp => exchange_tcp(self.bind, self.resolver, &query, self.timeout).await,
+                Transport::Udp => {
+                    exchange_udp(self.bind, self.resolver, &query, self.timeout).await
+                }
+                Transport::Tcp => {
+                    exchange_tcp(self.bind, self.resolver, &query, self.timeout).await
+                }
             };
             let event = |outcome| Event::DnsExchange {
                 server: self.resolver.to_string(),
@@ -304,9 +312,13 @@ mod tests {
 
     #[test]
     fn hosts_file_names_are_case_insensitive_and_errors_name_the_line() {
-        let h = HostsFile::parse("# comment\n127.0.0.1 localhost\n\n127.1.2.3 Static.Test  alias\n")
-            .unwrap();
-        assert_eq!(h.get("static.test."), Some(&["127.1.2.3".parse().unwrap()][..]));
+        let h =
+            HostsFile::parse("# comment\n127.0.0.1 localhost\n\n127.1.2.3 Static.Test  alias\n")
+                .unwrap();
+        assert_eq!(
+            h.get("static.test."),
+            Some(&["127.1.2.3".parse().unwrap()][..])
+        );
         assert_eq!(h.get("ALIAS"), Some(&["127.1.2.3".parse().unwrap()][..]));
         let err = HostsFile::parse("127.0.0.1 ok\nnot-an-ip name\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
@@ -317,7 +329,12 @@ mod tests {
     fn host_cache_expires() {
         let mut c = HostCache::default();
         let t0 = Instant::now();
-        c.put("a.test", vec!["127.0.0.1".parse().unwrap()], Duration::from_secs(5), t0);
+        c.put(
+            "a.test",
+            vec!["127.0.0.1".parse().unwrap()],
+            Duration::from_secs(5),
+            t0,
+        );
         assert!(c.get("A.test.", t0 + Duration::from_secs(4)).is_some());
         assert!(c.get("a.test", t0 + Duration::from_secs(5)).is_none());
     }

@@ -178,7 +178,10 @@ mod tests {
     fn query(edns: bool) -> Message {
         let mut m = Message::query();
         m.metadata.id = 4242;
-        m.add_query(Query::query(Name::from_ascii("big.test.").unwrap(), RecordType::A));
+        m.add_query(Query::query(
+            Name::from_ascii("big.test.").unwrap(),
+            RecordType::A,
+        ));
         if edns {
             let mut e = Edns::new();
             e.set_max_payload(4096);

@@ -136,7 +136,9 @@ impl Resolver {
                     && let Some(Cached::Records(a)) = cache.get(&target.0, RecordType::A, now)
                 {
                     addrs.extend(a.iter().filter_map(|r| match &r.data {
-                        RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port)),
+                        RData::A(a) => {
+                            Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port))
+                        }
                         _ => None,
                     }));
                 }
@@ -167,8 +169,12 @@ impl Resolver {
         for transport in [Transport::Udp, Transport::Tcp] {
             let span = self.rec.begin(ctx, Layer::Application);
             let result = match transport {
-                Transport::Udp => exchange_udp(self.cfg.bind, server, &query, self.cfg.timeout).await,
-                Transport::Tcp => exchange_tcp(self.cfg.bind, server, &query, self.cfg.timeout).await,
+                Transport::Udp => {
+                    exchange_udp(self.cfg.bind, server, &query, self.cfg.timeout).await
+                }
+                Transport::Tcp => {
+                    exchange_tcp(self.cfg.bind, server, &query, self.cfg.timeout).await
+                }
             };
             let event = |outcome| Event::DnsExchange {
                 server: server.to_string(),
@@ -208,7 +214,13 @@ impl Resolver {
 
     /// The iterative algorithm, boxed because it recurses for CNAME targets
     /// and for name servers given without glue.
-    fn iterate(&self, ctx: Ctx, name: Name, qtype: RecordType, depth: u8) -> BoxFuture<'_, Resolved> {
+    fn iterate(
+        &self,
+        ctx: Ctx,
+        name: Name,
+        qtype: RecordType,
+        depth: u8,
+    ) -> BoxFuture<'_, Resolved> {
         Box::pin(async move {
             if depth > MAX_DEPTH {
                 return Resolved::servfail();
@@ -218,10 +230,11 @@ impl Resolver {
                 let mut reply = None;
                 for server in &servers {
                     match self.ask(ctx, *server, &name, qtype).await {
-                        Ok(m) if matches!(
-                            m.metadata.response_code,
-                            ResponseCode::NoError | ResponseCode::NXDomain
-                        ) =>
+                        Ok(m)
+                            if matches!(
+                                m.metadata.response_code,
+                                ResponseCode::NoError | ResponseCode::NXDomain
+                            ) =>
                         {
                             reply = Some(m);
                             break;
@@ -238,10 +251,12 @@ impl Resolver {
                     .iter()
                     .find(|r| r.record_type() == RecordType::SOA)
                     .cloned();
-                let negative_ttl = soa.as_ref().map_or(NEGATIVE_WITHOUT_SOA, |s| match &s.data {
-                    RData::SOA(d) => s.ttl.min(d.minimum),
-                    _ => s.ttl,
-                });
+                let negative_ttl = soa
+                    .as_ref()
+                    .map_or(NEGATIVE_WITHOUT_SOA, |s| match &s.data {
+                        RData::SOA(d) => s.ttl.min(d.minimum),
+                        _ => s.ttl,
+                    });
                 if m.metadata.response_code == ResponseCode::NXDomain {
                     self.cache()
                         .insert_negative(&name, qtype, true, negative_ttl, now);
@@ -301,7 +316,9 @@ impl Resolver {
                         let mut next: Vec<SocketAddr> = glue
                             .iter()
                             .filter_map(|r| match &r.data {
-                                RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port)),
+                                RData::A(a) => {
+                                    Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port))
+                                }
                                 _ => None,
                             })
                             .collect();
@@ -313,7 +330,10 @@ impl Resolver {
                                     .iterate(ctx, target.0.clone(), RecordType::A, depth + 1)
                                     .await;
                                 next.extend(found.answers.iter().filter_map(|r| match &r.data {
-                                    RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port)),
+                                    RData::A(a) => Some(SocketAddr::new(
+                                        IpAddr::V4(a.0),
+                                        self.cfg.upstream_port,
+                                    )),
                                     _ => None,
                                 }));
                                 if !next.is_empty() {
@@ -381,8 +401,10 @@ impl Handler for Resolver {
         let query = match check_query(&bytes) {
             Ok(q) => q,
             Err(rejected) => {
-                self.rec
-                    .end(span, serve(rejected.outcome, rejected.id, "?".into(), "?".into()));
+                self.rec.end(
+                    span,
+                    serve(rejected.outcome, rejected.id, "?".into(), "?".into()),
+                );
                 return rejected.reply;
             }
         };

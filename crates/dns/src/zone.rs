@@ -57,7 +57,10 @@ impl Zone {
             by_name,
         };
         if zone.soa().is_none() {
-            return Err(DnsError::zone(origin, "the zone has no SOA record at its origin"));
+            return Err(DnsError::zone(
+                origin,
+                "the zone has no SOA record at its origin",
+            ));
         }
         Ok(zone)
     }
@@ -237,10 +240,7 @@ deep.x.y IN A  127.0.3.9
             panic!()
         };
         let types: Vec<_> = rs.iter().map(|r| r.record_type()).collect();
-        assert_eq!(
-            types,
-            [RecordType::CNAME, RecordType::A, RecordType::A]
-        );
+        assert_eq!(types, [RecordType::CNAME, RecordType::A, RecordType::A]);
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl Balancer for RoundRobin {
         let first = turn % self.n;
         Selection {
             order: (0..self.n).map(|i| (first + i) % self.n).collect(),
-            reason: format!("request #{} of the rotation over {} backends", turn + 1, self.n),
+            reason: format!(
+                "request #{} of the rotation over {} backends",
+                turn + 1,
+                self.n
+            ),
         }
     }
 }
@@ -78,7 +82,9 @@ impl Balancer for WeightedRoundRobin {
         for (c, w) in cur.iter_mut().zip(&self.weights) {
             *c += w;
         }
-        let best = (0..cur.len()).max_by_key(|&i| (cur[i], std::cmp::Reverse(i))).unwrap_or(0);
+        let best = (0..cur.len())
+            .max_by_key(|&i| (cur[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
         cur[best] -= total;
         let mut order: Vec<usize> = (0..self.weights.len()).collect();
         order.sort_by_key(|&i| (i != best, std::cmp::Reverse(cur[i])));

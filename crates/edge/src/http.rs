@@ -109,7 +109,10 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Response<B
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("request body larger than {limit} bytes\n"),
         )),
-        Err(e) => Err(text(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}\n"))),
+        Err(e) => Err(text(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read body: {e}\n"),
+        )),
     }
 }
 

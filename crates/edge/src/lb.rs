@@ -65,7 +65,9 @@ impl HttpService for LoadBalancer {
                 );
                 let mut answer = None;
                 for idx in selection.order {
-                    let Some(upstream) = self.backends.get(idx) else { continue };
+                    let Some(upstream) = self.backends.get(idx) else {
+                        continue;
+                    };
                     let f = Forward {
                         upstream,
                         ctx: span.ctx(),
@@ -82,14 +84,18 @@ impl HttpService for LoadBalancer {
                         // Nothing reached this backend: try the next one.
                         Err(e) if e.retry_is_safe() => continue,
                         Err(e) => {
-                            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+                            let status =
+                                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
                             answer = Some(text(status, &format!("{e}\n")));
                             break;
                         }
                     }
                 }
                 answer.unwrap_or_else(|| {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "no backend could be reached\n")
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no backend could be reached\n",
+                    )
                 })
             }
         };
@@ -135,7 +141,10 @@ impl HttpService for RedirectToHttps {
         };
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let location = format!("https://{host}{port}{pq}");
-        let mut r = text(StatusCode::MOVED_PERMANENTLY, &format!("moved to {location}\n"));
+        let mut r = text(
+            StatusCode::MOVED_PERMANENTLY,
+            &format!("moved to {location}\n"),
+        );
         if let Ok(v) = HeaderValue::from_str(&location) {
             r.headers_mut().insert(http::header::LOCATION, v);
         }

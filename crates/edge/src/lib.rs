@@ -2,12 +2,12 @@
 //! web servers with static files and reverse proxying.
 //!
 //! Map (start with `balance.rs`):
-//! - [`balance`]: load-balancing algorithms behind the [`Balancer`] trait;
-//! - [`tls`]: the world's CA and TLS server settings;
-//! - [`http`]: accept loop (TLS optional, h1 + h2) and helpers;
-//! - [`proxy`]: upstream connection pool, forwarding headers, `forward`;
-//! - [`lb`]: the load balancer and its HTTP→HTTPS redirect;
-//! - [`web`]: the web server.
+//! - [`balance`] — load-balancing algorithms behind the [`Balancer`] trait;
+//! - [`tls`] — the world's CA and TLS server settings;
+//! - [`http`] — accept loop (TLS optional, h1 + h2) and helpers;
+//! - [`proxy`] — upstream connection pool, forwarding headers, `forward`;
+//! - [`lb`] — the load balancer and its HTTP→HTTPS redirect;
+//! - [`web`] — the web server.
 
 pub mod balance;
 mod error;

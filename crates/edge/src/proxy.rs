@@ -171,7 +171,11 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: IpAddr, trusted: &[IpAddr],
     } else {
         peer
     };
-    let mut chain = if trusted.contains(&peer) { prior } else { Vec::new() };
+    let mut chain = if trusted.contains(&peer) {
+        prior
+    } else {
+        Vec::new()
+    };
     chain.push(peer.to_string());
     let set = |h: &mut HeaderMap, k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -187,52 +191,21 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: IpAddr, trusted: &[IpAddr],
 
 /// The headers worth showing in a trace of a forwarded request.
 pub fn shown_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    ["host", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "traceparent"]
-        .iter()
-        .filter_map(|k| {
-            headers
-                .get(*k)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| (k.to_string(), v.to_string()))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_removed_including_named_ones() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("accept", HeaderValue::from_static("*/*"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("accept"));
-    }
-
-    #[test]
-    fn forwarding_appends_behind_a_trusted_proxy_and_resets_otherwise() {
-        let lb: IpAddr = "127.10.3.1".parse().unwrap();
-        let client: IpAddr = "127.10.0.2".parse().unwrap();
-        let mut h = HeaderMap::new();
-        set_forwarding(&mut h, client, &[], "https");
-        assert_eq!(h["x-forwarded-for"], "127.10.0.2");
-        assert_eq!(h["x-real-ip"], "127.10.0.2");
-        set_forwarding(&mut h, lb, &[lb], "http");
-        assert_eq!(h["x-forwarded-for"], "127.10.0.2, 127.10.3.1");
-        assert_eq!(h["x-real-ip"], "127.10.0.2");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        // A client forging the header directly gets it replaced.
-        let mut forged = HeaderMap::new();
-        forged.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        set_forwarding(&mut forged, client, &[lb], "http");
-        assert_eq!(forged["x-forwarded-for"], "127.10.0.2");
-        assert_eq!(forged["x-real-ip"], "127.10.0.2");
-    }
+    [
+        "host",
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-proto",
+        "traceparent",
+    ]
+    .iter()
+    .filter_map(|k| {
+        headers
+            .get(*k)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| (k.to_string(), v.to_string()))
+    })
+    .collect()
 }
 
 /// One request to pass on.
@@ -298,4 +271,44 @@ pub async fn forward(
     let (mut parts, body) = result?.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_including_named_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn forwarding_appends_behind_a_trusted_proxy_and_resets_otherwise() {
+        let lb: IpAddr = "127.10.3.1".parse().unwrap();
+        let client: IpAddr = "127.10.0.2".parse().unwrap();
+        let mut h = HeaderMap::new();
+        set_forwarding(&mut h, client, &[], "https");
+        assert_eq!(h["x-forwarded-for"], "127.10.0.2");
+        assert_eq!(h["x-real-ip"], "127.10.0.2");
+        set_forwarding(&mut h, lb, &[lb], "http");
+        assert_eq!(h["x-forwarded-for"], "127.10.0.2, 127.10.3.1");
+        assert_eq!(h["x-real-ip"], "127.10.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        // A client forging the header directly gets it replaced.
+        let mut forged = HeaderMap::new();
+        forged.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        set_forwarding(&mut forged, client, &[lb], "http");
+        assert_eq!(forged["x-forwarded-for"], "127.10.0.2");
+        assert_eq!(forged["x-real-ip"], "127.10.0.2");
+    }
 }

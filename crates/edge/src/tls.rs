@@ -102,11 +102,16 @@ impl LocalCa {
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), EdgeError> {
         let mut params = CertificateParams::new(names.to_vec()).map_err(EdgeError::setup)?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        dn.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.distinguished_name = dn;
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().map_err(EdgeError::setup)?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(EdgeError::setup)?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(EdgeError::setup)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         Ok((vec![cert.der().clone(), self.cert_der.clone()], key))
     }
@@ -152,12 +157,24 @@ mod tests {
         use rustls::client::danger::ServerCertVerifier;
         let name = rustls_pki_types::ServerName::try_from("myapp.test").unwrap();
         verifier
-            .verify_server_cert(&chain[0], &chain[1..], &name, &[], rustls_pki_types::UnixTime::now())
+            .verify_server_cert(
+                &chain[0],
+                &chain[1..],
+                &name,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
             .unwrap();
         let wrong = rustls_pki_types::ServerName::try_from("other.test").unwrap();
         assert!(
             verifier
-                .verify_server_cert(&chain[0], &chain[1..], &wrong, &[], rustls_pki_types::UnixTime::now())
+                .verify_server_cert(
+                    &chain[0],
+                    &chain[1..],
+                    &wrong,
+                    &[],
+                    rustls_pki_types::UnixTime::now()
+                )
                 .is_err()
         );
         fs::remove_dir_all(&dir).unwrap();

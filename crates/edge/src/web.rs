@@ -88,7 +88,11 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 /// Serves one static file: ETag revalidation (304), gzip for text when the
 /// client accepts it, and a cache lifetime (C30, C31, C44).
-async fn serve_file(path: &Path, req_headers: &HeaderMap, method: &Method) -> (Response<Body>, u64) {
+async fn serve_file(
+    path: &Path,
+    req_headers: &HeaderMap,
+    method: &Method,
+) -> (Response<Body>, u64) {
     let Ok(meta) = tokio::fs::metadata(path).await else {
         return (text(StatusCode::NOT_FOUND, "no such file\n"), 0);
     };
@@ -110,7 +114,10 @@ async fn serve_file(path: &Path, req_headers: &HeaderMap, method: &Method) -> (R
     let matches = req_headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
+        });
     if matches {
         let r = builder
             .status(StatusCode::NOT_MODIFIED)
@@ -119,10 +126,14 @@ async fn serve_file(path: &Path, req_headers: &HeaderMap, method: &Method) -> (R
         return (r, 0);
     }
     let Ok(data) = tokio::fs::read(path).await else {
-        return (text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n"), 0);
+        return (
+            text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n"),
+            0,
+        );
     };
     let size = data.len() as u64;
-    let compressible = ctype.starts_with("text/") || ctype.contains("json") || ctype.contains("svg");
+    let compressible =
+        ctype.starts_with("text/") || ctype.contains("json") || ctype.contains("svg");
     let body = if compressible && data.len() > 256 && accepts_gzip(req_headers) {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         let gz = enc.write_all(&data).and_then(|_| enc.finish());
@@ -136,7 +147,11 @@ async fn serve_file(path: &Path, req_headers: &HeaderMap, method: &Method) -> (R
     } else {
         data
     };
-    let body = if method == Method::HEAD { Vec::new() } else { body };
+    let body = if method == Method::HEAD {
+        Vec::new()
+    } else {
+        body
+    };
     let r = builder
         .header(header::CONTENT_TYPE, ctype)
         .body(Body::new(Bytes::from(body)))
@@ -162,8 +177,12 @@ impl HttpService for WebServer {
         };
         let resp = if path.starts_with(STATIC_PREFIX) {
             if !matches!(parts.method, Method::GET | Method::HEAD) {
-                let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "static files are read-only\n");
-                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "static files are read-only\n",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 decide(WebAction::Reject {
                     status: 405,
                     reason: "method not allowed on a static file".into(),
@@ -197,7 +216,9 @@ impl HttpService for WebServer {
                     let selection = self.balancer.select(&[]);
                     let mut answer = None;
                     for idx in selection.order {
-                        let Some(upstream) = self.apps.get(idx) else { continue };
+                        let Some(upstream) = self.apps.get(idx) else {
+                            continue;
+                        };
                         decide(WebAction::Proxy {
                             upstream: format!("{} ({})", upstream.name, upstream.addr),
                         });
@@ -216,13 +237,16 @@ impl HttpService for WebServer {
                             }
                             Err(e) if e.retry_is_safe() => continue,
                             Err(e) => {
-                                let s = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+                                let s = StatusCode::from_u16(e.status())
+                                    .unwrap_or(StatusCode::BAD_GATEWAY);
                                 answer = Some(text(s, &format!("{e}\n")));
                                 break;
                             }
                         }
                     }
-                    answer.unwrap_or_else(|| text(StatusCode::BAD_GATEWAY, "no application server reachable\n"))
+                    answer.unwrap_or_else(|| {
+                        text(StatusCode::BAD_GATEWAY, "no application server reachable\n")
+                    })
                 }
             }
         };
@@ -251,7 +275,14 @@ mod tests {
             static_file(root, "/static/app.css"),
             Some(PathBuf::from("/srv/www/static/app.css"))
         );
-        for bad in ["/static/../secret", "/static/./x", "/static/a\\b", "/static/%2e%2e/x", "static/x", "/static//etc/passwd"] {
+        for bad in [
+            "/static/../secret",
+            "/static/./x",
+            "/static/a\\b",
+            "/static/%2e%2e/x",
+            "static/x",
+            "/static//etc/passwd",
+        ] {
             let got = static_file(root, bad);
             assert!(got.is_none() || got.as_ref().is_some_and(|p| p.starts_with(root) && !p.to_string_lossy().contains("..")), "{bad} -> {got:?}");
         }
@@ -261,11 +292,20 @@ mod tests {
     #[test]
     fn gzip_acceptance_honours_q_zero() {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br, gzip"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip"),
+        );
         assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, br"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0, br"),
+        );
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         assert!(!accepts_gzip(&h));
     }
 }

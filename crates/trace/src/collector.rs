@@ -295,13 +295,21 @@ mod tests {
         let q_id = q.id;
         client.end_correlated(q, key1, note("client asks"));
         // Noise from another trace.
-        client.end(client.begin(Ctx::new_root(), Layer::Application), note("other"));
+        client.end(
+            client.begin(Ctx::new_root(), Layer::Application),
+            note("other"),
+        );
 
         let spans = c.assemble(root.trace);
         let texts: Vec<String> = spans.iter().map(|s| s.event.to_string()).collect();
         assert_eq!(
             texts,
-            ["client asks", "resolver answers", "resolver asks root", "root answers"]
+            [
+                "client asks",
+                "resolver answers",
+                "resolver asks root",
+                "root answers"
+            ]
         );
         assert!(spans.iter().all(|s| s.trace == root.trace));
         assert_eq!(spans[1].parent, Some(q_id));
@@ -313,7 +321,10 @@ mod tests {
     fn minimal_detail_keeps_only_request_stages() {
         let c = Collector::new(Detail::Minimal);
         let r = Recorder::new(c.clone(), "h", "a", "x");
-        r.end(r.begin(Ctx::new_root(), Layer::Application), note("dropped"));
+        r.end(
+            r.begin(Ctx::new_root(), Layer::Application),
+            note("dropped"),
+        );
         r.end(
             r.begin(Ctx::new_root(), Layer::Application),
             Event::Waiting { status: 200 },

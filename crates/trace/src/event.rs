@@ -326,7 +326,9 @@ fn opt(v: &Option<String>) -> &str {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Navigate { url, initiator } => write!(f, "request {url} (initiator: {initiator})"),
+            Event::Navigate { url, initiator } => {
+                write!(f, "request {url} (initiator: {initiator})")
+            }
             Event::UrlParsed {
                 scheme,
                 host,
@@ -336,7 +338,11 @@ impl fmt::Display for Event {
                 query,
                 fragment,
             } => {
-                let dflt = if *default_port { " (default for scheme)" } else { "" };
+                let dflt = if *default_port {
+                    " (default for scheme)"
+                } else {
+                    ""
+                };
                 write!(
                     f,
                     "URL parsed: scheme={scheme} host={host} port={port}{dflt} path={path} query={} fragment={}",
@@ -401,7 +407,10 @@ impl fmt::Display for Event {
                 id,
                 transport,
                 outcome,
-            } => write!(f, "{role} answers {name} {qtype} (id {id}, {transport}): {outcome}"),
+            } => write!(
+                f,
+                "{role} answers {name} {qtype} (id {id}, {transport}): {outcome}"
+            ),
             Event::TcpConnect {
                 local,
                 remote,
@@ -462,7 +471,10 @@ impl fmt::Display for Event {
                 encoding,
                 wire_bytes,
                 decoded_bytes,
-            } => write!(f, "decoded {encoding}: {wire_bytes} -> {decoded_bytes} bytes"),
+            } => write!(
+                f,
+                "decoded {encoding}: {wire_bytes} -> {decoded_bytes} bytes"
+            ),
             Event::HtmlParsed { subresources } => {
                 write!(f, "HTML parsed: found {}", subresources.join(", "))
             }
@@ -480,7 +492,10 @@ impl fmt::Display for Event {
             } => write!(f, "picked {backend} by {algorithm} ({reason})"),
             Event::WebDecision { path, action } => match action {
                 WebAction::Static { file, bytes } => {
-                    write!(f, "{path}: static file {file} ({bytes} bytes), no app server")
+                    write!(
+                        f,
+                        "{path}: static file {file} ({bytes} bytes), no app server"
+                    )
                 }
                 WebAction::Proxy { upstream } => {
                     write!(f, "{path}: dynamic, proxy to application server {upstream}")

@@ -109,10 +109,7 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             "C32 ClientHello/ServerHello agree on version, cipher and key exchange; the server's chain is checked against the trusted CA",
             "C32 ClientHello/ServerHello로 버전, 암호, 키 교환을 정하고 서버 인증서 체인을 신뢰하는 CA로 검증한다",
         ),
-        Event::RequestSent { .. } => (
-            "C07 the request is on the wire",
-            "C07 요청을 연결에 썼다",
-        ),
+        Event::RequestSent { .. } => ("C07 the request is on the wire", "C07 요청을 연결에 썼다"),
         Event::Waiting { .. } => (
             "C07 time to first byte: the servers behind the address are working",
             "C07 첫 바이트까지의 대기: 주소 뒤의 서버들이 일하는 시간",

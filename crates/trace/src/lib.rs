@@ -2,11 +2,11 @@
 //! that draw it.
 //!
 //! Map of the crate (start with `span.rs`):
-//! - [`span`]: ids, the monotonic clock, [`Span`], [`Layer`], W3C `traceparent`.
-//! - [`event`]: the typed attributes of a span, one enum, one line of `Display` each.
-//! - [`collector`]: where spans go ([`Collector`]), the per-host [`Recorder`],
+//! - [`span`] — ids, the monotonic clock, [`Span`], [`Layer`], W3C `traceparent`.
+//! - [`event`] — the typed attributes of a span, one enum, one line of `Display` each.
+//! - [`collector`] — where spans go ([`Collector`]), the per-host [`Recorder`],
 //!   and how one request's spans are assembled across hosts ([`Collector::assemble`]).
-//! - [`render`]: story (en/ko), stage table, waterfall; JSON is plain serde.
+//! - [`render`] — story (en/ko), stage table, waterfall; JSON is plain serde.
 //!
 //! This crate depends on nothing else of weblab; everything else depends on it.
 

@@ -126,7 +126,10 @@ impl Ctx {
         if parts.next().is_some() || version != "00" || flags.len() != 2 {
             return None;
         }
-        let lower = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         if !lower(trace) || !lower(parent) || !lower(flags) {
             return None;
         }

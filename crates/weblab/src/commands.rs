@@ -9,7 +9,10 @@ use weblab_edge::LocalCa;
 use weblab_trace::{Collector, Detail};
 
 use crate::config::{DEFAULT_WORLD, World};
-use crate::world::{RunningWorld, choose_ports, database_url, start_app, start_dns, start_lb, start_web, write_document_root};
+use crate::world::{
+    RunningWorld, choose_ports, database_url, start_app, start_dns, start_lb, start_web,
+    write_document_root,
+};
 
 /// A server role that can run alone.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -25,8 +28,13 @@ pub fn init(path: &Path, force: bool) -> Result<()> {
     if path.exists() && !force {
         bail!("{} exists; pass --force to overwrite it", path.display());
     }
-    std::fs::write(path, DEFAULT_WORLD).with_context(|| format!("cannot write {}", path.display()))?;
-    println!("wrote {} (use it with: weblab --config {} tour)", path.display(), path.display());
+    std::fs::write(path, DEFAULT_WORLD)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {} (use it with: weblab --config {} tour)",
+        path.display(),
+        path.display()
+    );
     Ok(())
 }
 
@@ -34,9 +42,19 @@ pub fn init(path: &Path, force: bool) -> Result<()> {
 pub fn instructions(w: &RunningWorld) -> String {
     let p = w.ports;
     let world = &w.world;
-    let port = |n: u16| if n == 53 { String::new() } else { format!(" -p {n}") };
+    let port = |n: u16| {
+        if n == 53 {
+            String::new()
+        } else {
+            format!(" -p {n}")
+        }
+    };
     let mut s = String::new();
-    s.push_str(&format!("world {:?} is up; CA certificate: {}\n\nhosts:\n", world.name, w.ca_path().display()));
+    s.push_str(&format!(
+        "world {:?} is up; CA certificate: {}\n\nhosts:\n",
+        world.name,
+        w.ca_path().display()
+    ));
     for (name, ip) in &world.hosts {
         s.push_str(&format!("  {name:<9} {ip}\n"));
     }
@@ -59,12 +77,20 @@ pub fn instructions(w: &RunningWorld) -> String {
     s.push_str(&format!(
         "  curl --cacert {} --resolve myapp.test:{https}:{lb} https://myapp.test{}/login\n",
         w.ca_path().display(),
-        if p.https == 443 { String::new() } else { format!(":{}", p.https) },
+        if p.https == 443 {
+            String::new()
+        } else {
+            format!(":{}", p.https)
+        },
         https = p.https
     ));
     s.push_str(&format!(
         "  curl -i --resolve myapp.test:{http}:{lb} http://myapp.test{}/login   # 301 to https\n",
-        if p.http == 80 { String::new() } else { format!(":{}", p.http) },
+        if p.http == 80 {
+            String::new()
+        } else {
+            format!(":{}", p.http)
+        },
         http = p.http
     ));
     s.push_str(&format!(

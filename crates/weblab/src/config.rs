@@ -25,7 +25,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -225,7 +229,10 @@ impl World {
         let mut hosts = BTreeMap::new();
         for (name, addr) in &raw.hosts {
             let ip: Ipv4Addr = addr.get_ref().parse().map_err(|_| {
-                src.error(addr.span(), format!("hosts.{name}: {:?} is not an IPv4 address", addr.get_ref()))
+                src.error(
+                    addr.span(),
+                    format!("hosts.{name}: {:?} is not an IPv4 address", addr.get_ref()),
+                )
             })?;
             if !ip.is_loopback() {
                 return Err(src.error(
@@ -289,7 +296,10 @@ impl World {
             return Err(src.error(raw.lb.algorithm.span(), format!("lb.algorithm: {e}")));
         }
         if raw.lb.backends.is_empty() {
-            return Err(src.error(raw.lb.host.span(), "lb.backends: at least one backend is needed"));
+            return Err(src.error(
+                raw.lb.host.span(),
+                "lb.backends: at least one backend is needed",
+            ));
         }
         let lb = LbConfig {
             host: host("lb.host", &raw.lb.host)?,
@@ -390,14 +400,20 @@ mod tests {
         w.relocate(42);
         assert_eq!(w.addr("lb"), Ipv4Addr::new(127, 42, 3, 1));
         let auth = w.dns.iter().find(|d| d.host == "auth").unwrap();
-        let text: Vec<String> = auth.zones[0].records().map(|r| r.data.to_string()).collect();
+        let text: Vec<String> = auth.zones[0]
+            .records()
+            .map(|r| r.data.to_string())
+            .collect();
         assert!(text.contains(&"127.42.3.1".to_string()), "{text:?}");
         assert!(!text.iter().any(|t| t.starts_with("127.10.")), "{text:?}");
     }
 
     #[test]
     fn errors_name_the_file_line_and_field() {
-        let bad = DEFAULT_WORLD.replace("backends = [\"web1\", \"web2\"]", "backends = [\"web1\", \"web9\"]");
+        let bad = DEFAULT_WORLD.replace(
+            "backends = [\"web1\", \"web2\"]",
+            "backends = [\"web1\", \"web9\"]",
+        );
         let err = World::parse("w.toml", &bad).unwrap_err().to_string();
         let line = DEFAULT_WORLD
             .lines()
@@ -407,14 +423,18 @@ mod tests {
         assert!(err.starts_with(&format!("w.toml:{line}:")), "{err}");
         assert!(err.contains("lb.backends") && err.contains("web9"), "{err}");
 
-        let typo = DEFAULT_WORLD.replace("algorithm = \"round-robin\"", "algoritm = \"round-robin\"");
+        let typo =
+            DEFAULT_WORLD.replace("algorithm = \"round-robin\"", "algoritm = \"round-robin\"");
         let err = World::parse("w.toml", &typo).unwrap_err().to_string();
         assert!(err.contains("algoritm"), "{err}");
 
         let err = World::parse("w.toml", "name = [").unwrap_err().to_string();
         assert!(err.starts_with("w.toml:1:"), "{err}");
 
-        let zone = DEFAULT_WORLD.replace("@          IN A   127.10.3.1", "@          IN A   not-an-address");
+        let zone = DEFAULT_WORLD.replace(
+            "@          IN A   127.10.3.1",
+            "@          IN A   not-an-address",
+        );
         let err = World::parse("w.toml", &zone).unwrap_err().to_string();
         assert!(err.contains("dns.zones.records"), "{err}");
 

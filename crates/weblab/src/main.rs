@@ -13,7 +13,11 @@ use weblab_trace::Detail;
 use weblab_trace::explain::Lang;
 
 #[derive(Parser)]
-#[command(name = "weblab", version, about = "The web's request path, built for real on one machine, every step shown")]
+#[command(
+    name = "weblab",
+    version,
+    about = "The web's request path, built for real on one machine, every step shown"
+)]
 struct Cli {
     /// World file (default: the embedded world; `weblab init` writes it out).
     #[arg(long, global = true, value_name = "FILE")]
@@ -83,7 +87,8 @@ enum Command {
 fn load_world(cli: &Cli) -> Result<World> {
     let mut world = match &cli.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             World::parse(&path.display().to_string(), &text)?
         }
         None => World::default_world(),
@@ -138,7 +143,10 @@ async fn run(cli: Cli) -> Result<i32> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -43,10 +43,14 @@ pub async fn visit(world: &RunningWorld, url: &str, http1_only: bool) -> Result<
 fn page_summary(page: &Page) -> String {
     let mut out = String::new();
     let m = &page.main;
-    let ctype = weblab_browser::browser::header_value(&m.headers, "content-type").unwrap_or_default();
+    let ctype =
+        weblab_browser::browser::header_value(&m.headers, "content-type").unwrap_or_default();
     out.push_str(&format!(
         "{} {} {:?}, {} bytes after decoding, content-type {ctype}\n",
-        m.url, m.status, m.version, m.body.len()
+        m.url,
+        m.status,
+        m.version,
+        m.body.len()
     ));
     if ctype.starts_with("application/json") {
         // C06: the API's answer as data.

@@ -10,7 +10,9 @@ use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
 use weblab_app::{AppServer, AppState, Db};
 use weblab_browser::{Browser, BrowserConfig};
-use weblab_dns::{AuthoritativeServer, Authority, DnsServer, LookupChain, OsCache, Resolver, ResolverConfig};
+use weblab_dns::{
+    AuthoritativeServer, Authority, DnsServer, LookupChain, OsCache, Resolver, ResolverConfig,
+};
 use weblab_edge::proxy::Upstream;
 use weblab_edge::tls::{CA_NAME, server_config};
 use weblab_edge::{HttpServer, LoadBalancer, LocalCa, RedirectToHttps, WebServer, serve_http};
@@ -53,7 +55,9 @@ pub fn choose_ports(world: &World) -> Ports {
             // Probe on the client's address, where no server listens.
             let probe = SocketAddr::new(IpAddr::V4(world.addr(&world.client.host)), 53);
             match std::net::UdpSocket::bind(probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => offset(world.ports.offset),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    offset(world.ports.offset)
+                }
                 _ => Ports::STANDARD,
             }
         }
@@ -78,7 +82,10 @@ pub fn default_data_dir() -> PathBuf {
 const ASSETS: [(&str, &[u8]); 3] = [
     ("static/app.css", include_bytes!("../assets/static/app.css")),
     ("static/app.js", include_bytes!("../assets/static/app.js")),
-    ("static/logo.png", include_bytes!("../assets/static/logo.png")),
+    (
+        "static/logo.png",
+        include_bytes!("../assets/static/logo.png"),
+    ),
 ];
 
 /// Writes the document root into `data_dir/www` (only files that differ).
@@ -128,16 +135,31 @@ pub fn database_url(world: &World, data_dir: &Path) -> String {
 }
 
 /// Starts the application server on `host`.
-pub async fn start_app(world: &World, host: &str, db: Db, collector: &Collector) -> Result<AppServer> {
+pub async fn start_app(
+    world: &World,
+    host: &str,
+    db: Db,
+    collector: &Collector,
+) -> Result<AppServer> {
     let ip = world.addr(host);
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "app");
     let listener = listen(sock(ip, 80), host).await?;
     let state = Arc::new(AppState::new(db, rec, host));
-    Ok(weblab_app::start(listener, state, &world.database.cors_origins)?)
+    Ok(weblab_app::start(
+        listener,
+        state,
+        &world.database.cors_origins,
+    )?)
 }
 
 /// Starts the web server on `host`.
-pub async fn start_web(world: &World, host: &str, ports: Ports, root: PathBuf, collector: &Collector) -> Result<HttpServer> {
+pub async fn start_web(
+    world: &World,
+    host: &str,
+    ports: Ports,
+    root: PathBuf,
+    collector: &Collector,
+) -> Result<HttpServer> {
     let ip = world.addr(host);
     let cfg = world
         .web
@@ -152,12 +174,21 @@ pub async fn start_web(world: &World, host: &str, ports: Ports, root: PathBuf, c
     let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "web");
     let svc = Arc::new(WebServer::new(root, apps, trusted, rec));
-    Ok(serve_http(listen(sock(ip, ports.http), host).await?, None, svc)?)
+    Ok(serve_http(
+        listen(sock(ip, ports.http), host).await?,
+        None,
+        svc,
+    )?)
 }
 
 /// Starts the load balancer: HTTPS with the world's certificate, and a
 /// plain-HTTP port that redirects.
-pub async fn start_lb(world: &World, ports: Ports, ca: &LocalCa, collector: &Collector) -> Result<Vec<HttpServer>> {
+pub async fn start_lb(
+    world: &World,
+    ports: Ports,
+    ca: &LocalCa,
+    collector: &Collector,
+) -> Result<Vec<HttpServer>> {
     let host = world.lb.host.as_str();
     let ip = world.addr(host);
     let backends = world
@@ -166,7 +197,8 @@ pub async fn start_lb(world: &World, ports: Ports, ca: &LocalCa, collector: &Col
         .iter()
         .map(|b| Upstream::new(b, sock(world.addr(b), ports.http), IpAddr::V4(ip)))
         .collect();
-    let balancer = weblab_edge::balance::by_name(&world.lb.algorithm, &world.lb.weights).map_err(anyhow::Error::msg)?;
+    let balancer = weblab_edge::balance::by_name(&world.lb.algorithm, &world.lb.weights)
+        .map_err(anyhow::Error::msg)?;
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "lb");
     let mut names = world.lb.server_names.clone();
     names.push(ip.to_string());
@@ -174,26 +206,40 @@ pub async fn start_lb(world: &World, ports: Ports, ca: &LocalCa, collector: &Col
     let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
     let lb = Arc::new(LoadBalancer::new(backends, balancer, rec));
     let https = serve_http(listen(sock(ip, ports.https), host).await?, Some(tls), lb)?;
-    let redirect = Arc::new(RedirectToHttps { https_port: ports.https });
+    let redirect = Arc::new(RedirectToHttps {
+        https_port: ports.https,
+    });
     let http = serve_http(listen(sock(ip, ports.http), host).await?, None, redirect)?;
     Ok(vec![https, http])
 }
 
 /// Starts whatever DNS service `host` runs: the resolver, or an
 /// authoritative server for its zones.
-pub async fn start_dns(world: &World, host: &str, ports: Ports, collector: &Collector) -> Result<DnsServer> {
+pub async fn start_dns(
+    world: &World,
+    host: &str,
+    ports: Ports,
+    collector: &Collector,
+) -> Result<DnsServer> {
     let ip = world.addr(host);
     let addr = sock(ip, ports.dns);
-    let ctx = || format!("host {host}: cannot serve DNS on {addr} (another world there? try --block N)");
+    let ctx =
+        || format!("host {host}: cannot serve DNS on {addr} (another world there? try --block N)");
     if host == world.resolver_host {
         let cfg = ResolverConfig {
-            root_hints: world.root_hints.iter().map(|r| IpAddr::V4(world.addr(r))).collect(),
+            root_hints: world
+                .root_hints
+                .iter()
+                .map(|r| IpAddr::V4(world.addr(r)))
+                .collect(),
             upstream_port: ports.dns,
             bind: IpAddr::V4(ip),
             timeout: Duration::from_secs(2),
         };
         let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "resolver");
-        return weblab_dns::serve(addr, Arc::new(Resolver::new(cfg, rec))).await.with_context(ctx);
+        return weblab_dns::serve(addr, Arc::new(Resolver::new(cfg, rec)))
+            .await
+            .with_context(ctx);
     }
     let d = world
         .dns
@@ -202,13 +248,16 @@ pub async fn start_dns(world: &World, host: &str, ports: Ports, collector: &Coll
         .with_context(|| format!("host {host} runs no DNS server"))?;
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "dns");
     let server = AuthoritativeServer::new(Authority::new(d.zones.clone()), &d.role, rec);
-    weblab_dns::serve(addr, Arc::new(server)).await.with_context(ctx)
+    weblab_dns::serve(addr, Arc::new(server))
+        .await
+        .with_context(ctx)
 }
 
 impl RunningWorld {
     /// Boots every host of `world`.
     pub async fn start(world: World, data_dir: PathBuf, detail: Detail) -> Result<RunningWorld> {
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("create data directory {}", data_dir.display()))?;
         let ports = choose_ports(&world);
         let collector = Collector::new(detail);
         let ca = LocalCa::load_or_create(&data_dir)?;
@@ -262,14 +311,26 @@ impl RunningWorld {
         let ip = self.addr(&client.host);
         let ip_text = ip.to_string();
         let resolver = SocketAddr::new(self.addr(&client.resolver), self.ports.dns);
-        let stub = Recorder::new(self.collector.clone(), &client.host, &ip_text, "stub resolver");
-        let lookup = LookupChain::new(client.hosts_file.clone(), self.os_cache.clone(), resolver, ip, stub);
+        let stub = Recorder::new(
+            self.collector.clone(),
+            &client.host,
+            &ip_text,
+            "stub resolver",
+        );
+        let lookup = LookupChain::new(
+            client.hosts_file.clone(),
+            self.os_cache.clone(),
+            resolver,
+            ip,
+            stub,
+        );
         let port_map = if self.ports.is_standard() {
             vec![]
         } else {
             vec![(443, self.ports.https), (80, self.ports.http)]
         };
-        let ca_pem = std::fs::read(self.ca_path()).with_context(|| format!("read {}", self.ca_path().display()))?;
+        let ca_pem = std::fs::read(self.ca_path())
+            .with_context(|| format!("read {}", self.ca_path().display()))?;
         let cfg = BrowserConfig {
             bind: ip,
             ca_pem,

@@ -1,0 +1,144 @@
+//! Bad input gets a clear error and never takes a server down.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use tokio::net::UdpSocket;
+
+use crate::support::{data_dir, start};
+
+async fn send(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_millis(300), sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn malformed_dns_packets_get_formerr_or_are_dropped_and_servers_keep_answering() {
+    let w = start(120).await;
+    let good = weblab_dns::net::build_query(
+        &hickory_proto::rr::Name::from_ascii("myapp.test.").unwrap(),
+        hickory_proto::rr::RecordType::A,
+        true,
+    );
+    for host in ["resolver", "root", "tld", "auth"] {
+        let server = SocketAddr::new(w.addr(host), w.ports.dns);
+        // Too short to carry an id: dropped.
+        assert_eq!(send(server, &[1, 2, 3]).await, None, "{host}");
+        // A header claiming one question, then garbage: FORMERR, same id.
+        let mut junk = vec![0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+        junk.extend_from_slice(&[0xc0, 0xff, 0x3f, 0x3f]);
+        let reply = send(server, &junk)
+            .await
+            .unwrap_or_else(|| panic!("{host} sent nothing"));
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::FormErr,
+            "{host}"
+        );
+        assert_eq!(reply.metadata.id, 0xabcd);
+        // Random bytes of many lengths: whatever comes back, the server lives.
+        for len in [12usize, 13, 40, 300, 1500] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let _ = send(server, &bytes).await;
+        }
+        // And a real query still gets its answer.
+        let reply = send(server, &good.to_vec().unwrap())
+            .await
+            .unwrap_or_else(|| panic!("{host} died"));
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(reply.metadata.id, good.metadata.id);
+        assert_ne!(
+            reply.metadata.response_code,
+            ResponseCode::FormErr,
+            "{host}"
+        );
+    }
+}
+
+fn weblab(args: &[&str], block: u8) -> std::process::Output {
+    let dir = data_dir(block);
+    let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args(["--block", &block.to_string(), "--data"])
+        .arg(&dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn an_unknown_host_is_a_clear_nxdomain_from_the_tour() {
+    let out = weblab(&["tour", "https://nope.myapp.test/"], 121);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nope.myapp.test") && err.contains("NXDOMAIN"),
+        "{err}"
+    );
+    // The story up to the failure is still printed.
+    let story = String::from_utf8_lossy(&out.stdout);
+    assert!(story.contains("NXDOMAIN"), "{story}");
+}
+
+#[test]
+fn a_malformed_config_file_is_an_error_naming_file_line_and_field() {
+    let path = std::env::temp_dir().join(format!("weblab-bad-{}.toml", std::process::id()));
+    let text = weblab::config::DEFAULT_WORLD
+        .replace("algorithm = \"round-robin\"", "algorithm = \"fastest\"");
+    std::fs::write(&path, &text).unwrap();
+    let out = weblab(&["--config", path.to_str().unwrap(), "tour"], 122);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"fastest\""))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("{}:{line}:", path.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("lb.algorithm") && err.contains("fastest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_tour_exits_zero_and_prints_story_stages_and_waterfall() {
+    let out = weblab(&["tour", "--lang", "ko"], 123);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for heading in [
+        "== The story ==",
+        "== Stages ==",
+        "== Waterfall ==",
+        "127.123.3.1",
+    ] {
+        assert!(text.contains(heading), "{heading} missing");
+    }
+    assert!(
+        text.contains("C08 자기 영역이 아니므로"),
+        "Korean explanations missing"
+    );
+    let json = weblab(&["tour", "--json"], 124);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["spans"].as_array().unwrap().len() > 30);
+    assert!(v["timings"][0]["phases"]["dns"].is_u64());
+}

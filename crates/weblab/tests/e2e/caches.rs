@@ -1,0 +1,96 @@
+//! Caches along the lookup chain (C03, C09).
+
+use weblab::tour::visit;
+use weblab_dns::HostCache;
+use weblab_trace::{CacheLevel, Event, Span};
+
+use crate::support::{ip, start};
+
+fn hit_at(spans: &[Span], level: CacheLevel) -> bool {
+    spans
+        .iter()
+        .any(|s| matches!(&s.event, Event::CacheLookup { level: l, hit: true, .. } if *l == level))
+}
+
+#[tokio::test]
+async fn a_second_lookup_within_the_ttl_is_a_resolver_cache_hit() {
+    let w = start(103).await;
+    let first = visit(&w, "https://myapp.test/login", false).await.unwrap();
+    assert!(!hit_at(&first.spans, CacheLevel::Resolver));
+    // A second program on the same host finds the name in the OS cache.
+    let second = visit(&w, "https://myapp.test/login", false).await.unwrap();
+    assert!(hit_at(&second.spans, CacheLevel::Os));
+    assert!(
+        !second
+            .spans
+            .iter()
+            .any(|s| matches!(s.event, Event::DnsExchange { .. }))
+    );
+    // With the OS cache flushed, the resolver answers from its own cache
+    // and asks no other server.
+    *w.os_cache.lock().unwrap() = HostCache::default();
+    let third = visit(&w, "https://myapp.test/login", false).await.unwrap();
+    assert!(hit_at(&third.spans, CacheLevel::Resolver));
+    let resolver = ip(&w, "resolver");
+    assert!(
+        !third
+            .spans
+            .iter()
+            .any(|s| s.addr == resolver && matches!(s.event, Event::DnsExchange { .. })),
+        "the resolver asked the hierarchy again"
+    );
+}
+
+#[tokio::test]
+async fn the_browser_cache_answers_a_second_fetch_in_one_run() {
+    let w = start(104).await;
+    // HTTP/1.1: parallel subresources need new connections, hence lookups.
+    let r = visit(&w, "https://myapp.test/login", true).await.unwrap();
+    assert!(r.page.is_ok());
+    let sub_lookups: Vec<&Span> = r
+        .spans
+        .iter()
+        .filter(|s| s.request.is_some_and(|n| n > 0) && matches!(s.event, Event::Lookup { .. }))
+        .collect();
+    assert!(
+        !sub_lookups.is_empty(),
+        "no subresource opened a connection"
+    );
+    for s in sub_lookups {
+        let Event::Lookup { answered_by, .. } = &s.event else {
+            unreachable!()
+        };
+        assert_eq!(*answered_by, Some(CacheLevel::Browser));
+    }
+    assert!(hit_at(&r.spans, CacheLevel::Browser));
+}
+
+#[tokio::test]
+async fn an_answer_too_big_for_udp_is_fetched_again_over_tcp() {
+    let w = start(105).await;
+    let browser = w.browser(false).unwrap();
+    let ctx = weblab_trace::Ctx::new_root();
+    let answer = browser
+        .lookup()
+        .lookup(ctx, Some(0), "big.myapp.test")
+        .await
+        .unwrap();
+    assert_eq!(answer.addrs.len(), 90);
+    let spans = w.collector.assemble(ctx.trace);
+    let transports: Vec<(String, bool)> = spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::DnsExchange {
+                transport, outcome, ..
+            } if s.addr == ip(&w, "client") => Some((
+                transport.clone(),
+                matches!(outcome, weblab_trace::DnsOutcome::Truncated),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        transports,
+        [("udp".to_string(), true), ("tcp".to_string(), false)]
+    );
+}

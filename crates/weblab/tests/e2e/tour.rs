@@ -1,0 +1,204 @@
+//! The tour's path: every hop, in order, each on its own host address.
+
+use weblab::tour::visit;
+use weblab_trace::event::WebAction;
+use weblab_trace::{CacheLevel, DnsOutcome, Event, Phase};
+
+use crate::support::{find, ip, kinds, start};
+
+#[tokio::test]
+async fn the_tour_records_every_hop_in_order_each_on_its_own_address() {
+    let w = start(101).await;
+    let r = visit(&w, "https://myapp.test/login", false).await.unwrap();
+    let page = r.page.as_ref().expect("the page loads");
+    assert_eq!(page.main.status, 200);
+    let spans = &r.spans;
+    let all = kinds(spans);
+    let trace = spans[0].trace;
+    assert!(spans.iter().all(|s| s.trace == trace));
+
+    // C03: the lookup chain, level by level, on the client.
+    let mut last = 0;
+    for level in [CacheLevel::Browser, CacheLevel::Hosts, CacheLevel::Os] {
+        let (i, s) = find(
+            spans,
+            |s| matches!(&s.event, Event::CacheLookup { level: l, hit: false, .. } if *l == level),
+        )
+        .unwrap_or_else(|| panic!("no {level} miss in {all:#?}"));
+        assert_eq!(s.addr, ip(&w, "client"));
+        assert!(i > last || last == 0, "{level} out of order");
+        last = i;
+    }
+    // C08: the resolver asks root, TLD and the authoritative server, in order.
+    let (i_res, res) = find(
+        spans,
+        |s| matches!(&s.event, Event::DnsServe { role, .. } if role.contains("resolver")),
+    )
+    .expect("resolver span");
+    assert_eq!(res.addr, ip(&w, "resolver"));
+    assert!(i_res > last);
+    let mut at = i_res;
+    for (server, expect_zone) in [
+        ("root", Some("test.")),
+        ("tld", Some("myapp.test.")),
+        ("auth", None),
+    ] {
+        let server_ip = ip(&w, server);
+        let (i, s) = find(spans, |s| {
+            matches!(&s.event, Event::DnsExchange { server: to, .. } if to.starts_with(&format!("{server_ip}:")))
+                && s.addr == ip(&w, "resolver")
+        })
+        .unwrap_or_else(|| panic!("resolver never asked {server}: {all:#?}"));
+        assert!(i > at, "{server} asked out of order");
+        at = i;
+        let Event::DnsExchange { outcome, .. } = &s.event else {
+            unreachable!()
+        };
+        match (expect_zone, outcome) {
+            (Some(zone), DnsOutcome::Referral { zone: z, .. }) => assert_eq!(z, zone),
+            (None, DnsOutcome::Answer { records }) => {
+                assert!(records[0].ends_with(&ip(&w, "lb")), "{records:?}")
+            }
+            other => panic!("{server}: unexpected {other:?}"),
+        }
+        // The server's own record of the same exchange is in the trace.
+        assert!(
+            spans
+                .iter()
+                .any(|x| matches!(&x.event, Event::DnsServe { .. }) && x.addr == server_ip),
+            "{server} recorded nothing"
+        );
+    }
+    // C14, C32: connect and TLS from the client to the load balancer.
+    let (i_tcp, tcp) = find(spans, |s| matches!(s.event, Event::TcpConnect { .. })).unwrap();
+    assert!(i_tcp > at);
+    let Event::TcpConnect { local, remote, .. } = &tcp.event else {
+        unreachable!()
+    };
+    assert!(local.starts_with(&ip(&w, "client")));
+    assert!(remote.starts_with(&ip(&w, "lb")));
+    let (i_tls, tls) = find(spans, |s| matches!(s.event, Event::TlsHandshake { .. })).unwrap();
+    assert!(i_tls > i_tcp);
+    let Event::TlsHandshake {
+        version,
+        alpn,
+        chain,
+        ..
+    } = &tls.event
+    else {
+        unreachable!()
+    };
+    assert_eq!(version, "TLSv1.3");
+    assert_eq!(alpn.as_deref(), Some("h2"));
+    assert!(chain[0].contains("myapp.test"), "{chain:?}");
+    // C43, C44: the load balancer's pick, the web server's proxy decision.
+    let (i_pick, pick) = find(spans, |s| matches!(s.event, Event::LbPick { .. })).unwrap();
+    assert!(i_pick > i_tls);
+    assert_eq!(pick.addr, ip(&w, "lb"));
+    let web_ips = [ip(&w, "web1"), ip(&w, "web2")];
+    let (i_proxy, proxy) = find(spans, |s| {
+        matches!(
+            &s.event,
+            Event::WebDecision {
+                action: WebAction::Proxy { .. },
+                ..
+            }
+        )
+    })
+    .unwrap();
+    assert!(i_proxy > i_pick);
+    assert!(web_ips.contains(&proxy.addr));
+    // C45-C47: every middleware in order, the route, the SQL, on an app host.
+    let app_ips = [ip(&w, "app1"), ip(&w, "app2")];
+    let mut at = i_proxy;
+    for order in 1..=5u32 {
+        let (i, s) = find(
+            spans,
+            |s| matches!(s.event, Event::Middleware { order: o, .. } if o == order),
+        )
+        .unwrap_or_else(|| panic!("middleware {order} missing"));
+        assert!(i > at, "middleware {order} out of order");
+        assert!(app_ips.contains(&s.addr));
+        at = i;
+    }
+    let (i_route, route) = find(
+        spans,
+        |s| matches!(&s.event, Event::Route { pattern, .. } if pattern == "/login"),
+    )
+    .unwrap();
+    assert!(i_route > at);
+    let (i_sql, sql) = find(spans, |s| matches!(s.event, Event::Sql { .. })).unwrap();
+    assert!(i_sql > i_route);
+    assert!(app_ips.contains(&sql.addr) && app_ips.contains(&route.addr));
+    let Event::Sql { statement, .. } = &sql.event else {
+        unreachable!()
+    };
+    assert!(statement.starts_with("SELECT"), "{statement}");
+    // C05: three subresources, each fetched and served as a static file.
+    assert_eq!(page.subresources.len(), 3);
+    for sub in &page.subresources {
+        assert_eq!(sub.as_ref().unwrap().status, 200);
+    }
+    for (n, name) in ["app.css", "app.js", "logo.png"].iter().enumerate() {
+        let (i, _) = find(spans, |s| {
+            s.request == Some(n as u32 + 1)
+                && matches!(&s.event, Event::Navigate { url, .. } if url.ends_with(name))
+        })
+        .unwrap_or_else(|| panic!("no request for {name}"));
+        assert!(i > i_sql);
+        assert!(spans.iter().any(|s| web_ips.contains(&s.addr)
+            && matches!(&s.event, Event::WebDecision { path, action: WebAction::Static { .. } } if path.ends_with(name))));
+    }
+    // Server spans hang under the client's wait span (traceparent worked).
+    let lb_serve = spans
+        .iter()
+        .find(|s| matches!(s.event, Event::HttpServe { .. }) && s.addr == ip(&w, "lb"))
+        .unwrap();
+    let parent = spans
+        .iter()
+        .find(|s| Some(s.id) == lb_serve.parent)
+        .expect("lb span has its parent in the trace");
+    assert!(matches!(parent.event, Event::Waiting { .. }));
+    // C07: the page's stages were all recorded, none faked.
+    let t = weblab_trace::render::stages(spans);
+    for phase in [
+        Phase::Dns,
+        Phase::Connect,
+        Phase::Ssl,
+        Phase::Send,
+        Phase::Wait,
+        Phase::Receive,
+    ] {
+        assert!(t[0].phases[&phase].is_some(), "{phase} missing");
+    }
+    assert_eq!(
+        t[1].phases[&Phase::Dns],
+        None,
+        "a reused connection does no lookup"
+    );
+}
+
+#[tokio::test]
+async fn an_api_path_returns_json_from_the_database() {
+    let w = start(102).await;
+    let r = visit(&w, "https://myapp.test/api/users/1", true)
+        .await
+        .unwrap();
+    let page = r.page.unwrap();
+    assert_eq!(page.main.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&page.main.body).unwrap();
+    assert_eq!(v["name"], "Ada Lovelace");
+    assert!(
+        r.spans.iter().any(
+            |s| matches!(&s.event, Event::Route { pattern, .. } if pattern == "/api/users/{id}")
+        )
+    );
+    let missing = visit(&w, "https://myapp.test/api/users/999", true)
+        .await
+        .unwrap();
+    assert_eq!(missing.page.unwrap().main.status, 404);
+    let bad = visit(&w, "https://myapp.test/api/users/abc", true)
+        .await
+        .unwrap();
+    assert_eq!(bad.page.unwrap().main.status, 400);
+}
