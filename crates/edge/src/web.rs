@@ -189,8 +189,10 @@ impl HttpService for WebServer {
                 });
                 r
             } else if let Some(file) = static_file(&self.root, &path) {
+                // The decision's span covers reading the file.
+                let d = self.rec.begin(span.ctx(), Layer::Application);
                 let (r, bytes) = serve_file(&file, &parts.headers, &parts.method).await;
-                decide(if r.status() == StatusCode::NOT_FOUND {
+                let action = if r.status() == StatusCode::NOT_FOUND {
                     WebAction::Reject {
                         status: 404,
                         reason: format!("{} does not exist", file.display()),
@@ -200,7 +202,14 @@ impl HttpService for WebServer {
                         file: file.display().to_string(),
                         bytes,
                     }
-                });
+                };
+                self.rec.end(
+                    d,
+                    Event::WebDecision {
+                        path: path.clone(),
+                        action,
+                    },
+                );
                 r
             } else {
                 decide(WebAction::Reject {

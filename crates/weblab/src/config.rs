@@ -201,7 +201,11 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
-        let upto = &self.text[..span.start.min(self.text.len())];
+        let mut start = span.start.min(self.text.len());
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let upto = &self.text[..start];
         let line = upto.matches('\n').count() + 1;
         let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         ConfigError {

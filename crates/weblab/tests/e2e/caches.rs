@@ -94,3 +94,51 @@ async fn an_answer_too_big_for_udp_is_fetched_again_over_tcp() {
         [("udp".to_string(), true), ("tcp".to_string(), false)]
     );
 }
+
+/// Asks the resolver directly, as `dig` would.
+async fn ask(w: &crate::support::TestWorld, name: &str) -> hickory_proto::op::ResponseCode {
+    let q = weblab_dns::net::build_query(
+        &hickory_proto::rr::Name::from_ascii(name).unwrap(),
+        hickory_proto::rr::RecordType::A,
+        true,
+    );
+    let server = std::net::SocketAddr::new(w.addr("resolver"), w.ports.dns);
+    let ex = weblab_dns::net::exchange_udp(
+        w.addr("client"),
+        server,
+        &q,
+        std::time::Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    ex.response.metadata.response_code
+}
+
+/// The resolver's cache checks for `name`, in order: true for a hit.
+fn resolver_hits(w: &crate::support::TestWorld, name: &str) -> Vec<bool> {
+    w.collector
+        .snapshot()
+        .iter()
+        .filter(|s| s.addr == ip(w, "resolver"))
+        .filter_map(|s| match &s.event {
+            Event::CacheLookup { name: n, hit, .. } if n == name => Some(*hit),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resolver_entry_expires_after_its_ttl_and_negative_answers_are_cached() {
+    let w = start(106).await;
+    use hickory_proto::op::ResponseCode;
+    // brief.myapp.test has a TTL of one second.
+    assert_eq!(ask(&w, "brief.myapp.test.").await, ResponseCode::NoError);
+    assert_eq!(ask(&w, "brief.myapp.test.").await, ResponseCode::NoError);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(ask(&w, "brief.myapp.test.").await, ResponseCode::NoError);
+    assert_eq!(resolver_hits(&w, "brief.myapp.test."), [false, true, false]);
+    // NXDOMAIN is remembered (RFC 2308): the second question is a hit.
+    assert_eq!(ask(&w, "gone.myapp.test.").await, ResponseCode::NXDomain);
+    assert_eq!(ask(&w, "gone.myapp.test.").await, ResponseCode::NXDomain);
+    assert_eq!(resolver_hits(&w, "gone.myapp.test."), [false, true]);
+}

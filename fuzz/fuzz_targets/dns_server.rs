@@ -1,0 +1,33 @@
+//! Any datagram to an authoritative server or the resolver's front door:
+//! the checks and answers must never panic, and a reply, when there is one,
+//! must decode and carry the query's id.
+#![no_main]
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use weblab_dns::message::{Transport, check_query};
+use weblab_dns::{Authority, Zone};
+
+fn authority() -> &'static Authority {
+    static A: OnceLock<Authority> = OnceLock::new();
+    A.get_or_init(|| {
+        let zone = Zone::parse(
+            "$TTL 60\n@ IN SOA ns h 1 1 1 1 30\n@ IN NS ns\nns IN A 127.0.0.1\nwww IN CNAME web\nweb IN A 127.0.0.2\nsub IN NS ns.sub\nns.sub IN A 127.0.0.3\n",
+            "f.test.",
+        )
+        .unwrap();
+        Authority::new(vec![zone])
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let _ = check_query(data);
+    for t in [Transport::Udp, Transport::Tcp] {
+        let served = authority().serve(data, t);
+        if let Some(reply) = served.reply {
+            let m = hickory_proto::op::Message::from_vec(&reply)
+                .expect("the server sent bytes it cannot decode itself");
+            assert_eq!(m.metadata.id, served.id);
+        }
+    }
+});
