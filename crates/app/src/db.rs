@@ -51,8 +51,19 @@ impl Db {
                 "unsupported database URL {url:?} (sqlite:… or postgres://…)"
             )));
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
+        // Every connection to `sqlite::memory:` is a database of its own, so
+        // an in-memory database lives on exactly one connection, kept forever.
+        let in_memory = engine == Engine::Sqlite && url.contains(":memory:");
+        let options = if in_memory {
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            AnyPoolOptions::new().max_connections(8)
+        };
+        let pool = options
             .connect(url)
             .await
             .map_err(|e| AppError::database(format!("connect {url}: {e}")))?;

@@ -1,0 +1,135 @@
+//! The application server's router, driven in-process with real requests
+//! over its tower stack and a real (in-memory) SQLite database.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use weblab_app::{AppState, Db, router};
+use weblab_trace::{Collector, Ctx, Detail, Event, Recorder};
+
+async fn app() -> (axum::Router, Collector, Arc<AppState>) {
+    let db = Db::connect("sqlite::memory:").await.unwrap();
+    db.migrate().await.unwrap();
+    let collector = Collector::new(Detail::Full);
+    let rec = Recorder::new(collector.clone(), "app1", "127.0.5.1", "app");
+    let state = Arc::new(AppState::new(db, rec, "app1"));
+    (
+        router(state.clone(), &["https://myapp.test".into()]),
+        collector,
+        state,
+    )
+}
+
+#[tokio::test]
+async fn a_request_runs_the_chain_in_order_and_joins_the_callers_trace() {
+    let (app, collector, state) = app().await;
+    let caller = Ctx::new_root();
+    let tp = caller.traceparent(weblab_trace::SpanId(0x1234));
+    let resp = app
+        .oneshot(
+            Request::get("/api/users/3")
+                .header("traceparent", &tp)
+                .header("x-real-ip", "127.0.0.2")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["name"], "Grace Hopper");
+
+    let spans = collector.assemble(caller.trace);
+    let order: Vec<String> = spans
+        .iter()
+        .map(|s| match &s.event {
+            Event::Middleware { order, .. } => format!("mw{order}"),
+            other => other.kind().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["mw1", "mw2", "mw3", "mw4", "mw5", "route", "service", "sql"]
+    );
+    // The first span is a child of the caller's span.
+    assert_eq!(spans[0].parent, Some(weblab_trace::SpanId(0x1234)));
+    let log = state.access_log();
+    assert!(
+        log[0].starts_with("127.0.0.2 GET /api/users/3 200"),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_allows_the_configured_origin_only() {
+    let (app, _, _) = app().await;
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/api/users/1")
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = app
+        .clone()
+        .oneshot(preflight("https://myapp.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://myapp.test"
+    );
+    let other = app.oneshot(preflight("https://evil.test")).await.unwrap();
+    assert!(
+        !other
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_and_bad_ids_get_clear_json_errors() {
+    let (app, _, _) = app().await;
+    for (path, status, needle) in [
+        ("/nope", StatusCode::NOT_FOUND, "no route for /nope"),
+        ("/api/users/x1", StatusCode::BAD_REQUEST, "not a number"),
+        ("/api/users/42", StatusCode::NOT_FOUND, "no user with id 42"),
+    ] {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            v["detail"].as_str().unwrap().contains(needle),
+            "{path}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_login_page_is_compressed_when_the_client_accepts_it() {
+    let (app, _, _) = app().await;
+    let resp = app
+        .oneshot(
+            Request::get("/login")
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+}
