@@ -4,5 +4,6 @@
 mod bad_input;
 mod caches;
 mod interop;
+mod serve;
 mod support;
 mod tour;
