@@ -1,0 +1,21 @@
+//! The TCP lab: a deterministic discrete-event simulator of TCP's
+//! mechanisms (C14–C22). Pure logic: virtual time, a seeded RNG, no sockets.
+//!
+//! Map (start with `sim.rs`):
+//! - [`time`], [`rng`] — virtual nanoseconds and the seeded generator;
+//! - [`link`] — one link direction: drop-tail queue, rate, delay, loss models,
+//!   jitter, reordering, duplication;
+//! - [`cc`] — congestion control behind the [`cc::Controller`] trait;
+//! - [`sim`] — senders, receivers and the event loop on a dumbbell;
+//! - [`models`] — Mathis, PFTK, ARQ efficiency formulas, Jain's index.
+
+pub mod cc;
+pub mod link;
+pub mod models;
+pub mod rng;
+pub mod sim;
+pub mod time;
+
+pub use cc::{CcKind, Controller, Recovery, Window};
+pub use link::{LinkConfig, LossModel};
+pub use sim::{FlowConfig, FlowStats, Sample, SimConfig, SimResult, run};
