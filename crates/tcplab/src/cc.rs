@@ -55,7 +55,13 @@ pub enum CcKind {
 }
 
 impl CcKind {
-    pub const ALL: [CcKind; 5] = [CcKind::Aimd, CcKind::Tahoe, CcKind::Reno, CcKind::NewReno, CcKind::Cubic];
+    pub const ALL: [CcKind; 5] = [
+        CcKind::Aimd,
+        CcKind::Tahoe,
+        CcKind::Reno,
+        CcKind::NewReno,
+        CcKind::Cubic,
+    ];
 
     /// A fresh controller of this kind.
     pub fn build(self) -> Box<dyn Controller> {
@@ -101,7 +107,9 @@ impl FromStr for CcKind {
         CcKind::ALL
             .into_iter()
             .find(|k| k.to_string() == s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown congestion control {s:?} (aimd, tahoe, reno, newreno, cubic)"))
+            .ok_or_else(|| {
+                format!("unknown congestion control {s:?} (aimd, tahoe, reno, newreno, cubic)")
+            })
     }
 }
 
@@ -241,7 +249,10 @@ mod tests {
     #[test]
     fn reno_grows_one_segment_per_window_of_acks() {
         let mut c = CcKind::Reno.build();
-        let mut w = Window { cwnd: 10.0, ssthresh: 5.0 };
+        let mut w = Window {
+            cwnd: 10.0,
+            ssthresh: 5.0,
+        };
         for _ in 0..10 {
             c.on_ack(&mut w, 1, 0, 0);
         }
@@ -251,7 +262,10 @@ mod tests {
     #[test]
     fn cubic_returns_to_w_max_after_k_seconds() {
         let mut c = Cubic::default();
-        let mut w = Window { cwnd: 100.0, ssthresh: 1e9 };
+        let mut w = Window {
+            cwnd: 100.0,
+            ssthresh: 1e9,
+        };
         w.ssthresh = 50.0;
         c.on_loss(&mut w, 100, 0);
         assert_eq!(w.ssthresh, 70.0);

@@ -18,4 +18,4 @@ pub mod time;
 
 pub use cc::{CcKind, Controller, Recovery, Window};
 pub use link::{LinkConfig, LossModel};
-pub use sim::{FlowConfig, FlowStats, Sample, SimConfig, SimResult, run};
+pub use sim::{FlowConfig, FlowStats, Reaction, ReactionKind, Sample, SimConfig, SimResult, run};

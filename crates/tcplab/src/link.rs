@@ -22,6 +22,9 @@ pub enum LossModel {
         loss_good: f64,
         loss_bad: f64,
     },
+    /// Exactly these packets (numbered from 0 in the order sent) are lost:
+    /// a scripted scenario for teaching.
+    Nth(Vec<u64>),
 }
 
 /// Settings of one link direction.
@@ -115,20 +118,29 @@ impl Link {
     }
 
     fn lose(&mut self, rng: &mut Rng) -> bool {
-        match self.cfg.loss {
+        match &self.cfg.loss {
+            LossModel::Nth(list) => list.contains(&(self.stats.sent - 1)),
             LossModel::None => false,
-            LossModel::Bernoulli(p) => rng.chance(p),
+            LossModel::Bernoulli(p) => rng.chance(*p),
             LossModel::GilbertElliott {
                 p_good_to_bad,
                 p_bad_to_good,
                 loss_good,
                 loss_bad,
             } => {
-                let flip = if self.bad_state { p_bad_to_good } else { p_good_to_bad };
+                let flip = if self.bad_state {
+                    *p_bad_to_good
+                } else {
+                    *p_good_to_bad
+                };
                 if rng.chance(flip) {
                     self.bad_state = !self.bad_state;
                 }
-                rng.chance(if self.bad_state { loss_bad } else { loss_good })
+                rng.chance(if self.bad_state {
+                    *loss_bad
+                } else {
+                    *loss_good
+                })
             }
         }
     }
@@ -200,11 +212,16 @@ mod tests {
             ..Default::default()
         });
         let mut rng = Rng::new(3);
-        let lost: Vec<bool> = (0..100_000).map(|_| l.send(0, 100, &mut rng) == Fate::Lost).collect();
+        let lost: Vec<bool> = (0..100_000)
+            .map(|_| l.send(0, 100, &mut rng) == Fate::Lost)
+            .collect();
         let losses = lost.iter().filter(|x| **x).count();
         let pairs = lost.windows(2).filter(|w| w[0] && w[1]).count();
         // Far more back-to-back losses than independent losses would give.
         let p = losses as f64 / lost.len() as f64;
-        assert!(pairs as f64 > 5.0 * p * p * lost.len() as f64, "{losses} {pairs}");
+        assert!(
+            pairs as f64 > 5.0 * p * p * lost.len() as f64,
+            "{losses} {pairs}"
+        );
     }
 }

@@ -38,6 +38,8 @@ pub struct FlowConfig {
     pub rcv_buffer: u64,
     /// How fast the receiving application reads, bytes/s (0 = at once).
     pub app_read_bps: u64,
+    /// The application stops reading during this interval.
+    pub app_stall: Option<(Time, Time)>,
     pub min_rto: Time,
     pub limited_transmit: bool,
 }
@@ -55,6 +57,7 @@ impl Default for FlowConfig {
             delack_timeout: 200 * MS,
             rcv_buffer: 64 << 20,
             app_read_bps: 0,
+            app_stall: None,
             min_rto: SEC,
             limited_transmit: true,
         }
@@ -130,6 +133,27 @@ pub struct FlowStats {
     /// Most out-of-order segments the receiver held at once.
     pub max_reorder_buffer: usize,
     pub zero_window_probes: u64,
+    /// Every reaction to a loss, in order.
+    pub reactions: Vec<Reaction>,
+}
+
+/// How the sender reacted to a loss signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReactionKind {
+    /// Three duplicate ACKs: fast retransmit (and fast recovery unless Tahoe).
+    FastRetransmit,
+    /// The retransmission timer expired.
+    Timeout,
+}
+
+/// One loss reaction with the window before and after.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reaction {
+    pub time: Time,
+    pub kind: ReactionKind,
+    pub cwnd_before: f64,
+    pub cwnd_after: f64,
+    pub ssthresh_after: f64,
 }
 
 /// The results of a run.
@@ -180,6 +204,7 @@ enum Timer {
     Rto,
     DelAck,
     Persist,
+    WindowUpdate,
     Sample,
 }
 
@@ -230,6 +255,8 @@ struct Receiver {
     buffered: f64,
     last_drain: Time,
     buffer_segs: u64,
+    /// The last ACK offered a zero window; send an update when it opens.
+    zero_advertised: bool,
 }
 
 /// Runs one experiment to completion.
@@ -307,6 +334,7 @@ impl<'a> Sim<'a> {
                 buffered: 0.0,
                 last_drain: 0,
                 buffer_segs: (f.rcv_buffer / u64::from(f.mss)).max(1),
+                zero_advertised: false,
             })
             .collect();
         let mut sim = Sim {
@@ -356,7 +384,15 @@ impl<'a> Sim<'a> {
             let Reverse((t, _, flow, seq, ts, retx, ack)) = self.late.pop()?;
             // Late arrivals reuse one heap for both directions: `ack` marks ACKs.
             return Some(if ack == u64::MAX {
-                (t, Ev::Data(DataPkt { flow, seq, ts, retx }))
+                (
+                    t,
+                    Ev::Data(DataPkt {
+                        flow,
+                        seq,
+                        ts,
+                        retx,
+                    }),
+                )
             } else {
                 (
                     t,
@@ -444,8 +480,15 @@ impl<'a> Sim<'a> {
             } else {
                 for at in std::iter::once(t).chain(dup) {
                     self.seq += 1;
-                    self.late
-                        .push(Reverse((at, self.seq, pkt.flow, seq, pkt.ts, retx, u64::MAX)));
+                    self.late.push(Reverse((
+                        at,
+                        self.seq,
+                        pkt.flow,
+                        seq,
+                        pkt.ts,
+                        retx,
+                        u64::MAX,
+                    )));
                 }
             }
         }
@@ -548,7 +591,12 @@ impl<'a> Sim<'a> {
                     s.w.cwnd = (s.w.cwnd - acked as f64 + 1.0).max(1.0);
                     s.dupacks = 0;
                     let seq = s.snd_una;
-                    self.logline(|| format!("flow{f} <- partial ACK {} in recovery: retransmit {seq}", p.ack));
+                    self.logline(|| {
+                        format!(
+                            "flow{f} <- partial ACK {} in recovery: retransmit {seq}",
+                            p.ack
+                        )
+                    });
                     self.transmit(f, seq, true);
                     self.restart_rto(f);
                 }
@@ -582,17 +630,31 @@ impl<'a> Sim<'a> {
                 // estimated without SACK: each duplicate ACK reports one
                 // segment that left it, and the missing one is lost.
                 let pipe = (s.snd_max - s.snd_una).saturating_sub(u64::from(s.dupacks) + 1);
+                let before = s.w.cwnd;
                 s.cc.on_loss(&mut s.w, pipe, now);
                 let seq = s.snd_una;
+                if s.recovery != Recovery::None {
+                    s.w.cwnd = s.w.ssthresh + 3.0;
+                }
+                s.stats.reactions.push(Reaction {
+                    time: now,
+                    kind: ReactionKind::FastRetransmit,
+                    cwnd_before: before,
+                    cwnd_after: s.w.cwnd,
+                    ssthresh_after: s.w.ssthresh,
+                });
                 match s.recovery {
                     Recovery::None => {
                         // Tahoe: cwnd is 1; go back and slow start.
                         s.snd_nxt = s.snd_una;
-                        self.logline(|| format!("flow{f} <- 3 dup ACKs for {seq}: fast retransmit, cwnd=1 (Tahoe)"));
+                        self.logline(|| {
+                            format!(
+                                "flow{f} <- 3 dup ACKs for {seq}: fast retransmit, cwnd=1 (Tahoe)"
+                            )
+                        });
                     }
                     Recovery::Reno | Recovery::NewReno => {
                         s.recover = Some(s.snd_max - 1);
-                        s.w.cwnd = s.w.ssthresh + 3.0;
                         let ss = s.w.ssthresh;
                         self.logline(|| format!("flow{f} <- 3 dup ACKs for {seq}: fast retransmit, ssthresh={ss:.1}, fast recovery"));
                         self.transmit(f, seq, true);
@@ -607,7 +669,9 @@ impl<'a> Sim<'a> {
         let now = self.now;
         let s = &mut self.senders[f];
         s.rto_scheduled = false;
-        let Some(deadline) = s.rto_deadline else { return };
+        let Some(deadline) = s.rto_deadline else {
+            return;
+        };
         if deadline > now {
             // Re-armed since this event was queued: wait for the new time.
             s.rto_scheduled = true;
@@ -620,7 +684,15 @@ impl<'a> Sim<'a> {
         }
         s.stats.timeouts += 1;
         let flight = s.snd_max - s.snd_una;
+        let before = s.w.cwnd;
         s.cc.on_timeout(&mut s.w, flight, now);
+        s.stats.reactions.push(Reaction {
+            time: now,
+            kind: ReactionKind::Timeout,
+            cwnd_before: before,
+            cwnd_after: s.w.cwnd,
+            ssthresh_after: s.w.ssthresh,
+        });
         s.recover = None;
         s.dupacks = 0;
         s.last_recover = s.snd_max - 1;
@@ -629,7 +701,12 @@ impl<'a> Sim<'a> {
         s.snd_nxt = s.snd_una;
         s.rto_deadline = None;
         let (una, rto) = (s.snd_una, s.rto);
-        self.logline(|| format!("flow{f} RTO fired: retransmit {una}, cwnd=1, next RTO {:.3}s", secs(rto)));
+        self.logline(|| {
+            format!(
+                "flow{f} RTO fired: retransmit {una}, cwnd=1, next RTO {:.3}s",
+                secs(rto)
+            )
+        });
         self.try_send(f);
         self.arm_rto(f);
     }
@@ -637,16 +714,48 @@ impl<'a> Sim<'a> {
     // ---------- receiver ----------
 
     fn drain(&mut self, f: usize) {
-        let rate = self.cfg.flows[f].app_read_bps;
+        let flow = &self.cfg.flows[f];
+        let (rate, stall) = (flow.app_read_bps, flow.app_stall);
         let now = self.now;
         let r = &mut self.receivers[f];
-        if rate == 0 {
+        if rate == 0 && stall.is_none() {
             r.buffered = 0.0;
         } else {
-            let read = (now - r.last_drain) as f64 / SEC as f64 * rate as f64 / 8.0;
+            // Reading time since the last drain, minus any stall.
+            let mut reading = now - r.last_drain;
+            if let Some((a, b)) = stall {
+                let overlap = now.min(b).saturating_sub(r.last_drain.max(a));
+                reading -= overlap;
+            }
+            let read = if rate == 0 {
+                f64::INFINITY
+            } else {
+                reading as f64 / SEC as f64 * rate as f64 / 8.0
+            };
             r.buffered = (r.buffered - read).max(0.0);
         }
         r.last_drain = now;
+    }
+
+    /// When a zero window will have room for one segment again.
+    fn window_opens_at(&self, f: usize) -> Time {
+        let flow = &self.cfg.flows[f];
+        let r = &self.receivers[f];
+        let mss = f64::from(flow.mss);
+        let excess =
+            (r.buffered - (r.buffer_segs as f64 - 1.0 - r.ooo_count as f64) * mss).max(mss * 0.01);
+        let mut start = self.now;
+        if let Some((a, b)) = flow.app_stall
+            && self.now >= a
+            && self.now < b
+        {
+            start = b;
+        }
+        let rate = flow.app_read_bps;
+        if rate == 0 {
+            return start + 1;
+        }
+        start + ((excess * 8.0 / rate as f64) * SEC as f64).ceil() as Time + 1
     }
 
     fn rwnd(&self, f: usize) -> u64 {
@@ -670,6 +779,12 @@ impl<'a> Sim<'a> {
             rwnd: self.rwnd(f),
             ..pkt
         };
+        let was_zero = self.receivers[f].zero_advertised;
+        self.receivers[f].zero_advertised = pkt.rwnd == 0;
+        if pkt.rwnd == 0 && !was_zero {
+            let at = self.window_opens_at(f);
+            self.schedule(at, Timer::WindowUpdate, f as u32);
+        }
         self.logline(|| format!("flow{f} <- ACK ack={} win={}", pkt.ack, pkt.rwnd));
         match self.ack_link.send(self.now, 52, &mut self.rng) {
             Fate::Arrives(t, dup) => {
@@ -678,8 +793,15 @@ impl<'a> Sim<'a> {
                 } else {
                     for at in std::iter::once(t).chain(dup) {
                         self.seq += 1;
-                        self.late
-                            .push(Reverse((at, self.seq, pkt.flow, pkt.rwnd, pkt.ts_echo, false, pkt.ack)));
+                        self.late.push(Reverse((
+                            at,
+                            self.seq,
+                            pkt.flow,
+                            pkt.rwnd,
+                            pkt.ts_echo,
+                            false,
+                            pkt.ack,
+                        )));
                     }
                 }
             }
@@ -707,7 +829,7 @@ impl<'a> Sim<'a> {
                 r.rcv_nxt += 1;
                 delivered += 1;
             }
-            if self.cfg.flows[f].app_read_bps > 0 {
+            if self.cfg.flows[f].app_read_bps > 0 || self.cfg.flows[f].app_stall.is_some() {
                 r.buffered += (delivered * mss) as f64;
             }
             let s = &mut self.senders[f].stats;
@@ -793,6 +915,20 @@ impl<'a> Sim<'a> {
                     self.send_ack(f, ts);
                 }
             }
+            Timer::WindowUpdate => {
+                // RFC 9293 §3.8.6.2.2: tell the sender once the window opens.
+                self.drain(f);
+                if self.receivers[f].zero_advertised {
+                    if self.rwnd(f) > 0 {
+                        let ts = self.receivers[f].ts_recent;
+                        self.logline(|| format!("flow{f} <- window update"));
+                        self.send_ack(f, ts);
+                    } else {
+                        let at = self.window_opens_at(f);
+                        self.schedule(at, Timer::WindowUpdate, f as u32);
+                    }
+                }
+            }
             Timer::Sample => {
                 for i in 0..self.senders.len() {
                     self.drain(i);
@@ -805,7 +941,11 @@ impl<'a> Sim<'a> {
                         time: self.now,
                         flow: i,
                         cwnd: s.w.cwnd,
-                        ssthresh: if s.w.ssthresh.is_finite() { s.w.ssthresh } else { -1.0 },
+                        ssthresh: if s.w.ssthresh.is_finite() {
+                            s.w.ssthresh
+                        } else {
+                            -1.0
+                        },
                         rwnd,
                         in_flight: s.snd_max - s.snd_una,
                         srtt: s.srtt.unwrap_or(0.0) as Time,

@@ -49,8 +49,20 @@ fn mbit(segments_per_sec: f64) -> f64 {
 
 /// ns-3 goodput (Mbit/s) by loss rate: delayed ACK every 2nd segment
 /// (`newreno_nosack`) and an ACK per segment (`newreno_delack1`).
-const NS3_DELACK2: [(f64, f64); 5] = [(0.001, 3.218), (0.005, 1.260), (0.01, 0.804), (0.02, 0.534), (0.05, 0.293)];
-const NS3_DELACK1: [(f64, f64); 5] = [(0.001, 4.574), (0.005, 1.857), (0.01, 1.211), (0.02, 0.786), (0.05, 0.415)];
+const NS3_DELACK2: [(f64, f64); 5] = [
+    (0.001, 3.218),
+    (0.005, 1.260),
+    (0.01, 0.804),
+    (0.02, 0.534),
+    (0.05, 0.293),
+];
+const NS3_DELACK1: [(f64, f64); 5] = [
+    (0.001, 4.574),
+    (0.005, 1.857),
+    (0.01, 1.211),
+    (0.02, 0.786),
+    (0.05, 0.415),
+];
 
 #[test]
 fn newreno_matches_mathis_pftk_and_ns3() {
@@ -79,5 +91,8 @@ fn newreno_matches_mathis_pftk_and_ns3() {
         }
     }
     println!("{report}");
-    assert!(failures.is_empty(), "outside the bounds: {failures:?}\n{report}");
+    assert!(
+        failures.is_empty(),
+        "outside the bounds: {failures:?}\n{report}"
+    );
 }

@@ -1,0 +1,192 @@
+//! The mechanisms, asserted on what the simulator recorded (C17, C18).
+
+use weblab_tcplab::models::jain;
+use weblab_tcplab::time::{MS, SEC};
+use weblab_tcplab::{CcKind, FlowConfig, LinkConfig, LossModel, ReactionKind, SimConfig, run};
+
+/// 10 Mbit/s, 50 ms RTT, one scripted loss of the 60th packet.
+fn one_loss(cc: CcKind) -> SimConfig {
+    SimConfig {
+        data: LinkConfig {
+            rate_bps: 10_000_000,
+            delay: 25 * MS,
+            queue_limit: 100,
+            loss: LossModel::Nth(vec![60]),
+            ..Default::default()
+        },
+        ack: LinkConfig {
+            delay: 25 * MS,
+            ..Default::default()
+        },
+        flows: vec![FlowConfig {
+            cc,
+            delayed_ack: false,
+            ..Default::default()
+        }],
+        duration: 3 * SEC,
+        sample_every: MS,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn tahoe_drops_cwnd_to_one_on_three_duplicate_acks_and_reno_halves_it() {
+    let tahoe = run(&one_loss(CcKind::Tahoe));
+    let reno = run(&one_loss(CcKind::Reno));
+    for r in [&tahoe, &reno] {
+        assert_eq!(r.flows[0].timeouts, 0);
+        assert_eq!(r.flows[0].fast_retransmits, 1);
+    }
+    let t = tahoe.flows[0].reactions[0];
+    assert_eq!(t.kind, ReactionKind::FastRetransmit);
+    assert_eq!(t.cwnd_after, 1.0);
+    assert!(t.ssthresh_after >= t.cwnd_before / 2.0 - 3.0, "{t:?}");
+    let r = reno.flows[0].reactions[0];
+    // Reno: ssthresh about half the window, cwnd = ssthresh + 3 in recovery.
+    assert!(
+        (r.ssthresh_after - r.cwnd_before / 2.0).abs() <= 2.5,
+        "{r:?}"
+    );
+    assert_eq!(r.cwnd_after, r.ssthresh_after + 3.0);
+    // After recovery Reno continues from ssthresh, Tahoe slow-starts from 1:
+    // 30 ms after the reaction Reno's window is far larger.
+    let at = |res: &weblab_tcplab::SimResult, time| {
+        res.samples.iter().find(|s| s.time >= time).unwrap().cwnd
+    };
+    let later = r.time.max(t.time) + 60 * MS;
+    assert!(
+        at(&reno, later) > 2.0 * at(&tahoe, later),
+        "reno {} tahoe {}",
+        at(&reno, later),
+        at(&tahoe, later)
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_bit_for_bit() {
+    let mut cfg = one_loss(CcKind::Cubic);
+    cfg.data.loss = LossModel::Bernoulli(0.01);
+    cfg.data.jitter = 2 * MS;
+    cfg.seed = 99;
+    let a = run(&cfg);
+    let b = run(&cfg);
+    assert_eq!(a.samples, b.samples);
+    assert_eq!(a.flows, b.flows);
+    cfg.seed = 100;
+    let c = run(&cfg);
+    assert_ne!(a.samples, c.samples, "another seed, another run");
+}
+
+#[test]
+fn two_aimd_flows_converge_to_a_fair_share_and_a_late_joiner_catches_up() {
+    let cfg = SimConfig {
+        data: LinkConfig {
+            rate_bps: 10_000_000,
+            delay: 20 * MS,
+            queue_limit: 40,
+            ..Default::default()
+        },
+        ack: LinkConfig {
+            delay: 20 * MS,
+            ..Default::default()
+        },
+        flows: vec![
+            FlowConfig {
+                cc: CcKind::Aimd,
+                init_cwnd: 30,
+                delayed_ack: false,
+                ..Default::default()
+            },
+            FlowConfig {
+                cc: CcKind::Aimd,
+                init_cwnd: 1,
+                start: 5 * SEC,
+                delayed_ack: false,
+                ..Default::default()
+            },
+        ],
+        duration: 120 * SEC,
+        sample_every: SEC,
+        ..Default::default()
+    };
+    let r = run(&cfg);
+    // Throughput of each flow over the last 20 s, from delivered bytes.
+    let delivered = |flow: usize, t: u64| {
+        r.samples
+            .iter()
+            .find(|s| s.flow == flow && s.time >= t * SEC)
+            .unwrap()
+            .delivered as f64
+    };
+    let share = |flow| delivered(flow, 119) - delivered(flow, 99);
+    let index = jain(&[share(0), share(1)]);
+    assert!(
+        index > 0.95,
+        "Jain index {index:.3}: {} vs {}",
+        share(0),
+        share(1)
+    );
+    // Early on, the late joiner had much less.
+    let early = jain(&[
+        delivered(0, 8) - delivered(0, 6),
+        delivered(1, 8) - delivered(1, 6),
+    ]);
+    assert!(early < index, "{early} {index}");
+}
+
+#[test]
+fn a_slow_reader_limits_the_sender_and_a_stalled_one_closes_the_window() {
+    // The application reads 1 Mbit/s from a 64 KiB buffer on a 10 Mbit/s
+    // path, and stops reading between 8 s and 12 s.
+    let cfg = SimConfig {
+        data: LinkConfig {
+            rate_bps: 10_000_000,
+            delay: 10 * MS,
+            queue_limit: 100,
+            ..Default::default()
+        },
+        ack: LinkConfig {
+            delay: 10 * MS,
+            ..Default::default()
+        },
+        flows: vec![FlowConfig {
+            rcv_buffer: 64 * 1024,
+            app_read_bps: 1_000_000,
+            app_stall: Some((8 * SEC, 12 * SEC)),
+            ..Default::default()
+        }],
+        duration: 20 * SEC,
+        measure_from: 2 * SEC,
+        sample_every: 10 * MS,
+        ..Default::default()
+    };
+    let r = run(&cfg);
+    // 18 s measured, 4 of them stalled: about 14 s at 1 Mbit/s.
+    let goodput = r.goodput_bps(0);
+    assert!((0.7e6..0.9e6).contains(&goodput), "{goodput}");
+    let stalled: Vec<_> = r
+        .samples
+        .iter()
+        .filter(|s| (9 * SEC..12 * SEC).contains(&s.time))
+        .collect();
+    assert!(
+        stalled.iter().all(|s| s.rwnd == 0 && s.in_flight == 0),
+        "the window stayed open while stalled"
+    );
+    let after: Vec<_> = r.samples.iter().filter(|s| s.time > 13 * SEC).collect();
+    assert!(
+        after.iter().any(|s| s.rwnd > 0),
+        "the window never reopened"
+    );
+    assert_eq!(r.flows[0].timeouts, 0, "flow control is not congestion");
+    // Before the stall the window, not congestion, limited the sender.
+    let before: Vec<_> = r
+        .samples
+        .iter()
+        .filter(|s| (4 * SEC..8 * SEC).contains(&s.time))
+        .collect();
+    assert!(
+        before.iter().all(|s| (s.in_flight as f64) < s.cwnd),
+        "cwnd was the limit"
+    );
+}
