@@ -198,6 +198,31 @@ struct AckPkt {
     ts_echo: Time,
 }
 
+/// An arrival from a link that may reorder, ordered by (time, insertion).
+#[derive(Clone, Copy, Debug)]
+struct Late {
+    at: Time,
+    order: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Late {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Late {}
+impl PartialOrd for Late {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Late {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Start,
@@ -275,7 +300,7 @@ struct Sim<'a> {
     ack_fifo: VecDeque<(Time, AckPkt)>,
     heap: BinaryHeap<Reverse<(Time, u64, Timer, u32)>>,
     /// Out-of-order arrivals (links with jitter or reordering).
-    late: BinaryHeap<Reverse<(Time, u64, u32, u64, Time, bool, u64)>>,
+    late: BinaryHeap<Reverse<Late>>,
     seq: u64,
     senders: Vec<Sender>,
     receivers: Vec<Receiver>,
@@ -374,36 +399,15 @@ impl<'a> Sim<'a> {
         let d = self.data_fifo.front().map(|x| x.0);
         let a = self.ack_fifo.front().map(|x| x.0);
         let h = self.heap.peek().map(|x| x.0.0);
-        let l = self.late.peek().map(|x| x.0.0);
+        let l = self.late.peek().map(|x| x.0.at);
         let best = [d, a, h, l].into_iter().flatten().min()?;
         if d == Some(best) {
             let (t, p) = self.data_fifo.pop_front()?;
             return Some((t, Ev::Data(p)));
         }
         if l == Some(best) {
-            let Reverse((t, _, flow, seq, ts, retx, ack)) = self.late.pop()?;
-            // Late arrivals reuse one heap for both directions: `ack` marks ACKs.
-            return Some(if ack == u64::MAX {
-                (
-                    t,
-                    Ev::Data(DataPkt {
-                        flow,
-                        seq,
-                        ts,
-                        retx,
-                    }),
-                )
-            } else {
-                (
-                    t,
-                    Ev::Ack(AckPkt {
-                        flow,
-                        ack,
-                        rwnd: seq,
-                        ts_echo: ts,
-                    }),
-                )
-            });
+            let Reverse(late) = self.late.pop()?;
+            return Some((late.at, late.ev));
         }
         if a == Some(best) {
             let (t, p) = self.ack_fifo.pop_front()?;
@@ -480,15 +484,11 @@ impl<'a> Sim<'a> {
             } else {
                 for at in std::iter::once(t).chain(dup) {
                     self.seq += 1;
-                    self.late.push(Reverse((
+                    self.late.push(Reverse(Late {
                         at,
-                        self.seq,
-                        pkt.flow,
-                        seq,
-                        pkt.ts,
-                        retx,
-                        u64::MAX,
-                    )));
+                        order: self.seq,
+                        ev: Ev::Data(pkt),
+                    }));
                 }
             }
         }
@@ -793,15 +793,11 @@ impl<'a> Sim<'a> {
                 } else {
                     for at in std::iter::once(t).chain(dup) {
                         self.seq += 1;
-                        self.late.push(Reverse((
+                        self.late.push(Reverse(Late {
                             at,
-                            self.seq,
-                            pkt.flow,
-                            pkt.rwnd,
-                            pkt.ts_echo,
-                            false,
-                            pkt.ack,
-                        )));
+                            order: self.seq,
+                            ev: Ev::Ack(pkt),
+                        }));
                     }
                 }
             }
