@@ -7,8 +7,10 @@
 //!   jitter, reordering, duplication;
 //! - [`cc`] — congestion control behind the [`cc::Controller`] trait;
 //! - [`sim`] — senders, receivers and the event loop on a dumbbell;
+//! - [`arq`] — Stop-and-Wait, Go-Back-N, Selective Repeat, adaptive frames;
 //! - [`models`] — Mathis, PFTK, ARQ efficiency formulas, Jain's index.
 
+pub mod arq;
 pub mod cc;
 pub mod link;
 pub mod models;
