@@ -8,6 +8,7 @@
 //! - [`cc`] — congestion control behind the [`cc::Controller`] trait;
 //! - [`sim`] — senders, receivers and the event loop on a dumbbell;
 //! - [`arq`] — Stop-and-Wait, Go-Back-N, Selective Repeat, adaptive frames;
+//! - [`tcb`] — the RFC 9293 state machine and handshake/close scenarios;
 //! - [`models`] — Mathis, PFTK, ARQ efficiency formulas, Jain's index.
 
 pub mod arq;
@@ -16,6 +17,7 @@ pub mod link;
 pub mod models;
 pub mod rng;
 pub mod sim;
+pub mod tcb;
 pub mod time;
 
 pub use cc::{CcKind, Controller, Recovery, Window};
