@@ -22,4 +22,7 @@ pub mod time;
 
 pub use cc::{CcKind, Controller, Recovery, Window};
 pub use link::{LinkConfig, LossModel};
-pub use sim::{FlowConfig, FlowStats, Reaction, ReactionKind, Sample, SimConfig, SimResult, run};
+pub use sim::{
+    FlowConfig, FlowStats, Reaction, ReactionKind, Sample, SimConfig, SimResult, run,
+    run_with_progress,
+};

@@ -286,7 +286,13 @@ struct Receiver {
 
 /// Runs one experiment to completion.
 pub fn run(cfg: &SimConfig) -> SimResult {
-    Sim::new(cfg).run()
+    Sim::new(cfg).run(&mut |_| {})
+}
+
+/// Runs one experiment, calling `progress` with the simulated fraction done
+/// (0..=1) about a hundred times along the way.
+pub fn run_with_progress(cfg: &SimConfig, progress: &mut dyn FnMut(f64)) -> SimResult {
+    Sim::new(cfg).run(progress)
 }
 
 struct Sim<'a> {
@@ -417,10 +423,16 @@ impl<'a> Sim<'a> {
         Some((t, Ev::Timer(timer, flow)))
     }
 
-    fn run(mut self) -> SimResult {
+    fn run(mut self, progress: &mut dyn FnMut(f64)) -> SimResult {
+        let step = (self.cfg.duration / 100).max(1);
+        let mut next_report = step;
         while let Some((t, ev)) = self.next() {
             if t > self.cfg.duration {
                 break;
+            }
+            if t >= next_report {
+                progress(t as f64 / self.cfg.duration as f64);
+                next_report = t + step;
             }
             self.now = t;
             self.events += 1;
@@ -430,6 +442,7 @@ impl<'a> Sim<'a> {
                 Ev::Timer(timer, flow) => self.on_timer(timer, flow as usize),
             }
         }
+        progress(1.0);
         SimResult {
             flows: self.senders.iter().map(|s| s.stats.clone()).collect(),
             samples: self.samples,

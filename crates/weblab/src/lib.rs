@@ -2,9 +2,12 @@
 //! commands (`tour`, `up`, `serve`, `init`).
 //!
 //! Map: [`config`] (the TOML world) → [`world`] (servers on sockets) →
-//! [`tour`] (one page load, rendered) and [`commands`] (up, serve, init).
+//! [`tour`] (one page load, rendered) and [`commands`] (up, serve, init);
+//! [`tcp`] drives the TCP lab.
 
 pub mod commands;
 pub mod config;
+pub mod tcp;
 pub mod tour;
+pub mod units;
 pub mod world;

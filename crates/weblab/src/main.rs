@@ -74,6 +74,11 @@ enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// The TCP lab: a deterministic simulator of TCP's mechanisms.
+    Tcp {
+        #[command(subcommand)]
+        cmd: weblab::tcp::TcpCommand,
+    },
     /// Write the default world file out for editing.
     Init {
         #[arg(default_value = "world.toml")]
@@ -130,6 +135,7 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             tour::run(world, opts).await
         }
+        Command::Tcp { .. } => unreachable!("handled before the runtime starts"),
         Command::Up => {
             commands::up(load_world(&cli)?, data_dir).await?;
             Ok(0)
@@ -143,6 +149,16 @@ async fn run(cli: Cli) -> Result<i32> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The TCP lab is pure computation: no runtime, no world.
+    if let Command::Tcp { cmd } = cli.command {
+        return match weblab::tcp::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

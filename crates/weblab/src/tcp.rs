@@ -1,0 +1,572 @@
+//! `weblab tcp …`: the TCP lab on the command line.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use weblab_tcplab::arq::{ArqConfig, ArqMode, run_arq};
+use weblab_tcplab::models::{mathis_segments_per_sec, pftk_segments_per_sec};
+use weblab_tcplab::tcb::{Scenario, run_scenario};
+use weblab_tcplab::time::{MS, SEC, secs};
+use weblab_tcplab::{CcKind, FlowConfig, LinkConfig, LossModel, SimConfig, SimResult};
+use weblab_trace::explain::Lang;
+
+use crate::units;
+
+#[derive(Subcommand)]
+pub enum TcpCommand {
+    /// One or more flows over a bottleneck: summary, cwnd chart, CSV/SVG, segment log.
+    Run(RunArgs),
+    /// Several congestion controls on the same link, side by side.
+    Compare(CompareArgs),
+    /// Stop-and-Wait, Go-Back-N or Selective Repeat over a lossy link.
+    Arq(ArqArgs),
+    /// The 3-way handshake (or simultaneous open) step by step.
+    Handshake(ScenarioArgs),
+    /// The 4-way close and TIME_WAIT step by step.
+    Close(ScenarioArgs),
+}
+
+/// The link and flow settings shared by `run` and `compare`.
+#[derive(Args, Clone)]
+pub struct LinkArgs {
+    /// Bottleneck rate.
+    #[arg(long, default_value = "10mbit", value_parser = units::rate)]
+    bw: u64,
+    /// Round-trip propagation delay.
+    #[arg(long, default_value = "50ms", value_parser = units::duration)]
+    rtt: u64,
+    /// Random loss of data packets (Bernoulli).
+    #[arg(long, default_value = "0", value_parser = units::probability)]
+    loss: f64,
+    /// Bursty loss instead: p(good->bad),p(bad->good),loss in bad state.
+    #[arg(long, value_name = "PGB,PBG,LOSS")]
+    gilbert: Option<String>,
+    /// Simulated time.
+    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    time: u64,
+    /// Router queue in packets (default: one bandwidth-delay product).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Extra random delay per packet (reorders).
+    #[arg(long, default_value = "0", value_parser = units::duration)]
+    jitter: u64,
+    /// Delayed ACKs (every second segment).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    delack: String,
+    /// Receive buffer (flow control).
+    #[arg(long, default_value = "16m", value_parser = units::bytes)]
+    rwnd: u64,
+    /// The receiving application's read rate (0 = as fast as data comes).
+    #[arg(long, default_value = "0", value_parser = units::rate)]
+    app_read: u64,
+    /// Number of flows sharing the bottleneck (started 1 s apart).
+    #[arg(long, default_value_t = 1)]
+    flows: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Congestion control: aimd, tahoe, reno, newreno, cubic.
+    #[arg(long, default_value = "newreno")]
+    cc: CcKind,
+    #[command(flatten)]
+    link: LinkArgs,
+    /// Write the time series as CSV.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Write the cwnd chart as SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Print a line per segment (the first 2000).
+    #[arg(long)]
+    events: bool,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Comma-separated list of congestion controls.
+    #[arg(
+        long,
+        default_value = "tahoe,reno,newreno,cubic",
+        value_delimiter = ','
+    )]
+    cc: Vec<CcKind>,
+    #[command(flatten)]
+    link: LinkArgs,
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ArqArgs {
+    /// sw, gbn or sr; several with commas.
+    #[arg(long, default_value = "sw,gbn,sr", value_delimiter = ',')]
+    mode: Vec<ArqMode>,
+    #[arg(long, default_value_t = 7)]
+    window: u32,
+    #[arg(long, default_value = "10%", value_parser = units::probability)]
+    loss: f64,
+    /// Propagation delay over frame transmission time.
+    #[arg(long, default_value_t = 3.0)]
+    a: f64,
+    /// The receiver sends NAKs for gaps.
+    #[arg(long)]
+    nak: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the first frames' events.
+    #[arg(long)]
+    events: bool,
+}
+
+#[derive(Args)]
+pub struct ScenarioArgs {
+    /// Language of the explanations.
+    #[arg(long, default_value = "en")]
+    lang: Lang,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// handshake: `simultaneous` for a simultaneous open; close:
+    /// `time-wait` or `no-time-wait` to follow a late segment.
+    #[arg(long)]
+    variant: Option<String>,
+}
+
+fn sim_config(l: &LinkArgs, cc: CcKind, sample: u64) -> Result<SimConfig> {
+    if l.flows == 0 || l.flows > 64 {
+        bail!("--flows must be between 1 and 64");
+    }
+    let one_way = l.rtt / 2;
+    let bdp_packets = ((l.bw as f64 * l.rtt as f64 / SEC as f64) / 8.0 / 1500.0).ceil() as usize;
+    let loss = match &l.gilbert {
+        Some(g) => {
+            let v: Vec<f64> = g
+                .split(',')
+                .map(|x| units::probability(x).map_err(anyhow::Error::msg))
+                .collect::<Result<_>>()?;
+            let [pgb, pbg, lb] = v[..] else {
+                bail!("--gilbert takes three numbers: p(good->bad),p(bad->good),loss in bad state");
+            };
+            LossModel::GilbertElliott {
+                p_good_to_bad: pgb,
+                p_bad_to_good: pbg,
+                loss_good: 0.0,
+                loss_bad: lb,
+            }
+        }
+        None if l.loss > 0.0 => LossModel::Bernoulli(l.loss),
+        None => LossModel::None,
+    };
+    Ok(SimConfig {
+        data: LinkConfig {
+            rate_bps: l.bw,
+            delay: one_way,
+            jitter: l.jitter,
+            queue_limit: l.queue.unwrap_or(bdp_packets.max(4)),
+            loss,
+            ..Default::default()
+        },
+        ack: LinkConfig {
+            delay: one_way,
+            ..Default::default()
+        },
+        flows: (0..l.flows)
+            .map(|i| FlowConfig {
+                cc,
+                start: i as u64 * SEC,
+                delayed_ack: l.delack == "on",
+                rcv_buffer: l.rwnd,
+                app_read_bps: l.app_read,
+                ..Default::default()
+            })
+            .collect(),
+        duration: l.time,
+        measure_from: (l.time / 10).min(10 * SEC),
+        seed: l.seed,
+        sample_every: sample,
+        ..Default::default()
+    })
+}
+
+fn sample_period(time: u64) -> u64 {
+    (time / 2000).max(MS)
+}
+
+fn simulate(cfg: &SimConfig, label: &str) -> SimResult {
+    // A bar only when a run takes long enough to watch.
+    let long = cfg.duration as f64 * cfg.data.rate_bps as f64 / SEC as f64 > 5e10;
+    if !long {
+        return weblab_tcplab::run(cfg);
+    }
+    let bar = indicatif::ProgressBar::new(100);
+    bar.set_message(label.to_string());
+    let r = weblab_tcplab::run_with_progress(cfg, &mut |f| bar.set_position((f * 100.0) as u64));
+    bar.finish_and_clear();
+    r
+}
+
+fn summary(cfg: &SimConfig, r: &SimResult, name: &str) -> String {
+    let mut s = String::new();
+    for (i, f) in r.flows.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{name} flow {i}: goodput {:.3} Mbit/s, {} segments sent, {} retransmitted ({} fast retransmits, {} timeouts), {} dup ACKs",
+            r.goodput_bps(i) / 1e6,
+            f.segments_sent,
+            f.retransmits,
+            f.fast_retransmits,
+            f.timeouts,
+            f.dup_acks
+        );
+    }
+    let _ = writeln!(
+        s,
+        "bottleneck: {} packets, {} dropped by the full queue (limit {}), {} lost on the wire, max queue {}",
+        r.data_link.sent,
+        r.data_link.queue_drops,
+        cfg.data.queue_limit,
+        r.data_link.lost,
+        r.data_link.max_queue
+    );
+    s
+}
+
+/// An ASCII chart of cwnd (`*`) and ssthresh (`-`) of flow 0 over time.
+pub fn ascii_chart(r: &SimResult, width: usize, height: usize) -> String {
+    let pts: Vec<_> = r.samples.iter().filter(|s| s.flow == 0).collect();
+    if pts.is_empty() {
+        return String::new();
+    }
+    let t_max = pts.last().map_or(1, |p| p.time).max(1) as f64;
+    let y_max = pts
+        .iter()
+        .map(|p| p.cwnd.max(p.ssthresh))
+        .fold(1.0f64, f64::max)
+        .min(pts.iter().map(|p| p.cwnd).fold(1.0, f64::max) * 2.0);
+    let mut grid = vec![vec![' '; width]; height];
+    for p in &pts {
+        let x = ((p.time as f64 / t_max) * (width - 1) as f64) as usize;
+        let row = |v: f64| height - 1 - ((v / y_max).min(1.0) * (height - 1) as f64) as usize;
+        if p.ssthresh > 0.0 && p.ssthresh <= y_max {
+            grid[row(p.ssthresh)][x] = '-';
+        }
+        grid[row(p.cwnd)][x] = '*';
+    }
+    let mut s = String::new();
+    for (i, line) in grid.iter().enumerate() {
+        let label = if i == 0 {
+            format!("{y_max:>7.0}")
+        } else if i == height - 1 {
+            format!("{:>7}", 0)
+        } else {
+            " ".repeat(7)
+        };
+        let _ = writeln!(s, "{label} |{}", line.iter().collect::<String>());
+    }
+    let _ = writeln!(s, "{:>7} +{}", "", "-".repeat(width));
+    let _ = writeln!(
+        s,
+        "{:>9}0 s{:>w$.1} s   * cwnd  - ssthresh (segments)",
+        "",
+        secs(t_max as u64),
+        w = width - 4
+    );
+    s
+}
+
+/// The time series as CSV; units are in the column names so a Linux
+/// TCP_INFO trace can be laid beside it.
+pub fn csv(results: &[(&str, &SimResult)], mss: u32) -> String {
+    let mut s = String::from(
+        "cc,flow,time_s,cwnd_segments,ssthresh_segments,rwnd_segments,inflight_segments,inflight_bytes,srtt_ms,rto_ms,delivered_bytes\n",
+    );
+    for (name, r) in results {
+        for p in &r.samples {
+            let _ = writeln!(
+                s,
+                "{name},{},{:.6},{:.3},{},{},{},{},{:.3},{:.3},{}",
+                p.flow,
+                secs(p.time),
+                p.cwnd,
+                if p.ssthresh < 0.0 {
+                    String::new()
+                } else {
+                    format!("{:.3}", p.ssthresh)
+                },
+                p.rwnd,
+                p.in_flight,
+                p.in_flight * u64::from(mss),
+                p.srtt as f64 / 1e6,
+                p.rto as f64 / 1e6,
+                p.delivered
+            );
+        }
+    }
+    s
+}
+
+/// cwnd of flow 0 of every run, as an SVG line chart.
+fn svg(path: &PathBuf, results: &[(&str, &SimResult)]) -> Result<()> {
+    use plotters::prelude::*;
+    let t_max = results
+        .iter()
+        .map(|r| secs(r.1.duration))
+        .fold(1.0, f64::max);
+    let y_max = results
+        .iter()
+        .flat_map(|r| r.1.samples.iter().map(|s| s.cwnd))
+        .fold(1.0, f64::max)
+        * 1.05;
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("cwnd over time (segments)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc("segments")
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &BLACK, &CYAN];
+    for (i, (name, r)) in results.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(
+                r.samples
+                    .iter()
+                    .filter(|s| s.flow == 0)
+                    .map(|s| (secs(s.time), s.cwnd)),
+                color,
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(name.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+fn write(path: &PathBuf, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The models' prediction for one flow, as a line.
+fn theory(l: &LinkArgs) -> Option<String> {
+    if l.loss <= 0.0 || l.gilbert.is_some() {
+        return None;
+    }
+    let b = if l.delack == "on" { 2.0 } else { 1.0 };
+    let rtt = l.rtt as f64 / SEC as f64;
+    let m = |seg: f64| seg * 1448.0 * 8.0 / 1e6;
+    Some(format!(
+        "theory for loss {:.2}%: Mathis {:.3} Mbit/s, PFTK {:.3} Mbit/s (b = {b}, T0 = 1 s)",
+        l.loss * 100.0,
+        m(mathis_segments_per_sec(rtt, l.loss, b)),
+        m(pftk_segments_per_sec(rtt, l.loss, b, 1.0, 1e12))
+    ))
+}
+
+pub fn run(cmd: TcpCommand) -> Result<()> {
+    match cmd {
+        TcpCommand::Run(a) => {
+            let mut cfg = sim_config(&a.link, a.cc, sample_period(a.link.time))?;
+            cfg.log_segments = a.events;
+            cfg.max_log = 2000;
+            let r = simulate(&cfg, &a.cc.to_string());
+            print!("{}", summary(&cfg, &r, &a.cc.to_string()));
+            if let Some(t) = theory(&a.link) {
+                println!("{t}");
+            }
+            println!("\n{}", ascii_chart(&r, 72, 16));
+            if a.events {
+                println!("{}", r.log.join("\n"));
+            }
+            let name = a.cc.to_string();
+            if let Some(p) = &a.csv {
+                write(p, &csv(&[(&name, &r)], 1448))?;
+            }
+            if let Some(p) = &a.svg {
+                svg(p, &[(&name, &r)])?;
+            }
+        }
+        TcpCommand::Compare(a) => {
+            let mut results = Vec::new();
+            for cc in &a.cc {
+                let cfg = sim_config(&a.link, *cc, sample_period(a.link.time))?;
+                let r = simulate(&cfg, &cc.to_string());
+                print!("{}", summary(&cfg, &r, &cc.to_string()));
+                results.push((cc.to_string(), r));
+            }
+            if let Some(t) = theory(&a.link) {
+                println!("{t}");
+            }
+            for (name, r) in &results {
+                println!("\n{name}:\n{}", ascii_chart(r, 72, 10));
+            }
+            let refs: Vec<(&str, &SimResult)> =
+                results.iter().map(|(n, r)| (n.as_str(), r)).collect();
+            if let Some(p) = &a.csv {
+                write(p, &csv(&refs, 1448))?;
+            }
+            if let Some(p) = &a.svg {
+                svg(p, &refs)?;
+            }
+        }
+        TcpCommand::Arq(a) => {
+            use weblab_tcplab::models::{
+                go_back_n_efficiency, selective_repeat_efficiency, stop_and_wait_efficiency,
+            };
+            println!(
+                "{:<18} {:>6} {:>10} {:>10} {:>8} {:>8} {:>6} {:>11} {:>9}",
+                "mode",
+                "window",
+                "efficiency",
+                "theory",
+                "sent",
+                "retx",
+                "naks",
+                "timeouts",
+                "reorder"
+            );
+            for mode in &a.mode {
+                let w = if *mode == ArqMode::StopAndWait {
+                    1
+                } else {
+                    a.window
+                };
+                let cfg = ArqConfig {
+                    mode: *mode,
+                    window: w,
+                    loss: a.loss,
+                    nak: a.nak,
+                    delay: (a.a * 8_000_000.0) as u64,
+                    payload_bits: 8_000 * 20_000,
+                    seed: a.seed,
+                    max_log: if a.events { 60 } else { 0 },
+                    ..Default::default()
+                };
+                let r = run_arq(&cfg);
+                let theory = match mode {
+                    ArqMode::StopAndWait => stop_and_wait_efficiency(a.a, a.loss),
+                    ArqMode::GoBackN => go_back_n_efficiency(a.a, a.loss, f64::from(w)),
+                    ArqMode::SelectiveRepeat => {
+                        selective_repeat_efficiency(a.a, a.loss, f64::from(w))
+                    }
+                };
+                println!(
+                    "{:<18} {:>6} {:>10.3} {:>10.3} {:>8} {:>8} {:>6} {:>11} {:>9}",
+                    mode.to_string(),
+                    w,
+                    r.efficiency,
+                    theory,
+                    r.transmissions,
+                    r.retransmissions,
+                    r.naks,
+                    r.timeouts,
+                    r.max_reorder_buffer
+                );
+                if a.events {
+                    println!("{}", r.log.join("\n"));
+                }
+            }
+            println!(
+                "a = {} (propagation delay / frame time), frame loss {:.1}%",
+                a.a,
+                a.loss * 100.0
+            );
+        }
+        TcpCommand::Handshake(a) => {
+            let scenario = match a.variant.as_deref() {
+                None => Scenario::Handshake,
+                Some("simultaneous") => Scenario::SimultaneousOpen,
+                Some(v) => bail!("unknown handshake variant {v:?} (simultaneous)"),
+            };
+            print!("{}", tell(scenario, a.seed, a.lang));
+        }
+        TcpCommand::Close(a) => {
+            let scenario = match a.variant.as_deref() {
+                None => Scenario::Close,
+                Some(v) => v.parse::<Scenario>().map_err(anyhow::Error::msg)?,
+            };
+            print!("{}", tell(scenario, a.seed, a.lang));
+        }
+    }
+    Ok(())
+}
+
+/// What a state means, in the chosen language.
+fn meaning(state: weblab_tcplab::tcb::State, lang: Lang) -> &'static str {
+    use weblab_tcplab::tcb::State::*;
+    let (en, ko) = match state {
+        Closed => ("no connection", "연결 없음"),
+        Listen => ("waiting for a SYN", "SYN을 기다림"),
+        SynSent => (
+            "SYN sent, waiting for SYN-ACK",
+            "SYN을 보내고 SYN-ACK를 기다림",
+        ),
+        SynReceived => (
+            "SYN received and answered, waiting for the ACK",
+            "SYN을 받아 응답했고 ACK를 기다림",
+        ),
+        Established => (
+            "open: data flows both ways",
+            "연결됨: 양방향으로 데이터가 흐름",
+        ),
+        FinWait1 => ("FIN sent, waiting for its ACK", "FIN을 보내고 ACK를 기다림"),
+        FinWait2 => (
+            "our side closed, waiting for the peer's FIN",
+            "내 쪽은 닫힘, 상대의 FIN을 기다림",
+        ),
+        CloseWait => (
+            "peer closed; our application must close too",
+            "상대가 닫음, 내 애플리케이션이 닫기를 기다림",
+        ),
+        Closing => (
+            "both sent FIN at once, waiting for the ACK",
+            "양쪽이 동시에 FIN을 보냄, ACK를 기다림",
+        ),
+        LastAck => (
+            "our FIN sent after the peer's, waiting for the last ACK",
+            "상대 FIN 뒤에 내 FIN을 보내고 마지막 ACK를 기다림",
+        ),
+        TimeWait => (
+            "waiting 2 MSL so late segments die and our last ACK can be resent",
+            "늦게 도착하는 세그먼트가 사라지고 마지막 ACK를 다시 보낼 수 있도록 2 MSL 동안 기다림",
+        ),
+    };
+    if lang == Lang::Ko { ko } else { en }
+}
+
+/// A scenario as numbered steps with the state changes explained.
+pub fn tell(scenario: Scenario, seed: u64, lang: Lang) -> String {
+    let (steps, _, _) = run_scenario(scenario, seed);
+    let mut s = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(s, "{:>3}. {:>9.3} s  {}", i + 1, secs(step.time), step.text);
+        for (who, from, to) in &step.transitions {
+            let _ = writeln!(
+                s,
+                "{:>18}{who}: {from} -> {to}  ({})",
+                "",
+                meaning(*to, lang)
+            );
+        }
+    }
+    s
+}
