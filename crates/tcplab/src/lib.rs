@@ -9,8 +9,11 @@
 //! - [`sim`] — senders, receivers and the event loop on a dumbbell;
 //! - [`arq`] — Stop-and-Wait, Go-Back-N, Selective Repeat, adaptive frames;
 //! - [`tcb`] — the RFC 9293 state machine and handshake/close scenarios;
+//! - [`transport`] — UDP against TCP, and writes into segments (MSS, Nagle);
+//! - [`anchors`] — the ns-3 reference figures and their configuration;
 //! - [`models`] — Mathis, PFTK, ARQ efficiency formulas, Jain's index.
 
+pub mod anchors;
 pub mod arq;
 pub mod cc;
 pub mod link;
@@ -19,6 +22,7 @@ pub mod rng;
 pub mod sim;
 pub mod tcb;
 pub mod time;
+pub mod transport;
 
 pub use cc::{CcKind, Controller, Recovery, Window};
 pub use link::{LinkConfig, LossModel};

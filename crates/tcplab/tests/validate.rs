@@ -5,70 +5,22 @@
 //! bottleneck that never limits, a drop-tail queue of one BDP, Bernoulli
 //! loss on data packets, MSS 1448, initial window 10, minimum RTO 1 s.
 
+use weblab_tcplab::CcKind;
+use weblab_tcplab::anchors::{NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, anchor_goodput};
 use weblab_tcplab::models::{mathis_segments_per_sec, pftk_segments_per_sec};
-use weblab_tcplab::time::{MS, SEC};
-use weblab_tcplab::{CcKind, FlowConfig, LinkConfig, LossModel, SimConfig, run};
-
-/// Goodput in Mbit/s, mean over `seeds`, for the anchor configuration.
-fn anchor_goodput(cc: CcKind, delayed_ack: bool, p: f64, seeds: u64, duration_s: u64) -> f64 {
-    let bdp_packets = (100e6 * 0.1 / 8.0 / 1500.0) as usize;
-    let mut total = 0.0;
-    for seed in 1..=seeds {
-        let cfg = SimConfig {
-            data: LinkConfig {
-                rate_bps: 100_000_000,
-                delay: 50 * MS,
-                queue_limit: bdp_packets,
-                loss: LossModel::Bernoulli(p),
-                ..Default::default()
-            },
-            ack: LinkConfig {
-                delay: 50 * MS,
-                ..Default::default()
-            },
-            flows: vec![FlowConfig {
-                cc,
-                start: 100 * MS,
-                delayed_ack,
-                rcv_buffer: 4 * 1_250_000,
-                ..Default::default()
-            }],
-            duration: duration_s * SEC,
-            measure_from: 10 * SEC,
-            seed,
-            ..Default::default()
-        };
-        total += run(&cfg).goodput_bps(0) / 1e6;
-    }
-    total / seeds as f64
-}
 
 fn mbit(segments_per_sec: f64) -> f64 {
     segments_per_sec * 1448.0 * 8.0 / 1e6
 }
 
-/// ns-3 goodput (Mbit/s) by loss rate: delayed ACK every 2nd segment
-/// (`newreno_nosack`) and an ACK per segment (`newreno_delack1`).
-const NS3_DELACK2: [(f64, f64); 5] = [
-    (0.001, 3.218),
-    (0.005, 1.260),
-    (0.01, 0.804),
-    (0.02, 0.534),
-    (0.05, 0.293),
-];
-const NS3_DELACK1: [(f64, f64); 5] = [
-    (0.001, 4.574),
-    (0.005, 1.857),
-    (0.01, 1.211),
-    (0.02, 0.786),
-    (0.05, 0.415),
-];
-
 #[test]
 fn newreno_matches_mathis_pftk_and_ns3() {
     let mut report = String::new();
     let mut failures = Vec::new();
-    for (delayed, b, table) in [(true, 2.0, NS3_DELACK2), (false, 1.0, NS3_DELACK1)] {
+    for (delayed, b, table) in [
+        (true, 2.0, NS3_NEWRENO_DELACK2),
+        (false, 1.0, NS3_NEWRENO_DELACK1),
+    ] {
         for (p, ns3) in table {
             let ours = anchor_goodput(CcKind::NewReno, delayed, p, 10, 200);
             let mathis = mbit(mathis_segments_per_sec(0.1, p, b));

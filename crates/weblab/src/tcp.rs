@@ -26,6 +26,42 @@ pub enum TcpCommand {
     Handshake(ScenarioArgs),
     /// The 4-way close and TIME_WAIT step by step.
     Close(ScenarioArgs),
+    /// The same messages over UDP and over TCP on a lossy, reordering link.
+    Udp(UdpArgs),
+    /// How application writes become segments: MSS splitting, Nagle.
+    Segments(SegmentArgs),
+}
+
+#[derive(Args)]
+pub struct UdpArgs {
+    #[arg(long, default_value = "10mbit", value_parser = units::rate)]
+    bw: u64,
+    #[arg(long, default_value = "40ms", value_parser = units::duration)]
+    rtt: u64,
+    #[arg(long, default_value = "2%", value_parser = units::probability)]
+    loss: f64,
+    #[arg(long, default_value = "3ms", value_parser = units::duration)]
+    jitter: u64,
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
+pub struct SegmentArgs {
+    /// Bytes per write.
+    #[arg(long, default_value_t = 10)]
+    write: u32,
+    /// Number of writes, one per `--every`.
+    #[arg(long, default_value_t = 100)]
+    count: u64,
+    #[arg(long, default_value = "1ms", value_parser = units::duration)]
+    every: u64,
+    #[arg(long, default_value = "50ms", value_parser = units::duration)]
+    rtt: u64,
+    #[arg(long, default_value_t = 1448)]
+    mss: u32,
 }
 
 /// The link and flow settings shared by `run` and `compare`.
@@ -490,6 +526,56 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
                 a.a,
                 a.loss * 100.0
             );
+        }
+        TcpCommand::Udp(a) => {
+            use weblab_tcplab::transport::udp_vs_tcp;
+            let link = LinkConfig {
+                rate_bps: a.bw,
+                delay: a.rtt / 2,
+                jitter: a.jitter,
+                loss: LossModel::Bernoulli(a.loss),
+                ..Default::default()
+            };
+            let r = udp_vs_tcp(&link, a.rtt / 2, a.count, 1000, a.seed);
+            let first: Vec<String> = r.udp_arrivals.iter().take(24).map(u64::to_string).collect();
+            println!(
+                "UDP: the application got {} of {} datagrams ({} lost, {} out of order, {} duplicated), last at {:.3} s",
+                r.messages - r.udp_lost,
+                r.messages,
+                r.udp_lost,
+                r.udp_out_of_order,
+                r.udp_duplicates,
+                secs(r.udp_done)
+            );
+            println!("     arrival order: {} ...", first.join(" "));
+            println!(
+                "TCP: the application got {} of {} messages, all in order, after {} retransmissions, done at {}",
+                r.tcp_delivered,
+                r.messages,
+                r.tcp_retransmits,
+                r.tcp_done
+                    .map_or("never".into(), |t| format!("{:.3} s", secs(t)))
+            );
+        }
+        TcpCommand::Segments(a) => {
+            use weblab_tcplab::transport::segment_writes;
+            let writes: Vec<(u64, u32)> = (0..a.count).map(|i| (i * a.every, a.write)).collect();
+            for nagle in [false, true] {
+                let segs = segment_writes(&writes, a.mss, nagle, a.rtt);
+                let total: u64 = segs.iter().map(|s| u64::from(s.bytes)).sum();
+                println!(
+                    "Nagle {}: {} writes of {} bytes -> {} segments (avg {:.0} bytes, {} bytes of headers at 52 per segment)",
+                    if nagle { "on " } else { "off" },
+                    a.count,
+                    a.write,
+                    segs.len(),
+                    total as f64 / segs.len().max(1) as f64,
+                    segs.len() * 52
+                );
+                for s in segs.iter().take(6) {
+                    println!("    {:>9.3} s  {} bytes", secs(s.time), s.bytes);
+                }
+            }
         }
         TcpCommand::Handshake(a) => {
             let scenario = match a.variant.as_deref() {

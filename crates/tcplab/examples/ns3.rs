@@ -1,0 +1,44 @@
+//! Our goodput beside ns-3's in the anchor configuration, with ratios, and
+//! beside the Mathis and PFTK models. Used by bench/tcplab.sh.
+
+use weblab_tcplab::CcKind;
+use weblab_tcplab::anchors::{NS3_CUBIC, NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, anchor_goodput};
+use weblab_tcplab::models::{mathis_segments_per_sec, pftk_segments_per_sec};
+
+fn main() {
+    let mbit = |seg: f64| seg * 1448.0 * 8.0 / 1e6;
+    println!(
+        "{:<16} {:>6} {:>8} {:>8} {:>6} {:>8} {:>6} {:>8} {:>6}",
+        "config", "p", "weblab", "ns-3", "ratio", "Mathis", "ratio", "PFTK", "ratio"
+    );
+    let rows: [(&str, CcKind, bool, f64, &[(f64, f64)]); 3] = [
+        (
+            "newreno delack2",
+            CcKind::NewReno,
+            true,
+            2.0,
+            &NS3_NEWRENO_DELACK2,
+        ),
+        (
+            "newreno delack1",
+            CcKind::NewReno,
+            false,
+            1.0,
+            &NS3_NEWRENO_DELACK1,
+        ),
+        ("cubic delack2", CcKind::Cubic, true, 2.0, &NS3_CUBIC),
+    ];
+    for (name, cc, delayed, b, table) in rows {
+        for &(p, ns3) in table {
+            let ours = anchor_goodput(cc, delayed, p, 10, 200);
+            let m = mbit(mathis_segments_per_sec(0.1, p, b));
+            let pf = mbit(pftk_segments_per_sec(0.1, p, b, 1.0, 1e9));
+            println!(
+                "{name:<16} {p:>6} {ours:>8.3} {ns3:>8.3} {:>6.2} {m:>8.3} {:>6.2} {pf:>8.3} {:>6.2}",
+                ours / ns3,
+                ours / m,
+                ours / pf
+            );
+        }
+    }
+}
