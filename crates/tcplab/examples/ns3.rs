@@ -5,13 +5,16 @@ use weblab_tcplab::CcKind;
 use weblab_tcplab::anchors::{NS3_CUBIC, NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, anchor_goodput};
 use weblab_tcplab::models::{mathis_segments_per_sec, pftk_segments_per_sec};
 
+/// A configuration row: name, algorithm, delayed ACKs, ACKs per segment (b), ns-3 figures.
+type Row = (&'static str, CcKind, bool, f64, &'static [(f64, f64)]);
+
 fn main() {
     let mbit = |seg: f64| seg * 1448.0 * 8.0 / 1e6;
     println!(
         "{:<16} {:>6} {:>8} {:>8} {:>6} {:>8} {:>6} {:>8} {:>6}",
         "config", "p", "weblab", "ns-3", "ratio", "Mathis", "ratio", "PFTK", "ratio"
     );
-    let rows: [(&str, CcKind, bool, f64, &[(f64, f64)]); 3] = [
+    let rows: [Row; 3] = [
         (
             "newreno delack2",
             CcKind::NewReno,
