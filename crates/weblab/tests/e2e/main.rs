@@ -6,4 +6,5 @@ mod caches;
 mod interop;
 mod serve;
 mod support;
+mod tcp;
 mod tour;

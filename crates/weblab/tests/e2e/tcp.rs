@@ -1,0 +1,132 @@
+//! `weblab tcp …` on the command line (C14–C22).
+
+use std::process::Command;
+
+fn weblab(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tcp_run_prints_a_summary_a_chart_a_segment_log_and_a_deterministic_csv() {
+    let dir = std::env::temp_dir();
+    let (a, b) = (
+        dir.join(format!("weblab-tcp-a-{}.csv", std::process::id())),
+        dir.join(format!("weblab-tcp-b-{}.csv", std::process::id())),
+    );
+    let args = |csv: &std::path::Path| {
+        vec![
+            "tcp".to_string(),
+            "run".into(),
+            "--cc".into(),
+            "reno".into(),
+            "--bw".into(),
+            "10mbit".into(),
+            "--rtt".into(),
+            "50ms".into(),
+            "--loss".into(),
+            "1%".into(),
+            "--time".into(),
+            "10s".into(),
+            "--events".into(),
+            "--csv".into(),
+            csv.display().to_string(),
+        ]
+    };
+    let run = |csv: &std::path::Path| {
+        let v = args(csv);
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        weblab(&refs)
+    };
+    let (code, out, err) = run(&a);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("goodput") && out.contains("fast retransmits"),
+        "{out}"
+    );
+    assert!(out.contains("* cwnd"), "no chart");
+    assert!(out.contains("-> DATA seq=0"), "no segment log");
+    assert!(out.contains("Mathis"), "no model line");
+    let _ = run(&b);
+    let (ca, cb) = (
+        std::fs::read_to_string(&a).unwrap(),
+        std::fs::read_to_string(&b).unwrap(),
+    );
+    let _ = (std::fs::remove_file(&a), std::fs::remove_file(&b));
+    assert!(ca.starts_with("cc,flow,time_s,cwnd_segments,ssthresh_segments,rwnd_segments,inflight_segments,inflight_bytes,srtt_ms,rto_ms,delivered_bytes\n"));
+    assert!(ca.lines().count() > 100);
+    assert_eq!(ca, cb, "same seed, same CSV");
+}
+
+#[test]
+fn tcp_compare_arq_and_the_state_machines_run() {
+    let (code, out, _) = weblab(&[
+        "tcp",
+        "compare",
+        "--cc",
+        "tahoe,reno,newreno,cubic",
+        "--loss",
+        "1%",
+        "--time",
+        "5s",
+    ]);
+    assert_eq!(code, 0);
+    for cc in ["tahoe", "reno", "newreno", "cubic"] {
+        assert!(out.contains(&format!("{cc} flow 0")), "{cc} missing: {out}");
+    }
+    let (code, out, _) = weblab(&[
+        "tcp",
+        "arq",
+        "--mode",
+        "sw,gbn,sr",
+        "--window",
+        "5",
+        "--loss",
+        "10%",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("stop-and-wait")
+            && out.contains("go-back-n")
+            && out.contains("selective-repeat")
+    );
+    let (_, out, _) = weblab(&["tcp", "handshake", "--lang", "ko"]);
+    assert!(
+        out.contains("SYN_SENT") && out.contains("SYN_RECEIVED") && out.contains("연결됨"),
+        "{out}"
+    );
+    let (_, out, _) = weblab(&["tcp", "close"]);
+    for state in [
+        "FIN_WAIT_1",
+        "FIN_WAIT_2",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "TIME_WAIT",
+    ] {
+        assert!(out.contains(state), "{state} missing");
+    }
+    let (_, out, _) = weblab(&["tcp", "udp", "--loss", "5%"]);
+    assert!(
+        out.contains("UDP:") && out.contains("all in order"),
+        "{out}"
+    );
+    let (_, out, _) = weblab(&["tcp", "segments"]);
+    assert!(out.contains("Nagle on") && out.contains("Nagle off"));
+}
+
+#[test]
+fn bad_tcp_arguments_are_named_in_the_error() {
+    let (code, _, err) = weblab(&["tcp", "run", "--bw", "fast"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("fast"), "{err}");
+    let (code, _, err) = weblab(&["tcp", "run", "--cc", "vegas"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("vegas"), "{err}");
+}
