@@ -148,6 +148,12 @@ async fn run(cli: Cli) -> Result<i32> {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes
+    // away (`weblab tcp run | head`), instead of panicking on EPIPE.
+    // SAFETY: setting a signal disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // The TCP lab is pure computation: no runtime, no world.
     if let Command::Tcp { cmd } = cli.command {

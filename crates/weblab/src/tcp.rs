@@ -261,6 +261,13 @@ fn summary(cfg: &SimConfig, r: &SimResult, name: &str) -> String {
             f.dup_acks
         );
     }
+    if r.flows.len() > 1 {
+        let _ = writeln!(
+            s,
+            "Jain's fairness index over time: {}",
+            jain_over_time(r, 10)
+        );
+    }
     let _ = writeln!(
         s,
         "bottleneck: {} packets, {} dropped by the full queue (limit {}), {} lost on the wire, max queue {}",
@@ -271,6 +278,28 @@ fn summary(cfg: &SimConfig, r: &SimResult, name: &str) -> String {
         r.data_link.max_queue
     );
     s
+}
+
+/// Jain's index of the flows' throughput in `parts` equal intervals.
+pub fn jain_over_time(r: &SimResult, parts: u64) -> String {
+    let n = r.flows.len();
+    let step = (r.duration / parts).max(1);
+    let delivered_at = |flow: usize, t: u64| {
+        r.samples
+            .iter()
+            .rfind(|s| s.flow == flow && s.time <= t)
+            .map_or(0, |s| s.delivered) as f64
+    };
+    (1..=parts)
+        .map(|k| {
+            let (a, b) = ((k - 1) * step, k * step);
+            let x: Vec<f64> = (0..n)
+                .map(|f| delivered_at(f, b) - delivered_at(f, a))
+                .collect();
+            format!("{:.0}s:{:.2}", secs(b), weblab_tcplab::models::jain(&x))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An ASCII chart of cwnd (`*`) and ssthresh (`-`) of flow 0 over time.
