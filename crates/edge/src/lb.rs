@@ -11,7 +11,7 @@ use weblab_trace::{Event, Layer, Recorder};
 
 use crate::balance::Balancer;
 use crate::http::{Body, ConnInfo, HttpService, read_body, text, trace_ctx, version_name};
-use crate::proxy::{Forward, Upstream, forward};
+use crate::proxy::{Forward, Upstream, forward_first};
 
 /// Largest request body the load balancer buffers.
 const MAX_BODY: usize = 8 << 20;
@@ -63,40 +63,28 @@ impl HttpService for LoadBalancer {
                         reason: selection.reason.clone(),
                     },
                 );
-                let mut answer = None;
-                for idx in selection.order {
-                    let Some(upstream) = self.backends.get(idx) else {
-                        continue;
-                    };
-                    let f = Forward {
-                        upstream,
-                        ctx: span.ctx(),
-                        rec: &self.rec,
-                        peer: conn.peer.ip(),
-                        trusted: &[],
-                        proto: if conn.tls { "https" } else { "http" },
-                    };
-                    match forward(&parts, body.clone(), f).await {
-                        Ok(r) => {
-                            answer = Some(r);
-                            break;
-                        }
-                        // Nothing reached this backend: try the next one.
-                        Err(e) if e.retry_is_safe() => continue,
-                        Err(e) => {
-                            let status =
-                                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                            answer = Some(text(status, &format!("{e}\n")));
-                            break;
-                        }
-                    }
-                }
-                answer.unwrap_or_else(|| {
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "no backend could be reached\n",
-                    )
-                })
+                let f = Forward {
+                    upstream: first,
+                    ctx: span.ctx(),
+                    rec: &self.rec,
+                    peer: conn.peer.ip(),
+                    trusted: &[],
+                    proto: if conn.tls { "https" } else { "http" },
+                };
+                let order: Vec<&Upstream> = selection
+                    .order
+                    .iter()
+                    .filter_map(|i| self.backends.get(*i))
+                    .collect();
+                forward_first(
+                    &parts,
+                    body,
+                    order,
+                    f,
+                    |_| {},
+                    StatusCode::SERVICE_UNAVAILABLE,
+                )
+                .await
             }
         };
         if conn.tls {

@@ -209,6 +209,7 @@ pub fn shown_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// One request to pass on.
+#[derive(Clone, Copy)]
 pub struct Forward<'a> {
     pub upstream: &'a Upstream,
     /// Trace context of the span doing the forwarding.
@@ -271,6 +272,35 @@ pub async fn forward(
     let (mut parts, body) = result?.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Tries `order`'s upstreams in turn until one answers, moving on only
+/// when nothing reached the last one (so a non-idempotent request is never
+/// sent twice). `tried` is told of each upstream before it is tried.
+/// Answers 502/504 for an upstream failure, `none_status` when none could
+/// be reached.
+pub async fn forward_first<'a>(
+    parts: &http::request::Parts,
+    body: Bytes,
+    order: impl IntoIterator<Item = &'a Upstream>,
+    f: Forward<'a>,
+    mut tried: impl FnMut(&Upstream),
+    none_status: http::StatusCode,
+) -> Response<Body> {
+    for upstream in order {
+        tried(upstream);
+        let attempt = Forward { upstream, ..f };
+        match forward(parts, body.clone(), attempt).await {
+            Ok(r) => return r,
+            Err(e) if e.retry_is_safe() => continue,
+            Err(e) => {
+                let status =
+                    http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
+                return crate::http::text(status, &format!("{e}\n"));
+            }
+        }
+    }
+    crate::http::text(none_status, "no upstream could be reached\n")
 }
 
 #[cfg(test)]

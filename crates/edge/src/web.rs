@@ -14,7 +14,7 @@ use weblab_trace::{Event, Layer, Recorder};
 
 use crate::balance::{Balancer, RoundRobin};
 use crate::http::{Body, ConnInfo, HttpService, read_body, text, trace_ctx, version_name};
-use crate::proxy::{Forward, Upstream, forward};
+use crate::proxy::{Forward, Upstream, forward_first};
 
 /// URL prefix served from disk.
 pub const STATIC_PREFIX: &str = "/static/";
@@ -223,39 +223,31 @@ impl HttpService for WebServer {
                 Err(r) => r,
                 Ok(body) => {
                     let selection = self.balancer.select(&[]);
-                    let mut answer = None;
-                    for idx in selection.order {
-                        let Some(upstream) = self.apps.get(idx) else {
-                            continue;
-                        };
+                    let order: Vec<&Upstream> = selection
+                        .order
+                        .iter()
+                        .filter_map(|i| self.apps.get(*i))
+                        .collect();
+                    let Some(first) = order.first().copied() else {
+                        return text(
+                            StatusCode::BAD_GATEWAY,
+                            "no application server configured\n",
+                        );
+                    };
+                    let f = Forward {
+                        upstream: first,
+                        ctx: span.ctx(),
+                        rec: &self.rec,
+                        peer: conn.peer.ip(),
+                        trusted: &self.trusted,
+                        proto: "http",
+                    };
+                    let tried = |u: &Upstream| {
                         decide(WebAction::Proxy {
-                            upstream: format!("{} ({})", upstream.name, upstream.addr),
-                        });
-                        let f = Forward {
-                            upstream,
-                            ctx: span.ctx(),
-                            rec: &self.rec,
-                            peer: conn.peer.ip(),
-                            trusted: &self.trusted,
-                            proto: "http",
-                        };
-                        match forward(&parts, body.clone(), f).await {
-                            Ok(r) => {
-                                answer = Some(r);
-                                break;
-                            }
-                            Err(e) if e.retry_is_safe() => continue,
-                            Err(e) => {
-                                let s = StatusCode::from_u16(e.status())
-                                    .unwrap_or(StatusCode::BAD_GATEWAY);
-                                answer = Some(text(s, &format!("{e}\n")));
-                                break;
-                            }
-                        }
-                    }
-                    answer.unwrap_or_else(|| {
-                        text(StatusCode::BAD_GATEWAY, "no application server reachable\n")
-                    })
+                            upstream: format!("{} ({})", u.name, u.addr),
+                        })
+                    };
+                    forward_first(&parts, body, order, f, tried, StatusCode::BAD_GATEWAY).await
                 }
             }
         };

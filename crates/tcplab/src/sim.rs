@@ -395,6 +395,18 @@ impl<'a> Sim<'a> {
         sim
     }
 
+    /// Queues an arrival from a link that may reorder (and its duplicate).
+    fn push_late(&mut self, at: Time, dup: Option<Time>, ev: Ev) {
+        for at in std::iter::once(at).chain(dup) {
+            self.seq += 1;
+            self.late.push(Reverse(Late {
+                at,
+                order: self.seq,
+                ev,
+            }));
+        }
+    }
+
     fn schedule(&mut self, at: Time, timer: Timer, flow: u32) {
         self.seq += 1;
         self.heap.push(Reverse((at, self.seq, timer, flow)));
@@ -495,14 +507,7 @@ impl<'a> Sim<'a> {
             if self.data_link.is_fifo() {
                 self.data_fifo.push_back((t, pkt));
             } else {
-                for at in std::iter::once(t).chain(dup) {
-                    self.seq += 1;
-                    self.late.push(Reverse(Late {
-                        at,
-                        order: self.seq,
-                        ev: Ev::Data(pkt),
-                    }));
-                }
+                self.push_late(t, dup, Ev::Data(pkt));
             }
         }
         self.arm_rto(f);
@@ -804,14 +809,7 @@ impl<'a> Sim<'a> {
                 if self.ack_link.is_fifo() {
                     self.ack_fifo.push_back((t, pkt));
                 } else {
-                    for at in std::iter::once(t).chain(dup) {
-                        self.seq += 1;
-                        self.late.push(Reverse(Late {
-                            at,
-                            order: self.seq,
-                            ev: Ev::Ack(pkt),
-                        }));
-                    }
+                    self.push_late(t, dup, Ev::Ack(pkt));
                 }
             }
             Fate::Lost | Fate::QueueDrop => {}

@@ -202,3 +202,47 @@ async fn an_api_path_returns_json_from_the_database() {
         .unwrap();
     assert_eq!(bad.page.unwrap().main.status, 400);
 }
+
+#[tokio::test]
+async fn the_load_balancer_falls_through_a_dead_backend() {
+    // web3 is in the rotation but nothing listens on its address.
+    let text = weblab::config::DEFAULT_WORLD
+        .replace(
+            "web2     = \"127.10.4.2\"",
+            "web2     = \"127.10.4.2\"\nweb3     = \"127.10.4.3\"",
+        )
+        .replace(
+            "backends = [\"web1\", \"web2\"]",
+            "backends = [\"web3\", \"web1\", \"web2\"]",
+        )
+        .replace("weights = [1, 1]", "weights = [1, 1, 1]");
+    let mut world = weblab::config::World::parse("dead.toml", &text).unwrap();
+    world.relocate(107);
+    let dir = crate::support::data_dir(107);
+    let w = weblab::world::RunningWorld::start(world, dir.clone(), weblab_trace::Detail::Full)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let r = visit(&w, "https://myapp.test/api/users/1", true)
+            .await
+            .unwrap();
+        assert_eq!(r.page.unwrap().main.status, 200);
+        let forwards: Vec<u16> = r
+            .spans
+            .iter()
+            .filter(|s| s.addr == "127.107.3.1")
+            .filter_map(|s| match &s.event {
+                Event::ProxyForward { status, .. } => Some(*status),
+                _ => None,
+            })
+            .collect();
+        // Whenever web3 came first, its 502 is followed by a good answer.
+        assert_eq!(forwards.last(), Some(&200), "{forwards:?}");
+        assert!(
+            forwards.iter().rev().skip(1).all(|s| *s == 502),
+            "{forwards:?}"
+        );
+    }
+    drop(w);
+    let _ = std::fs::remove_dir_all(dir);
+}
