@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use weblab_trace::Ctx;
@@ -49,6 +49,9 @@ impl Drop for HttpServer {
     }
 }
 
+/// How long a client has to send its whole request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -78,7 +81,19 @@ pub fn serve_http<S: HttpService>(
                     let svc = svc.clone();
                     async move { Ok::<_, Infallible>(svc.call(req, conn).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // A client that trickles its request head (slowloris) is cut
+                // off, and the head may not exceed 64 KiB.
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(64 * 1024);
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .max_header_list_size(64 * 1024);
                 match acceptor {
                     Some(acceptor) => {
                         let Ok(Ok(stream)) =

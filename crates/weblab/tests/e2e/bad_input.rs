@@ -142,3 +142,26 @@ fn the_tour_exits_zero_and_prints_story_stages_and_waterfall() {
     assert!(v["spans"].as_array().unwrap().len() > 30);
     assert!(v["timings"][0]["phases"]["dns"].is_u64());
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_and_the_web_server_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = start(127).await;
+    let addr = SocketAddr::new(w.addr("web1"), w.ports.http);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let huge = "a".repeat(100 * 1024);
+    let req = format!("GET /static/app.css HTTP/1.1\r\nHost: myapp.test\r\nX-Big: {huge}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let head = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || head.starts_with("HTTP/1.1 431"), "{head}");
+    // A well-formed request right after is served.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /static/app.css HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+}
