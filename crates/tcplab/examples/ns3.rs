@@ -2,11 +2,13 @@
 //! beside the Mathis and PFTK models. Used by bench/tcplab.sh.
 
 use weblab_tcplab::CcKind;
-use weblab_tcplab::anchors::{NS3_CUBIC, NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, anchor_goodput};
+use weblab_tcplab::anchors::{
+    NS3_CUBIC, NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, NS3_NEWRENO_SACK, anchor_goodput,
+};
 use weblab_tcplab::models::{mathis_segments_per_sec, pftk_segments_per_sec};
 
 /// A configuration row: name, algorithm, delayed ACKs, ACKs per segment (b), ns-3 figures.
-type Row = (&'static str, CcKind, bool, f64, &'static [(f64, f64)]);
+type Row = (&'static str, CcKind, bool, bool, f64, &'static [(f64, f64)]);
 
 fn main() {
     let mbit = |seg: f64| seg * 1448.0 * 8.0 / 1e6;
@@ -14,11 +16,12 @@ fn main() {
         "{:<16} {:>6} {:>8} {:>8} {:>6} {:>8} {:>6} {:>8} {:>6}",
         "config", "p", "weblab", "ns-3", "ratio", "Mathis", "ratio", "PFTK", "ratio"
     );
-    let rows: [Row; 3] = [
+    let rows: [Row; 4] = [
         (
             "newreno delack2",
             CcKind::NewReno,
             true,
+            false,
             2.0,
             &NS3_NEWRENO_DELACK2,
         ),
@@ -26,14 +29,23 @@ fn main() {
             "newreno delack1",
             CcKind::NewReno,
             false,
+            false,
             1.0,
             &NS3_NEWRENO_DELACK1,
         ),
-        ("cubic delack2", CcKind::Cubic, true, 2.0, &NS3_CUBIC),
+        (
+            "newreno sack",
+            CcKind::NewReno,
+            true,
+            true,
+            2.0,
+            &NS3_NEWRENO_SACK,
+        ),
+        ("cubic sack", CcKind::Cubic, true, true, 2.0, &NS3_CUBIC),
     ];
-    for (name, cc, delayed, b, table) in rows {
+    for (name, cc, delayed, sack, b, table) in rows {
         for &(p, ns3) in table {
-            let ours = anchor_goodput(cc, delayed, p, 10, 200);
+            let ours = anchor_goodput(cc, delayed, sack, p, 10, 200);
             let m = mbit(mathis_segments_per_sec(0.1, p, b));
             let pf = mbit(pftk_segments_per_sec(0.1, p, b, 1.0, 1e9));
             println!(

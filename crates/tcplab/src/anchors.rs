@@ -28,12 +28,27 @@ pub const NS3_NEWRENO_DELACK1: [(f64, f64); 5] = [
     (0.02, 0.786),
     (0.05, 0.415),
 ];
+/// The same with SACK on (`newreno`).
+pub const NS3_NEWRENO_SACK: [(f64, f64); 5] = [
+    (0.001, 3.155),
+    (0.005, 1.209),
+    (0.01, 0.766),
+    (0.02, 0.515),
+    (0.05, 0.292),
+];
 /// ns-3's TcpCubic (delayed ACKs, SACK on); trustworthy only to 2 %.
 pub const NS3_CUBIC: [(f64, f64); 4] =
     [(0.001, 4.620), (0.005, 1.457), (0.01, 0.827), (0.02, 0.558)];
 
 /// Mean goodput (Mbit/s) over `seeds` runs of the anchor configuration.
-pub fn anchor_goodput(cc: CcKind, delayed_ack: bool, p: f64, seeds: u64, duration_s: u64) -> f64 {
+pub fn anchor_goodput(
+    cc: CcKind,
+    delayed_ack: bool,
+    sack: bool,
+    p: f64,
+    seeds: u64,
+    duration_s: u64,
+) -> f64 {
     let bdp_packets = (100e6 * 0.1 / 8.0 / 1500.0) as usize;
     let mut total = 0.0;
     for seed in 1..=seeds {
@@ -53,6 +68,7 @@ pub fn anchor_goodput(cc: CcKind, delayed_ack: bool, p: f64, seeds: u64, duratio
                 cc,
                 start: 100 * MS,
                 delayed_ack,
+                sack,
                 rcv_buffer: 4 * 1_250_000,
                 ..Default::default()
             }],

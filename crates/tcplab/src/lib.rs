@@ -6,6 +6,7 @@
 //! - [`link`] — one link direction: drop-tail queue, rate, delay, loss models,
 //!   jitter, reordering, duplication;
 //! - [`cc`] — congestion control behind the [`cc::Controller`] trait;
+//! - [`sack`] — SACK blocks and the RFC 6675 scoreboard;
 //! - [`sim`] — senders, receivers and the event loop on a dumbbell;
 //! - [`arq`] — Stop-and-Wait, Go-Back-N, Selective Repeat, adaptive frames;
 //! - [`tcb`] — the RFC 9293 state machine and handshake/close scenarios;
@@ -19,6 +20,7 @@ pub mod cc;
 pub mod link;
 pub mod models;
 pub mod rng;
+pub mod sack;
 pub mod sim;
 pub mod tcb;
 pub mod time;

@@ -17,6 +17,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use crate::cc::{CcKind, Controller, Recovery, Window};
 use crate::link::{Fate, Link, LinkConfig};
 use crate::rng::Rng;
+use crate::sack::{Block, MAX_BLOCKS, ReceiverBlocks, Scoreboard};
 use crate::time::{MS, SEC, Time, secs};
 
 /// One TCP flow.
@@ -42,6 +43,9 @@ pub struct FlowConfig {
     pub app_stall: Option<(Time, Time)>,
     pub min_rto: Time,
     pub limited_transmit: bool,
+    /// Selective acknowledgments (RFC 2018) with SACK-based recovery
+    /// (RFC 6675) instead of NewReno's one hole per round trip.
+    pub sack: bool,
 }
 
 impl Default for FlowConfig {
@@ -60,6 +64,7 @@ impl Default for FlowConfig {
             app_stall: None,
             min_rto: SEC,
             limited_transmit: true,
+            sack: false,
         }
     }
 }
@@ -196,6 +201,8 @@ struct AckPkt {
     ack: u64,
     rwnd: u64,
     ts_echo: Time,
+    sack: [Block; MAX_BLOCKS],
+    nsack: u8,
 }
 
 /// An arrival from a link that may reorder, ordered by (time, insertion).
@@ -262,6 +269,7 @@ struct Sender {
     rto: Time,
     rto_deadline: Option<Time>,
     rto_scheduled: bool,
+    board: Scoreboard,
     persist_scheduled: bool,
     started: bool,
     stats: FlowStats,
@@ -282,6 +290,7 @@ struct Receiver {
     buffer_segs: u64,
     /// The last ACK offered a zero window; send an update when it opens.
     zero_advertised: bool,
+    blocks: ReceiverBlocks,
 }
 
 /// Runs one experiment to completion.
@@ -344,6 +353,7 @@ impl<'a> Sim<'a> {
                     rto: SEC.max(f.min_rto),
                     rto_deadline: None,
                     rto_scheduled: false,
+                    board: Scoreboard::default(),
                     persist_scheduled: false,
                     started: false,
                     stats: FlowStats::default(),
@@ -366,6 +376,7 @@ impl<'a> Sim<'a> {
                 last_drain: 0,
                 buffer_segs: (f.rcv_buffer / u64::from(f.mss)).max(1),
                 zero_advertised: false,
+                blocks: ReceiverBlocks::default(),
             })
             .collect();
         let mut sim = Sim {
@@ -481,6 +492,9 @@ impl<'a> Sim<'a> {
         s.stats.segments_sent += 1;
         if retx {
             s.stats.retransmits += 1;
+            if s.cfg.sack {
+                s.board.set_retransmitted(seq);
+            }
         }
         let bytes = s.cfg.mss + s.cfg.header;
         self.segments += 1;
@@ -554,10 +568,13 @@ impl<'a> Sim<'a> {
             }
             let seq = s.snd_nxt;
             let retx = seq < s.snd_max;
+            let skip = retx && s.cfg.sack && s.board.is_sacked(seq);
             let s = &mut self.senders[f];
             s.snd_nxt += 1;
             s.snd_max = s.snd_max.max(s.snd_nxt);
-            self.transmit(f, seq, retx);
+            if !skip {
+                self.transmit(f, seq, retx);
+            }
         }
         let s = &self.senders[f];
         if s.rwnd == 0 && s.snd_una == s.snd_max && s.snd_una < s.limit && !s.persist_scheduled {
@@ -592,6 +609,9 @@ impl<'a> Sim<'a> {
         let now = self.now;
         self.senders[f].stats.acks += 1;
         self.senders[f].rwnd = p.rwnd;
+        if self.senders[f].cfg.sack {
+            return self.on_ack_sack(p);
+        }
         let s = &self.senders[f];
         let flight = s.snd_max - s.snd_una;
         if p.ack > s.snd_una {
@@ -683,6 +703,106 @@ impl<'a> Sim<'a> {
         self.try_send(f);
     }
 
+    /// ACK processing with SACK (RFC 6675 §5): the scoreboard decides what
+    /// is lost, `pipe` what may be sent; no window inflation or deflation.
+    fn on_ack_sack(&mut self, p: AckPkt) {
+        let f = p.flow as usize;
+        let now = self.now;
+        let s = &mut self.senders[f];
+        let snd_max = s.snd_max;
+        for b in &p.sack[..usize::from(p.nsack)] {
+            s.board.mark(*b, snd_max);
+        }
+        if p.ack > s.snd_una {
+            let acked = p.ack - s.snd_una;
+            self.update_rtt(f, now.saturating_sub(p.ts_echo));
+            let s = &mut self.senders[f];
+            s.snd_una = p.ack;
+            s.snd_nxt = s.snd_nxt.max(s.snd_una);
+            s.board.advance(p.ack);
+            s.dupacks = 0;
+            match s.recover {
+                Some(recover) if p.ack > recover => {
+                    s.recover = None;
+                    s.w.cwnd = s.w.ssthresh;
+                }
+                Some(_) => {}
+                None => {
+                    let min_rtt = if s.min_rtt == Time::MAX { 0 } else { s.min_rtt };
+                    s.cc.on_ack(&mut s.w, acked, now, min_rtt);
+                }
+            }
+            self.restart_rto(f);
+            let s = &mut self.senders[f];
+            if s.snd_una >= s.limit && s.stats.finished_at.is_none() {
+                s.stats.finished_at = Some(now);
+            }
+        } else if p.ack == s.snd_una && s.snd_max > s.snd_una {
+            s.dupacks += 1;
+            s.stats.dup_acks += 1;
+        }
+        let s = &mut self.senders[f];
+        let may_react = s.last_recover == 0 || s.snd_una > s.last_recover;
+        if s.recover.is_none()
+            && may_react
+            && s.snd_max > s.snd_una
+            && (s.dupacks >= 3 || s.board.is_lost(s.snd_una))
+        {
+            s.stats.fast_retransmits += 1;
+            s.last_recover = s.snd_max - 1;
+            s.recover = Some(s.snd_max - 1);
+            let (pipe, _) = s.board.plan(s.snd_max);
+            let before = s.w.cwnd;
+            s.cc.on_loss(&mut s.w, pipe, now);
+            if s.recovery != Recovery::None {
+                s.w.cwnd = s.w.ssthresh;
+            }
+            s.stats.reactions.push(Reaction {
+                time: now,
+                kind: ReactionKind::FastRetransmit,
+                cwnd_before: before,
+                cwnd_after: s.w.cwnd,
+                ssthresh_after: s.w.ssthresh,
+            });
+            // RFC 6675 §5 step 4.3: the first hole goes out at once.
+            let seq = s.snd_una;
+            let ss = s.w.ssthresh;
+            self.logline(|| format!("flow{f} <- loss of {seq} seen by SACK: retransmit, ssthresh={ss:.1}, SACK recovery"));
+            self.transmit(f, seq, true);
+        }
+        if self.senders[f].recover.is_some() {
+            self.sack_send(f);
+        } else {
+            self.try_send(f);
+        }
+    }
+
+    /// Sends while `pipe` < cwnd: lost holes first, then new data
+    /// (RFC 6675 `NextSeg` rules 1 and 2).
+    fn sack_send(&mut self, f: usize) {
+        let s = &self.senders[f];
+        let (mut pipe, lost) = s.board.plan(s.snd_max);
+        let mut lost = lost.into_iter();
+        loop {
+            let s = &self.senders[f];
+            if pipe >= (s.w.cwnd.floor() as u64).max(1) {
+                break;
+            }
+            if let Some(seq) = lost.next() {
+                self.transmit(f, seq, true);
+            } else if s.snd_max < s.limit && s.snd_max - s.snd_una < s.rwnd {
+                let seq = s.snd_max;
+                let s = &mut self.senders[f];
+                s.snd_max += 1;
+                s.snd_nxt = s.snd_max;
+                self.transmit(f, seq, false);
+            } else {
+                break;
+            }
+            pipe += 1;
+        }
+    }
+
     fn on_rto(&mut self, f: usize) {
         let now = self.now;
         let s = &mut self.senders[f];
@@ -701,6 +821,7 @@ impl<'a> Sim<'a> {
             return;
         }
         s.stats.timeouts += 1;
+        s.board.clear_retransmitted();
         let flight = s.snd_max - s.snd_una;
         let before = s.w.cwnd;
         s.cc.on_timeout(&mut s.w, flight, now);
@@ -787,15 +908,19 @@ impl<'a> Sim<'a> {
         let r = &mut self.receivers[f];
         r.unacked = 0;
         r.delack_deadline = None;
+        let (sack, nsack) = if self.cfg.flows[f].sack {
+            r.blocks.report()
+        } else {
+            ([(0, 0); MAX_BLOCKS], 0)
+        };
+        let ack = r.rcv_nxt;
         let pkt = AckPkt {
             flow: f as u32,
-            ack: r.rcv_nxt,
-            rwnd: 0,
-            ts_echo,
-        };
-        let pkt = AckPkt {
+            ack,
             rwnd: self.rwnd(f),
-            ..pkt
+            ts_echo,
+            sack,
+            nsack,
         };
         let was_zero = self.receivers[f].zero_advertised;
         self.receivers[f].zero_advertised = pkt.rwnd == 0;
@@ -836,6 +961,9 @@ impl<'a> Sim<'a> {
                 r.rcv_nxt += 1;
                 delivered += 1;
             }
+            if self.cfg.flows[f].sack {
+                r.blocks.advance(r.rcv_nxt);
+            }
             if self.cfg.flows[f].app_read_bps > 0 || self.cfg.flows[f].app_stall.is_some() {
                 r.buffered += (delivered * mss) as f64;
             }
@@ -874,6 +1002,9 @@ impl<'a> Sim<'a> {
                 if !r.ooo[idx] {
                     r.ooo[idx] = true;
                     r.ooo_count += 1;
+                }
+                if self.cfg.flows[f].sack {
+                    r.blocks.add(p.seq);
                 }
                 let held = r.ooo_count;
                 let s = &mut self.senders[f].stats;

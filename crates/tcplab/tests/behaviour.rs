@@ -190,3 +190,36 @@ fn a_slow_reader_limits_the_sender_and_a_stalled_one_closes_the_window() {
         "cwnd was the limit"
     );
 }
+
+#[test]
+fn sack_repairs_several_holes_in_one_round_trip_where_newreno_needs_one_each() {
+    let transfer = |sack: bool| {
+        let mut cfg = one_loss(CcKind::NewReno);
+        cfg.data.loss = LossModel::Nth(vec![60, 62, 64, 66, 68, 70]);
+        cfg.flows[0].sack = sack;
+        cfg.flows[0].bytes = Some(400 * 1448);
+        cfg.duration = 20 * SEC;
+        cfg.log_segments = true;
+        run(&cfg)
+    };
+    // Seconds of the first and the last retransmission, from the segment log.
+    let spread = |r: &weblab_tcplab::SimResult| {
+        let times: Vec<f64> = r
+            .log
+            .iter()
+            .filter(|l| l.contains("RETRANSMIT"))
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        times.last().unwrap() - times.first().unwrap()
+    };
+    let newreno = transfer(false);
+    let sack = transfer(true);
+    for r in [&newreno, &sack] {
+        assert_eq!(r.flows[0].fast_retransmits, 1, "one loss event");
+        assert_eq!(r.flows[0].retransmits, 6, "each hole sent once");
+        assert_eq!(r.flows[0].timeouts, 0);
+    }
+    // NewReno learns of one hole per round trip (50 ms): five more RTTs.
+    assert!(spread(&newreno) >= 0.24, "newreno {}", spread(&newreno));
+    assert!(spread(&sack) < 0.05, "sack {}", spread(&sack));
+}

@@ -6,7 +6,9 @@
 //! loss on data packets, MSS 1448, initial window 10, minimum RTO 1 s.
 
 use weblab_tcplab::CcKind;
-use weblab_tcplab::anchors::{NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, anchor_goodput};
+use weblab_tcplab::anchors::{
+    NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, NS3_NEWRENO_SACK, anchor_goodput,
+};
 use weblab_tcplab::models::{mathis_segments_per_sec, pftk_segments_per_sec};
 
 fn mbit(segments_per_sec: f64) -> f64 {
@@ -17,28 +19,29 @@ fn mbit(segments_per_sec: f64) -> f64 {
 fn newreno_matches_mathis_pftk_and_ns3() {
     let mut report = String::new();
     let mut failures = Vec::new();
-    for (delayed, b, table) in [
-        (true, 2.0, NS3_NEWRENO_DELACK2),
-        (false, 1.0, NS3_NEWRENO_DELACK1),
+    for (delayed, sack, b, table) in [
+        (true, false, 2.0, NS3_NEWRENO_DELACK2),
+        (false, false, 1.0, NS3_NEWRENO_DELACK1),
+        (true, true, 2.0, NS3_NEWRENO_SACK),
     ] {
         for (p, ns3) in table {
-            let ours = anchor_goodput(CcKind::NewReno, delayed, p, 10, 200);
+            let ours = anchor_goodput(CcKind::NewReno, delayed, sack, p, 10, 200);
             let mathis = mbit(mathis_segments_per_sec(0.1, p, b));
             let pftk = mbit(pftk_segments_per_sec(0.1, p, b, 1.0, 1e9));
             report.push_str(&format!(
-                "delack={delayed} p={p}: ours {ours:.3} ns-3 {ns3:.3} ({:.2}) mathis {mathis:.3} ({:.2}) pftk {pftk:.3} ({:.2})\n",
+                "delack={delayed} sack={sack} p={p}: ours {ours:.3} ns-3 {ns3:.3} ({:.2}) mathis {mathis:.3} ({:.2}) pftk {pftk:.3} ({:.2})\n",
                 ours / ns3,
                 ours / mathis,
                 ours / pftk
             ));
             if !(0.75..=1.25).contains(&(ours / ns3)) {
-                failures.push(format!("ns-3 at p={p} delack={delayed}"));
+                failures.push(format!("ns-3 at p={p} delack={delayed} sack={sack}"));
             }
             if p <= 0.005 && !(0.8..=1.2).contains(&(ours / mathis)) {
-                failures.push(format!("Mathis at p={p} delack={delayed}"));
+                failures.push(format!("Mathis at p={p} delack={delayed} sack={sack}"));
             }
             if p <= 0.02 && !(0.8..=1.2).contains(&(ours / pftk)) {
-                failures.push(format!("PFTK at p={p} delack={delayed}"));
+                failures.push(format!("PFTK at p={p} delack={delayed} sack={sack}"));
             }
         }
     }

@@ -92,11 +92,14 @@ pub struct LinkArgs {
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     delack: String,
     /// Receive buffer (flow control).
-    #[arg(long, default_value = "16m", value_parser = units::bytes)]
+    #[arg(long, default_value = "64m", value_parser = units::bytes)]
     rwnd: u64,
     /// The receiving application's read rate (0 = as fast as data comes).
     #[arg(long, default_value = "0", value_parser = units::rate)]
     app_read: u64,
+    /// Selective acknowledgments with SACK-based recovery (RFC 2018, 6675).
+    #[arg(long)]
+    sack: bool,
     /// Number of flows sharing the bottleneck (started 1 s apart).
     #[arg(long, default_value_t = 1)]
     flows: usize,
@@ -217,6 +220,7 @@ fn sim_config(l: &LinkArgs, cc: CcKind, sample: u64) -> Result<SimConfig> {
                 cc,
                 start: i as u64 * SEC,
                 delayed_ack: l.delack == "on",
+                sack: l.sack,
                 rcv_buffer: l.rwnd,
                 app_read_bps: l.app_read,
                 ..Default::default()
