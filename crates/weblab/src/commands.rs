@@ -146,7 +146,7 @@ pub async fn serve(world: World, data_dir: PathBuf, role: Role, only: Option<&st
             let db = Db::connect(&database_url(&world, &data_dir)).await?;
             db.migrate().await?;
             for a in world.apps.iter().filter(|a| wanted(a)) {
-                let s = start_app(&world, a, db.clone(), &collector).await?;
+                let s = start_app(&world, a, ports, db.clone(), &collector).await?;
                 println!("app {a} on {}", s.addr);
                 keep.push(Box::new(s));
             }

@@ -138,12 +138,13 @@ pub fn database_url(world: &World, data_dir: &Path) -> String {
 pub async fn start_app(
     world: &World,
     host: &str,
+    ports: Ports,
     db: Db,
     collector: &Collector,
 ) -> Result<AppServer> {
     let ip = world.addr(host);
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "app");
-    let listener = listen(sock(ip, 80), host).await?;
+    let listener = listen(sock(ip, ports.http), host).await?;
     let state = Arc::new(AppState::new(db, rec, host));
     Ok(weblab_app::start(
         listener,
@@ -169,7 +170,7 @@ pub async fn start_web(
     let apps = cfg
         .apps
         .iter()
-        .map(|a| Upstream::new(a, sock(world.addr(a), 80), IpAddr::V4(ip)))
+        .map(|a| Upstream::new(a, sock(world.addr(a), ports.http), IpAddr::V4(ip)))
         .collect();
     let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "web");
@@ -267,7 +268,7 @@ impl RunningWorld {
         db.migrate().await?;
         let mut apps = Vec::new();
         for app in &world.apps {
-            apps.push(start_app(&world, app, db.clone(), &collector).await?);
+            apps.push(start_app(&world, app, ports, db.clone(), &collector).await?);
         }
         let mut http = Vec::new();
         for w in &world.web {

@@ -246,3 +246,32 @@ async fn the_load_balancer_falls_through_a_dead_backend() {
     drop(w);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_world_on_offset_ports_works_as_it_does_for_an_unprivileged_user() {
+    let text = weblab::config::DEFAULT_WORLD.replace("mode = \"auto\"", "mode = \"offset\"");
+    let mut world = weblab::config::World::parse("offset.toml", &text).unwrap();
+    world.relocate(108);
+    let dir = crate::support::data_dir(108);
+    let w = weblab::world::RunningWorld::start(world, dir.clone(), weblab_trace::Detail::Full)
+        .await
+        .unwrap();
+    assert_eq!(
+        (w.ports.dns, w.ports.http, w.ports.https),
+        (10053, 10080, 10443)
+    );
+    let r = visit(&w, "https://myapp.test/login", false).await.unwrap();
+    let page = r.page.unwrap();
+    assert_eq!(page.main.status, 200);
+    assert!(
+        page.subresources
+            .iter()
+            .all(|s| s.as_ref().unwrap().status == 200)
+    );
+    // The URL keeps its default port; the connection goes to the mapped one.
+    assert!(r.spans.iter().any(
+        |s| matches!(&s.event, Event::TcpConnect { remote, .. } if remote.ends_with(":10443"))
+    ));
+    drop(w);
+    let _ = std::fs::remove_dir_all(dir);
+}
