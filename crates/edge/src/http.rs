@@ -151,6 +151,22 @@ pub fn trace_ctx(headers: &HeaderMap) -> Ctx {
         .unwrap_or_else(Ctx::new_root)
 }
 
+/// The span event of a request a server answered.
+pub fn served(
+    parts: &http::request::Parts,
+    path: String,
+    conn: &ConnInfo,
+    status: StatusCode,
+) -> weblab_trace::Event {
+    weblab_trace::Event::HttpServe {
+        method: parts.method.to_string(),
+        path,
+        version: version_name(parts.version).into(),
+        peer: conn.peer.to_string(),
+        status: status.as_u16(),
+    }
+}
+
 /// `HTTP/1.1`, `HTTP/2` …
 pub fn version_name(v: Version) -> &'static str {
     match v {

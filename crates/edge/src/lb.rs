@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use weblab_trace::{Event, Layer, Recorder};
 
 use crate::balance::Balancer;
-use crate::http::{Body, ConnInfo, HttpService, read_body, text, trace_ctx, version_name};
+use crate::http::{Body, ConnInfo, HttpService, read_body, served, text, trace_ctx};
 use crate::proxy::{Forward, Upstream, forward_first};
 
 /// Largest request body the load balancer buffers.
@@ -91,16 +91,8 @@ impl HttpService for LoadBalancer {
             resp.headers_mut()
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, self.hsts.clone());
         }
-        self.rec.end(
-            span,
-            Event::HttpServe {
-                method: parts.method.to_string(),
-                path,
-                version: version_name(parts.version).into(),
-                peer: conn.peer.to_string(),
-                status: resp.status().as_u16(),
-            },
-        );
+        self.rec
+            .end(span, served(&parts, path, &conn, resp.status()));
         resp
     }
 }

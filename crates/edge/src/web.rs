@@ -13,7 +13,7 @@ use weblab_trace::event::WebAction;
 use weblab_trace::{Event, Layer, Recorder};
 
 use crate::balance::{Balancer, RoundRobin};
-use crate::http::{Body, ConnInfo, HttpService, read_body, text, trace_ctx, version_name};
+use crate::http::{Body, ConnInfo, HttpService, read_body, served, text, trace_ctx};
 use crate::proxy::{Forward, Upstream, forward_first};
 
 /// URL prefix served from disk.
@@ -251,16 +251,8 @@ impl HttpService for WebServer {
                 }
             }
         };
-        self.rec.end(
-            span,
-            Event::HttpServe {
-                method: parts.method.to_string(),
-                path,
-                version: version_name(parts.version).into(),
-                peer: conn.peer.to_string(),
-                status: resp.status().as_u16(),
-            },
-        );
+        self.rec
+            .end(span, served(&parts, path, &conn, resp.status()));
         resp
     }
 }

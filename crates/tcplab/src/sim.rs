@@ -604,6 +604,22 @@ impl<'a> Sim<'a> {
         s.rto = (rto as Time).clamp(s.cfg.min_rto, 60 * SEC);
     }
 
+    /// The common part of an ACK for new data: RTT sample, snd_una moves,
+    /// completion noted. Returns the segments newly acknowledged.
+    fn new_data_acked(&mut self, f: usize, p: &AckPkt) -> u64 {
+        let now = self.now;
+        // RFC 7323 §4.2: an RTT sample from every ACK of new data.
+        self.update_rtt(f, now.saturating_sub(p.ts_echo));
+        let s = &mut self.senders[f];
+        let acked = p.ack - s.snd_una;
+        s.snd_una = p.ack;
+        s.snd_nxt = s.snd_nxt.max(s.snd_una);
+        if s.snd_una >= s.limit && s.stats.finished_at.is_none() {
+            s.stats.finished_at = Some(now);
+        }
+        acked
+    }
+
     fn on_ack(&mut self, p: AckPkt) {
         let f = p.flow as usize;
         let now = self.now;
@@ -615,12 +631,8 @@ impl<'a> Sim<'a> {
         let s = &self.senders[f];
         let flight = s.snd_max - s.snd_una;
         if p.ack > s.snd_una {
-            let acked = p.ack - s.snd_una;
-            // RFC 7323 §4.2: an RTT sample from every ACK of new data.
-            self.update_rtt(f, now.saturating_sub(p.ts_echo));
+            let acked = self.new_data_acked(f, &p);
             let s = &mut self.senders[f];
-            s.snd_una = p.ack;
-            s.snd_nxt = s.snd_nxt.max(s.snd_una);
             let min_rtt = if s.min_rtt == Time::MAX { 0 } else { s.min_rtt };
             match s.recover {
                 Some(recover) if p.ack <= recover && s.recovery == Recovery::NewReno => {
@@ -650,10 +662,6 @@ impl<'a> Sim<'a> {
                     s.cc.on_ack(&mut s.w, acked, now, min_rtt);
                     self.restart_rto(f);
                 }
-            }
-            let s = &mut self.senders[f];
-            if s.snd_una >= s.limit && s.stats.finished_at.is_none() {
-                s.stats.finished_at = Some(now);
             }
         } else if p.ack == s.snd_una && flight > 0 {
             let s = &mut self.senders[f];
@@ -714,11 +722,8 @@ impl<'a> Sim<'a> {
             s.board.mark(*b, snd_max);
         }
         if p.ack > s.snd_una {
-            let acked = p.ack - s.snd_una;
-            self.update_rtt(f, now.saturating_sub(p.ts_echo));
+            let acked = self.new_data_acked(f, &p);
             let s = &mut self.senders[f];
-            s.snd_una = p.ack;
-            s.snd_nxt = s.snd_nxt.max(s.snd_una);
             s.board.advance(p.ack);
             s.dupacks = 0;
             match s.recover {
@@ -733,10 +738,6 @@ impl<'a> Sim<'a> {
                 }
             }
             self.restart_rto(f);
-            let s = &mut self.senders[f];
-            if s.snd_una >= s.limit && s.stats.finished_at.is_none() {
-                s.stats.finished_at = Some(now);
-            }
         } else if p.ack == s.snd_una && s.snd_max > s.snd_una {
             s.dupacks += 1;
             s.stats.dup_acks += 1;
