@@ -6,6 +6,7 @@
 //! - [`event`] — the typed attributes of a span, one enum, one line of `Display` each.
 //! - [`collector`] — where spans go ([`Collector`]), the per-host [`Recorder`],
 //!   and how one request's spans are assembled across hosts ([`Collector::assemble`]).
+//! - [`har`] — HAR 1.2 export of the client's requests;
 //! - [`render`] — story (en/ko), stage table, waterfall; JSON is plain serde.
 //!
 //! This crate depends on nothing else of weblab; everything else depends on it.
@@ -13,6 +14,7 @@
 pub mod collector;
 pub mod event;
 pub mod explain;
+pub mod har;
 pub mod render;
 pub mod span;
 

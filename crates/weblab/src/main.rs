@@ -63,6 +63,9 @@ enum Command {
         /// How much the servers record (minimal: only the client's stages).
         #[arg(long, value_enum, default_value = "full")]
         trace: DetailArg,
+        /// Also write the requests as a HAR 1.2 file (for devtools and HAR viewers).
+        #[arg(long, value_name = "FILE")]
+        har: Option<PathBuf>,
     },
     /// Keep the world running and print how to reach it with dig, curl and a browser.
     Up,
@@ -117,6 +120,7 @@ async fn run(cli: Cli) -> Result<i32> {
             json,
             http1_only,
             trace,
+            har,
         } => {
             let world = load_world(&cli)?;
             let opts = TourOptions {
@@ -132,6 +136,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     DetailArg::Minimal => Detail::Minimal,
                 },
                 data_dir,
+                har: har.clone(),
             };
             tour::run(world, opts).await
         }

@@ -22,21 +22,51 @@ pub struct TourOptions {
     pub http1_only: bool,
     pub detail: Detail,
     pub data_dir: PathBuf,
+    /// Also write the requests as a HAR 1.2 file.
+    pub har: Option<PathBuf>,
 }
 
 /// The outcome of one tour: the assembled trace and the page (or the error).
 pub struct TourResult {
     pub spans: Vec<Span>,
     pub page: Result<Page, weblab_browser::BrowserError>,
+    /// Wall-clock time (Unix ns) at trace time `at_ns`, to date the trace.
+    pub wall_unix_ns: i128,
+    pub at_ns: u64,
+}
+
+impl TourResult {
+    /// An RFC 3339 date for a trace time.
+    pub fn date(&self, ns: u64) -> String {
+        let unix = self.wall_unix_ns + i128::from(ns) - i128::from(self.at_ns);
+        time::OffsetDateTime::from_unix_timestamp_nanos(unix)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The trace's requests as a HAR 1.2 document.
+    pub fn har(&self) -> serde_json::Value {
+        weblab_trace::har::har(&self.spans, env!("CARGO_PKG_VERSION"), &|ns| self.date(ns))
+    }
 }
 
 /// Loads `url` through a running world with a fresh browser.
 pub async fn visit(world: &RunningWorld, url: &str, http1_only: bool) -> Result<TourResult> {
     let browser = world.browser(http1_only)?;
+    let at_ns = weblab_trace::now_ns();
+    let wall_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
     let (trace, page) = browser.navigate(url).await;
     Ok(TourResult {
         spans: world.collector.assemble(trace),
         page,
+        wall_unix_ns,
+        at_ns,
     })
 }
 
@@ -82,6 +112,10 @@ pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
     let running = RunningWorld::start(world, opts.data_dir.clone(), opts.detail).await?;
     let result = visit(&running, &opts.url, opts.http1_only).await?;
     let timings = stages(&result.spans);
+    if let Some(path) = &opts.har {
+        std::fs::write(path, serde_json::to_string_pretty(&result.har())?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
     let mut out = std::io::stdout().lock();
     if opts.json {
         let doc = json!({

@@ -136,6 +136,33 @@ fn the_tour_exits_zero_and_prints_story_stages_and_waterfall() {
         text.contains("C08 자기 영역이 아니므로"),
         "Korean explanations missing"
     );
+    let har_path = std::env::temp_dir().join(format!("weblab-{}.har", std::process::id()));
+    let out = weblab(&["tour", "--har", har_path.to_str().unwrap()], 125);
+    assert_eq!(out.status.code(), Some(0));
+    let har: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&har_path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&har_path);
+    let entries = har["log"]["entries"].as_array().unwrap();
+    assert_eq!(har["log"]["version"], "1.2");
+    assert_eq!(entries.len(), 4);
+    assert!(
+        entries[0]["startedDateTime"]
+            .as_str()
+            .unwrap()
+            .contains('T')
+    );
+    let t0 = &entries[0]["timings"];
+    assert!(t0["dns"].as_f64().unwrap() >= 0.0 && t0["ssl"].as_f64().unwrap() >= 0.0);
+    assert!(
+        t0["connect"].as_f64().unwrap() >= t0["ssl"].as_f64().unwrap(),
+        "connect includes ssl"
+    );
+    // The subresources reused the HTTP/2 connection: no dns, connect or ssl.
+    for e in &entries[1..] {
+        assert_eq!(e["timings"]["dns"], -1.0);
+        assert_eq!(e["timings"]["connect"], -1.0);
+        assert_eq!(e["response"]["status"], 200);
+    }
     let json = weblab(&["tour", "--json"], 124);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["ok"], true);
