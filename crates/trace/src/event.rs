@@ -372,8 +372,19 @@ impl fmt::Display for Event {
                 error,
             } => match (error, answered_by) {
                 (Some(e), _) => write!(f, "lookup {name} failed: {e}"),
+                (None, Some(CacheLevel::Resolver)) => {
+                    write!(
+                        f,
+                        "lookup {name} -> {} (answered by the recursive resolver)",
+                        addrs.join(", ")
+                    )
+                }
                 (None, Some(level)) => {
-                    write!(f, "lookup {name} -> {} (from {level})", addrs.join(", "))
+                    write!(
+                        f,
+                        "lookup {name} -> {} (from the {level})",
+                        addrs.join(", ")
+                    )
                 }
                 (None, None) => write!(f, "lookup {name} -> {}", addrs.join(", ")),
             },
