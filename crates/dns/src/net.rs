@@ -62,6 +62,9 @@ pub async fn serve<H: Handler>(addr: SocketAddr, handler: Arc<H>) -> std::io::Re
             let mut buf = vec![0u8; 65_535];
             loop {
                 let Ok((n, remote)) = udp.recv_from(&mut buf).await else {
+                    // Out of descriptors or a transient error: back off
+                    // briefly rather than spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
                 let query = buf[..n].to_vec();
@@ -82,6 +85,9 @@ pub async fn serve<H: Handler>(addr: SocketAddr, handler: Arc<H>) -> std::io::Re
     let tcp_task = tokio::spawn(async move {
         loop {
             let Ok((mut stream, remote)) = tcp.accept().await else {
+                // Out of descriptors or a transient error: back off
+                // briefly rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
             let handler = handler.clone();

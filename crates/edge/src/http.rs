@@ -67,6 +67,9 @@ pub fn serve_http<S: HttpService>(
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, peer)) = listener.accept().await else {
+                // Out of descriptors or a transient error: back off
+                // briefly rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
             let _ = tcp.set_nodelay(true);
