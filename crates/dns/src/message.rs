@@ -4,7 +4,7 @@
 use std::fmt;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use weblab_trace::DnsOutcome;
 
 /// How a DNS message travelled.
@@ -73,7 +73,13 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
         return Err(error(ResponseCode::NotImp, DnsOutcome::Refused));
     }
     match Message::from_vec(bytes) {
-        Ok(m) if m.metadata.message_type == MessageType::Query && m.queries.len() == 1 => Ok(m),
+        Ok(m) if m.metadata.message_type == MessageType::Query && m.queries.len() == 1 => {
+            // Only the Internet class is served (CHAOS, HESIOD… are refused).
+            if m.queries[0].query_class() != DNSClass::IN {
+                return Err(error(ResponseCode::Refused, DnsOutcome::Refused));
+            }
+            Ok(m)
+        }
         _ => Err(error(ResponseCode::FormErr, DnsOutcome::FormErr)),
     }
 }
@@ -207,6 +213,20 @@ mod tests {
         assert_eq!(reply.metadata.id, 0x1234);
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
         assert!(reply.metadata.recursion_desired);
+    }
+
+    #[test]
+    fn other_classes_are_refused() {
+        let mut q = query(false);
+        let mut question = q.queries[0].clone();
+        question.set_query_class(DNSClass::CH);
+        q.queries = vec![question];
+        let reply = check_query(&q.to_vec().unwrap())
+            .unwrap_err()
+            .reply
+            .unwrap();
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
     }
 
     #[test]
