@@ -192,3 +192,31 @@ async fn an_oversized_request_head_is_refused_and_the_web_server_keeps_serving()
     s.read_to_end(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
 }
+
+#[test]
+fn init_writes_the_world_file_refuses_to_overwrite_and_the_file_drives_a_tour() {
+    let path = std::env::temp_dir().join(format!("weblab-init-{}.toml", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let p = path.to_str().unwrap();
+    let first = weblab(&["init", p], 128);
+    assert_eq!(first.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        weblab::config::DEFAULT_WORLD
+    );
+    let again = weblab(&["init", p], 128);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let tour = weblab(
+        &["--config", p, "tour", "https://myapp.test/api/users/2"],
+        128,
+    );
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        tour.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&tour.stderr)
+    );
+    assert!(String::from_utf8_lossy(&tour.stdout).contains("Alan Turing"));
+}
