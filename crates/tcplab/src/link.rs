@@ -27,6 +27,21 @@ pub enum LossModel {
     Nth(Vec<u64>),
 }
 
+/// Random Early Detection (Floyd and Jacobson 1993): drop arriving packets
+/// with a probability that grows with the average queue, so that senders
+/// slow down before the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Red {
+    /// Below this average queue (packets) nothing is dropped early.
+    pub min_th: f64,
+    /// At or above it every arrival is dropped.
+    pub max_th: f64,
+    /// The drop probability reached at `max_th`.
+    pub max_p: f64,
+    /// Weight of the newest sample in the moving average.
+    pub weight: f64,
+}
+
 /// Settings of one link direction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkConfig {
@@ -44,6 +59,8 @@ pub struct LinkConfig {
     pub reorder_delay: Time,
     /// Probability that a packet arrives twice.
     pub duplicate: f64,
+    /// Early drops instead of pure drop-tail.
+    pub red: Option<Red>,
 }
 
 impl Default for LinkConfig {
@@ -57,6 +74,7 @@ impl Default for LinkConfig {
             reorder: 0.0,
             reorder_delay: 0,
             duplicate: 0.0,
+            red: None,
         }
     }
 }
@@ -77,6 +95,8 @@ pub enum Fate {
 pub struct LinkStats {
     pub sent: u64,
     pub queue_drops: u64,
+    /// Of the queue drops, those RED made before the queue was full.
+    pub early_drops: u64,
     pub lost: u64,
     pub max_queue: usize,
 }
@@ -89,6 +109,8 @@ pub struct Link {
     queue: VecDeque<Time>,
     last_departure: Time,
     bad_state: bool,
+    /// RED's moving average of the queue length.
+    avg_queue: f64,
     pub stats: LinkStats,
 }
 
@@ -99,6 +121,7 @@ impl Link {
             queue: VecDeque::new(),
             last_departure: 0,
             bad_state: false,
+            avg_queue: 0.0,
             stats: LinkStats::default(),
         }
     }
@@ -152,6 +175,28 @@ impl Link {
         if self.cfg.queue_limit > 0 && waiting >= self.cfg.queue_limit {
             self.stats.queue_drops += 1;
             return Fate::QueueDrop;
+        }
+        if let Some(red) = self.cfg.red {
+            if waiting == 0 {
+                // The queue sat idle: age the average as if `m` empty-queue
+                // samples had been taken meanwhile (Floyd and Jacobson §4).
+                let slot = tx_time(bytes, self.cfg.rate_bps).max(1);
+                let m = now.saturating_sub(self.last_departure) / slot;
+                self.avg_queue *= (1.0 - red.weight).powf(m as f64);
+            }
+            self.avg_queue = (1.0 - red.weight) * self.avg_queue + red.weight * waiting as f64;
+            let p = if self.avg_queue < red.min_th {
+                0.0
+            } else if self.avg_queue >= red.max_th {
+                1.0
+            } else {
+                red.max_p * (self.avg_queue - red.min_th) / (red.max_th - red.min_th)
+            };
+            if rng.chance(p) {
+                self.stats.queue_drops += 1;
+                self.stats.early_drops += 1;
+                return Fate::QueueDrop;
+            }
         }
         let start = now.max(self.last_departure);
         let departure = start + tx_time(bytes, self.cfg.rate_bps);

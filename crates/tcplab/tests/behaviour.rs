@@ -223,3 +223,67 @@ fn sack_repairs_several_holes_in_one_round_trip_where_newreno_needs_one_each() {
     assert!(spread(&newreno) >= 0.24, "newreno {}", spread(&newreno));
     assert!(spread(&sack) < 0.05, "sack {}", spread(&sack));
 }
+
+#[test]
+fn red_keeps_the_queue_shorter_than_drop_tail() {
+    let with = |red: Option<weblab_tcplab::link::Red>| {
+        let cfg = SimConfig {
+            data: LinkConfig {
+                rate_bps: 10_000_000,
+                delay: 20 * MS,
+                queue_limit: 200,
+                red,
+                ..Default::default()
+            },
+            ack: LinkConfig {
+                delay: 20 * MS,
+                ..Default::default()
+            },
+            flows: (0..4)
+                .map(|i| FlowConfig {
+                    cc: CcKind::Reno,
+                    start: i * 200 * MS,
+                    ..Default::default()
+                })
+                .collect(),
+            duration: 60 * SEC,
+            measure_from: 10 * SEC,
+            sample_every: 10 * MS,
+            ..Default::default()
+        };
+        run(&cfg)
+    };
+    let tail = with(None);
+    let red = with(Some(weblab_tcplab::link::Red {
+        min_th: 10.0,
+        max_th: 50.0,
+        max_p: 0.1,
+        weight: 0.002,
+    }));
+    assert_eq!(tail.data_link.early_drops, 0);
+    assert!(red.data_link.early_drops > 0);
+    // Smaller standing queue: lower smoothed RTT for the same link.
+    let mean_srtt = |r: &weblab_tcplab::SimResult| {
+        let xs: Vec<f64> = r
+            .samples
+            .iter()
+            .filter(|s| s.time > 10 * SEC)
+            .map(|s| s.srtt as f64)
+            .collect();
+        xs.iter().sum::<f64>() / xs.len() as f64
+    };
+    assert!(
+        mean_srtt(&red) < 0.7 * mean_srtt(&tail),
+        "{} vs {}",
+        mean_srtt(&red),
+        mean_srtt(&tail)
+    );
+    // And the link stays busy.
+    let total = |r: &weblab_tcplab::SimResult| (0..4).map(|i| r.goodput_bps(i)).sum::<f64>();
+    assert!(
+        total(&red) > 0.9 * total(&tail),
+        "{} vs {}",
+        total(&red),
+        total(&tail)
+    );
+}

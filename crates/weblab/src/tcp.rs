@@ -85,6 +85,10 @@ pub struct LinkArgs {
     /// Router queue in packets (default: one bandwidth-delay product).
     #[arg(long)]
     queue: Option<usize>,
+    /// Random Early Detection at the bottleneck: min,max average queue
+    /// (packets) and the drop probability at max, e.g. 10,50,0.1.
+    #[arg(long, value_name = "MIN,MAX,P")]
+    red: Option<String>,
     /// Extra random delay per packet (reorders).
     #[arg(long, default_value = "0", value_parser = units::duration)]
     jitter: u64,
@@ -202,8 +206,34 @@ fn sim_config(l: &LinkArgs, cc: CcKind, sample: u64) -> Result<SimConfig> {
         None if l.loss > 0.0 => LossModel::Bernoulli(l.loss),
         None => LossModel::None,
     };
+    let red = match &l.red {
+        Some(r) => {
+            let v: Vec<f64> = r
+                .split(',')
+                .map(|x| {
+                    x.trim()
+                        .parse::<f64>()
+                        .map_err(|_| anyhow::anyhow!("--red: {x:?} is not a number"))
+                })
+                .collect::<Result<_>>()?;
+            let [min_th, max_th, max_p] = v[..] else {
+                bail!("--red takes three numbers: min,max,p");
+            };
+            if !(0.0 <= min_th && min_th < max_th && (0.0..=1.0).contains(&max_p)) {
+                bail!("--red needs 0 <= min < max and 0 <= p <= 1");
+            }
+            Some(weblab_tcplab::link::Red {
+                min_th,
+                max_th,
+                max_p,
+                weight: 0.002,
+            })
+        }
+        None => None,
+    };
     Ok(SimConfig {
         data: LinkConfig {
+            red,
             rate_bps: l.bw,
             delay: one_way,
             jitter: l.jitter,
@@ -274,9 +304,10 @@ fn summary(cfg: &SimConfig, r: &SimResult, name: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "bottleneck: {} packets, {} dropped by the full queue (limit {}), {} lost on the wire, max queue {}",
+        "bottleneck: {} packets, {} dropped at the queue ({} early by RED; limit {}), {} lost on the wire, max queue {}",
         r.data_link.sent,
         r.data_link.queue_drops,
+        r.data_link.early_drops,
         cfg.data.queue_limit,
         r.data_link.lost,
         r.data_link.max_queue
