@@ -181,9 +181,23 @@ async fn the_tour_records_every_hop_in_order_each_on_its_own_address() {
 #[tokio::test]
 async fn an_api_path_returns_json_from_the_database() {
     let w = start(102).await;
-    let r = visit(&w, "https://myapp.test/api/users/1", true)
+    let r = visit(&w, "https://myapp.test/api/users/1?view=full#details", true)
         .await
         .unwrap();
+    // C01: the query goes to the server, the fragment never does.
+    let (_, prepared) = find(&r.spans, |s| {
+        matches!(s.event, Event::RequestPrepared { .. })
+    })
+    .unwrap();
+    let Event::RequestPrepared { target, .. } = &prepared.event else {
+        unreachable!()
+    };
+    assert_eq!(target, "/api/users/1?view=full");
+    assert!(
+        r.spans.iter().any(
+            |s| matches!(&s.event, Event::UrlParsed { fragment: Some(f), .. } if f == "details")
+        )
+    );
     let page = r.page.unwrap();
     assert_eq!(page.main.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&page.main.body).unwrap();
