@@ -189,11 +189,6 @@ impl Browser {
         Ok(Page { main, subresources })
     }
 
-    /// Forgets every open connection (the next request connects again).
-    pub fn close_connections(&self) {
-        lock(&self.pool).clear();
-    }
-
     /// Records the kernel's TCP_INFO for every open connection.
     fn report_connections(&self, ctx: Ctx) {
         let pool = lock(&self.pool);

@@ -2,7 +2,7 @@
 //! negative answers (RFC 2308). Pure: the caller passes the time.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hickory_proto::rr::{Name, Record, RecordType};
 
@@ -158,16 +158,15 @@ impl Cache {
     }
 }
 
-/// Seconds as a duration (test helper for callers moving time forward).
-pub fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use hickory_proto::rr::RData;
     use hickory_proto::rr::rdata::A;
+
+    fn secs(n: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(n)
+    }
 
     fn a(name: &str, ttl: u32) -> Record {
         Record::from_rdata(

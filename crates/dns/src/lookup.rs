@@ -142,11 +142,6 @@ impl LookupChain {
         }
     }
 
-    /// Forgets the browser-level cache (like chrome://net-internals "clear host cache").
-    pub fn clear_browser_cache(&self) {
-        *lock(&self.browser) = HostCache::default();
-    }
-
     fn level(&self, ctx: Ctx, level: CacheLevel, name: &str, found: Option<&[IpAddr]>) {
         let span = self.rec.begin(ctx, Layer::Application);
         self.rec.end(

@@ -191,8 +191,6 @@ struct DataPkt {
     flow: u32,
     seq: u64,
     ts: Time,
-    #[allow(dead_code)] // shown in Debug output of events
-    retx: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -502,7 +500,6 @@ impl<'a> Sim<'a> {
             flow: f as u32,
             seq,
             ts: self.now,
-            retx,
         };
         let fate = self.data_link.send(self.now, bytes, &mut self.rng);
         self.logline(|| {

@@ -37,10 +37,6 @@ impl Collector {
         }
     }
 
-    pub fn detail(&self) -> Detail {
-        self.detail
-    }
-
     /// True when spans of this event kind are kept.
     fn keeps(&self, event: &Event) -> bool {
         self.detail == Detail::Full
@@ -183,12 +179,6 @@ impl Recorder {
 
     pub fn host(&self) -> &str {
         &self.host
-    }
-
-    /// False when the world records only the client's stages: servers skip
-    /// building their events at all.
-    pub fn full(&self) -> bool {
-        self.collector.detail == Detail::Full
     }
 
     /// Starts a span at the current time.
