@@ -273,6 +273,28 @@ struct Sender {
     stats: FlowStats,
 }
 
+impl Sender {
+    /// The reaction to a loss found by duplicate ACKs or SACK: the controller
+    /// sets ssthresh from `pipe`; with fast recovery cwnd becomes ssthresh +
+    /// `inflation` (Tahoe's controller has already set it to 1).
+    fn react_to_loss(&mut self, pipe: u64, inflation: f64, now: Time) {
+        self.stats.fast_retransmits += 1;
+        self.last_recover = self.snd_max - 1;
+        let before = self.w.cwnd;
+        self.cc.on_loss(&mut self.w, pipe, now);
+        if self.recovery != Recovery::None {
+            self.w.cwnd = self.w.ssthresh + inflation;
+        }
+        self.stats.reactions.push(Reaction {
+            time: now,
+            kind: ReactionKind::FastRetransmit,
+            cwnd_before: before,
+            cwnd_after: self.w.cwnd,
+            ssthresh_after: self.w.ssthresh,
+        });
+    }
+}
+
 struct Receiver {
     rcv_nxt: u64,
     /// Out-of-order segments held, bit i = segment rcv_nxt + 1 + i.
@@ -667,25 +689,13 @@ impl<'a> Sim<'a> {
             if s.recover.is_some() {
                 s.w.cwnd += 1.0; // window inflation (RFC 5681 §3.2 step 4)
             } else if s.dupacks == 3 && (p.ack > s.last_recover || s.last_recover == 0) {
-                s.stats.fast_retransmits += 1;
-                s.last_recover = s.snd_max - 1;
                 // What is still in the network (RFC 6675 §2 "pipe"),
                 // estimated without SACK: each duplicate ACK reports one
                 // segment that left it, and the missing one is lost.
                 let pipe = (s.snd_max - s.snd_una).saturating_sub(u64::from(s.dupacks) + 1);
-                let before = s.w.cwnd;
-                s.cc.on_loss(&mut s.w, pipe, now);
+                // Reno/NewReno inflate by the three segments the dup ACKs reported.
+                s.react_to_loss(pipe, 3.0, now);
                 let seq = s.snd_una;
-                if s.recovery != Recovery::None {
-                    s.w.cwnd = s.w.ssthresh + 3.0;
-                }
-                s.stats.reactions.push(Reaction {
-                    time: now,
-                    kind: ReactionKind::FastRetransmit,
-                    cwnd_before: before,
-                    cwnd_after: s.w.cwnd,
-                    ssthresh_after: s.w.ssthresh,
-                });
                 match s.recovery {
                     Recovery::None => {
                         // Tahoe: cwnd is 1; go back and slow start.
@@ -746,22 +756,10 @@ impl<'a> Sim<'a> {
             && s.snd_max > s.snd_una
             && (s.dupacks >= 3 || s.board.is_lost(s.snd_una))
         {
-            s.stats.fast_retransmits += 1;
-            s.last_recover = s.snd_max - 1;
             s.recover = Some(s.snd_max - 1);
             let (pipe, _) = s.board.plan(s.snd_max);
-            let before = s.w.cwnd;
-            s.cc.on_loss(&mut s.w, pipe, now);
-            if s.recovery != Recovery::None {
-                s.w.cwnd = s.w.ssthresh;
-            }
-            s.stats.reactions.push(Reaction {
-                time: now,
-                kind: ReactionKind::FastRetransmit,
-                cwnd_before: before,
-                cwnd_after: s.w.cwnd,
-                ssthresh_after: s.w.ssthresh,
-            });
+            // With SACK, pipe clocks the sending: no inflation.
+            s.react_to_loss(pipe, 0.0, now);
             // RFC 6675 §5 step 4.3: the first hole goes out at once.
             let seq = s.snd_una;
             let ss = s.w.ssthresh;
