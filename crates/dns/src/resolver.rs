@@ -120,6 +120,14 @@ impl Resolver {
         }
     }
 
+    /// Name-server sockets from the A records in `records`.
+    fn server_addrs<'a>(&'a self, records: &'a [Record]) -> impl Iterator<Item = SocketAddr> + 'a {
+        records.iter().filter_map(|r| match &r.data {
+            RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port)),
+            _ => None,
+        })
+    }
+
     /// The deepest zone whose servers we know an address for, from the
     /// cache, else the root hints.
     fn closest_servers(&self, name: &Name) -> (Name, Vec<SocketAddr>) {
@@ -135,12 +143,7 @@ impl Resolver {
                 if let RData::NS(target) = &r.data
                     && let Some(Cached::Records(a)) = cache.get(&target.0, RecordType::A, now)
                 {
-                    addrs.extend(a.iter().filter_map(|r| match &r.data {
-                        RData::A(a) => {
-                            Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port))
-                        }
-                        _ => None,
-                    }));
+                    addrs.extend(self.server_addrs(&a));
                 }
             }
             if !addrs.is_empty() {
@@ -313,15 +316,7 @@ impl Resolver {
                             cache.insert_records(&ns, now);
                             cache.insert_records(&glue, now);
                         }
-                        let mut next: Vec<SocketAddr> = glue
-                            .iter()
-                            .filter_map(|r| match &r.data {
-                                RData::A(a) => {
-                                    Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port))
-                                }
-                                _ => None,
-                            })
-                            .collect();
+                        let mut next: Vec<SocketAddr> = self.server_addrs(&glue).collect();
                         if next.is_empty() {
                             // Glueless delegation: find a server's address first.
                             for r in &ns {
@@ -329,13 +324,7 @@ impl Resolver {
                                 let found = self
                                     .iterate(ctx, target.0.clone(), RecordType::A, depth + 1)
                                     .await;
-                                next.extend(found.answers.iter().filter_map(|r| match &r.data {
-                                    RData::A(a) => Some(SocketAddr::new(
-                                        IpAddr::V4(a.0),
-                                        self.cfg.upstream_port,
-                                    )),
-                                    _ => None,
-                                }));
+                                next.extend(self.server_addrs(&found.answers));
                                 if !next.is_empty() {
                                     break;
                                 }
