@@ -1,49 +1,46 @@
 //! Parsing the units people type: `10mbit`, `50ms`, `1%`, `64k`.
 
-/// Bits per second from `10mbit`, `1gbit`, `500kbit`, `1000000` (bit/s).
-pub fn rate(s: &str) -> Result<u64, String> {
+/// A non-negative number followed by one of `units` (first match wins, so
+/// longer suffixes go first), scaled; `what` and `example` name it in errors.
+fn scaled(s: &str, units: &[(&str, f64)], what: &str, example: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let (num, mult) = split(
-        &t,
-        &[
-            ("gbit", 1e9),
-            ("mbit", 1e6),
-            ("kbit", 1e3),
-            ("bit", 1.0),
-            ("g", 1e9),
-            ("m", 1e6),
-            ("k", 1e3),
-        ],
-    );
+    let (num, mult) = units
+        .iter()
+        .find_map(|(suffix, mult)| t.strip_suffix(suffix).map(|n| (n.trim(), *mult)))
+        .unwrap_or((t.as_str(), 1.0));
     let v: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a rate (try 10mbit)"))?;
+        .map_err(|_| format!("{s:?} is not {what} (try {example})"))?;
     if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("{s:?} is not a rate"));
+        return Err(format!("{s:?} is not {what}"));
     }
     Ok((v * mult) as u64)
 }
 
+/// Bits per second from `10mbit`, `1gbit`, `500kbit`, `1000000` (bit/s).
+pub fn rate(s: &str) -> Result<u64, String> {
+    const UNITS: [(&str, f64); 7] = [
+        ("gbit", 1e9),
+        ("mbit", 1e6),
+        ("kbit", 1e3),
+        ("bit", 1.0),
+        ("g", 1e9),
+        ("m", 1e6),
+        ("k", 1e3),
+    ];
+    scaled(s, &UNITS, "a rate", "10mbit")
+}
+
 /// Nanoseconds from `50ms`, `2s`, `250us`, `1.5s`.
 pub fn duration(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mult) = split(
-        &t,
-        &[
-            ("ms", 1e6),
-            ("us", 1e3),
-            ("ns", 1.0),
-            ("s", 1e9),
-            ("m", 60e9),
-        ],
-    );
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 50ms)"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("{s:?} is not a duration"));
-    }
-    Ok((v * mult) as u64)
+    const UNITS: [(&str, f64); 5] = [
+        ("ms", 1e6),
+        ("us", 1e3),
+        ("ns", 1.0),
+        ("s", 1e9),
+        ("m", 60e9),
+    ];
+    scaled(s, &UNITS, "a duration", "50ms")
 }
 
 /// A probability from `1%` or `0.01`.
@@ -62,35 +59,16 @@ pub fn probability(s: &str) -> Result<f64, String> {
 
 /// Bytes from `64k`, `4m`, `1500`.
 pub fn bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mult) = split(
-        &t,
-        &[
-            ("kib", 1024.0),
-            ("mib", 1048576.0),
-            ("kb", 1e3),
-            ("mb", 1e6),
-            ("k", 1024.0),
-            ("m", 1048576.0),
-            ("b", 1.0),
-        ],
-    );
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (try 64k)"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("{s:?} is not a size"));
-    }
-    Ok((v * mult) as u64)
-}
-
-fn split<'a>(t: &'a str, units: &[(&str, f64)]) -> (&'a str, f64) {
-    for (suffix, mult) in units {
-        if let Some(num) = t.strip_suffix(suffix) {
-            return (num.trim(), *mult);
-        }
-    }
-    (t, 1.0)
+    const UNITS: [(&str, f64); 7] = [
+        ("kib", 1024.0),
+        ("mib", 1048576.0),
+        ("kb", 1e3),
+        ("mb", 1e6),
+        ("k", 1024.0),
+        ("m", 1048576.0),
+        ("b", 1.0),
+    ];
+    scaled(s, &UNITS, "a size", "64k")
 }
 
 #[cfg(test)]
