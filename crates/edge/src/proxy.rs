@@ -80,25 +80,29 @@ impl Upstream {
 
     /// Sends `req` and reads the whole response.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Bytes>, EdgeError> {
-        let (pooled, mut sender) = match self.take_idle() {
-            Some(s) => (true, s),
-            None => (false, self.connect().await?),
+        // Only a pooled connection can fail before the upstream saw the
+        // request, so only then is a copy kept for one retry.
+        let (retry_copy, mut sender) = match self.take_idle() {
+            Some(s) => (Some(clone_request(&req)), s),
+            None => (None, self.connect().await?),
         };
-        let first = tokio::time::timeout(self.timeout, sender.send_request(clone_request(&req)))
+        let first = tokio::time::timeout(self.timeout, sender.send_request(req))
             .await
             .map_err(|_| EdgeError::upstream_timeout(&self.name))?;
-        let resp = match first {
-            Ok(r) => r,
+        let resp = match (first, retry_copy) {
+            (Ok(r), _) => r,
             // A pooled connection the upstream closed while idle: nothing was
             // processed, so one retry on a fresh connection is safe.
-            Err(e) if pooled && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) => {
+            (Err(e), Some(copy))
+                if e.is_canceled() || e.is_closed() || e.is_incomplete_message() =>
+            {
                 sender = self.connect().await?;
-                tokio::time::timeout(self.timeout, sender.send_request(req))
+                tokio::time::timeout(self.timeout, sender.send_request(copy))
                     .await
                     .map_err(|_| EdgeError::upstream_timeout(&self.name))?
                     .map_err(EdgeError::upstream_protocol)?
             }
-            Err(e) => return Err(EdgeError::upstream_protocol(e)),
+            (Err(e), _) => return Err(EdgeError::upstream_protocol(e)),
         };
         let (parts, body) = resp.into_parts();
         let body = tokio::time::timeout(self.timeout, body.collect())
