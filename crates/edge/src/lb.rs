@@ -53,29 +53,29 @@ impl HttpService for LoadBalancer {
             Err(r) => r,
             Ok(body) => {
                 let selection = self.balancer.select(&client_key(conn.peer.ip()));
-                let pick = self.rec.begin(span.ctx(), Layer::Application);
-                let first = &self.backends[selection.order[0] % self.backends.len()];
-                self.rec.end(
-                    pick,
-                    Event::LbPick {
-                        algorithm: self.balancer.algorithm().into(),
-                        backend: format!("{} ({})", first.name, first.addr),
-                        reason: selection.reason.clone(),
-                    },
-                );
+                let order: Vec<&Upstream> = selection
+                    .order
+                    .iter()
+                    .filter_map(|i| self.backends.get(*i))
+                    .collect();
+                if let Some(first) = order.first() {
+                    let pick = self.rec.begin(span.ctx(), Layer::Application);
+                    self.rec.end(
+                        pick,
+                        Event::LbPick {
+                            algorithm: self.balancer.algorithm().into(),
+                            backend: format!("{} ({})", first.name, first.addr),
+                            reason: selection.reason.clone(),
+                        },
+                    );
+                }
                 let f = Forward {
-                    upstream: first,
                     ctx: span.ctx(),
                     rec: &self.rec,
                     peer: conn.peer.ip(),
                     trusted: &[],
                     proto: if conn.tls { "https" } else { "http" },
                 };
-                let order: Vec<&Upstream> = selection
-                    .order
-                    .iter()
-                    .filter_map(|i| self.backends.get(*i))
-                    .collect();
                 forward_first(
                     &parts,
                     body,

@@ -212,10 +212,9 @@ pub fn shown_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     .collect()
 }
 
-/// One request to pass on.
+/// How this hop passes requests on (the same for every upstream it tries).
 #[derive(Clone, Copy)]
 pub struct Forward<'a> {
-    pub upstream: &'a Upstream,
     /// Trace context of the span doing the forwarding.
     pub ctx: weblab_trace::Ctx,
     pub rec: &'a weblab_trace::Recorder,
@@ -227,11 +226,12 @@ pub struct Forward<'a> {
     pub proto: &'a str,
 }
 
-/// Passes one request on to `f.upstream` over HTTP/1.1 and returns its
+/// Passes one request on to `upstream` over HTTP/1.1 and returns its
 /// response, recording a `ProxyForward` span.
 pub async fn forward(
     parts: &http::request::Parts,
     body: Bytes,
+    upstream: &Upstream,
     f: Forward<'_>,
 ) -> Result<Response<Body>, EdgeError> {
     use weblab_trace::{Event, Layer};
@@ -260,7 +260,7 @@ pub async fn forward(
         .unwrap_or_default();
     let shown = shown_headers(&headers);
     *req.headers_mut() = headers;
-    let result = f.upstream.send(req).await;
+    let result = upstream.send(req).await;
     let status = match &result {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.status(),
@@ -268,7 +268,7 @@ pub async fn forward(
     f.rec.end(
         span,
         Event::ProxyForward {
-            upstream: format!("{} ({})", f.upstream.name, f.upstream.addr),
+            upstream: format!("{} ({})", upstream.name, upstream.addr),
             headers: shown,
             status,
         },
@@ -293,8 +293,7 @@ pub async fn forward_first<'a>(
 ) -> Response<Body> {
     for upstream in order {
         tried(upstream);
-        let attempt = Forward { upstream, ..f };
-        match forward(parts, body.clone(), attempt).await {
+        match forward(parts, body.clone(), upstream, f).await {
             Ok(r) => return r,
             Err(e) if e.retry_is_safe() => continue,
             Err(e) => {

@@ -228,14 +228,7 @@ impl HttpService for WebServer {
                         .iter()
                         .filter_map(|i| self.apps.get(*i))
                         .collect();
-                    let Some(first) = order.first().copied() else {
-                        return text(
-                            StatusCode::BAD_GATEWAY,
-                            "no application server configured\n",
-                        );
-                    };
                     let f = Forward {
-                        upstream: first,
                         ctx: span.ctx(),
                         rec: &self.rec,
                         peer: conn.peer.ip(),
