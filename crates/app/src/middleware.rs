@@ -10,7 +10,7 @@
 //! ```
 //! Each step records a span that covers itself and everything inside it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,18 +79,7 @@ pub async fn access_log(State(s): State<Arc<AppState>>, mut req: Request, next: 
     let span = s.rec.begin(parent, Layer::Application);
     req.extensions_mut().insert(TraceCtx(span.ctx()));
     let started = Instant::now();
-    // The client's address as the web server reported it; else the peer.
-    let ip = req
-        .headers()
-        .get("x-real-ip")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
-            req.extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-        })
-        .unwrap_or_else(|| "-".into());
+    let ip = client_ip(&req, &s.trusted_proxies).map_or_else(|| "-".into(), |ip| ip.to_string());
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let resp = next.run(req).await;
     let line = format!(
@@ -107,6 +96,25 @@ pub async fn access_log(State(s): State<Arc<AppState>>, mut req: Request, next: 
         },
     );
     resp
+}
+
+/// The client's address: X-Real-IP as a trusted proxy (a web server)
+/// reported it, else the connection's peer. A client talking to the app
+/// directly cannot choose what the log records.
+pub fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    Some(forwarded.unwrap_or(peer))
 }
 
 /// 3: headers every response should carry (C48).

@@ -2,16 +2,16 @@
 //! the listener.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use weblab_trace::Recorder;
@@ -26,6 +26,9 @@ pub struct AppState {
     pub rec: Recorder,
     /// This server's name (app1, app2), shown in pages.
     pub host: String,
+    /// Proxies whose X-Real-IP / X-Forwarded-For we believe (the web
+    /// servers); from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<IpAddr>,
     access_log: Mutex<VecDeque<String>>,
 }
 
@@ -38,8 +41,15 @@ impl AppState {
             db,
             rec,
             host: host.into(),
+            trusted_proxies: Vec::new(),
             access_log: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Believe forwarded-client headers from these proxies only.
+    pub fn trusting(mut self, proxies: Vec<IpAddr>) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     pub(crate) fn log(&self, line: &str) {
@@ -110,12 +120,28 @@ pub fn router(state: Arc<AppState>, allowed_origins: &[String]) -> Router {
 pub struct AppServer {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
-    task: JoinHandle<()>,
+    pub server: weblab_server::ServerHandle,
 }
 
-impl Drop for AppServer {
-    fn drop(&mut self) {
-        self.task.abort();
+/// The router behind weblab's own accept loop, so the application server
+/// has the same bounds as the edge (connection cap, head/body/idle
+/// timeouts, Host check, 413, graceful drain).
+struct AppHandler(Router);
+
+impl weblab_server::Handler for AppHandler {
+    type Body = axum::body::Body;
+
+    async fn call(
+        self: Arc<Self>,
+        req: axum::http::Request<weblab_server::RequestBody>,
+        conn: weblab_server::ConnInfo,
+    ) -> axum::response::Response {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(conn.peer));
+        match self.0.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -124,15 +150,13 @@ pub fn start(
     listener: TcpListener,
     state: Arc<AppState>,
     allowed_origins: &[String],
+    limits: weblab_server::Limits,
 ) -> std::io::Result<AppServer> {
-    let addr = listener.local_addr()?;
     let app = router(state.clone(), allowed_origins);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
-    Ok(AppServer { addr, state, task })
+    let server = weblab_server::serve_http(listener, None, limits, Arc::new(AppHandler(app)))?;
+    Ok(AppServer {
+        addr: server.addr,
+        state,
+        server,
+    })
 }

@@ -1,9 +1,11 @@
 //! The application server's router, driven in-process with real requests
 //! over its tower stack and a real (in-memory) SQLite database.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -15,7 +17,8 @@ async fn app() -> (axum::Router, Collector, Arc<AppState>) {
     db.migrate().await.unwrap();
     let collector = Collector::new(Detail::Full);
     let rec = Recorder::new(collector.clone(), "app1", "127.0.5.1", "app");
-    let state = Arc::new(AppState::new(db, rec, "app1"));
+    let web1: std::net::IpAddr = "127.0.4.1".parse().unwrap();
+    let state = Arc::new(AppState::new(db, rec, "app1").trusting(vec![web1]));
     (
         router(state.clone(), &["https://myapp.test".into()]),
         collector,
@@ -33,6 +36,7 @@ async fn a_request_runs_the_chain_in_order_and_joins_the_callers_trace() {
             Request::get("/api/users/3")
                 .header("traceparent", &tp)
                 .header("x-real-ip", "127.0.0.2")
+                .extension(from("127.0.4.1:40000"))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -64,6 +68,35 @@ async fn a_request_runs_the_chain_in_order_and_joins_the_callers_trace() {
         log[0].starts_with("127.0.0.2 GET /api/users/3 200"),
         "{log:?}"
     );
+}
+
+/// The connection a request came in on, as the accept loop records it.
+fn from(peer: &str) -> ConnectInfo<SocketAddr> {
+    ConnectInfo(peer.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_forged_x_real_ip_from_a_client_is_not_what_the_access_log_records() {
+    let (app, _, state) = app().await;
+    for (peer, want) in [
+        ("127.0.0.9:5000", "127.0.0.9 GET"), // straight to the app: ignored
+        ("127.0.4.1:5000", "6.6.6.6 GET"),   // through a trusted web server
+    ] {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get("/api/users/1")
+                    .header("x-real-ip", "6.6.6.6")
+                    .extension(from(peer))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let log = state.access_log();
+        assert!(log.last().unwrap().starts_with(want), "{peer}: {log:?}");
+    }
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ pub mod zone;
 pub use authority::Authority;
 pub use error::DnsError;
 pub use lookup::{HostCache, HostsFile, LookupAnswer, LookupChain, OsCache};
-pub use net::{DnsServer, serve};
+pub use net::{DnsLimits, DnsServer, serve};
 pub use resolver::{Resolver, ResolverConfig};
 pub use server::AuthoritativeServer;
 pub use zone::Zone;

@@ -84,6 +84,20 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
     }
 }
 
+/// The reply to a query the server has no room to work on: REFUSED with
+/// the question echoed (RFC 1035 §4.1.1, RCODE 5), or whatever
+/// [`check_query`] says about a malformed one.
+pub fn refused(bytes: &[u8]) -> Option<Vec<u8>> {
+    match check_query(bytes) {
+        Ok(query) => {
+            let mut r = response_to(&query);
+            r.metadata.response_code = ResponseCode::Refused;
+            r.to_vec().ok()
+        }
+        Err(rejected) => rejected.reply,
+    }
+}
+
 /// A response skeleton for `query`: same id, opcode, RD and question.
 pub fn response_to(query: &Message) -> Message {
     let mut r = Message::response(query.metadata.id, OpCode::Query);

@@ -9,8 +9,9 @@ use std::time::Duration;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use weblab_server::handle::{StopSignal, stop_channel};
+use weblab_server::{Gauge, ServerHandle};
 
 use crate::error::DnsError;
 use crate::message::{EDNS_PAYLOAD, Transport};
@@ -33,43 +34,74 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Option<Vec<u8>>> + Send;
 }
 
-/// A running DNS server; its tasks stop when this is dropped.
-pub struct DnsServer {
-    pub addr: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+/// A running DNS server (UDP and TCP on one address).
+pub type DnsServer = ServerHandle;
+
+/// The bounds of one DNS server.
+#[derive(Clone, Copy, Debug)]
+pub struct DnsLimits {
+    /// UDP queries worked on at once; beyond this a query is answered
+    /// REFUSED at once (a resolver's queries may wait on upstreams).
+    pub max_udp_in_flight: u32,
+    /// TCP connections at once; more are closed at accept.
+    pub max_tcp_connections: u32,
+    /// How long a TCP client may stay idle between queries (RFC 7766
+    /// §6.2.3 suggests seconds, not minutes).
+    pub tcp_idle: Duration,
+    /// How long a started TCP message (after its first byte) may take to
+    /// arrive completely.
+    pub tcp_message: Duration,
 }
 
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+impl Default for DnsLimits {
+    fn default() -> Self {
+        DnsLimits {
+            max_udp_in_flight: 1024,
+            max_tcp_connections: 256,
+            tcp_idle: Duration::from_secs(10),
+            tcp_message: Duration::from_secs(5),
         }
     }
 }
 
-/// How long a TCP client may stay idle between queries (RFC 7766 §6.2.3
-/// suggests seconds, not minutes).
-const TCP_IDLE: Duration = Duration::from_secs(10);
-
 /// Binds UDP and TCP on `addr` and serves with `handler`.
-pub async fn serve<H: Handler>(addr: SocketAddr, handler: Arc<H>) -> std::io::Result<DnsServer> {
+pub async fn serve<H: Handler>(
+    addr: SocketAddr,
+    handler: Arc<H>,
+    limits: DnsLimits,
+) -> std::io::Result<DnsServer> {
     let udp = Arc::new(UdpSocket::bind(addr).await?);
     let addr = udp.local_addr()?;
     let tcp = TcpListener::bind(addr).await?;
+    let (stop_tx, stop) = stop_channel();
+    let udp_work = Gauge::new(limits.max_udp_in_flight);
+    let tcp_conns = Gauge::new(limits.max_tcp_connections);
+    let gauges = vec![udp_work.clone(), tcp_conns.clone()];
     let udp_task = {
-        let handler = handler.clone();
+        let (handler, mut stop) = (handler.clone(), stop.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65_535];
             loop {
-                let Ok((n, remote)) = udp.recv_from(&mut buf).await else {
+                let received = tokio::select! {
+                    r = udp.recv_from(&mut buf) => r,
+                    _ = stop.stopped() => return,
+                };
+                let Ok((n, remote)) = received else {
                     // Out of descriptors or a transient error: back off
                     // briefly rather than spin.
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let Some(slot) = udp_work.try_enter() else {
+                    if let Some(reply) = crate::message::refused(&buf[..n]) {
+                        let _ = udp.try_send_to(&reply, remote);
+                    }
                     continue;
                 };
                 let query = buf[..n].to_vec();
                 let (udp, handler) = (udp.clone(), handler.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let peer = Peer {
                         remote,
                         local: addr,
@@ -83,49 +115,79 @@ pub async fn serve<H: Handler>(addr: SocketAddr, handler: Arc<H>) -> std::io::Re
         })
     };
     let tcp_task = tokio::spawn(async move {
+        let mut stopping = stop.clone();
         loop {
-            let Ok((mut stream, remote)) = tcp.accept().await else {
-                // Out of descriptors or a transient error: back off
-                // briefly rather than spin.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let accepted = tokio::select! {
+                r = tcp.accept() => r,
+                _ = stopping.stopped() => return,
+            };
+            let Ok((stream, remote)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
-            let handler = handler.clone();
+            let Some(slot) = tcp_conns.try_enter() else {
+                continue; // over the cap: closed at once
+            };
+            let peer = Peer {
+                remote,
+                local: addr,
+                transport: Transport::Tcp,
+            };
+            let (handler, stop) = (handler.clone(), stop.clone());
             tokio::spawn(async move {
-                let peer = Peer {
-                    remote,
-                    local: addr,
-                    transport: Transport::Tcp,
-                };
-                // Several queries may come over one connection (RFC 7766 §6.2.1).
-                loop {
-                    let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await
-                    else {
-                        return;
-                    };
-                    let mut query = vec![0u8; usize::from(len)];
-                    if stream.read_exact(&mut query).await.is_err() {
-                        return;
-                    }
-                    let Some(reply) = handler.clone().handle(query, peer).await else {
-                        return;
-                    };
-                    let Ok(len) = u16::try_from(reply.len()) else {
-                        return;
-                    };
-                    let mut framed = len.to_be_bytes().to_vec();
-                    framed.extend_from_slice(&reply);
-                    if stream.write_all(&framed).await.is_err() {
-                        return;
-                    }
-                }
+                let _slot = slot;
+                serve_tcp(stream, peer, handler, limits, stop).await;
             });
         }
     });
-    Ok(DnsServer {
+    Ok(ServerHandle::new(
         addr,
-        tasks: vec![udp_task, tcp_task],
-    })
+        vec![udp_task, tcp_task],
+        stop_tx,
+        gauges,
+    ))
+}
+
+/// One DNS-over-TCP connection: several queries may come over it
+/// (RFC 7766 §6.2.1), each a two-byte length and the message. A client
+/// that goes quiet, or sends part of a message and stops, is cut off.
+async fn serve_tcp<H: Handler>(
+    mut stream: TcpStream,
+    peer: Peer,
+    handler: Arc<H>,
+    limits: DnsLimits,
+    mut stop: StopSignal,
+) {
+    loop {
+        let first = tokio::select! {
+            r = tokio::time::timeout(limits.tcp_idle, stream.read_u8()) => r,
+            // Stopping: answer nothing more on this connection.
+            _ = stop.stopped() => return,
+        };
+        let Ok(Ok(hi)) = first else {
+            return;
+        };
+        let rest = async {
+            let lo = stream.read_u8().await?;
+            let mut query = vec![0u8; usize::from(u16::from_be_bytes([hi, lo]))];
+            stream.read_exact(&mut query).await?;
+            Ok::<_, std::io::Error>(query)
+        };
+        let Ok(Ok(query)) = tokio::time::timeout(limits.tcp_message, rest).await else {
+            return;
+        };
+        let Some(reply) = handler.clone().handle(query, peer).await else {
+            return;
+        };
+        let Ok(len) = u16::try_from(reply.len()) else {
+            return;
+        };
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(&reply);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A query message for `name`/`qtype` with a random id, EDNS on.

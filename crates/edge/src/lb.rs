@@ -6,11 +6,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use weblab_trace::{Event, Layer, Recorder};
 
 use crate::balance::Balancer;
-use crate::http::{Body, ConnInfo, HttpService, read_body, served, text, trace_ctx};
+use crate::http::{Body, ConnInfo, Handler, RequestBody, read_body, served, text, trace_ctx};
 use crate::proxy::{Forward, Upstream, forward_first};
 
 /// Largest request body the load balancer buffers.
@@ -43,8 +42,10 @@ fn client_key(ip: IpAddr) -> Vec<u8> {
     }
 }
 
-impl HttpService for LoadBalancer {
-    async fn call(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+impl Handler for LoadBalancer {
+    type Body = Body;
+
+    async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
         let ctx = trace_ctx(req.headers());
         let span = self.rec.begin(ctx, Layer::Application);
         let (parts, body) = req.into_parts();
@@ -98,21 +99,51 @@ impl HttpService for LoadBalancer {
 }
 
 /// The plain-HTTP side of the load balancer: every request gets a 301 to
-/// the same URL over HTTPS.
+/// the same path over HTTPS, on one of the configured server names (the
+/// request's Host when it is one of them, else the first). The client's
+/// Host is never echoed into Location, so a forged Host cannot turn the
+/// redirect into an open redirect.
 pub struct RedirectToHttps {
+    pub server_names: Vec<String>,
     pub https_port: u16,
 }
 
-impl HttpService for RedirectToHttps {
-    async fn call(self: Arc<Self>, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+impl RedirectToHttps {
+    /// The name to redirect to for a request that said `host`.
+    pub fn target_name(&self, host: Option<&str>) -> Option<&str> {
+        let asked = host.map(|h| {
+            // Strip a port, but not the colons of a bracketed IPv6 literal.
+            match h.rsplit_once(':') {
+                Some((name, port))
+                    if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    name
+                }
+                _ => h,
+            }
+        });
+        self.server_names
+            .iter()
+            .find(|n| asked.is_some_and(|a| a.eq_ignore_ascii_case(n)))
+            .or_else(|| self.server_names.first())
+            .map(String::as_str)
+    }
+}
+
+impl Handler for RedirectToHttps {
+    type Body = Body;
+
+    async fn call(self: Arc<Self>, req: Request<RequestBody>, _conn: ConnInfo) -> Response<Body> {
         let host = req
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
-            .or_else(|| req.uri().host().map(str::to_string));
-        let Some(host) = host else {
-            return text(StatusCode::BAD_REQUEST, "missing Host header\n");
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let Some(name) = self.target_name(host) else {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no server name configured\n",
+            );
         };
         let port = if self.https_port == 443 {
             String::new()
@@ -120,7 +151,7 @@ impl HttpService for RedirectToHttps {
             format!(":{}", self.https_port)
         };
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let location = format!("https://{host}{port}{pq}");
+        let location = format!("https://{name}{port}{pq}");
         let mut r = text(
             StatusCode::MOVED_PERMANENTLY,
             &format!("moved to {location}\n"),
@@ -129,5 +160,26 @@ impl HttpService for RedirectToHttps {
             r.headers_mut().insert(http::header::LOCATION, v);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redirect_names_a_configured_server_never_the_clients_host() {
+        let r = RedirectToHttps {
+            server_names: vec!["myapp.test".into(), "www.myapp.test".into()],
+            https_port: 443,
+        };
+        assert_eq!(
+            r.target_name(Some("www.myapp.test:80")),
+            Some("www.myapp.test")
+        );
+        assert_eq!(r.target_name(Some("MYAPP.test")), Some("myapp.test"));
+        assert_eq!(r.target_name(Some("evil.example")), Some("myapp.test"));
+        assert_eq!(r.target_name(Some("[::1]:80")), Some("myapp.test"));
+        assert_eq!(r.target_name(None), Some("myapp.test"));
     }
 }

@@ -4,7 +4,8 @@
 //! Map (start with `balance.rs`):
 //! - [`balance`] — load-balancing algorithms behind the [`Balancer`] trait;
 //! - [`tls`] — the world's CA and TLS server settings;
-//! - [`http`] — accept loop (TLS optional, h1 + h2) and helpers;
+//! - [`http`] — body reading and response helpers (the accept loop is
+//!   `weblab_server::serve_http`);
 //! - [`proxy`] — upstream connection pool, forwarding headers, `forward`;
 //! - [`lb`] — the load balancer and its HTTP→HTTPS redirect;
 //! - [`web`] — the web server.
@@ -19,8 +20,8 @@ pub mod web;
 
 pub use balance::{Balancer, Selection};
 pub use error::EdgeError;
-pub use http::{HttpServer, serve_http};
 pub use lb::{LoadBalancer, RedirectToHttps};
 pub use proxy::Upstream;
 pub use tls::LocalCa;
 pub use web::WebServer;
+pub use weblab_server::{Limits, ServerHandle, serve_http};

@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use weblab_trace::event::WebAction;
 use weblab_trace::{Event, Layer, Recorder};
 
 use crate::balance::{Balancer, RoundRobin};
-use crate::http::{Body, ConnInfo, HttpService, read_body, served, text, trace_ctx};
+use crate::http::{Body, ConnInfo, Handler, RequestBody, read_body, served, text, trace_ctx};
 use crate::proxy::{Forward, Upstream, forward_first};
 
 /// URL prefix served from disk.
@@ -159,8 +158,10 @@ async fn serve_file(
     (r, size)
 }
 
-impl HttpService for WebServer {
-    async fn call(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+impl Handler for WebServer {
+    type Body = Body;
+
+    async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
         let ctx = trace_ctx(req.headers());
         let span = self.rec.begin(ctx, Layer::Application);
         let (parts, body) = req.into_parts();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::Range;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -52,6 +53,22 @@ struct RawWorld {
     #[serde(default)]
     app: Vec<RawApp>,
     database: DatabaseConfig,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// `[limits]`: the bounds every server of the world keeps (all optional).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    grace: Option<Spanned<String>>,
+    max_connections: Option<u32>,
+    head_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    max_body: Option<Spanned<String>>,
+    dns_max_in_flight: Option<u32>,
+    dns_tcp_timeout: Option<Spanned<String>>,
 }
 
 type Name = Spanned<String>;
@@ -178,6 +195,27 @@ pub struct WebConfig {
     pub apps: Vec<String>,
 }
 
+/// The bounds of the world's servers, from `[limits]`.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitsConfig {
+    /// How long a stopping server lets in-flight requests finish.
+    pub grace: Duration,
+    /// Every HTTP listener (load balancer, web and application servers).
+    pub http: weblab_server::Limits,
+    /// Every DNS server.
+    pub dns: weblab_dns::DnsLimits,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            grace: Duration::from_secs(5),
+            http: weblab_server::Limits::default(),
+            dns: weblab_dns::DnsLimits::default(),
+        }
+    }
+}
+
 /// A checked world.
 #[derive(Clone, Debug)]
 pub struct World {
@@ -192,6 +230,7 @@ pub struct World {
     pub web: Vec<WebConfig>,
     pub apps: Vec<String>,
     pub database: DatabaseConfig,
+    pub limits: LimitsConfig,
 }
 
 struct Source<'a> {
@@ -215,6 +254,48 @@ impl Source<'_> {
             message: message.into(),
         }
     }
+}
+
+/// Checks `[limits]`, filling in the defaults.
+fn limits(src: &Source<'_>, raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
+    let mut l = LimitsConfig::default();
+    let duration = |field: &str, v: &Spanned<String>| -> Result<Duration, ConfigError> {
+        match crate::units::duration(v.get_ref()) {
+            Ok(0) => Err(src.error(v.span(), format!("limits.{field}: must be more than 0"))),
+            Ok(ns) => Ok(Duration::from_nanos(ns)),
+            Err(e) => Err(src.error(v.span(), format!("limits.{field}: {e}"))),
+        }
+    };
+    if let Some(v) = &raw.grace {
+        l.grace = duration("grace", v)?;
+    }
+    if let Some(v) = &raw.head_timeout {
+        l.http.head_timeout = duration("head_timeout", v)?;
+    }
+    if let Some(v) = &raw.body_timeout {
+        l.http.body_timeout = duration("body_timeout", v)?;
+    }
+    if let Some(v) = &raw.idle_timeout {
+        l.http.idle_timeout = duration("idle_timeout", v)?;
+    }
+    if let Some(v) = &raw.dns_tcp_timeout {
+        l.dns.tcp_message = duration("dns_tcp_timeout", v)?;
+        l.dns.tcp_idle = l.dns.tcp_idle.max(l.dns.tcp_message);
+    }
+    if let Some(v) = &raw.max_body {
+        l.http.max_body = crate::units::bytes(v.get_ref())
+            .map_err(|e| src.error(v.span(), format!("limits.max_body: {e}")))?;
+    }
+    if let Some(n) = raw.max_connections {
+        l.http.max_connections = n.max(1);
+    }
+    if let Some(n) = raw.dns_max_in_flight {
+        l.dns.max_udp_in_flight = n.max(1);
+        l.dns.max_tcp_connections = n.max(1);
+    }
+    // Nothing may stall longer than the stall timeout but a slow upstream.
+    l.http.stall_timeout = l.http.stall_timeout.max(l.http.idle_timeout);
+    Ok(l)
 }
 
 impl World {
@@ -351,6 +432,7 @@ impl World {
                 .map(|a| host("app.host", &a.host))
                 .collect::<Result<_, _>>()?,
             database: raw.database.clone(),
+            limits: limits(&src, &raw.limits)?,
             hosts,
         })
     }

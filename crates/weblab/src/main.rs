@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -68,7 +69,12 @@ enum Command {
         har: Option<PathBuf>,
     },
     /// Keep the world running and print how to reach it with dig, curl and a browser.
-    Up,
+    Up {
+        /// On SIGTERM/Ctrl-C, how long in-flight requests may take to finish
+        /// (default: `[limits] grace` of the world file, 5s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        grace: Option<Duration>,
+    },
     /// Run one role of the world alone (on this machine's part of the world).
     Serve {
         #[arg(value_enum)]
@@ -76,6 +82,9 @@ enum Command {
         /// Only this host of the role (default: every host that has it).
         #[arg(long)]
         host: Option<String>,
+        /// On SIGTERM/Ctrl-C, how long in-flight requests may take to finish.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        grace: Option<Duration>,
     },
     /// The TCP lab: a deterministic simulator of TCP's mechanisms.
     Tcp {
@@ -90,6 +99,13 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match weblab::units::duration(s)? {
+        0 => Err("must be more than 0".into()),
+        ns => Ok(Duration::from_nanos(ns)),
+    }
 }
 
 fn load_world(cli: &Cli) -> Result<World> {
@@ -141,27 +157,38 @@ async fn run(cli: Cli) -> Result<i32> {
             tour::run(world, opts).await
         }
         Command::Tcp { .. } => unreachable!("handled before the runtime starts"),
-        Command::Up => {
-            commands::up(load_world(&cli)?, data_dir).await?;
+        Command::Up { grace } => {
+            commands::up(load_world(&cli)?, data_dir, *grace).await?;
             Ok(0)
         }
-        Command::Serve { role, host } => {
-            commands::serve(load_world(&cli)?, data_dir, *role, host.as_deref()).await?;
+        Command::Serve { role, host, grace } => {
+            commands::serve(load_world(&cli)?, data_dir, *role, host.as_deref(), *grace).await?;
             Ok(0)
         }
     }
 }
 
+/// Whether `e` comes from writing to a reader that went away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when the reader of our output goes
-    // away (`weblab tcp run | head`), instead of panicking on EPIPE.
-    // SAFETY: setting a signal disposition to the default before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default) wherever servers run: a client
+    // that hangs up must cost its connection an EPIPE, never the process.
     let cli = Cli::parse();
     // The TCP lab is pure computation: no runtime, no world.
     if let Command::Tcp { cmd } = cli.command {
+        // Only here, with no socket in the process, does a closed reader of
+        // our output end us quietly like other Unix tools
+        // (`weblab tcp run | head`).
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         return match weblab::tcp::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -182,6 +209,8 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code as u8),
+        // `weblab tour | head`: the reader has what it wanted.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

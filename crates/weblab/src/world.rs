@@ -1,6 +1,13 @@
 //! Booting a world: every host's servers on its own loopback address, on
 //! real sockets, all recording into one collector.
+//!
+//! A world is a list of [`Role`]s (one service on one host); [`Boot`]
+//! starts any of them from what they share (ports, CA, document root,
+//! database, collector). `RunningWorld` starts them all for a tour or a
+//! test; `weblab up` and `weblab serve` start them under
+//! [`crate::supervise`], which restarts a role that dies.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -8,14 +15,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
-use weblab_app::{AppServer, AppState, Db};
+use weblab_app::{AppState, Db};
 use weblab_browser::{Browser, BrowserConfig};
-use weblab_dns::{
-    AuthoritativeServer, Authority, DnsServer, LookupChain, OsCache, Resolver, ResolverConfig,
-};
+use weblab_dns::{AuthoritativeServer, Authority, LookupChain, OsCache, Resolver, ResolverConfig};
 use weblab_edge::proxy::Upstream;
 use weblab_edge::tls::{CA_NAME, server_config};
-use weblab_edge::{HttpServer, LoadBalancer, LocalCa, RedirectToHttps, WebServer, serve_http};
+use weblab_edge::{LoadBalancer, LocalCa, RedirectToHttps, WebServer, serve_http};
+use weblab_server::ServerHandle;
 use weblab_trace::{Collector, Detail, Recorder};
 
 use crate::config::{PortMode, World};
@@ -103,17 +109,152 @@ pub fn write_document_root(data_dir: &Path) -> Result<PathBuf> {
     Ok(root)
 }
 
-/// A world that is up; everything stops when it is dropped.
-pub struct RunningWorld {
-    pub world: World,
+/// A kind of service a host runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    App,
+    Web,
+    Lb,
+    Dns,
+    Resolver,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::App => "app",
+            Service::Web => "web",
+            Service::Lb => "lb",
+            Service::Dns => "dns",
+            Service::Resolver => "resolver",
+        }
+    }
+
+    /// When a world stops, requests drain from the front to the back: the
+    /// load balancer first (its in-flight requests still need the web and
+    /// application servers), DNS last.
+    pub fn drain_tier(self) -> u8 {
+        match self {
+            Service::Lb => 0,
+            Service::Web => 1,
+            Service::App => 2,
+            Service::Dns | Service::Resolver => 3,
+        }
+    }
+}
+
+/// One service on one host of the world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub service: Service,
+    pub host: String,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.host, self.service.name())
+    }
+}
+
+/// Every role of `world`, in the order they start (back to front, so a
+/// proxy never starts before what it proxies to).
+pub fn roles(world: &World) -> Vec<Role> {
+    let role = |service, host: &str| Role {
+        service,
+        host: host.to_string(),
+    };
+    let mut r: Vec<Role> = world.apps.iter().map(|a| role(Service::App, a)).collect();
+    r.extend(world.web.iter().map(|w| role(Service::Web, &w.host)));
+    r.push(role(Service::Lb, &world.lb.host));
+    r.extend(world.dns.iter().map(|d| role(Service::Dns, &d.host)));
+    r.push(role(Service::Resolver, &world.resolver_host));
+    r
+}
+
+/// One role, up: its listeners, and the application's state when it is
+/// an application server.
+pub struct Started {
+    pub servers: Vec<ServerHandle>,
+    pub app: Option<Arc<AppState>>,
+}
+
+/// What the roles of one process share, prepared once.
+#[derive(Clone)]
+pub struct Boot {
+    pub world: Arc<World>,
     pub ports: Ports,
     pub data_dir: PathBuf,
     pub collector: Collector,
-    /// The client host's OS resolver cache, shared by its programs.
-    pub os_cache: OsCache,
-    pub apps: Vec<AppServer>,
-    _dns: Vec<DnsServer>,
-    _http: Vec<HttpServer>,
+    ca: Option<Arc<LocalCa>>,
+    root: Option<PathBuf>,
+    db: Option<Db>,
+}
+
+impl Boot {
+    /// Prepares what `roles` need: the CA for the load balancer, the
+    /// document root for web servers, the database for applications.
+    pub async fn new(
+        world: World,
+        data_dir: PathBuf,
+        collector: Collector,
+        roles: &[Role],
+    ) -> Result<Boot> {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("create data directory {}", data_dir.display()))?;
+        let needs = |s: Service| roles.iter().any(|r| r.service == s);
+        let ca = match needs(Service::Lb) {
+            true => Some(Arc::new(LocalCa::load_or_create(&data_dir)?)),
+            false => None,
+        };
+        let root = match needs(Service::Web) {
+            true => Some(write_document_root(&data_dir)?),
+            false => None,
+        };
+        let db = match needs(Service::App) {
+            true => {
+                let db = Db::connect(&database_url(&world, &data_dir)).await?;
+                db.migrate().await?;
+                Some(db)
+            }
+            false => None,
+        };
+        Ok(Boot {
+            ports: choose_ports(&world),
+            world: Arc::new(world),
+            data_dir,
+            collector,
+            ca,
+            root,
+            db,
+        })
+    }
+
+    /// Starts `role` on its host's address.
+    pub async fn start(&self, role: &Role) -> Result<Started> {
+        let (w, host, ports) = (&*self.world, role.host.as_str(), self.ports);
+        let servers = match role.service {
+            Service::App => {
+                let db = self.db.clone().context("no database prepared")?;
+                let app = start_app(w, host, ports, db, &self.collector).await?;
+                return Ok(Started {
+                    app: Some(app.state),
+                    servers: vec![app.server],
+                });
+            }
+            Service::Web => {
+                let root = self.root.clone().context("no document root prepared")?;
+                vec![start_web(w, host, ports, root, &self.collector).await?]
+            }
+            Service::Lb => {
+                let ca = self.ca.as_deref().context("no CA prepared")?;
+                start_lb(w, ports, ca, &self.collector).await?
+            }
+            Service::Dns | Service::Resolver => {
+                vec![start_dns(w, host, ports, &self.collector).await?]
+            }
+        };
+        Ok(Started { servers, app: None })
+    }
 }
 
 fn sock(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
@@ -134,33 +275,43 @@ pub fn database_url(world: &World, data_dir: &Path) -> String {
         .replace("{data}", &data_dir.display().to_string())
 }
 
+/// The addresses of the web servers: the proxies an application believes.
+fn web_addrs(world: &World) -> Vec<IpAddr> {
+    world
+        .web
+        .iter()
+        .map(|w| IpAddr::V4(world.addr(&w.host)))
+        .collect()
+}
+
 /// Starts the application server on `host`.
-pub async fn start_app(
+async fn start_app(
     world: &World,
     host: &str,
     ports: Ports,
     db: Db,
     collector: &Collector,
-) -> Result<AppServer> {
+) -> Result<weblab_app::AppServer> {
     let ip = world.addr(host);
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "app");
     let listener = listen(sock(ip, ports.http), host).await?;
-    let state = Arc::new(AppState::new(db, rec, host));
+    let state = Arc::new(AppState::new(db, rec, host).trusting(web_addrs(world)));
     Ok(weblab_app::start(
         listener,
         state,
         &world.database.cors_origins,
+        world.limits.http,
     )?)
 }
 
 /// Starts the web server on `host`.
-pub async fn start_web(
+async fn start_web(
     world: &World,
     host: &str,
     ports: Ports,
     root: PathBuf,
     collector: &Collector,
-) -> Result<HttpServer> {
+) -> Result<ServerHandle> {
     let ip = world.addr(host);
     let cfg = world
         .web
@@ -178,18 +329,19 @@ pub async fn start_web(
     Ok(serve_http(
         listen(sock(ip, ports.http), host).await?,
         None,
+        world.limits.http,
         svc,
     )?)
 }
 
 /// Starts the load balancer: HTTPS with the world's certificate, and a
 /// plain-HTTP port that redirects.
-pub async fn start_lb(
+async fn start_lb(
     world: &World,
     ports: Ports,
     ca: &LocalCa,
     collector: &Collector,
-) -> Result<Vec<HttpServer>> {
+) -> Result<Vec<ServerHandle>> {
     let host = world.lb.host.as_str();
     let ip = world.addr(host);
     let backends = world
@@ -206,24 +358,37 @@ pub async fn start_lb(
     let (chain, key) = ca.issue(&names)?;
     let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
     let lb = Arc::new(LoadBalancer::new(backends, balancer, rec));
-    let https = serve_http(listen(sock(ip, ports.https), host).await?, Some(tls), lb)?;
+    let limits = world.limits.http;
+    let https = serve_http(
+        listen(sock(ip, ports.https), host).await?,
+        Some(tls),
+        limits,
+        lb,
+    )?;
     let redirect = Arc::new(RedirectToHttps {
+        server_names: names,
         https_port: ports.https,
     });
-    let http = serve_http(listen(sock(ip, ports.http), host).await?, None, redirect)?;
+    let http = serve_http(
+        listen(sock(ip, ports.http), host).await?,
+        None,
+        limits,
+        redirect,
+    )?;
     Ok(vec![https, http])
 }
 
 /// Starts whatever DNS service `host` runs: the resolver, or an
 /// authoritative server for its zones.
-pub async fn start_dns(
+async fn start_dns(
     world: &World,
     host: &str,
     ports: Ports,
     collector: &Collector,
-) -> Result<DnsServer> {
+) -> Result<ServerHandle> {
     let ip = world.addr(host);
     let addr = sock(ip, ports.dns);
+    let limits = world.limits.dns;
     let ctx =
         || format!("host {host}: cannot serve DNS on {addr} (another world there? try --block N)");
     if host == world.resolver_host {
@@ -238,7 +403,7 @@ pub async fn start_dns(
             timeout: Duration::from_secs(2),
         };
         let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "resolver");
-        return weblab_dns::serve(addr, Arc::new(Resolver::new(cfg, rec)))
+        return weblab_dns::serve(addr, Arc::new(Resolver::new(cfg, rec)), limits)
             .await
             .with_context(ctx);
     }
@@ -249,49 +414,56 @@ pub async fn start_dns(
         .with_context(|| format!("host {host} runs no DNS server"))?;
     let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "dns");
     let server = AuthoritativeServer::new(Authority::new(d.zones.clone()), &d.role, rec);
-    weblab_dns::serve(addr, Arc::new(server))
+    weblab_dns::serve(addr, Arc::new(server), limits)
         .await
         .with_context(ctx)
+}
+
+/// A world that is up; everything stops when it is dropped.
+pub struct RunningWorld {
+    pub world: World,
+    pub ports: Ports,
+    pub data_dir: PathBuf,
+    pub collector: Collector,
+    /// The client host's OS resolver cache, shared by its programs.
+    pub os_cache: OsCache,
+    /// The application servers' state (access logs), by host.
+    pub apps: Vec<(String, Arc<AppState>)>,
+    /// Every role's listeners, in start order.
+    pub servers: Vec<(Role, Vec<ServerHandle>)>,
 }
 
 impl RunningWorld {
     /// Boots every host of `world`.
     pub async fn start(world: World, data_dir: PathBuf, detail: Detail) -> Result<RunningWorld> {
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("create data directory {}", data_dir.display()))?;
-        let ports = choose_ports(&world);
-        let collector = Collector::new(detail);
-        let ca = LocalCa::load_or_create(&data_dir)?;
-        let root = write_document_root(&data_dir)?;
-        let url = database_url(&world, &data_dir);
-        let db = Db::connect(&url).await?;
-        db.migrate().await?;
-        let mut apps = Vec::new();
-        for app in &world.apps {
-            apps.push(start_app(&world, app, ports, db.clone(), &collector).await?);
-        }
-        let mut http = Vec::new();
-        for w in &world.web {
-            http.push(start_web(&world, &w.host, ports, root.clone(), &collector).await?);
-        }
-        http.extend(start_lb(&world, ports, &ca, &collector).await?);
-        let mut dns = Vec::new();
-        for d in &world.dns {
-            dns.push(start_dns(&world, &d.host, ports, &collector).await?);
-        }
-        dns.push(start_dns(&world, &world.resolver_host.clone(), ports, &collector).await?);
         if world.web.is_empty() || world.apps.is_empty() {
             bail!("the world needs at least one web server and one application server");
         }
+        let all = roles(&world);
+        let boot = Boot::new(
+            world.clone(),
+            data_dir.clone(),
+            Collector::new(detail),
+            &all,
+        )
+        .await?;
+        let mut servers = Vec::new();
+        let mut apps = Vec::new();
+        for role in all {
+            let started = boot.start(&role).await?;
+            if let Some(app) = started.app {
+                apps.push((role.host.clone(), app));
+            }
+            servers.push((role, started.servers));
+        }
         Ok(RunningWorld {
             world,
-            ports,
+            ports: boot.ports,
             data_dir,
-            collector,
+            collector: boot.collector,
             os_cache: Arc::new(Mutex::new(Default::default())),
             apps,
-            _dns: dns,
-            _http: http,
+            servers,
         })
     }
 

@@ -1,0 +1,146 @@
+//! Bodies at the edge of a connection: the request body with a deadline,
+//! and a response body that tells the connection when it is done.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::conn::ConnState;
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The whole body did not arrive within the server's body timeout.
+    TimedOut(Duration),
+    /// The connection failed or the framing was wrong.
+    Read(hyper::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TimedOut(d) => {
+                write!(f, "the request body did not arrive within {d:?}")
+            }
+            BodyError::Read(e) => write!(f, "cannot read the request body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl BodyError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, BodyError::TimedOut(_))
+    }
+}
+
+/// A request body that must arrive completely within a time budget counted
+/// from the moment its head was read (a client trickling its body is cut
+/// off like one trickling its head). The timer is armed only when the body
+/// is not already there, so bodiless requests cost nothing.
+pub struct RequestBody {
+    inner: Incoming,
+    started: Instant,
+    budget: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, budget: Duration) -> RequestBody {
+        RequestBody {
+            inner,
+            started: Instant::now(),
+            budget,
+            timer: None,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(BodyError::Read)));
+        }
+        let deadline = this.started + this.budget;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::TimedOut(this.budget)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Counts a request as in flight on its connection from the moment it
+/// arrives until its response body has been sent (or dropped).
+pub(crate) struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    pub(crate) fn enter(state: Arc<ConnState>) -> InFlight {
+        state.begin_request();
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end_request();
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it ends.
+pub struct Guarded<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B> Guarded<B> {
+    pub(crate) fn new(body: B, in_flight: InFlight) -> Self {
+        Guarded {
+            body,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

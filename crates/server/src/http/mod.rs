@@ -1,0 +1,312 @@
+//! The HTTP accept loop every weblab HTTP server runs on: optional TLS,
+//! HTTP/1.1 and HTTP/2 on one port (ALPN or the h2 preface), and the
+//! bounds that keep one client from hurting the others.
+//!
+//! Per listener: at most `max_connections` connections; more are refused
+//! at once (plain HTTP gets a 503, TLS a close). Per connection: the TLS
+//! handshake and each request head have a deadline, the request body must
+//! arrive within `body_timeout`, a keep-alive connection idle for
+//! `idle_timeout` is closed, and one where nothing moves for
+//! `stall_timeout` with a request in flight is dropped. Before a handler
+//! runs, a request with a bad Host (RFC 9112 §3.2) gets 400 and one whose
+//! Content-Length is over `max_body` gets 413 without its body being read.
+//! On stop, the listener closes and every connection finishes gently
+//! (HTTP/2 GOAWAY, HTTP/1.1 close after the current response).
+
+mod body;
+mod conn;
+pub mod host;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use body::{BodyError, Guarded, RequestBody};
+
+use crate::gauge::{Gauge, Slot};
+use crate::handle::{ServerHandle, StopSignal, stop_channel};
+use conn::{ConnState, Tracked, Verdict, verdict};
+
+/// The bounds of one HTTP listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once; more are refused.
+    pub max_connections: u32,
+    /// Time to finish the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time to send a whole request head (slowloris). For HTTP/1.1 hyper
+    /// starts this clock when the connection waits for the next request,
+    /// so it also closes keep-alive connections that stay silent.
+    pub head_timeout: Duration,
+    /// Largest request head.
+    pub max_head: usize,
+    /// Time, from the end of the head, for the whole body to arrive.
+    pub body_timeout: Duration,
+    /// Largest request body; a larger Content-Length gets 413 at once.
+    pub max_body: u64,
+    /// A connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+    /// A connection where no byte moves for this long is dropped, even
+    /// with a request in flight. Longer than any upstream timeout.
+    pub stall_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            tls_handshake_timeout: Duration::from_secs(10),
+            head_timeout: Duration::from_secs(10),
+            max_head: 64 * 1024,
+            body_timeout: Duration::from_secs(30),
+            max_body: 8 << 20,
+            idle_timeout: Duration::from_secs(15),
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The connection a request came in on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// A request handler. The request body is bounded in time by
+/// [`RequestBody`]; its size is the handler's to bound (e.g. `Limited`).
+pub trait Handler: Send + Sync + 'static {
+    type Body: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Unpin
+        + 'static;
+
+    fn call(
+        self: Arc<Self>,
+        req: Request<RequestBody>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
+}
+
+/// Refusals answered at once when the connection cap is reached; beyond
+/// these, excess connections are simply closed.
+const REFUSALS_IN_FLIGHT: u32 = 64;
+
+/// Serves `handler` on `listener`, over TLS when `tls` is given.
+pub fn serve_http<H: Handler>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: Limits,
+    handler: Arc<H>,
+) -> std::io::Result<ServerHandle> {
+    let addr = listener.local_addr()?;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let (stop_tx, stop) = stop_channel();
+    let conns = Gauge::new(limits.max_connections);
+    let refusals = Gauge::new(REFUSALS_IN_FLIGHT);
+    let gauges = vec![conns.clone(), refusals.clone()];
+    let task = tokio::spawn(async move {
+        let mut stopping = stop.clone();
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = stopping.stopped() => return,
+            };
+            let Ok((tcp, peer)) = accepted else {
+                // Out of descriptors or a transient error: back off
+                // briefly rather than spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let Some(slot) = conns.try_enter() else {
+                refuse(tcp, acceptor.is_some(), &refusals);
+                continue;
+            };
+            let conn = ConnInfo {
+                peer,
+                local: addr,
+                tls: acceptor.is_some(),
+            };
+            let (acceptor, handler, stop) = (acceptor.clone(), handler.clone(), stop.clone());
+            tokio::spawn(serve_conn(tcp, conn, acceptor, limits, handler, slot, stop));
+        }
+    });
+    Ok(ServerHandle::new(addr, vec![task], stop_tx, gauges))
+}
+
+/// The answer to a connection over the cap: a 503 on plain HTTP (the
+/// client's request is read and discarded so the close is not a reset),
+/// a plain close under TLS, where answering would cost a handshake.
+fn refuse(mut tcp: TcpStream, tls: bool, refusals: &Gauge) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 38\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
+too many connections; try again later\n";
+    let Some(slot) = refusals.try_enter().filter(|_| !tls) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            tcp.write_all(BUSY).await?;
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while tcp.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+    });
+}
+
+async fn serve_conn<H: Handler>(
+    tcp: TcpStream,
+    conn: ConnInfo,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    handler: Arc<H>,
+    _slot: Slot,
+    stop: StopSignal,
+) {
+    let _ = tcp.set_nodelay(true);
+    let state = ConnState::new();
+    match acceptor {
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp));
+            let Ok(Ok(tls)) = handshake.await else {
+                return;
+            };
+            drive(
+                Tracked::new(tls, state.clone()),
+                conn,
+                limits,
+                handler,
+                state,
+                stop,
+            )
+            .await;
+        }
+        None => {
+            drive(
+                Tracked::new(tcp, state.clone()),
+                conn,
+                limits,
+                handler,
+                state,
+                stop,
+            )
+            .await
+        }
+    }
+}
+
+/// Checks that come before any handler: the Host rule and the body size.
+fn precheck(req: &Request<Incoming>, limits: &Limits) -> Option<Response<Full<Bytes>>> {
+    if let Err(reason) = host::check(req.version(), req.headers()) {
+        return Some(refusal(req.version(), StatusCode::BAD_REQUEST, reason));
+    }
+    // For a Content-Length body the lower bound is that length: refuse
+    // before reading a byte of it (RFC 9110 §15.5.14).
+    let declared = req.body().size_hint().lower();
+    if declared > limits.max_body {
+        let reason = format!(
+            "request body of {declared} bytes is over the limit of {} bytes",
+            limits.max_body
+        );
+        return Some(refusal(
+            req.version(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &reason,
+        ));
+    }
+    None
+}
+
+/// A short plain-text error that also ends an HTTP/1 connection (whatever
+/// is left of the request is not worth reading).
+fn refusal(version: Version, status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{reason}\n"))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if version < Version::HTTP_2 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+async fn drive<H, IO>(
+    io: IO,
+    conn: ConnInfo,
+    limits: Limits,
+    handler: Arc<H>,
+    state: Arc<ConnState>,
+    mut stop: StopSignal,
+) where
+    H: Handler,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service_state = state.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (handler, state) = (handler.clone(), service_state.clone());
+        async move {
+            let in_flight = body::InFlight::enter(state);
+            let resp = match precheck(&req, &limits) {
+                Some(r) => r.map(Either::Left),
+                None => {
+                    let req = req.map(|b| RequestBody::new(b, limits.body_timeout));
+                    handler.call(req, conn).await.map(Either::Right)
+                }
+            };
+            Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, in_flight)))
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .max_buf_size(limits.max_head.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_head as u32);
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut serving = std::pin::pin!(serving);
+    let every = (limits.idle_timeout.min(limits.stall_timeout) / 4).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = serving.as_mut() => return,
+            _ = stop.stopped(), if !closing => {
+                serving.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tick.tick() => {
+                match verdict(state.busy(), state.quiet_for(), closing, limits.idle_timeout, limits.stall_timeout) {
+                    Verdict::Keep => {}
+                    Verdict::Close => {
+                        serving.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    Verdict::Abort => return,
+                }
+            }
+        }
+    }
+}
