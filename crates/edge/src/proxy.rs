@@ -238,12 +238,17 @@ pub async fn forward(
     let span = f.rec.begin(f.ctx, Layer::Application);
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
-    // HTTP/2 carries the host in :authority; HTTP/1.1 needs a Host header.
-    if !headers.contains_key(header::HOST)
-        && let Some(auth) = parts.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(auth.as_str())
-    {
-        headers.insert(header::HOST, v);
+    // HTTP/2 carries the host in :authority; HTTP/1.1 needs a Host header
+    // (RFC 9112 §3.2), so an HTTP/1.0 request without one gets the
+    // upstream's address.
+    if !headers.contains_key(header::HOST) {
+        let host = match parts.uri.authority() {
+            Some(auth) => HeaderValue::from_str(auth.as_str()),
+            None => HeaderValue::from_str(&upstream.addr.to_string()),
+        };
+        if let Ok(v) = host {
+            headers.insert(header::HOST, v);
+        }
     }
     set_forwarding(&mut headers, f.peer, f.trusted, f.proto);
     if let Ok(v) = HeaderValue::from_str(&span.ctx().traceparent(span.id)) {

@@ -4,7 +4,9 @@
 mod bad_input;
 mod caches;
 mod interop;
+mod roles;
 mod serve;
 mod support;
+mod survive;
 mod tcp;
 mod tour;
