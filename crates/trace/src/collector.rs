@@ -1,11 +1,12 @@
 //! Where spans go: one [`Collector`] per world, one [`Recorder`] per host and
 //! component, and the assembly of one request's spans across hosts.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::event::Event;
 use crate::span::{Correlation, Ctx, Layer, Span, SpanId, TraceId, now_ns};
+use crate::store::{StoreLimits, TraceStore};
 
 /// How much a world records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,25 +17,53 @@ pub enum Detail {
     Minimal,
 }
 
-/// A bounded store of spans shared by every component of one world.
+/// Where finished spans go. The in-memory [`TraceStore`] is one sink; an
+/// OTLP exporter (crate `weblab-otlp`) is another.
+pub trait SpanSink: Send + Sync + 'static {
+    fn record(&self, span: Span);
+}
+
+impl SpanSink for TraceStore {
+    fn record(&self, span: Span) {
+        TraceStore::record(self, span);
+    }
+}
+
+/// What the recorders of one process write to: an optional local store and
+/// any number of other sinks, behind one detail filter.
 #[derive(Clone)]
 pub struct Collector {
-    spans: Arc<Mutex<VecDeque<Span>>>,
+    store: Option<TraceStore>,
+    sinks: Arc<[Arc<dyn SpanSink>]>,
     detail: Detail,
-    capacity: usize,
 }
 
 impl Collector {
-    /// Keeps at most this many spans; `weblab up` runs for hours, so the
-    /// oldest are dropped rather than growing without bound.
-    pub const DEFAULT_CAPACITY: usize = 200_000;
-
+    /// A collector with a local store of the default size and no other sink.
     pub fn new(detail: Detail) -> Self {
-        Collector {
-            spans: Arc::new(Mutex::new(VecDeque::new())),
+        Collector::with_sinks(
             detail,
-            capacity: Self::DEFAULT_CAPACITY,
+            Some(TraceStore::new(StoreLimits::default())),
+            Vec::new(),
+        )
+    }
+
+    /// A collector writing to `store` (if any) and to `sinks`.
+    pub fn with_sinks(
+        detail: Detail,
+        store: Option<TraceStore>,
+        sinks: Vec<Arc<dyn SpanSink>>,
+    ) -> Self {
+        Collector {
+            store,
+            sinks: sinks.into(),
+            detail,
         }
+    }
+
+    /// The local store, when this collector keeps one.
+    pub fn store(&self) -> Option<&TraceStore> {
+        self.store.as_ref()
     }
 
     /// True when spans of this event kind are kept.
@@ -44,30 +73,36 @@ impl Collector {
             || matches!(event, Event::Navigate { .. })
     }
 
-    /// Stores one finished span.
+    /// Passes one finished span to every sink.
     pub fn record(&self, span: Span) {
         if !self.keeps(&span.event) {
             return;
         }
-        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
-        if spans.len() == self.capacity {
-            spans.pop_front();
+        for sink in self.sinks.iter() {
+            sink.record(span.clone());
         }
-        spans.push_back(span);
+        if let Some(store) = &self.store {
+            store.record(span);
+        }
     }
 
-    /// Every span stored, oldest first.
+    /// Every span in the local store, oldest trace first.
     pub fn snapshot(&self) -> Vec<Span> {
-        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
-        spans.iter().cloned().collect()
+        self.store
+            .as_ref()
+            .map(TraceStore::snapshot)
+            .unwrap_or_default()
     }
 
     /// The spans of one trace, plus the spans of other hosts that were tied
     /// to it by a [`Correlation`] (a DNS server answering the client's or
     /// the resolver's query), re-parented under the span that caused them.
-    /// Sorted by start time.
+    /// Sorted by start time. Empty without a local store.
     pub fn assemble(&self, trace: TraceId) -> Vec<Span> {
-        assemble(&self.snapshot(), trace)
+        self.store
+            .as_ref()
+            .map(|s| s.assemble(trace))
+            .unwrap_or_default()
     }
 }
 
@@ -324,17 +359,34 @@ mod tests {
     }
 
     #[test]
-    fn the_store_is_bounded() {
-        let mut c = Collector::new(Detail::Full);
-        c.capacity = 3;
+    fn the_store_is_bounded_by_bytes_and_drops_the_oldest_traces() {
+        let store = TraceStore::new(StoreLimits {
+            max_bytes: 3000,
+            max_spans_per_trace: 4,
+        });
+        let c = Collector::with_sinks(Detail::Full, Some(store.clone()), Vec::new());
         let r = Recorder::new(c.clone(), "h", "a", "x");
-        for i in 0..5 {
+        for i in 0..100 {
             r.end(
                 r.begin(Ctx::new_root(), Layer::Application),
                 note(&i.to_string()),
             );
         }
+        let stats = store.stats();
+        assert!(stats.bytes <= 3000, "{stats:?}");
+        assert_eq!(stats.traces as u64 + stats.evicted_traces, 100);
         let texts: Vec<_> = c.snapshot().iter().map(|s| s.event.to_string()).collect();
-        assert_eq!(texts, ["2", "3", "4"]);
+        assert_eq!(
+            texts.last().map(String::as_str),
+            Some("99"),
+            "the newest stays"
+        );
+        // One trace cannot hold more than its cap.
+        let ctx = Ctx::new_root();
+        for _ in 0..10 {
+            r.end(r.begin(ctx, Layer::Application), note("x"));
+        }
+        assert_eq!(c.assemble(ctx.trace).len(), 4);
+        assert_eq!(store.stats().dropped_spans, 6);
     }
 }

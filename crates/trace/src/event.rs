@@ -270,6 +270,13 @@ pub enum Event {
     Sql { statement: String, rows: u64 },
     /// Anything else worth a line.
     Note { text: String },
+    /// A span that another program sent over OTLP (any OpenTelemetry SDK):
+    /// its name, its service and its attributes as text.
+    Foreign {
+        service: String,
+        name: String,
+        attributes: Vec<(String, String)>,
+    },
 }
 
 impl Event {
@@ -315,6 +322,7 @@ impl Event {
             Event::Service { .. } => "service",
             Event::Sql { .. } => "sql",
             Event::Note { .. } => "note",
+            Event::Foreign { .. } => "foreign",
         }
     }
 }
@@ -532,6 +540,17 @@ impl fmt::Display for Event {
             Event::Service { name } => write!(f, "service {name}"),
             Event::Sql { statement, rows } => write!(f, "SQL {statement} ({rows} rows)"),
             Event::Note { text } => f.write_str(text),
+            Event::Foreign {
+                service,
+                name,
+                attributes,
+            } => {
+                write!(f, "{service}: {name}")?;
+                for (k, v) in attributes {
+                    write!(f, " | {k}={v}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -168,6 +168,10 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             "C47 the repository runs SQL against the database; this is the statement and its time",
             "C47 리포지토리가 데이터베이스에 실행한 SQL과 걸린 시간",
         ),
+        Event::Foreign { .. } => (
+            "a span sent over OTLP by another program that joined this trace through traceparent",
+            "다른 프로그램이 traceparent로 이 트레이스에 합류해 OTLP로 보낸 스팬",
+        ),
         Event::Note { .. } => return None,
     };
     Some(match lang {

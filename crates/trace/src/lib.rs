@@ -4,8 +4,11 @@
 //! Map of the crate (start with `span.rs`):
 //! - [`span`] — ids, the monotonic clock, [`Span`], [`Layer`], W3C `traceparent`.
 //! - [`event`] — the typed attributes of a span, one enum, one line of `Display` each.
-//! - [`collector`] — where spans go ([`Collector`]), the per-host [`Recorder`],
-//!   and how one request's spans are assembled across hosts ([`Collector::assemble`]).
+//! - [`collector`] — where spans go ([`Collector`] and its [`SpanSink`]s), the
+//!   per-host [`Recorder`], and how one request's spans are assembled across
+//!   hosts ([`Collector::assemble`]).
+//! - [`store`] — the in-memory [`TraceStore`]: indexed by trace id, bounded
+//!   by bytes, with a live broadcast.
 //! - [`har`] — HAR 1.2 export of the client's requests;
 //! - [`render`] — story (en/ko), stage table, waterfall; JSON is plain serde.
 //!
@@ -17,7 +20,9 @@ pub mod explain;
 pub mod har;
 pub mod render;
 pub mod span;
+pub mod store;
 
-pub use collector::{Collector, Detail, Recorder};
+pub use collector::{Collector, Detail, Recorder, SpanSink};
 pub use event::{CacheLevel, DnsOutcome, Event, Phase};
 pub use span::{Correlation, Ctx, Layer, Span, SpanId, TraceId, now_ns};
+pub use store::{StoreLimits, StoreStats, TraceStore};

@@ -9,14 +9,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 
-/// Nanoseconds since the process's trace epoch (a monotonic clock).
+/// Wall-clock time in Unix nanoseconds, read from a monotonic clock.
 ///
-/// Every component of an in-process world reads the same epoch, so spans from
-/// the client and the servers line up on one time axis.
+/// The wall clock is read once, at the first call; after that time moves
+/// with `Instant`, so spans never go backwards when the system clock is
+/// adjusted, and spans recorded by different processes on one machine
+/// share one axis.
 pub fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    Instant::now().duration_since(epoch).as_nanos() as u64
+    static ANCHOR: OnceLock<(Instant, u64)> = OnceLock::new();
+    let (at, unix) = *ANCHOR.get_or_init(|| {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        (Instant::now(), unix)
+    });
+    unix + at.elapsed().as_nanos() as u64
 }
 
 /// 16-byte trace id (W3C Trace Context §3.2.2.3).

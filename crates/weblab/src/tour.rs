@@ -9,7 +9,7 @@ use serde_json::json;
 use weblab_browser::Page;
 use weblab_trace::explain::Lang;
 use weblab_trace::render::{stage_table, stages, story, waterfall};
-use weblab_trace::{Detail, Span};
+use weblab_trace::{Detail, Span, TraceId};
 
 use crate::config::World;
 use crate::world::RunningWorld;
@@ -28,45 +28,37 @@ pub struct TourOptions {
 
 /// The outcome of one tour: the assembled trace and the page (or the error).
 pub struct TourResult {
+    pub trace: TraceId,
     pub spans: Vec<Span>,
     pub page: Result<Page, weblab_browser::BrowserError>,
-    /// Wall-clock time (Unix ns) at trace time `at_ns`, to date the trace.
-    pub wall_unix_ns: i128,
-    pub at_ns: u64,
+}
+
+/// An RFC 3339 date for a span time (Unix nanoseconds).
+pub fn date(ns: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 impl TourResult {
-    /// An RFC 3339 date for a trace time.
-    pub fn date(&self, ns: u64) -> String {
-        let unix = self.wall_unix_ns + i128::from(ns) - i128::from(self.at_ns);
-        time::OffsetDateTime::from_unix_timestamp_nanos(unix)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default()
-    }
-
     /// The trace's requests as a HAR 1.2 document.
     pub fn har(&self) -> serde_json::Value {
-        weblab_trace::har::har(&self.spans, env!("CARGO_PKG_VERSION"), &|ns| self.date(ns))
+        weblab_trace::har::har(&self.spans, env!("CARGO_PKG_VERSION"), &date)
     }
 }
 
 /// Loads `url` through a running world with a fresh browser.
 pub async fn visit(world: &RunningWorld, url: &str, http1_only: bool) -> Result<TourResult> {
     let browser = world.browser(http1_only)?;
-    let at_ns = weblab_trace::now_ns();
-    let wall_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128);
     let (trace, page) = browser.navigate(url).await;
     Ok(TourResult {
+        trace,
         spans: world.collector.assemble(trace),
         page,
-        wall_unix_ns,
-        at_ns,
     })
 }
 

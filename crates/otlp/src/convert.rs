@@ -1,0 +1,792 @@
+//! weblab spans to OTLP and back (pure).
+//!
+//! A span's typed event becomes attributes: `weblab.event` names the
+//! variant, and each field is one attribute, named by the OpenTelemetry
+//! semantic conventions where one exists (`http.request.method`,
+//! `url.full`, `dns.question.name`, `db.query.text`, …) and
+//! `weblab.<kind>.<field>` otherwise. Nested values become OTLP arrays and
+//! key-value lists, so every event comes back out unchanged. Spans from
+//! other programs (any OpenTelemetry SDK) become [`Event::Foreign`].
+
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span::SpanKind};
+use prost::Message;
+use serde_json::Value as Json;
+use weblab_trace::{Event, Layer, Span, SpanId, TraceId};
+
+/// (event kind, field) → semantic-convention attribute name.
+const SEMCONV: &[(&str, &str, &str)] = &[
+    ("navigate", "url", "url.full"),
+    ("url_parsed", "scheme", "url.scheme"),
+    ("url_parsed", "host", "server.address"),
+    ("url_parsed", "port", "server.port"),
+    ("url_parsed", "path", "url.path"),
+    ("url_parsed", "query", "url.query"),
+    ("url_parsed", "fragment", "url.fragment"),
+    ("request_prepared", "method", "http.request.method"),
+    ("lookup", "name", "dns.question.name"),
+    ("cache_lookup", "name", "dns.question.name"),
+    ("dns_exchange", "name", "dns.question.name"),
+    ("dns_exchange", "server", "server.address"),
+    ("dns_exchange", "transport", "network.transport"),
+    ("dns_serve", "name", "dns.question.name"),
+    ("dns_serve", "transport", "network.transport"),
+    ("tcp_connect", "local", "network.local.address"),
+    ("tcp_connect", "remote", "network.peer.address"),
+    ("tcp_info", "remote", "network.peer.address"),
+    ("tls_handshake", "sni", "tls.client.server_name"),
+    ("tls_handshake", "version", "tls.protocol.version"),
+    ("tls_handshake", "cipher", "tls.cipher"),
+    ("tls_handshake", "alpn", "tls.next_protocol"),
+    ("request_sent", "method", "http.request.method"),
+    ("request_sent", "url", "url.full"),
+    ("waiting", "status", "http.response.status_code"),
+    ("body_received", "status", "http.response.status_code"),
+    ("http_serve", "method", "http.request.method"),
+    ("http_serve", "path", "url.path"),
+    ("http_serve", "peer", "network.peer.address"),
+    ("http_serve", "status", "http.response.status_code"),
+    ("proxy_forward", "status", "http.response.status_code"),
+    ("route", "pattern", "http.route"),
+    ("sql", "statement", "db.query.text"),
+];
+
+const EVENT_KEY: &str = "weblab.event";
+
+fn key_for(kind: &str, field: &str) -> String {
+    SEMCONV
+        .iter()
+        .find(|(k, f, _)| *k == kind && *f == field)
+        .map_or_else(
+            || format!("weblab.{kind}.{field}"),
+            |(_, _, key)| key.to_string(),
+        )
+}
+
+fn field_for<'a>(kind: &str, key: &'a str) -> Option<&'a str> {
+    if let Some(rest) = key.strip_prefix("weblab.")
+        && let Some(field) = rest.strip_prefix(kind).and_then(|r| r.strip_prefix('.'))
+    {
+        return Some(field);
+    }
+    SEMCONV
+        .iter()
+        .find(|(k, _, name)| *k == kind && *name == key)
+        .map(|(_, f, _)| *f)
+}
+
+fn any(value: Value) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(value) })
+}
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: any(value),
+        ..Default::default()
+    }
+}
+
+/// JSON → OTLP value (null has no OTLP form and is left out by callers).
+fn to_any(v: &Json) -> Option<AnyValue> {
+    let value = match v {
+        Json::Null => return None,
+        Json::Bool(b) => Value::BoolValue(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::IntValue(i),
+            // Above i64::MAX: kept exactly as text.
+            (None, Some(u)) => Value::StringValue(u.to_string()),
+            (None, None) => Value::DoubleValue(n.as_f64().unwrap_or(0.0)),
+        },
+        Json::String(s) => Value::StringValue(s.clone()),
+        Json::Array(items) => Value::ArrayValue(ArrayValue {
+            values: items.iter().filter_map(to_any).collect(),
+        }),
+        Json::Object(map) => Value::KvlistValue(KeyValueList {
+            values: map
+                .iter()
+                .filter_map(|(k, v)| {
+                    to_any(v).map(|value| KeyValue {
+                        key: k.clone(),
+                        value: Some(value),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
+        }),
+    };
+    any(value)
+}
+
+/// OTLP value → JSON.
+fn to_json(v: &AnyValue) -> Json {
+    match &v.value {
+        None | Some(Value::StringValueStrindex(_)) => Json::Null,
+        Some(Value::StringValue(s)) => Json::String(s.clone()),
+        Some(Value::BoolValue(b)) => Json::Bool(*b),
+        Some(Value::IntValue(i)) => Json::from(*i),
+        Some(Value::DoubleValue(d)) => Json::from(*d),
+        Some(Value::BytesValue(b)) => Json::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+        Some(Value::ArrayValue(a)) => Json::Array(a.values.iter().map(to_json).collect()),
+        Some(Value::KvlistValue(l)) => Json::Object(
+            l.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map_or(Json::Null, to_json),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// A value as one line of text (for attributes of foreign spans).
+fn to_text(v: &AnyValue) -> String {
+    match to_json(v) {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn kind_of(event: &Event) -> SpanKind {
+    match event {
+        Event::HttpServe { .. } | Event::DnsServe { .. } => SpanKind::Server,
+        Event::DnsExchange { .. }
+        | Event::RequestSent { .. }
+        | Event::ProxyForward { .. }
+        | Event::TcpConnect { .. }
+        | Event::TlsHandshake { .. } => SpanKind::Client,
+        _ => SpanKind::Internal,
+    }
+}
+
+/// The attributes of one weblab span.
+fn span_attributes(span: &Span) -> Vec<KeyValue> {
+    let mut attrs = Vec::new();
+    let kind = span.event.kind();
+    attrs.push(kv(EVENT_KEY, Value::StringValue(kind.into())));
+    if let Ok(Json::Object(fields)) = serde_json::to_value(&span.event) {
+        for (field, value) in fields.iter().filter(|(f, _)| *f != "kind") {
+            if let Some(v) = to_any(value) {
+                attrs.push(KeyValue {
+                    key: key_for(kind, field),
+                    value: Some(v),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let text = |k: &str, v: &str| kv(k, Value::StringValue(v.to_string()));
+    attrs.push(text("weblab.host", &span.host));
+    attrs.push(text("weblab.addr", &span.addr));
+    attrs.push(text("weblab.component", &span.component));
+    if let Ok(Json::String(layer)) = serde_json::to_value(span.layer) {
+        attrs.push(text("weblab.layer", &layer));
+    }
+    if let Some(r) = span.request {
+        attrs.push(kv("weblab.request", Value::IntValue(i64::from(r))));
+    }
+    if let Some(v) = span
+        .link
+        .and_then(|l| serde_json::to_value(l).ok())
+        .as_ref()
+        .and_then(to_any)
+    {
+        attrs.push(KeyValue {
+            key: "weblab.link".into(),
+            value: Some(v),
+            ..Default::default()
+        });
+    }
+    if !span.correlates.is_empty()
+        && let Some(v) = serde_json::to_value(&span.correlates)
+            .ok()
+            .as_ref()
+            .and_then(to_any)
+    {
+        attrs.push(KeyValue {
+            key: "weblab.correlates".into(),
+            value: Some(v),
+            ..Default::default()
+        });
+    }
+    attrs
+}
+
+/// weblab spans as one OTLP export request, a resource (service) per host.
+pub fn encode(spans: &[Span]) -> ExportTraceServiceRequest {
+    let mut by_host: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
+    for s in spans {
+        by_host.entry(&s.host).or_default().push(s);
+    }
+    let resource_spans = by_host
+        .into_iter()
+        .map(|(host, spans)| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", Value::StringValue(host.to_string())),
+                    kv("host.name", Value::StringValue(host.to_string())),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "weblab".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                spans: spans
+                    .into_iter()
+                    .map(|s| opentelemetry_proto::tonic::trace::v1::Span {
+                        trace_id: s.trace.0.to_be_bytes().to_vec(),
+                        span_id: s.id.0.to_be_bytes().to_vec(),
+                        parent_span_id: s
+                            .parent
+                            .map(|p| p.0.to_be_bytes().to_vec())
+                            .unwrap_or_default(),
+                        flags: 0x01,
+                        name: s.event.kind().to_string(),
+                        kind: kind_of(&s.event) as i32,
+                        start_time_unix_nano: s.start_ns,
+                        end_time_unix_nano: s.end_ns,
+                        attributes: span_attributes(s),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest { resource_spans }
+}
+
+/// The bounds a receiver puts on what it accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct Accept {
+    /// Span times may lie at most this far behind the receiver's clock…
+    pub max_age_ns: u64,
+    /// …and this far ahead of it.
+    pub max_ahead_ns: u64,
+}
+
+impl Default for Accept {
+    fn default() -> Self {
+        Accept {
+            max_age_ns: 24 * 3600 * 1_000_000_000,
+            max_ahead_ns: 3600 * 1_000_000_000,
+        }
+    }
+}
+
+/// What came out of an export request.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub spans: Vec<Span>,
+    pub rejected: u64,
+    /// One line per kind of rejection, with a count.
+    pub reasons: BTreeMap<String, u64>,
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+}
+
+fn attr_text(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attr(attrs, key).map(to_text)
+}
+
+fn id_of<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+    let arr: [u8; N] = bytes.try_into().ok()?;
+    (arr != [0; N]).then_some(arr)
+}
+
+/// Checks and converts every span of `req`; `now_ns` is the receiver's
+/// wall clock (Unix ns).
+pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> Decoded {
+    let mut out = Decoded::default();
+    let reject = |out: &mut Decoded, why: &str| {
+        out.rejected += 1;
+        *out.reasons.entry(why.to_string()).or_default() += 1;
+    };
+    for rs in &req.resource_spans {
+        let resource = rs
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let service =
+            attr_text(resource, "service.name").unwrap_or_else(|| "unknown_service".into());
+        for ss in &rs.scope_spans {
+            for s in &ss.spans {
+                let Some(trace) = id_of::<16>(&s.trace_id) else {
+                    reject(&mut out, "invalid or zero trace id");
+                    continue;
+                };
+                let Some(id) = id_of::<8>(&s.span_id) else {
+                    reject(&mut out, "invalid or zero span id");
+                    continue;
+                };
+                let parent = match s.parent_span_id.len() {
+                    0 => None,
+                    _ => match id_of::<8>(&s.parent_span_id) {
+                        Some(p) => Some(SpanId(u64::from_be_bytes(p))),
+                        None => {
+                            reject(&mut out, "invalid parent span id");
+                            continue;
+                        }
+                    },
+                };
+                let (start, end) = (s.start_time_unix_nano, s.end_time_unix_nano);
+                let earliest = now_ns.saturating_sub(accept.max_age_ns);
+                let latest = now_ns.saturating_add(accept.max_ahead_ns);
+                if end < start || start < earliest || end > latest {
+                    reject(
+                        &mut out,
+                        "span times out of range (end before start, too old, or in the future)",
+                    );
+                    continue;
+                }
+                let attrs = s.attributes.as_slice();
+                let ours = attr_text(attrs, EVENT_KEY).and_then(|kind| weblab_event(&kind, attrs));
+                let (event, host, addr, component, layer) = match ours {
+                    Some(event) => (
+                        event,
+                        attr_text(attrs, "weblab.host").unwrap_or_else(|| service.clone()),
+                        attr_text(attrs, "weblab.addr").unwrap_or_default(),
+                        attr_text(attrs, "weblab.component").unwrap_or_else(|| service.clone()),
+                        attr(attrs, "weblab.layer")
+                            .and_then(|v| serde_json::from_value(to_json(v)).ok())
+                            .unwrap_or(Layer::Application),
+                    ),
+                    None => (
+                        Event::Foreign {
+                            service: service.clone(),
+                            name: s.name.clone(),
+                            attributes: attrs
+                                .iter()
+                                .map(|kv| {
+                                    (
+                                        kv.key.clone(),
+                                        kv.value.as_ref().map(to_text).unwrap_or_default(),
+                                    )
+                                })
+                                .collect(),
+                        },
+                        service.clone(),
+                        attr_text(resource, "host.ip")
+                            .or_else(|| attr_text(attrs, "server.address"))
+                            .unwrap_or_default(),
+                        ss.scope
+                            .as_ref()
+                            .map(|sc| sc.name.clone())
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or_else(|| service.clone()),
+                        Layer::Application,
+                    ),
+                };
+                let json_of = |key: &str| attr(attrs, key).map(to_json);
+                out.spans.push(Span {
+                    trace: TraceId(u128::from_be_bytes(trace)),
+                    id: SpanId(u64::from_be_bytes(id)),
+                    parent,
+                    host,
+                    addr,
+                    layer,
+                    component,
+                    start_ns: start,
+                    end_ns: end,
+                    request: json_of("weblab.request").and_then(|v| serde_json::from_value(v).ok()),
+                    link: json_of("weblab.link").and_then(|v| serde_json::from_value(v).ok()),
+                    correlates: json_of("weblab.correlates")
+                        .and_then(|v| serde_json::from_value(v).ok())
+                        .unwrap_or_default(),
+                    event,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Rebuilds a weblab event of `kind` from its attributes.
+fn weblab_event(kind: &str, attrs: &[KeyValue]) -> Option<Event> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("kind".into(), Json::String(kind.into()));
+    for a in attrs {
+        if let Some(field) = field_for(kind, &a.key)
+            && let Some(v) = &a.value
+        {
+            obj.insert(field.to_string(), to_json(v));
+        }
+    }
+    serde_json::from_value(Json::Object(obj)).ok()
+}
+
+/// How an export request's body is encoded (OTLP/HTTP §"Binary Protobuf
+/// Encoding" and §"JSON Protobuf Encoding").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    pub fn from_content_type(ct: &str) -> Option<Encoding> {
+        let ct = ct.split(';').next().unwrap_or("").trim();
+        match ct {
+            "application/x-protobuf" => Some(Encoding::Protobuf),
+            "application/json" => Some(Encoding::Json),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// Parses an export request body.
+pub fn parse(encoding: Encoding, body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
+    match encoding {
+        Encoding::Protobuf => {
+            ExportTraceServiceRequest::decode(body).map_err(|e| format!("malformed protobuf: {e}"))
+        }
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}")),
+    }
+}
+
+/// The protobuf bytes of an export request.
+pub fn to_protobuf(req: &ExportTraceServiceRequest) -> Vec<u8> {
+    req.encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weblab_trace::event::WebAction;
+    use weblab_trace::{CacheLevel, Correlation, DnsOutcome};
+
+    fn s(v: &str) -> String {
+        v.to_string()
+    }
+
+    /// One of every event, with every optional field filled in.
+    fn every_event() -> Vec<Event> {
+        vec![
+            Event::Navigate {
+                url: s("https://myapp.test/login"),
+                initiator: s("user"),
+            },
+            Event::UrlParsed {
+                scheme: s("https"),
+                host: s("myapp.test"),
+                port: 443,
+                default_port: true,
+                path: s("/login"),
+                query: Some(s("x=1")),
+                fragment: Some(s("top")),
+            },
+            Event::RequestPrepared {
+                method: s("GET"),
+                target: s("/login"),
+                version: s("HTTP/1.1"),
+                headers: vec![(s("Host"), s("myapp.test")), (s("Accept"), s("*/*"))],
+            },
+            Event::Lookup {
+                name: s("myapp.test"),
+                addrs: vec![s("127.10.3.1")],
+                answered_by: Some(CacheLevel::Resolver),
+                error: Some(s("none really")),
+            },
+            Event::CacheLookup {
+                level: CacheLevel::Os,
+                name: s("myapp.test"),
+                hit: true,
+                answer: vec![s("127.10.3.1")],
+            },
+            Event::DnsExchange {
+                server: s("127.10.1.1:53"),
+                name: s("myapp.test"),
+                qtype: s("A"),
+                id: 4242,
+                transport: s("udp"),
+                outcome: DnsOutcome::Referral {
+                    zone: s("test."),
+                    ns: vec![s("ns1.test.=127.10.2.2")],
+                },
+            },
+            Event::DnsServe {
+                role: s("root server"),
+                name: s("myapp.test"),
+                qtype: s("A"),
+                id: 7,
+                transport: s("tcp"),
+                outcome: DnsOutcome::NxDomain,
+            },
+            Event::TcpConnect {
+                local: s("127.10.0.2:5000"),
+                remote: s("127.10.3.1:443"),
+                rtt_us: 40,
+                cwnd: 10,
+                mss: 65483,
+                retransmits: 0,
+            },
+            Event::TcpInfo {
+                remote: s("127.10.3.1:443"),
+                rtt_us: 41,
+                cwnd: 10,
+                total_retrans: 1,
+                bytes_sent: 1 << 40,
+                bytes_received: 3,
+            },
+            Event::ConnectionReused {
+                remote: s("127.10.3.1:443"),
+                version: s("HTTP/2"),
+            },
+            Event::TlsHandshake {
+                sni: s("myapp.test"),
+                version: s("TLSv1.3"),
+                cipher: s("TLS13_AES_256_GCM_SHA384"),
+                group: s("X25519"),
+                alpn: Some(s("h2")),
+                chain: vec![s("CN=myapp.test"), s("CN=weblab local CA")],
+                verified_by: s("weblab local CA"),
+            },
+            Event::RequestSent {
+                method: s("POST"),
+                url: s("https://myapp.test/login"),
+                version: s("HTTP/2"),
+            },
+            Event::Waiting { status: 200 },
+            Event::BodyReceived {
+                status: 404,
+                content_type: Some(s("text/html")),
+                content_encoding: Some(s("br")),
+                wire_bytes: 1234,
+            },
+            Event::Decoded {
+                encoding: s("gzip"),
+                wire_bytes: 100,
+                decoded_bytes: 300,
+            },
+            Event::HtmlParsed {
+                subresources: vec![s("/static/app.css")],
+            },
+            Event::HttpServe {
+                method: s("GET"),
+                path: s("/login?x=1"),
+                version: s("HTTP/1.1"),
+                peer: s("127.10.0.2:5000"),
+                status: 503,
+            },
+            Event::LbPick {
+                algorithm: s("round-robin"),
+                backend: s("web1 (127.10.4.1:80)"),
+                reason: s("next in turn"),
+            },
+            Event::WebDecision {
+                path: s("/static/app.css"),
+                action: WebAction::Static {
+                    file: s("/www/static/app.css"),
+                    bytes: 99,
+                },
+            },
+            Event::WebDecision {
+                path: s("/x"),
+                action: WebAction::Reject {
+                    status: 405,
+                    reason: s("no"),
+                },
+            },
+            Event::ProxyForward {
+                upstream: s("app1"),
+                headers: vec![(s("x-real-ip"), s("127.10.0.2"))],
+                status: 200,
+            },
+            Event::Middleware {
+                name: s("access log"),
+                order: 2,
+            },
+            Event::Route {
+                pattern: s("/api/users/{id}"),
+                controller: s("UsersController"),
+            },
+            Event::Service {
+                name: s("UserService::find"),
+            },
+            Event::Sql {
+                statement: s("SELECT 1"),
+                rows: 1,
+            },
+            Event::Note { text: s("hello") },
+            Event::Foreign {
+                service: s("shop"),
+                name: s("GET /cart"),
+                attributes: vec![(s("k"), s("v"))],
+            },
+        ]
+    }
+
+    fn span_with(event: Event, i: u64) -> Span {
+        Span {
+            trace: TraceId(0x0af7651916cd43dd8448eb211c80319c),
+            id: SpanId(0x1000 + i),
+            parent: (i > 0).then_some(SpanId(0x1000)),
+            host: s("resolver"),
+            addr: s("127.10.1.1"),
+            layer: Layer::Transport,
+            component: s("resolver"),
+            start_ns: 1_700_000_000_000_000_000 + i,
+            end_ns: 1_700_000_000_000_000_500 + i,
+            request: Some(3),
+            link: Some(Correlation::Dns {
+                from: "127.10.0.2:5000".parse().unwrap(),
+                to: "127.10.1.1:53".parse().unwrap(),
+                id: 9,
+            }),
+            correlates: vec![Correlation::Dns {
+                from: "127.10.1.1:6000".parse().unwrap(),
+                to: "127.10.2.1:53".parse().unwrap(),
+                id: 10,
+            }],
+            event,
+        }
+    }
+
+    fn same(a: &Span, b: &Span) -> bool {
+        serde_json::to_value(a).unwrap() == serde_json::to_value(b).unwrap()
+    }
+
+    #[test]
+    fn every_event_survives_the_round_trip_through_protobuf_and_json() {
+        let spans: Vec<Span> = every_event()
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| span_with(e, i as u64))
+            .collect();
+        let req = encode(&spans);
+        let now = 1_700_000_000_000_000_000;
+        for (encoding, bytes) in [
+            (Encoding::Protobuf, to_protobuf(&req)),
+            (Encoding::Json, serde_json::to_vec(&req).unwrap()),
+        ] {
+            let back = decode(&parse(encoding, &bytes).unwrap(), now, Accept::default());
+            assert_eq!(back.rejected, 0, "{:?}", back.reasons);
+            assert_eq!(back.spans.len(), spans.len());
+            for a in &spans {
+                let b = back.spans.iter().find(|b| b.id == a.id).unwrap();
+                assert!(same(a, b), "{encoding:?}\n{a:?}\n{b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn semantic_convention_names_are_used_where_they_exist() {
+        let span = span_with(
+            Event::Sql {
+                statement: s("SELECT 1"),
+                rows: 1,
+            },
+            1,
+        );
+        let keys: Vec<String> = span_attributes(&span)
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        assert!(keys.contains(&s("db.query.text")), "{keys:?}");
+        assert!(keys.contains(&s("weblab.sql.rows")), "{keys:?}");
+        let span = span_with(every_event().remove(16), 1);
+        let keys: Vec<String> = span_attributes(&span)
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        for k in [
+            "http.request.method",
+            "url.path",
+            "http.response.status_code",
+            "network.peer.address",
+        ] {
+            assert!(keys.contains(&s(k)), "{k} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn bad_ids_and_times_are_rejected_and_counted() {
+        let now = 1_700_000_000_000_000_000;
+        let mut req = encode(&[span_with(Event::Waiting { status: 200 }, 1)]);
+        let good = req.resource_spans[0].scope_spans[0].spans[0].clone();
+        let mut bad = Vec::new();
+        let mut zero_trace = good.clone();
+        zero_trace.trace_id = vec![0; 16];
+        bad.push(zero_trace);
+        let mut short_span = good.clone();
+        short_span.span_id = vec![1, 2, 3];
+        bad.push(short_span);
+        let mut future = good.clone();
+        future.start_time_unix_nano = now + 10 * 3600 * 1_000_000_000;
+        future.end_time_unix_nano = future.start_time_unix_nano;
+        bad.push(future);
+        let mut backwards = good.clone();
+        backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
+        bad.push(backwards);
+        req.resource_spans[0].scope_spans[0].spans.extend(bad);
+        let out = decode(&req, now, Accept::default());
+        assert_eq!(out.spans.len(), 1);
+        assert_eq!(out.rejected, 4);
+        assert_eq!(out.reasons.values().sum::<u64>(), 4);
+    }
+
+    #[test]
+    fn a_span_from_another_sdk_becomes_a_foreign_event() {
+        use opentelemetry_proto::tonic::trace::v1::Span as Otlp;
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", Value::StringValue(s("shop")))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Otlp {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        parent_span_id: vec![3; 8],
+                        name: s("GET /cart"),
+                        start_time_unix_nano: 10,
+                        end_time_unix_nano: 20,
+                        attributes: vec![kv("http.response.status_code", Value::IntValue(200))],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let out = decode(&req, 15, Accept::default());
+        let span = &out.spans[0];
+        assert_eq!(span.host, "shop");
+        assert_eq!(span.parent, Some(SpanId(0x0303030303030303)));
+        assert_eq!(
+            span.event,
+            Event::Foreign {
+                service: s("shop"),
+                name: s("GET /cart"),
+                attributes: vec![(s("http.response.status_code"), s("200"))]
+            }
+        );
+    }
+}

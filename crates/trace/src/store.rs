@@ -1,0 +1,244 @@
+//! The in-memory trace store: spans indexed by trace id, bounded by bytes,
+//! with a broadcast of every span as it is stored for live views.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::span::{Correlation, Span, TraceId};
+
+/// How much a store keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreLimits {
+    /// Approximate bytes of spans kept; the oldest traces go first.
+    pub max_bytes: usize,
+    /// Spans kept per trace; more are counted and dropped.
+    pub max_spans_per_trace: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_bytes: 64 << 20,
+            max_spans_per_trace: 20_000,
+        }
+    }
+}
+
+struct Entry {
+    spans: Vec<Arc<Span>>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    traces: HashMap<TraceId, Entry>,
+    /// Traces in the order their first span arrived.
+    order: VecDeque<TraceId>,
+    /// Which traces hold a span linked by each key (the answering side).
+    links: HashMap<Correlation, Vec<TraceId>>,
+    /// Keys some span correlates (the asking side).
+    asked: HashSet<Correlation>,
+    bytes: usize,
+    dropped_spans: u64,
+    evicted_traces: u64,
+}
+
+/// What a store holds now.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct StoreStats {
+    pub traces: usize,
+    pub bytes: usize,
+    pub max_bytes: usize,
+    pub dropped_spans: u64,
+    pub evicted_traces: u64,
+}
+
+/// A shared, bounded store of spans.
+#[derive(Clone)]
+pub struct TraceStore {
+    inner: Arc<Mutex<Inner>>,
+    limits: StoreLimits,
+    live: broadcast::Sender<Arc<Span>>,
+}
+
+/// Counts the bytes a value would take as JSON, without keeping them.
+struct Count(usize);
+
+impl Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The memory a span takes, near enough to bound a store by: the struct
+/// plus its strings, measured as their JSON length.
+pub fn approx_bytes(span: &Span) -> usize {
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, &span.event);
+    std::mem::size_of::<Span>()
+        + span.host.len()
+        + span.addr.len()
+        + span.component.len()
+        + span.correlates.len() * std::mem::size_of::<Correlation>()
+        + c.0
+}
+
+impl TraceStore {
+    pub fn new(limits: StoreLimits) -> TraceStore {
+        let (live, _) = broadcast::channel(1024);
+        TraceStore {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            limits,
+            live,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores one span; false when its trace is full and it was dropped.
+    pub fn record(&self, span: Span) -> bool {
+        let size = approx_bytes(&span);
+        let span = Arc::new(span);
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            let trace = span.trace;
+            let entry = inner.traces.entry(trace).or_insert_with(|| {
+                inner.order.push_back(trace);
+                Entry {
+                    spans: Vec::new(),
+                    bytes: 0,
+                }
+            });
+            if entry.spans.len() >= self.limits.max_spans_per_trace {
+                inner.dropped_spans += 1;
+                return false;
+            }
+            entry.spans.push(span.clone());
+            entry.bytes += size;
+            inner.bytes += size;
+            if let Some(link) = span.link {
+                let at = inner.links.entry(link).or_default();
+                if !at.contains(&trace) {
+                    at.push(trace);
+                }
+            }
+            inner.asked.extend(span.correlates.iter().copied());
+            while inner.bytes > self.limits.max_bytes && inner.order.len() > 1 {
+                let Some(old) = inner.order.pop_front() else {
+                    break;
+                };
+                inner.evict(old);
+            }
+        }
+        // Nobody listening is the common case, and not an error.
+        let _ = self.live.send(span);
+        true
+    }
+
+    /// Every span as it is stored.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Span>> {
+        self.live.subscribe()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let inner = self.lock();
+        StoreStats {
+            traces: inner.traces.len(),
+            bytes: inner.bytes,
+            max_bytes: self.limits.max_bytes,
+            dropped_spans: inner.dropped_spans,
+            evicted_traces: inner.evicted_traces,
+        }
+    }
+
+    /// The spans of `trace` and of every trace tied to it by a
+    /// [`Correlation`], assembled (see [`crate::collector::assemble`]).
+    pub fn assemble(&self, trace: TraceId) -> Vec<Span> {
+        let inner = self.lock();
+        let mut wanted = vec![trace];
+        let mut seen = HashSet::from([trace]);
+        let mut spans = Vec::new();
+        while let Some(t) = wanted.pop() {
+            let Some(entry) = inner.traces.get(&t) else {
+                continue;
+            };
+            for s in &entry.spans {
+                for key in &s.correlates {
+                    for other in inner.links.get(key).into_iter().flatten() {
+                        if seen.insert(*other) {
+                            wanted.push(*other);
+                        }
+                    }
+                }
+                spans.push(Span::clone(s));
+            }
+        }
+        drop(inner);
+        crate::collector::assemble(&spans, trace)
+    }
+
+    /// Every span stored, oldest trace first.
+    pub fn snapshot(&self) -> Vec<Span> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|t| inner.traces.get(t))
+            .flat_map(|e| e.spans.iter().map(|s| Span::clone(s)))
+            .collect()
+    }
+
+    /// The newest `n` traces that stand on their own (not the far side of
+    /// another trace's DNS query), newest first.
+    pub fn recent(&self, n: usize) -> Vec<TraceId> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter(|t| {
+                inner.traces.get(t).is_some_and(|e| {
+                    !e.spans.iter().any(|s| {
+                        s.parent.is_none() && s.link.is_some_and(|l| inner.asked.contains(&l))
+                    })
+                })
+            })
+            .take(n)
+            .copied()
+            .collect()
+    }
+}
+
+impl Inner {
+    fn evict(&mut self, trace: TraceId) {
+        let Some(entry) = self.traces.remove(&trace) else {
+            return;
+        };
+        self.bytes -= entry.bytes;
+        self.evicted_traces += 1;
+        for s in &entry.spans {
+            if let Some(link) = s.link
+                && let Some(v) = self.links.get_mut(&link)
+            {
+                v.retain(|t| *t != trace);
+                if v.is_empty() {
+                    self.links.remove(&link);
+                }
+            }
+            for key in &s.correlates {
+                self.asked.remove(key);
+            }
+        }
+    }
+}
