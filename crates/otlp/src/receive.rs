@@ -93,7 +93,7 @@ pub fn summarize(trace: TraceId, spans: &[Span]) -> Option<TraceSummary> {
         } => (
             peer.clone(),
             method.clone(),
-            format!("{}{path}", root.host),
+            path.clone(),
             status.to_string(),
         ),
         Event::DnsServe {

@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use weblab_edge::LocalCa;
-use weblab_trace::{Collector, Detail};
+use weblab_trace::{Collector, Detail, StoreLimits, TraceStore};
 
 use crate::config::{DEFAULT_WORLD, World};
-use crate::supervise;
+use crate::{observe, supervise};
 use crate::world::{Boot, Service, roles};
 
 /// A server role that can run alone.
@@ -100,17 +100,51 @@ pub fn instructions(boot: &Boot) -> String {
     s
 }
 
-/// Boots the whole world and keeps it up until SIGTERM or Ctrl-C.
+/// Boots the whole world and keeps it up until SIGTERM or Ctrl-C; its
+/// traces (and those sent over OTLP by roles and programs elsewhere) are
+/// collected, printed a line each, and kept for `weblab trace`.
 pub async fn up(world: World, data_dir: std::path::PathBuf, grace: Option<Duration>) -> Result<()> {
     let grace = grace.unwrap_or(world.limits.grace);
     let all = roles(&world);
-    let boot = Boot::new(world, data_dir, Collector::new(Detail::Full), &all).await?;
+    let store = TraceStore::new(StoreLimits::default());
+    let receiver = observe::start_receiver(&world, store.clone()).await?;
+    let collector = Collector::with_sinks(Detail::Full, Some(store.clone()), Vec::new());
+    let boot = Boot::new(world, data_dir, collector, &all).await?;
     let text = instructions(&boot);
+    let endpoint = receiver.addr;
     supervise::run(boot, all, grace, |_| {
         println!("{text}");
-        println!("Ctrl-C or SIGTERM stops the world (in-flight requests get {grace:?}).");
+        println!("Traces: OTLP/HTTP endpoint http://{endpoint} (roles elsewhere: weblab serve ROLE --otlp http://{endpoint});");
+        println!("  weblab tour --attach, weblab trace list, weblab trace show ID; kept up to {} MiB, oldest dropped first.", StoreLimits::default().max_bytes >> 20);
+        println!("Ctrl-C or SIGTERM stops the world (in-flight requests get {grace:?}).\n");
+        observe::print_finished_traces(store);
     })
-    .await
+    .await?;
+    receiver.drain(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+/// Receives OTLP for `world` (from roles run with `serve --otlp`, or any
+/// OpenTelemetry SDK) and serves the trace API, until SIGTERM or Ctrl-C.
+pub async fn collect(world: World, max_bytes: Option<usize>) -> Result<()> {
+    let mut limits = StoreLimits::default();
+    if let Some(b) = max_bytes {
+        limits.max_bytes = b;
+    }
+    let store = TraceStore::new(limits);
+    let receiver = observe::start_receiver(&world, store.clone()).await?;
+    let mut signals = supervise::Signals::new()?;
+    println!(
+        "collecting traces of world {:?}: OTLP/HTTP endpoint http://{} (keeps up to {} KiB, oldest dropped first)",
+        world.name,
+        receiver.addr,
+        limits.max_bytes >> 10
+    );
+    observe::print_finished_traces(store);
+    let which = signals.next().await;
+    eprintln!("{which}: stopping");
+    receiver.drain(world.limits.grace).await;
+    Ok(())
 }
 
 /// Runs one role of the world alone, until SIGTERM or Ctrl-C.
@@ -120,8 +154,19 @@ pub async fn serve(
     role: Role,
     only: Option<&str>,
     grace: Option<Duration>,
+    otlp: Option<&str>,
 ) -> Result<()> {
     let grace = grace.unwrap_or(world.limits.grace);
+    // A role that exports keeps no store of its own: its spans live in
+    // the collector.
+    let collector = match otlp {
+        Some(url) => {
+            let exporter = weblab_otlp::OtlpExporter::start(url).map_err(anyhow::Error::msg)?;
+            println!("spans go to {}", exporter.url);
+            Collector::with_sinks(Detail::Full, None, vec![exporter])
+        }
+        None => Collector::new(Detail::Full),
+    };
     let wanted = |s: Service| match role {
         Role::Dns => matches!(s, Service::Dns | Service::Resolver),
         Role::Lb => s == Service::Lb,
@@ -135,7 +180,7 @@ pub async fn serve(
     if mine.is_empty() {
         bail!("no host of role {role:?} matches {:?}", only.unwrap_or("*"));
     }
-    let boot = Boot::new(world, data_dir, Collector::new(Detail::Full), &mine).await?;
+    let boot = Boot::new(world, data_dir, collector, &mine).await?;
     supervise::run(boot, mine, grace, |up| {
         for (r, addrs) in up {
             for a in addrs {

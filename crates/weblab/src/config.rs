@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -55,6 +55,15 @@ struct RawWorld {
     database: DatabaseConfig,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    trace: RawTrace,
+}
+
+/// `[trace]`: where the world's spans are collected.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTrace {
+    collector: Option<Spanned<String>>,
 }
 
 /// `[limits]`: the bounds every server of the world keeps (all optional).
@@ -231,6 +240,9 @@ pub struct World {
     pub apps: Vec<String>,
     pub database: DatabaseConfig,
     pub limits: LimitsConfig,
+    /// Where `weblab up` / `weblab collect` receive OTLP/HTTP and serve the
+    /// trace API (`tour --attach`, `trace list`, `trace show` find it here).
+    pub collector: SocketAddr,
 }
 
 struct Source<'a> {
@@ -252,6 +264,37 @@ impl Source<'_> {
             line,
             column,
             message: message.into(),
+        }
+    }
+}
+
+/// `[trace] collector`, by default port 4318 (OTLP/HTTP) on 127.X.0.1 of
+/// the client's block.
+fn collector_addr(
+    src: &Source<'_>,
+    raw: &RawTrace,
+    hosts: &BTreeMap<String, Ipv4Addr>,
+    client: &Name,
+) -> Result<SocketAddr, ConfigError> {
+    match &raw.collector {
+        Some(v) => {
+            let addr: SocketAddr = v.get_ref().parse().map_err(|_| {
+                src.error(
+                    v.span(),
+                    format!("trace.collector: {:?} is not an address:port", v.get_ref()),
+                )
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(src.error(
+                    v.span(),
+                    "trace.collector: worlds live on loopback; use a 127.x.y.z address",
+                ));
+            }
+            Ok(addr)
+        }
+        None => {
+            let block = hosts.get(client.get_ref()).map_or(10, |ip| ip.octets()[1]);
+            Ok(SocketAddr::from((Ipv4Addr::new(127, block, 0, 1), 4318)))
         }
     }
 }
@@ -433,6 +476,7 @@ impl World {
                 .collect::<Result<_, _>>()?,
             database: raw.database.clone(),
             limits: limits(&src, &raw.limits)?,
+            collector: collector_addr(&src, &raw.trace, &hosts, &raw.client.host)?,
             hosts,
         })
     }
@@ -464,6 +508,9 @@ impl World {
             }
         }
         self.client.hosts_file.map_ipv4(&f);
+        if let SocketAddr::V4(c) = &mut self.collector {
+            c.set_ip(f(*c.ip()));
+        }
     }
 }
 

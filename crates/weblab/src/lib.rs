@@ -7,6 +7,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod observe;
 pub mod supervise;
 pub mod tcp;
 pub mod tour;

@@ -67,6 +67,23 @@ enum Command {
         /// Also write the requests as a HAR 1.2 file (for devtools and HAR viewers).
         #[arg(long, value_name = "FILE")]
         har: Option<PathBuf>,
+        /// Visit the world that `weblab up` (or `weblab collect`) is running
+        /// for this world file and block, and show the trace it recorded,
+        /// server spans included.
+        #[arg(long)]
+        attach: bool,
+    },
+    /// Receive spans over OTLP/HTTP for this world (from `serve --otlp` roles
+    /// or any OpenTelemetry SDK) and keep traces for `weblab trace`.
+    Collect {
+        /// Keep at most this much (e.g. 64m); the oldest traces go first.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_bytes: Option<usize>,
+    },
+    /// Read the traces of a running world (`weblab up` or `weblab collect`).
+    Trace {
+        #[command(subcommand)]
+        cmd: TraceCmd,
     },
     /// Keep the world running and print how to reach it with dig, curl and a browser.
     Up {
@@ -85,6 +102,10 @@ enum Command {
         /// On SIGTERM/Ctrl-C, how long in-flight requests may take to finish.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         grace: Option<Duration>,
+        /// Send this role's spans to an OTLP/HTTP collector
+        /// (e.g. http://127.10.0.1:4318, what `weblab collect` prints).
+        #[arg(long, value_name = "URL")]
+        otlp: Option<String>,
     },
     /// The TCP lab: a deterministic simulator of TCP's mechanisms.
     Tcp {
@@ -99,6 +120,37 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum TraceCmd {
+    /// The newest traces, a line each.
+    List {
+        /// How many.
+        #[arg(long, default_value = "20")]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One trace: story, stages and waterfall.
+    Show {
+        /// The trace id (32 hex digits, as `trace list` prints it).
+        id: String,
+        #[arg(long)]
+        json: bool,
+        /// Also write it as a HAR 1.2 file.
+        #[arg(long, value_name = "FILE")]
+        har: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "en")]
+        lang: LangArg,
+    },
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    match weblab::units::bytes(s)? {
+        0 => Err("must be more than 0".into()),
+        n => Ok(n as usize),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -137,6 +189,7 @@ async fn run(cli: Cli) -> Result<i32> {
             http1_only,
             trace,
             har,
+            attach,
         } => {
             let world = load_world(&cli)?;
             let opts = TourOptions {
@@ -153,6 +206,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 },
                 data_dir,
                 har: har.clone(),
+                attach: *attach,
             };
             tour::run(world, opts).await
         }
@@ -161,9 +215,50 @@ async fn run(cli: Cli) -> Result<i32> {
             commands::up(load_world(&cli)?, data_dir, *grace).await?;
             Ok(0)
         }
-        Command::Serve { role, host, grace } => {
-            commands::serve(load_world(&cli)?, data_dir, *role, host.as_deref(), *grace).await?;
+        Command::Serve {
+            role,
+            host,
+            grace,
+            otlp,
+        } => {
+            let world = load_world(&cli)?;
+            commands::serve(world, data_dir, *role, host.as_deref(), *grace, otlp.as_deref())
+                .await?;
             Ok(0)
+        }
+        Command::Collect { max_bytes } => {
+            commands::collect(load_world(&cli)?, *max_bytes).await?;
+            Ok(0)
+        }
+        Command::Trace {
+            cmd: TraceCmd::List { limit, json },
+        } => {
+            let traces = weblab::observe::list(&load_world(&cli)?, *limit).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&traces)?);
+            } else if traces.is_empty() {
+                println!("no traces yet");
+            } else {
+                for t in traces {
+                    println!("{}", t.line());
+                }
+            }
+            Ok(0)
+        }
+        Command::Trace {
+            cmd:
+                TraceCmd::Show {
+                    id,
+                    json,
+                    har,
+                    lang,
+                },
+        } => {
+            let lang = match lang {
+                LangArg::En => Lang::En,
+                LangArg::Ko => Lang::Ko,
+            };
+            tour::show(&load_world(&cli)?, id, *json, har.clone(), lang).await
         }
     }
 }

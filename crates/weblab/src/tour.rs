@@ -3,16 +3,20 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
 use weblab_browser::Page;
 use weblab_trace::explain::Lang;
 use weblab_trace::render::{stage_table, stages, story, waterfall};
-use weblab_trace::{Detail, Span, TraceId};
+use weblab_otlp::OtlpExporter;
+use weblab_trace::{Collector, Detail, Span, TraceId};
 
 use crate::config::World;
-use crate::world::RunningWorld;
+use crate::observe;
+use crate::world::{RunningWorld, choose_ports, client_browser};
 
 /// What `weblab tour` was asked to do.
 pub struct TourOptions {
@@ -24,6 +28,9 @@ pub struct TourOptions {
     pub data_dir: PathBuf,
     /// Also write the requests as a HAR 1.2 file.
     pub har: Option<PathBuf>,
+    /// Visit the world that `weblab up` (or `weblab collect` with roles
+    /// exporting to it) is running, instead of booting one.
+    pub attach: bool,
 }
 
 /// The outcome of one tour: the assembled trace and the page (or the error).
@@ -99,31 +106,89 @@ fn page_summary(page: &Page) -> String {
     out
 }
 
-/// Runs the tour and prints it; returns the process exit code.
-pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
-    let running = RunningWorld::start(world, opts.data_dir.clone(), opts.detail).await?;
-    let result = visit(&running, &opts.url, opts.http1_only).await?;
-    let timings = stages(&result.spans);
-    if let Some(path) = &opts.har {
-        std::fs::write(path, serde_json::to_string_pretty(&result.har())?)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    }
+/// Runs the browser against the world that is already running for
+/// `world` (same world file and block): its spans are sent to that world's
+/// collector, and the trace is read back from there, server spans included.
+pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
+    observe::find_running(world).await?;
+    let exporter = OtlpExporter::start(&format!("http://{}", world.collector))
+        .map_err(anyhow::Error::msg)?;
+    let collector = Collector::with_sinks(opts.detail, None, vec![exporter.clone()]);
+    let browser = client_browser(
+        world,
+        choose_ports(world),
+        &opts.data_dir,
+        &collector,
+        Arc::new(Mutex::new(Default::default())),
+        opts.http1_only,
+    )?;
+    let (trace, page) = browser.navigate(&opts.url).await;
+    exporter.flush().await;
+    let spans = observe::fetch_settled(world, trace, Duration::from_secs(3)).await?;
+    Ok(TourResult { trace, spans, page })
+}
+
+/// Prints a trace as story, stages and waterfall (or JSON), with `header`
+/// on top and the page's summary below when there is a page.
+pub fn print(
+    header: &str,
+    trace: TraceId,
+    spans: &[Span],
+    page: Option<&Result<Page, weblab_browser::BrowserError>>,
+    json_out: bool,
+    lang: Lang,
+) -> Result<()> {
+    let timings = stages(spans);
     let mut out = std::io::stdout().lock();
-    if opts.json {
-        let doc = json!({
-            "url": opts.url,
-            "ok": result.page.is_ok(),
-            "error": result.page.as_ref().err().map(|e| e.to_string()),
-            "status": result.page.as_ref().ok().map(|p| p.main.status),
-            "spans": result.spans,
+    if json_out {
+        let mut doc = json!({
+            "trace": trace,
+            "spans": spans,
             "timings": timings,
         });
+        if let Some(page) = page {
+            doc["ok"] = json!(page.is_ok());
+            doc["error"] = json!(page.as_ref().err().map(|e| e.to_string()));
+            doc["status"] = json!(page.as_ref().ok().map(|p| p.main.status));
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
-        let w = &running.world;
-        let p = running.ports;
-        writeln!(
-            out,
+        writeln!(out, "{header}")?;
+        writeln!(out, "== The story ==\n{}", story(spans, lang))?;
+        writeln!(out, "== Stages ==\n{}", stage_table(&timings))?;
+        writeln!(out, "== Waterfall ==\n{}", waterfall(spans, 60))?;
+        if let Some(Ok(page)) = page {
+            writeln!(out, "== Result ==\n{}", page_summary(page))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes the HAR file of `spans` when one was asked for.
+fn write_har(spans: &[Span], path: Option<&PathBuf>) -> Result<()> {
+    if let Some(path) = path {
+        let doc = weblab_trace::har::har(spans, env!("CARGO_PKG_VERSION"), &date);
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the tour and prints it; returns the process exit code.
+pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
+    let (result, header) = if opts.attach {
+        let result = attach(&world, &opts).await?;
+        let header = format!(
+            "weblab tour --attach {}\nworld {:?} (running; collector http://{}), trace {}\n",
+            opts.url, world.name, world.collector, result.trace
+        );
+        (result, header)
+    } else {
+        let running = RunningWorld::start(world, opts.data_dir.clone(), opts.detail).await?;
+        let result = visit(&running, &opts.url, opts.http1_only).await?;
+        let (w, p) = (&running.world, running.ports);
+        let header = format!(
             "weblab tour {}\nworld {:?}: {} hosts, ports dns {} http {} https {}, data in {}\n",
             opts.url,
             w.name,
@@ -132,15 +197,12 @@ pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
             p.http,
             p.https,
             running.data_dir.display()
-        )?;
-        writeln!(out, "== The story ==\n{}", story(&result.spans, opts.lang))?;
-        writeln!(out, "== Stages ==\n{}", stage_table(&timings))?;
-        writeln!(out, "== Waterfall ==\n{}", waterfall(&result.spans, 60))?;
-        if let Ok(page) = &result.page {
-            writeln!(out, "== Result ==\n{}", page_summary(page))?;
-        }
-    }
-    out.flush()?;
+        );
+        (result, header)
+    };
+    write_har(&result.spans, opts.har.as_ref())?;
+    let page = Some(&result.page);
+    print(&header, result.trace, &result.spans, page, opts.json, opts.lang)?;
     match &result.page {
         Ok(_) => Ok(0),
         Err(e) => {
@@ -148,4 +210,27 @@ pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
             Ok(1)
         }
     }
+}
+
+/// `weblab trace show ID`: one trace of the running world.
+pub async fn show(
+    world: &World,
+    id: &str,
+    json_out: bool,
+    har: Option<PathBuf>,
+    lang: Lang,
+) -> Result<i32> {
+    let trace = TraceId::try_from(id.to_string())
+        .map_err(|e| anyhow::anyhow!("{id:?} is not a trace id: {e}"))?;
+    observe::find_running(world).await?;
+    let Some(spans) = observe::fetch(world, trace).await? else {
+        anyhow::bail!(
+            "no trace {trace} in world {:?} (it may have been dropped; see `weblab trace list`)",
+            world.name
+        );
+    };
+    write_har(&spans, har.as_ref())?;
+    let header = format!("trace {trace} of world {:?}\n", world.name);
+    print(&header, trace, &spans, None, json_out, lang)?;
+    Ok(0)
 }

@@ -480,39 +480,49 @@ impl RunningWorld {
     /// A fresh browser on the client host (its own browser cache and
     /// connections; the OS cache is the host's).
     pub fn browser(&self, http1_only: bool) -> Result<Browser> {
-        let client = &self.world.client;
-        let ip = self.addr(&client.host);
-        let ip_text = ip.to_string();
-        let resolver = SocketAddr::new(self.addr(&client.resolver), self.ports.dns);
-        let stub = Recorder::new(
-            self.collector.clone(),
-            &client.host,
-            &ip_text,
-            "stub resolver",
-        );
-        let lookup = LookupChain::new(
-            client.hosts_file.clone(),
+        client_browser(
+            &self.world,
+            self.ports,
+            &self.data_dir,
+            &self.collector,
             self.os_cache.clone(),
-            resolver,
-            ip,
-            stub,
-        );
-        let port_map = if self.ports.is_standard() {
-            vec![]
-        } else {
-            vec![(443, self.ports.https), (80, self.ports.http)]
-        };
-        let ca_pem = std::fs::read(self.ca_path())
-            .with_context(|| format!("read {}", self.ca_path().display()))?;
-        let cfg = BrowserConfig {
-            bind: ip,
-            ca_pem,
-            ca_label: CA_NAME.into(),
-            port_map,
             http1_only,
-            user_agent: format!("weblab/{} (like Chrome)", env!("CARGO_PKG_VERSION")),
-        };
-        let rec = Recorder::new(self.collector.clone(), &client.host, &ip_text, "browser");
-        Ok(Browser::new(cfg, lookup, rec)?)
+        )
     }
+}
+
+/// A browser on `world`'s client host, trusting the CA in `data_dir` and
+/// recording into `collector`.
+pub fn client_browser(
+    world: &World,
+    ports: Ports,
+    data_dir: &Path,
+    collector: &Collector,
+    os_cache: OsCache,
+    http1_only: bool,
+) -> Result<Browser> {
+    let client = &world.client;
+    let ip = IpAddr::V4(world.addr(&client.host));
+    let ip_text = ip.to_string();
+    let resolver = SocketAddr::new(IpAddr::V4(world.addr(&client.resolver)), ports.dns);
+    let stub = Recorder::new(collector.clone(), &client.host, &ip_text, "stub resolver");
+    let lookup = LookupChain::new(client.hosts_file.clone(), os_cache, resolver, ip, stub);
+    let port_map = if ports.is_standard() {
+        vec![]
+    } else {
+        vec![(443, ports.https), (80, ports.http)]
+    };
+    let ca_path = LocalCa::cert_path(data_dir);
+    let ca_pem = std::fs::read(&ca_path).with_context(|| format!("read {}", ca_path.display()))?;
+    let cfg = BrowserConfig {
+        bind: ip,
+        ca_pem,
+        ca_label: CA_NAME.into(),
+        port_map,
+        http1_only,
+        user_agent: format!("weblab/{} (like Chrome)", env!("CARGO_PKG_VERSION")),
+    };
+    let rec = Recorder::new(collector.clone(), &client.host, &ip_text, "browser");
+    Ok(Browser::new(cfg, lookup, rec)?)
+
 }
