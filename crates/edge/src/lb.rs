@@ -106,6 +106,7 @@ impl Handler for LoadBalancer {
 pub struct RedirectToHttps {
     pub server_names: Vec<String>,
     pub https_port: u16,
+    pub rec: Recorder,
 }
 
 impl RedirectToHttps {
@@ -133,12 +134,28 @@ impl RedirectToHttps {
 impl Handler for RedirectToHttps {
     type Body = Body;
 
-    async fn call(self: Arc<Self>, req: Request<RequestBody>, _conn: ConnInfo) -> Response<Body> {
+    async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
+        let span = self.rec.begin(trace_ctx(req.headers()), Layer::Application);
+        let (parts, _body) = req.into_parts();
+        let resp = self.redirect(&parts);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        self.rec
+            .end(span, served(&parts, path, &conn, resp.status()));
+        resp
+    }
+}
+
+impl RedirectToHttps {
+    fn redirect(&self, req: &http::request::Parts) -> Response<Body> {
         let host = req
-            .headers()
+            .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+            .or_else(|| req.uri.authority().map(|a| a.as_str()));
         let Some(name) = self.target_name(host) else {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,7 +167,7 @@ impl Handler for RedirectToHttps {
         } else {
             format!(":{}", self.https_port)
         };
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let location = format!("https://{name}{port}{pq}");
         let mut r = text(
             StatusCode::MOVED_PERMANENTLY,
@@ -169,9 +186,11 @@ mod tests {
 
     #[test]
     fn the_redirect_names_a_configured_server_never_the_clients_host() {
+        let c = weblab_trace::Collector::new(weblab_trace::Detail::Full);
         let r = RedirectToHttps {
             server_names: vec!["myapp.test".into(), "www.myapp.test".into()],
             https_port: 443,
+            rec: Recorder::new(c, "lb", "127.0.3.1", "lb"),
         };
         assert_eq!(
             r.target_name(Some("www.myapp.test:80")),

@@ -9,8 +9,8 @@ use weblab_edge::LocalCa;
 use weblab_trace::{Collector, Detail, StoreLimits, TraceStore};
 
 use crate::config::{DEFAULT_WORLD, World};
-use crate::{observe, supervise};
 use crate::world::{Boot, Service, roles};
+use crate::{observe, supervise};
 
 /// A server role that can run alone.
 #[derive(Clone, Copy, Debug, ValueEnum)]

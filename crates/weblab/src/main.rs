@@ -222,8 +222,15 @@ async fn run(cli: Cli) -> Result<i32> {
             otlp,
         } => {
             let world = load_world(&cli)?;
-            commands::serve(world, data_dir, *role, host.as_deref(), *grace, otlp.as_deref())
-                .await?;
+            commands::serve(
+                world,
+                data_dir,
+                *role,
+                host.as_deref(),
+                *grace,
+                otlp.as_deref(),
+            )
+            .await?;
             Ok(0)
         }
         Command::Collect { max_bytes } => {

@@ -34,7 +34,12 @@ pub async fn start_receiver(world: &World, store: TraceStore) -> Result<ServerHa
     };
     let mut limits = world.limits.http;
     limits.max_body = MAX_EXPORT as u64;
-    Ok(weblab_server::serve_http(listener, None, limits, Arc::new(receiver))?)
+    Ok(weblab_server::serve_http(
+        listener,
+        None,
+        limits,
+        Arc::new(receiver),
+    )?)
 }
 
 /// Prints one line per finished trace: when a span without a parent (and
@@ -98,7 +103,9 @@ pub async fn find_running(world: &World) -> Result<()> {
             world.name
         )
     };
-    let (status, body) = get(addr, "/v1/weblab/health").await.map_err(|_| no_world())?;
+    let (status, body) = get(addr, "/v1/weblab/health")
+        .await
+        .map_err(|_| no_world())?;
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| no_world())?;
     if status != 200 {
         return Err(no_world());

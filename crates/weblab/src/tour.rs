@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 use weblab_browser::Page;
+use weblab_otlp::OtlpExporter;
 use weblab_trace::explain::Lang;
 use weblab_trace::render::{stage_table, stages, story, waterfall};
-use weblab_otlp::OtlpExporter;
 use weblab_trace::{Collector, Detail, Span, TraceId};
 
 use crate::config::World;
@@ -111,8 +111,8 @@ fn page_summary(page: &Page) -> String {
 /// collector, and the trace is read back from there, server spans included.
 pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
     observe::find_running(world).await?;
-    let exporter = OtlpExporter::start(&format!("http://{}", world.collector))
-        .map_err(anyhow::Error::msg)?;
+    let exporter =
+        OtlpExporter::start(&format!("http://{}", world.collector)).map_err(anyhow::Error::msg)?;
     let collector = Collector::with_sinks(opts.detail, None, vec![exporter.clone()]);
     let browser = client_browser(
         world,
@@ -202,7 +202,14 @@ pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
     };
     write_har(&result.spans, opts.har.as_ref())?;
     let page = Some(&result.page);
-    print(&header, result.trace, &result.spans, page, opts.json, opts.lang)?;
+    print(
+        &header,
+        result.trace,
+        &result.spans,
+        page,
+        opts.json,
+        opts.lang,
+    )?;
     match &result.page {
         Ok(_) => Ok(0),
         Err(e) => {

@@ -368,6 +368,7 @@ async fn start_lb(
     let redirect = Arc::new(RedirectToHttps {
         server_names: names,
         https_port: ports.https,
+        rec: Recorder::new(collector.clone(), host, &ip.to_string(), "lb (http)"),
     });
     let http = serve_http(
         listen(sock(ip, ports.http), host).await?,
@@ -524,5 +525,4 @@ pub fn client_browser(
     };
     let rec = Recorder::new(collector.clone(), &client.host, &ip_text, "browser");
     Ok(Browser::new(cfg, lookup, rec)?)
-
 }

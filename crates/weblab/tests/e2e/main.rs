@@ -4,6 +4,7 @@
 mod bad_input;
 mod caches;
 mod interop;
+mod observe;
 mod roles;
 mod serve;
 mod support;

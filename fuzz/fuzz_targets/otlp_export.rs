@@ -1,0 +1,17 @@
+//! Any OTLP/HTTP export body, protobuf or JSON: parsing fails cleanly, and
+//! every span that comes out has non-zero ids and ordered times.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use weblab_otlp::convert::{Accept, Encoding, decode, parse};
+
+fuzz_target!(|data: &[u8]| {
+    for enc in [Encoding::Protobuf, Encoding::Json] {
+        if let Ok(req) = parse(enc, data) {
+            let out = decode(&req, 1_700_000_000_000_000_000, Accept::default());
+            for s in &out.spans {
+                assert!(s.trace.0 != 0 && s.id.0 != 0);
+                assert!(s.end_ns >= s.start_ns);
+            }
+        }
+    }
+});
