@@ -146,19 +146,81 @@ pub async fn security_headers(
     resp
 }
 
-/// A step that only records the tower-http layer directly inside it.
+/// What a marking step notes of a request before passing it on (a few
+/// fields, not a copy of the headers).
+pub struct Seen {
+    origin: Option<String>,
+    preflight: bool,
+    accepts_encoding: bool,
+}
+
+impl Seen {
+    fn of(req: &Request) -> Seen {
+        let h = req.headers();
+        Seen {
+            origin: h
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            preflight: req.method() == axum::http::Method::OPTIONS
+                && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
+            accepts_encoding: h.contains_key(header::ACCEPT_ENCODING),
+        }
+    }
+}
+
+/// What a tower-http layer did to one exchange, in words.
+pub type Describe = fn(&Seen, &Response) -> String;
+
+/// 4: what the CORS layer did: nothing on a request without Origin, or the
+/// origin it allowed, or that it did not allow it.
+pub fn describe_cors(seen: &Seen, resp: &Response) -> String {
+    let Some(origin) = &seen.origin else {
+        return "cors: no Origin header (same-origin or not a browser), nothing to do".into();
+    };
+    let allowed = resp
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    match (seen.preflight, allowed) {
+        (true, Some(a)) => format!("cors: preflight from {origin} answered, allow-origin {a}"),
+        (true, None) => format!("cors: preflight from {origin} refused (origin not allowed)"),
+        (false, Some(a)) => format!("cors: cross-origin request from {origin}, allow-origin {a}"),
+        (false, None) => format!(
+            "cors: origin {origin} not allowed, no Access-Control-Allow-Origin (the browser will block the answer)"
+        ),
+    }
+}
+
+/// 5: whether the compression layer compressed the response.
+pub fn describe_compression(seen: &Seen, resp: &Response) -> String {
+    match resp
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(enc) => format!("compression: body encoded as {enc}"),
+        None if !seen.accepts_encoding => {
+            "compression: not compressed (the client accepts no encoding)".into()
+        }
+        None => "compression: not compressed (too small, or a type not worth it)".into(),
+    }
+}
+
+/// A step that records what the tower-http layer directly inside it did.
 pub async fn mark(
-    State((s, name, order)): State<(Arc<AppState>, &'static str, u32)>,
+    State((s, order, describe)): State<(Arc<AppState>, u32, Describe)>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let span = s.rec.begin(ctx_of(&req), Layer::Application);
     req.extensions_mut().insert(TraceCtx(span.ctx()));
+    let seen = Seen::of(&req);
     let resp = next.run(req).await;
     s.rec.end(
         span,
         Event::Middleware {
-            name: name.into(),
+            name: describe(&seen, &resp),
             order,
         },
     );

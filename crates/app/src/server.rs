@@ -98,12 +98,20 @@ pub fn router(state: Arc<AppState>, allowed_origins: &[String]) -> Router {
             middleware::security_headers,
         ))
         .layer(from_fn_with_state(
-            (state.clone(), "cors", 4),
+            (
+                state.clone(),
+                4,
+                middleware::describe_cors as middleware::Describe,
+            ),
             middleware::mark,
         ))
         .layer(cors)
         .layer(from_fn_with_state(
-            (state.clone(), "compression (gzip, br)", 5),
+            (
+                state.clone(),
+                5,
+                middleware::describe_compression as middleware::Describe,
+            ),
             middleware::mark,
         ))
         .layer(CompressionLayer::new());

@@ -166,3 +166,56 @@ async fn the_login_page_is_compressed_when_the_client_accepts_it() {
     assert_eq!(resp.headers()[header::CONTENT_ENCODING], "gzip");
     assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
 }
+
+/// The middleware spans of the last request, by order number.
+fn middleware_names(collector: &Collector) -> Vec<(u32, String)> {
+    let mut v: Vec<(u32, String)> = collector
+        .snapshot()
+        .into_iter()
+        .filter_map(|s| match s.event {
+            Event::Middleware { name, order } if order >= 4 => Some((order, name)),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_middleware_that_did_nothing_says_so_and_one_that_acted_says_what_it_did() {
+    let (app, collector, _) = app().await;
+    // Same-origin (no Origin), no Accept-Encoding: CORS and compression idle.
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/api/users/1").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let names = middleware_names(&collector);
+    assert!(names[0].1.contains("no Origin header"), "{names:?}");
+    assert!(
+        names[1]
+            .1
+            .contains("not compressed (the client accepts no encoding)"),
+        "{names:?}"
+    );
+
+    let (app, collector, _) = self::app().await;
+    let resp = app
+        .oneshot(
+            Request::get("/login")
+                .header(header::ORIGIN, "https://evil.test")
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let names = middleware_names(&collector);
+    assert!(
+        names[0].1.contains("origin https://evil.test not allowed"),
+        "{names:?}"
+    );
+    assert!(names[1].1.contains("encoded as gzip"), "{names:?}");
+}

@@ -18,6 +18,7 @@ enum Kind {
     NxDomain { name: String },
     NoData { name: String },
     ServFail { name: String, why: String },
+    Refused { name: String },
 }
 
 impl DnsError {
@@ -51,6 +52,11 @@ impl DnsError {
             name: name.to_string(),
         })
     }
+    pub(crate) fn refused(name: impl fmt::Display) -> Self {
+        Self::from_kind(Kind::Refused {
+            name: name.to_string(),
+        })
+    }
     pub(crate) fn servfail(name: impl fmt::Display, why: impl Into<String>) -> Self {
         Self::from_kind(Kind::ServFail {
             name: name.to_string(),
@@ -66,6 +72,10 @@ impl DnsError {
         matches!(self.kind, Kind::NxDomain { .. })
     }
     /// No server answered in time.
+    pub fn is_refused(&self) -> bool {
+        matches!(self.kind, Kind::Refused { .. })
+    }
+
     pub fn is_timeout(&self) -> bool {
         matches!(self.kind, Kind::Timeout { .. })
     }
@@ -86,6 +96,9 @@ impl fmt::Display for DnsError {
             Kind::NxDomain { name } => write!(f, "{name}: NXDOMAIN (no such domain)"),
             Kind::NoData { name } => write!(f, "{name}: the name has no address records"),
             Kind::ServFail { name, why } => write!(f, "{name}: SERVFAIL ({why})"),
+            Kind::Refused { name } => {
+                write!(f, "{name}: REFUSED (the server will not answer this query)")
+            }
         }
     }
 }

@@ -142,8 +142,15 @@ impl LookupChain {
         }
     }
 
-    fn level(&self, ctx: Ctx, level: CacheLevel, name: &str, found: Option<&[IpAddr]>) {
-        let span = self.rec.begin(ctx, Layer::Application);
+    /// Records one level's answer; `span` began before that level was
+    /// asked, so its time is the lookup's own.
+    fn level(
+        &self,
+        span: weblab_trace::collector::Pending,
+        level: CacheLevel,
+        name: &str,
+        found: Option<&[IpAddr]>,
+    ) {
         self.rec.end(
             span,
             Event::CacheLookup {
@@ -190,16 +197,18 @@ impl LookupChain {
 
     async fn walk(&self, ctx: Ctx, host: &str) -> Result<LookupAnswer, DnsError> {
         let now = Instant::now();
+        let span = self.rec.begin(ctx, Layer::Application);
         let found = lock(&self.browser).get(host, now);
-        self.level(ctx, CacheLevel::Browser, host, found.as_deref());
+        self.level(span, CacheLevel::Browser, host, found.as_deref());
         if let Some(addrs) = found {
             return Ok(LookupAnswer {
                 addrs,
                 answered_by: CacheLevel::Browser,
             });
         }
+        let span = self.rec.begin(ctx, Layer::Application);
         let found = self.hosts.get(host).map(<[IpAddr]>::to_vec);
-        self.level(ctx, CacheLevel::Hosts, host, found.as_deref());
+        self.level(span, CacheLevel::Hosts, host, found.as_deref());
         if let Some(addrs) = found {
             lock(&self.browser).put(host, addrs.clone(), BROWSER_CACHE_TTL, now);
             return Ok(LookupAnswer {
@@ -207,8 +216,9 @@ impl LookupChain {
                 answered_by: CacheLevel::Hosts,
             });
         }
+        let span = self.rec.begin(ctx, Layer::Application);
         let found = lock(&self.os).get(host, now);
-        self.level(ctx, CacheLevel::Os, host, found.as_deref());
+        self.level(span, CacheLevel::Os, host, found.as_deref());
         if let Some(addrs) = found {
             lock(&self.browser).put(host, addrs.clone(), BROWSER_CACHE_TTL, now);
             return Ok(LookupAnswer {
@@ -258,7 +268,14 @@ impl LookupChain {
             let ex = match result {
                 Ok(ex) => ex,
                 Err(e) => {
-                    self.rec.end(span, event(DnsOutcome::Timeout));
+                    let outcome = if e.is_timeout() {
+                        DnsOutcome::Timeout
+                    } else {
+                        DnsOutcome::Failed {
+                            error: e.to_string(),
+                        }
+                    };
+                    self.rec.end(span, event(outcome));
                     return Err(e);
                 }
             };
@@ -294,6 +311,7 @@ impl LookupChain {
                     }
                 }
                 ResponseCode::NXDomain => Err(DnsError::nxdomain(host)),
+                ResponseCode::Refused | ResponseCode::NotImp => Err(DnsError::refused(host)),
                 other => Err(DnsError::servfail(host, other.to_string())),
             };
         }

@@ -59,17 +59,7 @@ impl Handler for LoadBalancer {
                     .iter()
                     .filter_map(|i| self.backends.get(*i))
                     .collect();
-                if let Some(first) = order.first() {
-                    let pick = self.rec.begin(span.ctx(), Layer::Application);
-                    self.rec.end(
-                        pick,
-                        Event::LbPick {
-                            algorithm: self.balancer.algorithm().into(),
-                            backend: format!("{} ({})", first.name, first.addr),
-                            reason: selection.reason.clone(),
-                        },
-                    );
-                }
+                let pick = self.rec.begin(span.ctx(), Layer::Application);
                 let f = Forward {
                     ctx: span.ctx(),
                     rec: &self.rec,
@@ -77,7 +67,7 @@ impl Handler for LoadBalancer {
                     trusted: &[],
                     proto: if conn.tls { "https" } else { "http" },
                 };
-                forward_first(
+                let (resp, attempts) = forward_first(
                     &parts,
                     body,
                     order,
@@ -85,7 +75,38 @@ impl Handler for LoadBalancer {
                     |_| {},
                     StatusCode::SERVICE_UNAVAILABLE,
                 )
-                .await
+                .await;
+                // The pick names the backend that answered; backends that
+                // failed before it are named with their error.
+                let failed: Vec<String> = attempts
+                    .iter()
+                    .filter_map(|a| {
+                        a.failed
+                            .as_ref()
+                            .map(|e| format!("{} failed first: {e}", a.upstream.name))
+                    })
+                    .collect();
+                let answered = attempts.iter().find(|a| a.failed.is_none());
+                let mut reason = selection.reason.clone();
+                for f in &failed {
+                    reason.push_str("; ");
+                    reason.push_str(f);
+                }
+                let backend = match answered {
+                    Some(a) => format!("{} ({})", a.upstream.name, a.upstream.addr),
+                    None => "none answered".to_string(),
+                };
+                let at = pick.start_ns;
+                self.rec.end_at(
+                    pick,
+                    at,
+                    Event::LbPick {
+                        algorithm: self.balancer.algorithm().into(),
+                        backend,
+                        reason,
+                    },
+                );
+                resp
             }
         };
         if conn.tls {

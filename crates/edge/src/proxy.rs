@@ -283,11 +283,18 @@ pub async fn forward(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
+/// One upstream tried by [`forward_first`], and why it failed if it did.
+pub struct Attempt<'a> {
+    pub upstream: &'a Upstream,
+    pub failed: Option<String>,
+}
+
 /// Tries `order`'s upstreams in turn until one answers, moving on only
 /// when nothing reached the last one (so a non-idempotent request is never
 /// sent twice). `tried` is told of each upstream before it is tried.
 /// Answers 502/504 for an upstream failure, `none_status` when none could
-/// be reached.
+/// be reached; also returns every attempt, so the trace can name the
+/// upstream that really answered and those that failed before it.
 pub async fn forward_first<'a>(
     parts: &http::request::Parts,
     body: Bytes,
@@ -295,20 +302,35 @@ pub async fn forward_first<'a>(
     f: Forward<'a>,
     mut tried: impl FnMut(&Upstream),
     none_status: http::StatusCode,
-) -> Response<Body> {
+) -> (Response<Body>, Vec<Attempt<'a>>) {
+    let mut attempts = Vec::new();
     for upstream in order {
         tried(upstream);
         match forward(parts, body.clone(), upstream, f).await {
-            Ok(r) => return r,
-            Err(e) if e.retry_is_safe() => continue,
+            Ok(r) => {
+                attempts.push(Attempt {
+                    upstream,
+                    failed: None,
+                });
+                return (r, attempts);
+            }
+            Err(e) if e.retry_is_safe() => attempts.push(Attempt {
+                upstream,
+                failed: Some(e.to_string()),
+            }),
             Err(e) => {
                 let status =
                     http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
-                return crate::http::text(status, &format!("{e}\n"));
+                attempts.push(Attempt {
+                    upstream,
+                    failed: Some(e.to_string()),
+                });
+                return (crate::http::text(status, &format!("{e}\n")), attempts);
             }
         }
     }
-    crate::http::text(none_status, "no upstream could be reached\n")
+    let resp = crate::http::text(none_status, "no upstream could be reached\n");
+    (resp, attempts)
 }
 
 #[cfg(test)]

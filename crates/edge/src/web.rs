@@ -241,7 +241,9 @@ impl Handler for WebServer {
                             upstream: format!("{} ({})", u.name, u.addr),
                         })
                     };
-                    forward_first(&parts, body, order, f, tried, StatusCode::BAD_GATEWAY).await
+                    forward_first(&parts, body, order, f, tried, StatusCode::BAD_GATEWAY)
+                        .await
+                        .0
                 }
             }
         };

@@ -52,6 +52,8 @@ pub enum DnsOutcome {
     Refused,
     /// No answer in time.
     Timeout,
+    /// The exchange failed before any answer (e.g. nothing listens there).
+    Failed { error: String },
 }
 
 impl fmt::Display for DnsOutcome {
@@ -68,6 +70,7 @@ impl fmt::Display for DnsOutcome {
             DnsOutcome::ServFail => f.write_str("SERVFAIL"),
             DnsOutcome::Refused => f.write_str("REFUSED"),
             DnsOutcome::Timeout => f.write_str("timed out"),
+            DnsOutcome::Failed { error } => write!(f, "failed: {error}"),
         }
     }
 }
@@ -439,7 +442,7 @@ impl fmt::Display for Event {
                 retransmits,
             } => write!(
                 f,
-                "TCP {local} -> {remote} ESTABLISHED (SYN, SYN-ACK, ACK); rtt={rtt_us}us cwnd={cwnd} mss={mss} retransmits={retransmits}"
+                "TCP connect() {local} -> {remote} completed: ESTABLISHED; TCP_INFO rtt={rtt_us}us cwnd={cwnd} mss={mss} retransmits={retransmits}"
             ),
             Event::TcpInfo {
                 remote,

@@ -94,8 +94,8 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             ),
         },
         Event::TcpConnect { .. } => (
-            "C14 the 3-way handshake: SYN, SYN-ACK, ACK; both sides now ESTABLISHED, the kernel's TCP_INFO read right after",
-            "C14 3-way 핸드셰이크(SYN, SYN-ACK, ACK)로 양쪽이 ESTABLISHED가 된다. 직후 커널의 TCP_INFO를 읽었다",
+            "C14 connect() returns once the kernel has done the 3-way handshake (its segments are not captured here; `weblab tcp handshake` shows them); TCP_INFO read right after",
+            "C14 커널이 3-way 핸드셰이크를 마치면 connect()가 돌아온다(세그먼트 자체는 여기서 캡처하지 않는다. `weblab tcp handshake`가 보여 준다). 직후 커널의 TCP_INFO를 읽었다",
         ),
         Event::TcpInfo { .. } => (
             "C18 the kernel's view of the connection at the end: RTT estimate, congestion window, retransmissions",

@@ -220,3 +220,42 @@ fn init_writes_the_world_file_refuses_to_overwrite_and_the_file_drives_a_tour() 
     );
     assert!(String::from_utf8_lossy(&tour.stdout).contains("Alan Turing"));
 }
+
+#[tokio::test]
+async fn client_side_dns_failures_keep_their_kind_in_the_error_and_the_trace() {
+    use weblab_dns::{LookupChain, OsCache};
+    use weblab_trace::{Collector, Ctx, Detail, DnsOutcome, Event, Recorder};
+    let w = crate::support::start(128).await;
+    let outcome_for = |resolver: SocketAddr| async move {
+        let c = Collector::new(Detail::Full);
+        let rec = Recorder::new(c.clone(), "client", "127.128.0.2", "stub resolver");
+        let os: OsCache = Default::default();
+        let chain = LookupChain::new(
+            Default::default(),
+            os,
+            resolver,
+            "127.128.0.2".parse().unwrap(),
+            rec,
+        );
+        let ctx = Ctx::new_root();
+        let err = chain.lookup(ctx, None, "example.org").await.unwrap_err();
+        let outcome = c
+            .assemble(ctx.trace)
+            .into_iter()
+            .find_map(|s| match s.event {
+                Event::DnsExchange { outcome, .. } => Some(outcome),
+                _ => None,
+            });
+        (err, outcome.unwrap())
+    };
+    // An authoritative server asked about a zone it does not serve refuses.
+    let auth = SocketAddr::new(w.addr("auth"), w.ports.dns);
+    let (err, outcome) = outcome_for(auth).await;
+    assert!(err.is_refused(), "{err}");
+    assert_eq!(outcome, DnsOutcome::Refused);
+    // Nothing listens: a network failure, not a timeout.
+    let nobody = SocketAddr::new(w.addr("lb"), w.ports.dns);
+    let (err, outcome) = outcome_for(nobody).await;
+    assert!(!err.is_timeout() && !err.is_refused(), "{err}");
+    assert!(matches!(outcome, DnsOutcome::Failed { .. }), "{outcome:?}");
+}

@@ -256,6 +256,23 @@ async fn the_load_balancer_falls_through_a_dead_backend() {
             forwards.iter().rev().skip(1).all(|s| *s == 502),
             "{forwards:?}"
         );
+        // The pick names the backend that answered, and web3 when it failed first.
+        let (backend, reason) = r
+            .spans
+            .iter()
+            .find_map(|s| match &s.event {
+                Event::LbPick {
+                    backend, reason, ..
+                } => Some((backend.clone(), reason.clone())),
+                _ => None,
+            })
+            .unwrap();
+        assert!(!backend.starts_with("web3"), "{backend}");
+        assert_eq!(
+            reason.contains("web3 failed first"),
+            forwards.len() > 1,
+            "{reason} {forwards:?}"
+        );
     }
     drop(w);
     let _ = std::fs::remove_dir_all(dir);
