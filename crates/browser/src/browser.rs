@@ -296,13 +296,21 @@ impl Browser {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
-        let mut shown: Vec<(String, String)> = Vec::new();
         let mut req = Request::builder().method("GET");
+        // HTTP/2 sends pseudo-headers first and every name in lowercase
+        // (RFC 9113 §8.2.1, §8.3); hyper's HTTP/1.1 head is captured from
+        // the connection below.
+        let mut shown: Vec<(String, String)> = Vec::new();
         req = if h2 {
+            shown.extend([
+                (":method".to_string(), "GET".to_string()),
+                (":scheme".into(), scheme.clone()),
+                (":authority".into(), authority.clone()),
+                (":path".into(), target.clone()),
+            ]);
             req.uri(format!("{scheme}://{authority}{target}"))
                 .version(Version::HTTP_2)
         } else {
-            shown.push(("Host".into(), authority.clone()));
             req.uri(target.as_str())
                 .header(header::HOST, authority.as_str())
         };
@@ -315,35 +323,22 @@ impl Browser {
         if !h2 {
             common.push(("Connection", "keep-alive".to_string()));
         }
-        for (k, v) in &common {
-            req = req.header(*k, v.as_str());
-            shown.push((k.to_string(), v.clone()));
-        }
         let mut wait = self.rec.begin(ctx, Layer::Application).request(Some(n));
         let traceparent = ctx.traceparent(wait.id);
-        req = req.header("traceparent", traceparent.as_str());
-        shown.push(("traceparent".into(), traceparent));
-        self.instant(
-            ctx,
-            n,
-            Layer::Application,
-            Event::RequestPrepared {
-                method: "GET".into(),
-                target: if h2 {
-                    format!(":path {target}")
-                } else {
-                    target.clone()
-                },
-                version: conn.version().into(),
-                headers: shown,
-            },
-        );
+        common.push(("traceparent", traceparent));
+        for (k, v) in &common {
+            req = req.header(*k, v.as_str());
+            shown.push((k.to_ascii_lowercase(), v.clone()));
+        }
         let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| BrowserError::http(format!("cannot build the request: {e}")))?;
         // Send, then wait for the head (TTFB), then read the body.
         let t_send = now_ns();
         let mut conn = conn;
+        if !h2 {
+            conn.times.start_capture();
+        }
         let sent = match &mut conn.sender {
             Sender::H1(s) => {
                 s.ready().await.map_err(BrowserError::http)?;
@@ -354,8 +349,27 @@ impl Browser {
                 s.send_request(req).await
             }
         };
+        let captured = conn.times.take_capture();
         let resp = sent.map_err(BrowserError::http)?;
         let t_head = now_ns();
+        // C02: the head as it went out (HTTP/1.1: the bytes written).
+        let prepared = if h2 {
+            Event::RequestPrepared {
+                method: "GET".into(),
+                target: target.clone(),
+                version: conn.version().into(),
+                headers: shown,
+            }
+        } else {
+            wire_head(&captured).unwrap_or_else(|| Event::RequestPrepared {
+                method: "GET".into(),
+                target: target.clone(),
+                version: conn.version().into(),
+                headers: vec![("(head not captured)".into(), String::new())],
+            })
+        };
+        self.rec
+            .span(ctx, Layer::Application, (t_send, t_send), Some(n), prepared);
         let t_written = conn
             .times
             .last_write_ns
@@ -584,10 +598,35 @@ where
         tokio::spawn(conn);
         Ok(Sender::H2(s))
     } else {
-        let (s, conn) = http1::handshake(io).await.map_err(BrowserError::http)?;
+        // Header names go out in the case browsers use on HTTP/1.1.
+        let (s, conn) = http1::Builder::new()
+            .title_case_headers(true)
+            .handshake(io)
+            .await
+            .map_err(BrowserError::http)?;
         tokio::spawn(conn);
         Ok(Sender::H1(s))
     }
+}
+
+/// An HTTP/1.x request head as written: request line and header lines,
+/// names in the case they were sent.
+fn wire_head(bytes: &[u8]) -> Option<Event> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next()?.splitn(3, ' ');
+    let (method, target, version) = (first.next()?, first.next()?, first.next()?);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    Some(Event::RequestPrepared {
+        method: method.into(),
+        target: target.into(),
+        version: version.into(),
+        headers,
+    })
 }
 
 /// The value of a response header, for printing.

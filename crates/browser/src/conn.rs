@@ -100,6 +100,28 @@ pub struct IoTimes {
     pub last_write_ns: AtomicU64,
     pub bytes_written: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// While `Some`, the bytes written (up to [`CAPTURE_MAX`]): how an
+    /// HTTP/1.1 request head really went on the wire.
+    pub capture: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+/// The most bytes a capture keeps.
+pub const CAPTURE_MAX: usize = 64 * 1024;
+
+impl IoTimes {
+    /// Starts keeping what is written from now on.
+    pub fn start_capture(&self) {
+        *self.capture.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// Stops keeping, and returns what was written since the start.
+    pub fn take_capture(&self) -> Vec<u8> {
+        self.capture
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
 }
 
 /// A stream that notes when it writes and how much it moves.
@@ -140,6 +162,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
                 .bytes_written
                 .fetch_add(*n as u64, Ordering::Relaxed);
             self.times.last_write_ns.store(now_ns(), Ordering::Relaxed);
+            let mut capture = self.times.capture.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = capture.as_mut() {
+                let room = CAPTURE_MAX.saturating_sub(c.len());
+                c.extend_from_slice(&buf[..(*n).min(room)]);
+            }
         }
         r
     }

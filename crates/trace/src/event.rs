@@ -370,9 +370,16 @@ impl fmt::Display for Event {
                 version,
                 headers,
             } => {
-                write!(f, "request: {method} {target} {version}")?;
+                // HTTP/2 has no request line: the pseudo-headers carry it.
+                if version == "HTTP/2" {
+                    write!(f, "request HEADERS (HTTP/2):")?;
+                } else {
+                    write!(f, "request: {method} {target} {version}")?;
+                }
+                let mut sep = if version == "HTTP/2" { " " } else { " | " };
                 for (k, v) in headers {
-                    write!(f, " | {k}: {v}")?;
+                    write!(f, "{sep}{k}: {v}")?;
+                    sep = " | ";
                 }
                 Ok(())
             }

@@ -189,10 +189,20 @@ async fn an_api_path_returns_json_from_the_database() {
         matches!(s.event, Event::RequestPrepared { .. })
     })
     .unwrap();
-    let Event::RequestPrepared { target, .. } = &prepared.event else {
+    let Event::RequestPrepared {
+        target, headers, ..
+    } = &prepared.event
+    else {
         unreachable!()
     };
     assert_eq!(target, "/api/users/1?view=full");
+    // C02: the head as written on the wire: hyper's title-case names,
+    // every header line in the order sent.
+    assert_eq!(headers[0], ("Host".to_string(), "myapp.test".to_string()));
+    assert!(
+        headers.iter().any(|(k, _)| k == "Traceparent"),
+        "{headers:?}"
+    );
     assert!(
         r.spans.iter().any(
             |s| matches!(&s.event, Event::UrlParsed { fragment: Some(f), .. } if f == "details")

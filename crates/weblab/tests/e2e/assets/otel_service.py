@@ -23,7 +23,8 @@ tracer = trace.get_tracer("otel-demo")
 
 class Hello(BaseHTTPRequestHandler):
     def do_GET(self):
-        ctx = extract(dict(self.headers))
+        # Header names are case-insensitive: read them through the message.
+        ctx = extract(self.headers)
         with tracer.start_as_current_span("GET /hello", context=ctx, kind=trace.SpanKind.SERVER) as span:
             span.set_attribute("http.request.method", "GET")
             span.set_attribute("http.response.status_code", 200)
