@@ -185,9 +185,6 @@ fn span_attributes(span: &Span) -> Vec<KeyValue> {
         }
     }
     let text = |k: &str, v: &str| kv(k, Value::StringValue(v.to_string()));
-    attrs.push(text("weblab.host", &span.host));
-    attrs.push(text("weblab.addr", &span.addr));
-    attrs.push(text("weblab.component", &span.component));
     if let Ok(Json::String(layer)) = serde_json::to_value(span.layer) {
         attrs.push(text("weblab.layer", &layer));
     }
@@ -223,17 +220,28 @@ fn span_attributes(span: &Span) -> Vec<KeyValue> {
 
 /// weblab spans as one OTLP export request, a resource (service) per host.
 pub fn encode(spans: &[Span]) -> ExportTraceServiceRequest {
-    let mut by_host: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
+    // Host, address and component are the same for every span of a
+    // recorder: they travel once per resource, not once per span.
+    type Origin<'a> = (&'a str, &'a str, &'a str);
+    let mut by_origin: BTreeMap<Origin<'_>, Vec<&Span>> = BTreeMap::new();
     for s in spans {
-        by_host.entry(&s.host).or_default().push(s);
+        by_origin
+            .entry((&s.host, &s.addr, &s.component))
+            .or_default()
+            .push(s);
     }
-    let resource_spans = by_host
+    let resource_spans = by_origin
         .into_iter()
-        .map(|(host, spans)| ResourceSpans {
+        .map(|((host, addr, component), spans)| ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
                     kv("service.name", Value::StringValue(host.to_string())),
                     kv("host.name", Value::StringValue(host.to_string())),
+                    kv("weblab.addr", Value::StringValue(addr.to_string())),
+                    kv(
+                        "weblab.component",
+                        Value::StringValue(component.to_string()),
+                    ),
                 ],
                 ..Default::default()
             }),
@@ -363,9 +371,9 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
                 let (event, host, addr, component, layer) = match ours {
                     Some(event) => (
                         event,
-                        attr_text(attrs, "weblab.host").unwrap_or_else(|| service.clone()),
-                        attr_text(attrs, "weblab.addr").unwrap_or_default(),
-                        attr_text(attrs, "weblab.component").unwrap_or_else(|| service.clone()),
+                        attr_text(resource, "host.name").unwrap_or_else(|| service.clone()),
+                        attr_text(resource, "weblab.addr").unwrap_or_default(),
+                        attr_text(resource, "weblab.component").unwrap_or_else(|| service.clone()),
                         attr(attrs, "weblab.layer")
                             .and_then(|v| serde_json::from_value(to_json(v)).ok())
                             .unwrap_or(Layer::Application),
@@ -422,16 +430,62 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
 
 /// Rebuilds a weblab event of `kind` from its attributes.
 fn weblab_event(kind: &str, attrs: &[KeyValue]) -> Option<Event> {
-    let mut obj = serde_json::Map::new();
-    obj.insert("kind".into(), Json::String(kind.into()));
+    // Written as JSON text and parsed straight into the typed event: a
+    // collector decodes every span of every role, and this skips building
+    // a tree of JSON values per span.
+    let mut text = Vec::with_capacity(256);
+    text.extend_from_slice(b"{\"kind\":");
+    serde_json::to_writer(&mut text, kind).ok()?;
     for a in attrs {
         if let Some(field) = field_for(kind, &a.key)
             && let Some(v) = &a.value
         {
-            obj.insert(field.to_string(), to_json(v));
+            text.push(b',');
+            serde_json::to_writer(&mut text, field).ok()?;
+            text.push(b':');
+            write_json(&mut text, v)?;
         }
     }
-    serde_json::from_value(Json::Object(obj)).ok()
+    text.push(b'}');
+    serde_json::from_slice(&text).ok()
+}
+
+/// Appends an OTLP value as JSON text.
+fn write_json(out: &mut Vec<u8>, v: &AnyValue) -> Option<()> {
+    match &v.value {
+        None | Some(Value::StringValueStrindex(_)) => out.extend_from_slice(b"null"),
+        Some(Value::StringValue(s)) => serde_json::to_writer(&mut *out, s).ok()?,
+        Some(Value::BoolValue(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Some(Value::IntValue(i)) => out.extend_from_slice(i.to_string().as_bytes()),
+        Some(Value::DoubleValue(d)) => serde_json::to_writer(&mut *out, d).ok()?,
+        Some(Value::BytesValue(_)) => serde_json::to_writer(&mut *out, &to_json(v)).ok()?,
+        Some(Value::ArrayValue(a)) => {
+            out.push(b'[');
+            for (i, item) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item)?;
+            }
+            out.push(b']');
+        }
+        Some(Value::KvlistValue(l)) => {
+            out.push(b'{');
+            for (i, kv) in l.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, &kv.key).ok()?;
+                out.push(b':');
+                match &kv.value {
+                    Some(v) => write_json(out, v)?,
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
+            out.push(b'}');
+        }
+    }
+    Some(())
 }
 
 /// How an export request's body is encoded (OTLP/HTTP §"Binary Protobuf

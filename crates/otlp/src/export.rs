@@ -1,13 +1,13 @@
 //! A span sink that sends spans to an OTLP/HTTP collector in batches.
 //!
-//! Recording never waits: spans go into a bounded queue (dropped and
-//! counted when it is full), and one task posts them, up to
-//! [`BATCH`] at a time, as `application/x-protobuf` to `/v1/traces`. A
+//! Recording never waits: spans go into a bounded buffer (dropped and
+//! counted when it is full), and one task posts them every [`LINGER`] or
+//! when [`BATCH`] are waiting, as `application/x-protobuf` to `/v1/traces`. A
 //! collector that is down costs only the spans: the role keeps serving and
 //! says so once, and again once the collector answers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use weblab_trace::{Span, SpanSink};
 
 use crate::convert;
@@ -24,19 +24,17 @@ use crate::convert;
 pub const BATCH: usize = 512;
 /// Spans waiting to be sent; more are dropped.
 const QUEUE: usize = 16_384;
-/// How long a batch may wait to fill up.
-const LINGER: Duration = Duration::from_millis(100);
-
-// Spans dominate the queue, so they are not boxed.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Span(Span),
-    Flush(oneshot::Sender<()>),
-}
+/// How long a span may wait for its batch.
+pub const LINGER: Duration = Duration::from_millis(100);
 
 /// Sends spans to an OTLP/HTTP endpoint.
 pub struct OtlpExporter {
-    tx: mpsc::Sender<Msg>,
+    /// Spans waiting for the next batch. Recording appends under a short
+    /// lock and wakes the sender only when a batch is full, so a busy
+    /// server does not pay a cross-thread wake-up per span.
+    pending: Mutex<Vec<Span>>,
+    full: Notify,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
     dropped: AtomicU64,
     pub url: String,
 }
@@ -67,13 +65,15 @@ impl OtlpExporter {
     /// Starts the sending task (inside a tokio runtime).
     pub fn start(endpoint: &str) -> Result<Arc<OtlpExporter>, String> {
         let url = traces_url(endpoint)?;
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (flushes, flush_rx) = mpsc::channel(16);
         let exporter = Arc::new(OtlpExporter {
-            tx,
+            pending: Mutex::new(Vec::with_capacity(BATCH)),
+            full: Notify::new(),
+            flushes,
             dropped: AtomicU64::new(0),
             url: url.to_string(),
         });
-        tokio::spawn(send_loop(url, rx));
+        tokio::spawn(send_loop(Arc::downgrade(&exporter), url, flush_rx));
         Ok(exporter)
     }
 
@@ -85,59 +85,80 @@ impl OtlpExporter {
     /// Waits until every span recorded so far has been sent (or failed).
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+        if self.flushes.send(tx).await.is_ok() {
             let _ = rx.await;
         }
+    }
+
+    fn take(&self) -> Vec<Span> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *pending, Vec::with_capacity(BATCH))
     }
 }
 
 impl SpanSink for OtlpExporter {
     fn record(&self, span: Span) {
-        if self.tx.try_send(Msg::Span(span)).is_err() {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= QUEUE {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        pending.push(span);
+        if pending.len() == BATCH {
+            self.full.notify_one();
         }
     }
 }
 
-async fn send_loop(url: Uri, mut rx: mpsc::Receiver<Msg>) {
+async fn send_loop(
+    exporter: Weak<OtlpExporter>,
+    url: Uri,
+    mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+) {
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     let mut failing = false;
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut waiters = Vec::new();
-    while let Some(first) = rx.recv().await {
-        match first {
-            Msg::Span(s) => batch.push(s),
-            Msg::Flush(w) => waiters.push(w),
-        }
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH && waiters.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Msg::Span(s))) => batch.push(s),
-                Ok(Some(Msg::Flush(w))) => waiters.push(w),
-                Ok(None) | Err(_) => break,
+    loop {
+        let mut waiter = None;
+        {
+            let Some(e) = exporter.upgrade() else {
+                return;
+            };
+            tokio::select! {
+                _ = e.full.notified() => {}
+                _ = tokio::time::sleep(LINGER) => {}
+                w = flushes.recv() => waiter = w,
             }
         }
-        if !batch.is_empty() {
-            let body = convert::to_protobuf(&convert::encode(&batch));
-            batch.clear();
-            match post(&url, &mut conn, body).await {
-                Ok(()) if failing => {
-                    failing = false;
-                    eprintln!("otlp: {url} answers again; spans flow");
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    conn = None;
-                    if !failing {
-                        failing = true;
-                        eprintln!(
-                            "otlp: cannot send spans to {url}: {e}; still serving, spans are dropped until it answers"
-                        );
+        loop {
+            let Some(e) = exporter.upgrade() else {
+                return;
+            };
+            let batch = e.take();
+            drop(e);
+            if batch.is_empty() {
+                break;
+            }
+            for chunk in batch.chunks(BATCH) {
+                let body = convert::to_protobuf(&convert::encode(chunk));
+                match post(&url, &mut conn, body).await {
+                    Ok(()) if failing => {
+                        failing = false;
+                        eprintln!("otlp: {url} answers again; spans flow");
+                    }
+                    Ok(()) => {}
+                    Err(err) => {
+                        conn = None;
+                        if !failing {
+                            failing = true;
+                            eprintln!(
+                                "otlp: cannot send spans to {url}: {err}; still serving, spans are dropped until it answers"
+                            );
+                        }
                     }
                 }
             }
         }
-        for w in waiters.drain(..) {
+        if let Some(w) = waiter {
             let _ = w.send(());
         }
     }

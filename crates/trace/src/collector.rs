@@ -78,11 +78,21 @@ impl Collector {
         if !self.keeps(&span.event) {
             return;
         }
-        for sink in self.sinks.iter() {
-            sink.record(span.clone());
-        }
-        if let Some(store) = &self.store {
-            store.record(span);
+        // Every consumer but the last gets a copy; the last takes the span.
+        match (&self.store, self.sinks.split_last()) {
+            (Some(store), _) => {
+                for sink in self.sinks.iter() {
+                    sink.record(span.clone());
+                }
+                store.record(span);
+            }
+            (None, Some((last, rest))) => {
+                for sink in rest {
+                    sink.record(span.clone());
+                }
+                last.record(span);
+            }
+            (None, None) => {}
         }
     }
 

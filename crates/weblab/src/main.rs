@@ -1,6 +1,12 @@
 //! `weblab`: the web's request path on one machine, every step shown.
 
 use std::path::PathBuf;
+
+/// Servers here allocate many small, short-lived buffers (request heads,
+/// spans, OTLP messages); mimalloc serves those with less contention and
+/// fewer cycles than glibc's allocator (bench/otlp.sh measures it).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -72,6 +78,10 @@ enum Command {
         /// server spans included.
         #[arg(long)]
         attach: bool,
+        /// Also send every span to this OTLP/HTTP endpoint (Jaeger, an
+        /// OpenTelemetry collector, `weblab collect`).
+        #[arg(long, value_name = "URL")]
+        otlp: Option<String>,
     },
     /// Receive spans over OTLP/HTTP for this world (from `serve --otlp` roles
     /// or any OpenTelemetry SDK) and keep traces for `weblab trace`.
@@ -190,6 +200,7 @@ async fn run(cli: Cli) -> Result<i32> {
             trace,
             har,
             attach,
+            otlp,
         } => {
             let world = load_world(&cli)?;
             let opts = TourOptions {
@@ -207,6 +218,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 data_dir,
                 har: har.clone(),
                 attach: *attach,
+                otlp: otlp.clone(),
             };
             tour::run(world, opts).await
         }

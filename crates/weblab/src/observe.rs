@@ -42,19 +42,25 @@ pub async fn start_receiver(world: &World, store: TraceStore) -> Result<ServerHa
     )?)
 }
 
+/// Trace lines printed per second at most; under load the rest are
+/// counted in one line per second instead (and stay in the store).
+const LINES_PER_SECOND: u32 = 20;
+
 /// Prints one line per finished trace: when a span without a parent (and
 /// not answering another trace's DNS query) is stored, the trace's
 /// summary is printed a moment later, when late spans from other
-/// processes have arrived.
+/// processes have arrived. Under load, at most [`LINES_PER_SECOND`].
 pub fn print_finished_traces(store: TraceStore) {
     let mut live = store.subscribe();
     tokio::spawn(async move {
         let mut printed: HashSet<TraceId> = HashSet::new();
+        let mut second = tokio::time::Instant::now();
+        let (mut shown, mut skipped) = (0u32, 0u64);
         loop {
             let span = match live.recv().await {
                 Ok(s) => s,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    eprintln!("(trace lines: {n} spans went by too fast to summarise)");
+                    skipped += n;
                     continue;
                 }
                 Err(_) => return,
@@ -65,6 +71,18 @@ pub fn print_finished_traces(store: TraceStore) {
             if printed.len() > 100_000 {
                 printed.clear();
             }
+            if second.elapsed() >= Duration::from_secs(1) {
+                if skipped > 0 {
+                    println!("... and {skipped} more traces (see `weblab trace list`)");
+                }
+                second = tokio::time::Instant::now();
+                (shown, skipped) = (0, 0);
+            }
+            if shown >= LINES_PER_SECOND {
+                skipped += 1;
+                continue;
+            }
+            shown += 1;
             let (store, trace) = (store.clone(), span.trace);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(400)).await;

@@ -31,6 +31,9 @@ pub struct TourOptions {
     /// Visit the world that `weblab up` (or `weblab collect` with roles
     /// exporting to it) is running, instead of booting one.
     pub attach: bool,
+    /// Also send every span to this OTLP/HTTP endpoint (Jaeger, a
+    /// `weblab collect`, any OpenTelemetry collector).
+    pub otlp: Option<String>,
 }
 
 /// The outcome of one tour: the assembled trace and the page (or the error).
@@ -185,8 +188,24 @@ pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
         );
         (result, header)
     } else {
-        let running = RunningWorld::start(world, opts.data_dir.clone(), opts.detail).await?;
+        let exporter = match &opts.otlp {
+            Some(url) => Some(OtlpExporter::start(url).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let sinks: Vec<Arc<dyn weblab_trace::SpanSink>> = exporter
+            .iter()
+            .map(|e| e.clone() as Arc<dyn weblab_trace::SpanSink>)
+            .collect();
+        let collector = Collector::with_sinks(
+            opts.detail,
+            Some(weblab_trace::TraceStore::new(Default::default())),
+            sinks,
+        );
+        let running = RunningWorld::start_with(world, opts.data_dir.clone(), collector).await?;
         let result = visit(&running, &opts.url, opts.http1_only).await?;
+        if let Some(e) = &exporter {
+            e.flush().await;
+        }
         let (w, p) = (&running.world, running.ports);
         let header = format!(
             "weblab tour {}\nworld {:?}: {} hosts, ports dns {} http {} https {}, data in {}\n",

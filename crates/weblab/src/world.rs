@@ -437,17 +437,20 @@ pub struct RunningWorld {
 impl RunningWorld {
     /// Boots every host of `world`.
     pub async fn start(world: World, data_dir: PathBuf, detail: Detail) -> Result<RunningWorld> {
+        Self::start_with(world, data_dir, Collector::new(detail)).await
+    }
+
+    /// Boots every host of `world`, recording into `collector`.
+    pub async fn start_with(
+        world: World,
+        data_dir: PathBuf,
+        collector: Collector,
+    ) -> Result<RunningWorld> {
         if world.web.is_empty() || world.apps.is_empty() {
             bail!("the world needs at least one web server and one application server");
         }
         let all = roles(&world);
-        let boot = Boot::new(
-            world.clone(),
-            data_dir.clone(),
-            Collector::new(detail),
-            &all,
-        )
-        .await?;
+        let boot = Boot::new(world.clone(), data_dir.clone(), collector, &all).await?;
         let mut servers = Vec::new();
         let mut apps = Vec::new();
         for role in all {

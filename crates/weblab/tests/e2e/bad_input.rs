@@ -225,16 +225,16 @@ fn init_writes_the_world_file_refuses_to_overwrite_and_the_file_drives_a_tour() 
 async fn client_side_dns_failures_keep_their_kind_in_the_error_and_the_trace() {
     use weblab_dns::{LookupChain, OsCache};
     use weblab_trace::{Collector, Ctx, Detail, DnsOutcome, Event, Recorder};
-    let w = crate::support::start(128).await;
+    let w = crate::support::start(129).await;
     let outcome_for = |resolver: SocketAddr| async move {
         let c = Collector::new(Detail::Full);
-        let rec = Recorder::new(c.clone(), "client", "127.128.0.2", "stub resolver");
+        let rec = Recorder::new(c.clone(), "client", "127.129.0.2", "stub resolver");
         let os: OsCache = Default::default();
         let chain = LookupChain::new(
             Default::default(),
             os,
             resolver,
-            "127.128.0.2".parse().unwrap(),
+            "127.129.0.2".parse().unwrap(),
             rec,
         );
         let ctx = Ctx::new_root();

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The cost of observing over OTLP, on vs off, in one run:
+#  1. the whole tour (release), RUNS times without export and RUNS times
+#     exporting every span to a `weblab collect`: page-load time and the
+#     process's wall time, medians and ratio;
+#  2. the web server under wrk (static file, keep-alive), serving alone vs
+#     exporting every span: requests per second and ratio.
+# Loopback only; every load bounded in time; processes stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-20}
+BLOCK=${BLOCK:-78}
+SECS=${SECS:-10}
+cargo build --release -q -p weblab
+BIN=$PWD/target/release/weblab
+DATA=$(mktemp -d /tmp/weblab-otlp.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DATA"; }
+trap cleanup EXIT
+W=(--block "$BLOCK" --data "$DATA")
+OTLP=http://127.$BLOCK.0.1:4318
+
+wait_for() { # $1 = file, $2 = text
+  for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+
+"$BIN" "${W[@]}" collect > "$DATA/collect.log" 2>&1 &
+PIDS+=($!)
+wait_for "$DATA/collect.log" "collecting traces"
+
+tour() { # $@ extra args; prints "page_ms wall_ms"
+  local t0 t1
+  t0=$(date +%s%N)
+  "$BIN" "${W[@]}" tour --json "$@" > "$DATA/tour.json"
+  t1=$(date +%s%N)
+  python3 -c "
+import json,sys
+d=json.load(open('$DATA/tour.json')); t=d['timings']
+assert d['ok']
+print((max(x['end_ns'] for x in t)-min(x['start_ns'] for x in t))/1e6, ($t1-$t0)/1e6)"
+}
+for _ in $(seq "$RUNS"); do tour; done > "$DATA/off.txt"
+for _ in $(seq "$RUNS"); do tour --otlp "$OTLP"; done > "$DATA/on.txt"
+
+# The web server alone (its app behind it), without and with export.
+serve_web() { # $@ extra args
+  "$BIN" "${W[@]}" serve app "$@" > "$DATA/app.log" 2>&1 &
+  PIDS+=($!); APP=$!
+  wait_for "$DATA/app.log" " on "
+  "$BIN" "${W[@]}" serve web --host web1 "$@" > "$DATA/web.log" 2>&1 &
+  PIDS+=($!); WEB=$!
+  wait_for "$DATA/web.log" " on "
+}
+run_wrk() {
+  local addr
+  addr=$(grep -o "web web1 on [0-9.:]*" "$DATA/web.log" | awk '{print $4}')
+  wrk -t1 -c32 -d"${SECS}s" -H 'Host: myapp.test' "http://$addr/static/app.css" | awk '/Requests\/sec/ {print $2}'
+}
+serve_web
+off_rps=$(run_wrk)
+kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
+serve_web --otlp "$OTLP"
+on_rps=$(run_wrk)
+kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
+grep -o "otlp: cannot send.*" "$DATA/web.log" && { echo "export failed during the run" >&2; exit 1; }
+
+python3 - "$DATA" "$off_rps" "$on_rps" "$RUNS" <<'PY'
+import statistics, sys
+d, off_rps, on_rps, runs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def cols(name):
+    rows = [list(map(float, l.split())) for l in open(f"{d}/{name}") if l.strip()]
+    return [r[0] for r in rows], [r[1] for r in rows]
+off_page, off_wall = cols("off.txt")
+on_page, on_wall = cols("on.txt")
+med = statistics.median
+print(f"OTLP export on vs off ({runs} tours each; wrk 1 thread, 32 connections)")
+print(f"{'measure':<34} {'off':>10} {'on':>10} {'on/off':>8}")
+print(f"{'tour page load, median ms':<34} {med(off_page):>10.2f} {med(on_page):>10.2f} {med(on_page)/med(off_page):>8.3f}")
+print(f"{'tour process wall time, median ms':<34} {med(off_wall):>10.1f} {med(on_wall):>10.1f} {med(on_wall)/med(off_wall):>8.3f}")
+print(f"{'web server static file, req/s':<34} {off_rps:>10.0f} {on_rps:>10.0f} {on_rps/off_rps:>8.3f}")
+PY
