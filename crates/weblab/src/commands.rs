@@ -9,7 +9,7 @@ use weblab_edge::LocalCa;
 use weblab_trace::{Collector, Detail, StoreLimits, TraceStore};
 
 use crate::config::{DEFAULT_WORLD, World};
-use crate::world::{Boot, Service, roles};
+use crate::world::{Boot, roles};
 use crate::{observe, supervise};
 
 /// A server role that can run alone.
@@ -38,65 +38,37 @@ pub fn init(path: &Path, force: bool) -> Result<()> {
 
 /// The commands a person can paste to reach a running world.
 pub fn instructions(boot: &Boot) -> String {
-    let p = boot.ports;
     let world = &*boot.world;
-    let ca_path = LocalCa::cert_path(&boot.data_dir);
-    let addr = |h: &str| world.addr(h);
-    let port = |n: u16| {
-        if n == 53 {
-            String::new()
-        } else {
-            format!(" -p {n}")
-        }
-    };
-    let mut s = String::new();
-    s.push_str(&format!(
+    let mut s = format!(
         "world {:?} is up; CA certificate: {}\n\nhosts:\n",
         world.name,
-        ca_path.display()
-    ));
+        LocalCa::cert_path(&boot.data_dir).display()
+    );
     for (name, ip) in &world.hosts {
         s.push_str(&format!("  {name:<9} {ip}\n"));
     }
-    s.push_str("\nDNS (C08-C11):\n");
-    s.push_str(&format!(
-        "  dig @{}{} myapp.test                 # the recursive resolver\n",
-        addr(&world.resolver_host),
-        port(p.dns)
-    ));
-    for d in &world.dns {
-        s.push_str(&format!(
-            "  dig @{}{} myapp.test +norecurse      # {}\n",
-            addr(&d.host),
-            port(p.dns),
-            d.role
-        ));
+    // Each service says how to reach it: DNS first (the resolver, then
+    // the servers it asks), then the front door.
+    let all = roles(world);
+    let mut lines: Vec<String> = Vec::new();
+    for name in ["resolver", "dns", "lb", "web", "app"] {
+        for r in all.iter().filter(|r| r.service.name() == name) {
+            lines.extend(r.service.instructions(boot, &r.host));
+        }
     }
-    let lb = addr(&world.lb.host);
-    s.push_str("\nHTTPS through the load balancer (C32, C43, C44):\n");
-    s.push_str(&format!(
-        "  curl --cacert {} --resolve myapp.test:{https}:{lb} https://myapp.test{}/login\n",
-        ca_path.display(),
-        if p.https == 443 {
-            String::new()
-        } else {
-            format!(":{}", p.https)
-        },
-        https = p.https
-    ));
-    s.push_str(&format!(
-        "  curl -i --resolve myapp.test:{http}:{lb} http://myapp.test{}/login   # 301 to https\n",
-        if p.http == 80 {
-            String::new()
-        } else {
-            format!(":{}", p.http)
-        },
-        http = p.http
-    ));
-    s.push_str(&format!(
-        "\nA real browser:\n  chromium --host-resolver-rules=\"MAP myapp.test {lb}\" --ignore-certificate-errors https://myapp.test{}/login\n",
-        if p.https == 443 { String::new() } else { format!(":{}", p.https) }
-    ));
+    for r in all
+        .iter()
+        .filter(|r| !["resolver", "dns", "lb", "web", "app"].contains(&r.service.name()))
+    {
+        lines.extend(r.service.instructions(boot, &r.host));
+    }
+    for l in lines {
+        if !l.starts_with(' ') {
+            s.push('\n');
+        }
+        s.push_str(&l);
+        s.push('\n');
+    }
     s
 }
 
@@ -167,15 +139,16 @@ pub async fn serve(
         }
         None => Collector::new(Detail::Full),
     };
-    let wanted = |s: Service| match role {
-        Role::Dns => matches!(s, Service::Dns | Service::Resolver),
-        Role::Lb => s == Service::Lb,
-        Role::Web => s == Service::Web,
-        Role::App => s == Service::App,
+    // `dns` runs every DNS service: the authoritative servers and the resolver.
+    let wanted = |name: &str| match role {
+        Role::Dns => name == "dns" || name == "resolver",
+        Role::Lb => name == "lb",
+        Role::Web => name == "web",
+        Role::App => name == "app",
     };
     let mine: Vec<_> = roles(&world)
         .into_iter()
-        .filter(|r| wanted(r.service) && only.is_none_or(|o| o == r.host))
+        .filter(|r| wanted(r.service.name()) && only.is_none_or(|o| o == r.host))
         .collect();
     if mine.is_empty() {
         bail!("no host of role {role:?} matches {:?}", only.unwrap_or("*"));
@@ -184,7 +157,7 @@ pub async fn serve(
     supervise::run(boot, mine, grace, |up| {
         for (r, addrs) in up {
             for a in addrs {
-                let proto = if r.service >= Service::Dns {
+                let proto = if matches!(r.service.name(), "dns" | "resolver") {
                     " (udp+tcp)"
                 } else {
                     ""

@@ -8,6 +8,7 @@
 pub mod commands;
 pub mod config;
 pub mod observe;
+pub mod services;
 pub mod supervise;
 pub mod tcp;
 pub mod tour;

@@ -11,20 +11,19 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
 use weblab_app::{AppState, Db};
 use weblab_browser::{Browser, BrowserConfig};
-use weblab_dns::{AuthoritativeServer, Authority, LookupChain, OsCache, Resolver, ResolverConfig};
-use weblab_edge::proxy::Upstream;
-use weblab_edge::tls::{CA_NAME, server_config};
-use weblab_edge::{LoadBalancer, LocalCa, RedirectToHttps, WebServer, serve_http};
+use weblab_dns::{LookupChain, OsCache};
+use weblab_edge::LocalCa;
+use weblab_edge::tls::CA_NAME;
 use weblab_server::ServerHandle;
 use weblab_trace::{Collector, Detail, Recorder};
 
 use crate::config::{PortMode, World};
+use crate::services::{Needs, REGISTRY, Service};
 
 /// The ports every host of the world uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,45 +108,23 @@ pub fn write_document_root(data_dir: &Path) -> Result<PathBuf> {
     Ok(root)
 }
 
-/// A kind of service a host runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Service {
-    App,
-    Web,
-    Lb,
-    Dns,
-    Resolver,
-}
-
-impl Service {
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::App => "app",
-            Service::Web => "web",
-            Service::Lb => "lb",
-            Service::Dns => "dns",
-            Service::Resolver => "resolver",
-        }
-    }
-
-    /// When a world stops, requests drain from the front to the back: the
-    /// load balancer first (its in-flight requests still need the web and
-    /// application servers), DNS last.
-    pub fn drain_tier(self) -> u8 {
-        match self {
-            Service::Lb => 0,
-            Service::Web => 1,
-            Service::App => 2,
-            Service::Dns | Service::Resolver => 3,
-        }
-    }
-}
-
 /// One service on one host of the world.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Role {
-    pub service: Service,
+    pub service: &'static dyn Service,
     pub host: String,
+}
+
+impl PartialEq for Role {
+    fn eq(&self, other: &Role) -> bool {
+        self.service.name() == other.service.name() && self.host == other.host
+    }
+}
+
+impl fmt::Debug for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 impl fmt::Display for Role {
@@ -156,19 +133,18 @@ impl fmt::Display for Role {
     }
 }
 
-/// Every role of `world`, in the order they start (back to front, so a
-/// proxy never starts before what it proxies to).
+/// Every role of `world`, in the order they start: the registry's order,
+/// back to front, so a proxy never starts before what it proxies to.
 pub fn roles(world: &World) -> Vec<Role> {
-    let role = |service, host: &str| Role {
-        service,
-        host: host.to_string(),
-    };
-    let mut r: Vec<Role> = world.apps.iter().map(|a| role(Service::App, a)).collect();
-    r.extend(world.web.iter().map(|w| role(Service::Web, &w.host)));
-    r.push(role(Service::Lb, &world.lb.host));
-    r.extend(world.dns.iter().map(|d| role(Service::Dns, &d.host)));
-    r.push(role(Service::Resolver, &world.resolver_host));
-    r
+    REGISTRY
+        .iter()
+        .flat_map(|service| {
+            service.hosts(world).into_iter().map(|host| Role {
+                service: *service,
+                host,
+            })
+        })
+        .collect()
 }
 
 /// One role, up: its listeners, and the application's state when it is
@@ -176,6 +152,12 @@ pub fn roles(world: &World) -> Vec<Role> {
 pub struct Started {
     pub servers: Vec<ServerHandle>,
     pub app: Option<Arc<AppState>>,
+}
+
+impl From<Vec<ServerHandle>> for Started {
+    fn from(servers: Vec<ServerHandle>) -> Started {
+        Started { servers, app: None }
+    }
 }
 
 /// What the roles of one process share, prepared once.
@@ -191,8 +173,8 @@ pub struct Boot {
 }
 
 impl Boot {
-    /// Prepares what `roles` need: the CA for the load balancer, the
-    /// document root for web servers, the database for applications.
+    /// Prepares what `roles` need (see [`Needs`]): the CA, the document
+    /// root, the database.
     pub async fn new(
         world: World,
         data_dir: PathBuf,
@@ -201,16 +183,18 @@ impl Boot {
     ) -> Result<Boot> {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("create data directory {}", data_dir.display()))?;
-        let needs = |s: Service| roles.iter().any(|r| r.service == s);
-        let ca = match needs(Service::Lb) {
+        let needs = roles
+            .iter()
+            .fold(Needs::default(), |n, r| n.and(r.service.needs()));
+        let ca = match needs.ca {
             true => Some(Arc::new(LocalCa::load_or_create(&data_dir)?)),
             false => None,
         };
-        let root = match needs(Service::Web) {
+        let root = match needs.document_root {
             true => Some(write_document_root(&data_dir)?),
             false => None,
         };
-        let db = match needs(Service::App) {
+        let db = match needs.database {
             true => {
                 let db = Db::connect(&database_url(&world, &data_dir)).await?;
                 db.migrate().await?;
@@ -231,37 +215,36 @@ impl Boot {
 
     /// Starts `role` on its host's address.
     pub async fn start(&self, role: &Role) -> Result<Started> {
-        let (w, host, ports) = (&*self.world, role.host.as_str(), self.ports);
-        let servers = match role.service {
-            Service::App => {
-                let db = self.db.clone().context("no database prepared")?;
-                let app = start_app(w, host, ports, db, &self.collector).await?;
-                return Ok(Started {
-                    app: Some(app.state),
-                    servers: vec![app.server],
-                });
-            }
-            Service::Web => {
-                let root = self.root.clone().context("no document root prepared")?;
-                vec![start_web(w, host, ports, root, &self.collector).await?]
-            }
-            Service::Lb => {
-                let ca = self.ca.as_deref().context("no CA prepared")?;
-                start_lb(w, ports, ca, &self.collector).await?
-            }
-            Service::Dns | Service::Resolver => {
-                vec![start_dns(w, host, ports, &self.collector).await?]
-            }
-        };
-        Ok(Started { servers, app: None })
+        role.service.start(self, &role.host).await
+    }
+
+    /// The world's CA (for a service whose [`Needs`] asked for it).
+    pub fn ca(&self) -> Result<&LocalCa> {
+        self.ca.as_deref().context("no CA prepared")
+    }
+
+    /// The document root (for a service whose [`Needs`] asked for it).
+    pub fn document_root(&self) -> Result<PathBuf> {
+        self.root.clone().context("no document root prepared")
+    }
+
+    /// The database (for a service whose [`Needs`] asked for it).
+    pub fn database(&self) -> Result<Db> {
+        self.db.clone().context("no database prepared")
+    }
+
+    /// A recorder for `component` on `host`.
+    pub fn recorder(&self, host: &str, component: &str) -> Recorder {
+        let ip = self.world.addr(host);
+        Recorder::new(self.collector.clone(), host, &ip.to_string(), component)
     }
 }
 
-fn sock(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
+pub(crate) fn sock(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), port)
 }
 
-async fn listen(addr: SocketAddr, host: &str) -> Result<TcpListener> {
+pub(crate) async fn listen(addr: SocketAddr, host: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
         format!("host {host}: cannot listen on {addr} (is another weblab world using these addresses? try --block N)")
     })
@@ -273,151 +256,6 @@ pub fn database_url(world: &World, data_dir: &Path) -> String {
         .database
         .url
         .replace("{data}", &data_dir.display().to_string())
-}
-
-/// The addresses of the web servers: the proxies an application believes.
-fn web_addrs(world: &World) -> Vec<IpAddr> {
-    world
-        .web
-        .iter()
-        .map(|w| IpAddr::V4(world.addr(&w.host)))
-        .collect()
-}
-
-/// Starts the application server on `host`.
-async fn start_app(
-    world: &World,
-    host: &str,
-    ports: Ports,
-    db: Db,
-    collector: &Collector,
-) -> Result<weblab_app::AppServer> {
-    let ip = world.addr(host);
-    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "app");
-    let listener = listen(sock(ip, ports.http), host).await?;
-    let state = Arc::new(AppState::new(db, rec, host).trusting(web_addrs(world)));
-    Ok(weblab_app::start(
-        listener,
-        state,
-        &world.database.cors_origins,
-        world.limits.http,
-    )?)
-}
-
-/// Starts the web server on `host`.
-async fn start_web(
-    world: &World,
-    host: &str,
-    ports: Ports,
-    root: PathBuf,
-    collector: &Collector,
-) -> Result<ServerHandle> {
-    let ip = world.addr(host);
-    let cfg = world
-        .web
-        .iter()
-        .find(|w| w.host == host)
-        .with_context(|| format!("host {host} runs no web server"))?;
-    let apps = cfg
-        .apps
-        .iter()
-        .map(|a| Upstream::new(a, sock(world.addr(a), ports.http), IpAddr::V4(ip)))
-        .collect();
-    let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
-    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "web");
-    let svc = Arc::new(WebServer::new(root, apps, trusted, rec));
-    Ok(serve_http(
-        listen(sock(ip, ports.http), host).await?,
-        None,
-        world.limits.http,
-        svc,
-    )?)
-}
-
-/// Starts the load balancer: HTTPS with the world's certificate, and a
-/// plain-HTTP port that redirects.
-async fn start_lb(
-    world: &World,
-    ports: Ports,
-    ca: &LocalCa,
-    collector: &Collector,
-) -> Result<Vec<ServerHandle>> {
-    let host = world.lb.host.as_str();
-    let ip = world.addr(host);
-    let backends = world
-        .lb
-        .backends
-        .iter()
-        .map(|b| Upstream::new(b, sock(world.addr(b), ports.http), IpAddr::V4(ip)))
-        .collect();
-    let balancer = weblab_edge::balance::by_name(&world.lb.algorithm, &world.lb.weights)
-        .map_err(anyhow::Error::msg)?;
-    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "lb");
-    let mut names = world.lb.server_names.clone();
-    names.push(ip.to_string());
-    let (chain, key) = ca.issue(&names)?;
-    let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
-    let lb = Arc::new(LoadBalancer::new(backends, balancer, rec));
-    let limits = world.limits.http;
-    let https = serve_http(
-        listen(sock(ip, ports.https), host).await?,
-        Some(tls),
-        limits,
-        lb,
-    )?;
-    let redirect = Arc::new(RedirectToHttps {
-        server_names: names,
-        https_port: ports.https,
-        rec: Recorder::new(collector.clone(), host, &ip.to_string(), "lb (http)"),
-    });
-    let http = serve_http(
-        listen(sock(ip, ports.http), host).await?,
-        None,
-        limits,
-        redirect,
-    )?;
-    Ok(vec![https, http])
-}
-
-/// Starts whatever DNS service `host` runs: the resolver, or an
-/// authoritative server for its zones.
-async fn start_dns(
-    world: &World,
-    host: &str,
-    ports: Ports,
-    collector: &Collector,
-) -> Result<ServerHandle> {
-    let ip = world.addr(host);
-    let addr = sock(ip, ports.dns);
-    let limits = world.limits.dns;
-    let ctx =
-        || format!("host {host}: cannot serve DNS on {addr} (another world there? try --block N)");
-    if host == world.resolver_host {
-        let cfg = ResolverConfig {
-            root_hints: world
-                .root_hints
-                .iter()
-                .map(|r| IpAddr::V4(world.addr(r)))
-                .collect(),
-            upstream_port: ports.dns,
-            bind: IpAddr::V4(ip),
-            timeout: Duration::from_secs(2),
-        };
-        let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "resolver");
-        return weblab_dns::serve(addr, Arc::new(Resolver::new(cfg, rec)), limits)
-            .await
-            .with_context(ctx);
-    }
-    let d = world
-        .dns
-        .iter()
-        .find(|d| d.host == host)
-        .with_context(|| format!("host {host} runs no DNS server"))?;
-    let rec = Recorder::new(collector.clone(), host, &ip.to_string(), "dns");
-    let server = AuthoritativeServer::new(Authority::new(d.zones.clone()), &d.role, rec);
-    weblab_dns::serve(addr, Arc::new(server), limits)
-        .await
-        .with_context(ctx)
 }
 
 /// A world that is up; everything stops when it is dropped.

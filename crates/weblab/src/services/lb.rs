@@ -1,0 +1,111 @@
+//! The load balancer role: HTTPS with the world's certificate, and a
+//! plain-HTTP port that redirects.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use weblab_edge::proxy::Upstream;
+use weblab_edge::tls::server_config;
+use weblab_edge::{LoadBalancer, LocalCa, RedirectToHttps, serve_http};
+
+use super::{Needs, Service, Starting};
+use crate::config::World;
+use crate::world::{Boot, listen, sock};
+
+pub struct Lb;
+
+impl Service for Lb {
+    fn name(&self) -> &'static str {
+        "lb"
+    }
+
+    fn hosts(&self, world: &World) -> Vec<String> {
+        vec![world.lb.host.clone()]
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            ca: true,
+            ..Needs::default()
+        }
+    }
+
+    fn drain_tier(&self) -> u8 {
+        0
+    }
+
+    fn start<'a>(&'a self, boot: &'a Boot, host: &'a str) -> Starting<'a> {
+        Box::pin(async move {
+            let (world, ports) = (&*boot.world, boot.ports);
+            let ip = world.addr(host);
+            let backends = world
+                .lb
+                .backends
+                .iter()
+                .map(|b| Upstream::new(b, sock(world.addr(b), ports.http), IpAddr::V4(ip)))
+                .collect();
+            let balancer = weblab_edge::balance::by_name(&world.lb.algorithm, &world.lb.weights)
+                .map_err(anyhow::Error::msg)?;
+            let mut names = world.lb.server_names.clone();
+            names.push(ip.to_string());
+            let (chain, key) = boot.ca()?.issue(&names)?;
+            let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
+            let lb = Arc::new(LoadBalancer::new(
+                backends,
+                balancer,
+                boot.recorder(host, "lb"),
+            ));
+            let limits = world.limits.http;
+            let https = serve_http(
+                listen(sock(ip, ports.https), host).await?,
+                Some(tls),
+                limits,
+                lb,
+            )?;
+            let redirect = Arc::new(RedirectToHttps {
+                server_names: names,
+                https_port: ports.https,
+                rec: boot.recorder(host, "lb (http)"),
+            });
+            let http = serve_http(
+                listen(sock(ip, ports.http), host).await?,
+                None,
+                limits,
+                redirect,
+            )?;
+            Ok(vec![https, http].into())
+        })
+    }
+
+    fn instructions(&self, boot: &Boot, host: &str) -> Vec<String> {
+        let p = boot.ports;
+        let lb = boot.world.addr(host);
+        let ca = LocalCa::cert_path(&boot.data_dir);
+        let https = if p.https == 443 {
+            String::new()
+        } else {
+            format!(":{}", p.https)
+        };
+        let http = if p.http == 80 {
+            String::new()
+        } else {
+            format!(":{}", p.http)
+        };
+        vec![
+            "HTTPS through the load balancer (C32, C43, C44):".into(),
+            format!(
+                "  curl --cacert {} --resolve myapp.test:{}:{lb} https://myapp.test{https}/login",
+                ca.display(),
+                p.https
+            ),
+            format!(
+                "  curl -i --resolve myapp.test:{}:{lb} http://myapp.test{http}/login   # 301 to https",
+                p.http
+            ),
+            "A real browser:".into(),
+            format!(
+                "  chromium --host-resolver-rules=\"MAP myapp.test {lb}\" --ignore-certificate-errors https://myapp.test{https}/login"
+            ),
+        ]
+    }
+}

@@ -1,0 +1,85 @@
+//! The services a host of the world can run. A new kind of role is one
+//! module here implementing [`Service`], and one line in [`REGISTRY`].
+//!
+//! - [`app`] — the application server (axum, the database);
+//! - [`web`] — a web server (static files, proxy to the applications);
+//! - [`lb`] — the load balancer (TLS termination, HTTP→HTTPS redirect);
+//! - [`dns`] — authoritative DNS servers and the recursive resolver.
+
+pub mod app;
+pub mod dns;
+pub mod lb;
+pub mod web;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use anyhow::Result;
+
+use crate::config::World;
+use crate::world::{Boot, Started};
+
+/// What a service needs prepared before any of its hosts starts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Needs {
+    /// The world's certificate authority (to issue server certificates).
+    pub ca: bool,
+    /// The static files written to the data directory.
+    pub document_root: bool,
+    /// The database, connected and migrated.
+    pub database: bool,
+}
+
+impl Needs {
+    pub fn and(self, other: Needs) -> Needs {
+        Needs {
+            ca: self.ca || other.ca,
+            document_root: self.document_root || other.document_root,
+            database: self.database || other.database,
+        }
+    }
+}
+
+/// A future a service returns from [`Service::start`].
+pub type Starting<'a> = Pin<Box<dyn Future<Output = Result<Started>> + Send + 'a>>;
+
+/// One kind of service.
+pub trait Service: Send + Sync + 'static {
+    /// Its name (in messages, and `weblab serve NAME`).
+    fn name(&self) -> &'static str;
+
+    /// The hosts of `world` that run it.
+    fn hosts(&self, world: &World) -> Vec<String>;
+
+    /// What must be prepared before it starts.
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+
+    /// Starts it on `host`, on the host's own address.
+    fn start<'a>(&'a self, boot: &'a Boot, host: &'a str) -> Starting<'a>;
+
+    /// When a world stops, lower tiers drain first: requests drain from
+    /// the front to the back (the load balancer's in-flight requests still
+    /// need the web and application servers).
+    fn drain_tier(&self) -> u8;
+
+    /// Lines `weblab up` prints to reach it with ordinary tools.
+    fn instructions(&self, _boot: &Boot, _host: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Every service, in the order a world starts them (back to front).
+pub static REGISTRY: &[&dyn Service] = &[
+    &app::App,
+    &web::Web,
+    &lb::Lb,
+    &dns::Authoritative,
+    &dns::Recursive,
+];
+
+/// The service called `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn Service> {
+    REGISTRY.iter().copied().find(|s| s.name() == name)
+}
