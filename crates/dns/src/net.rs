@@ -10,7 +10,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
-use weblab_server::handle::{StopSignal, stop_channel};
+use weblab_server::handle::{StopSignal, accept, stop_channel};
 use weblab_server::{Gauge, ServerHandle};
 
 use crate::error::DnsError;
@@ -116,15 +116,7 @@ pub async fn serve<H: Handler>(
     };
     let tcp_task = tokio::spawn(async move {
         let mut stopping = stop.clone();
-        loop {
-            let accepted = tokio::select! {
-                r = tcp.accept() => r,
-                _ = stopping.stopped() => return,
-            };
-            let Ok((stream, remote)) = accepted else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
+        while let Some((stream, remote)) = accept(&tcp, &mut stopping).await {
             let Some(slot) = tcp_conns.try_enter() else {
                 continue; // over the cap: closed at once
             };

@@ -69,6 +69,24 @@ impl StopSignal {
     }
 }
 
+/// The next connection on `listener`, or `None` once the server is told
+/// to stop. A failing accept (out of descriptors, a transient error) backs
+/// off briefly instead of spinning.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    stop: &mut StopSignal,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => return Some(conn),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            _ = stop.stopped() => return None,
+        }
+    }
+}
+
 /// A stop signal and its sender, made before the tasks that watch it.
 pub fn stop_channel() -> (watch::Sender<bool>, StopSignal) {
     let (tx, rx) = watch::channel(false);

@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub use body::{BodyError, Guarded, RequestBody};
 
 use crate::gauge::{Gauge, Slot};
-use crate::handle::{ServerHandle, StopSignal, stop_channel};
+use crate::handle::{ServerHandle, StopSignal, accept, stop_channel};
 use conn::{ConnState, Tracked, Verdict, verdict};
 
 /// The bounds of one HTTP listener.
@@ -118,17 +118,7 @@ pub fn serve_http<H: Handler>(
     let gauges = vec![conns.clone(), refusals.clone()];
     let task = tokio::spawn(async move {
         let mut stopping = stop.clone();
-        loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
-                _ = stopping.stopped() => return,
-            };
-            let Ok((tcp, peer)) = accepted else {
-                // Out of descriptors or a transient error: back off
-                // briefly rather than spin.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
+        while let Some((tcp, peer)) = accept(&listener, &mut stopping).await {
             let Some(slot) = conns.try_enter() else {
                 refuse(tcp, acceptor.is_some(), &refusals);
                 continue;
