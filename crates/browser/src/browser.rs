@@ -339,6 +339,7 @@ impl Browser {
         if !h2 {
             conn.times.start_capture();
         }
+        let mut h2_send = 0;
         let sent = match &mut conn.sender {
             Sender::H1(s) => {
                 s.ready().await.map_err(BrowserError::http)?;
@@ -346,6 +347,9 @@ impl Browser {
             }
             Sender::H2(s) => {
                 s.ready().await.map_err(BrowserError::http)?;
+                // Counted and handed over with no await between, so the
+                // count is the order in which streams are opened.
+                h2_send = conn.times.h2_sends.fetch_add(1, Ordering::Relaxed);
                 s.send_request(req).await
             }
         };
@@ -354,11 +358,20 @@ impl Browser {
         let t_head = now_ns();
         // C02: the head as it went out (HTTP/1.1: the bytes written).
         let prepared = if h2 {
+            let stream = 2 * h2_send + 1;
+            let header_block = conn
+                .times
+                .h2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(|w| w.block(stream));
             Event::RequestPrepared {
                 method: "GET".into(),
                 target: target.clone(),
                 version: conn.version().into(),
                 headers: shown,
+                header_block,
             }
         } else {
             wire_head(&captured).unwrap_or_else(|| Event::RequestPrepared {
@@ -366,6 +379,7 @@ impl Browser {
                 target: target.clone(),
                 version: conn.version().into(),
                 headers: vec![("(head not captured)".into(), String::new())],
+                header_block: None,
             })
         };
         self.rec
@@ -566,6 +580,9 @@ impl Browser {
                 },
             );
             let h2 = summary.alpn.as_deref() == Some("h2");
+            if h2 {
+                *times.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(Default::default());
+            }
             let sender = handshake(Timed::new(tls, times.clone()), h2).await?;
             Ok(Conn {
                 sender,
@@ -626,6 +643,7 @@ fn wire_head(bytes: &[u8]) -> Option<Event> {
         target: target.into(),
         version: version.into(),
         headers,
+        header_block: None,
     })
 }
 

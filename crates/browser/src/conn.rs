@@ -103,6 +103,81 @@ pub struct IoTimes {
     /// While `Some`, the bytes written (up to [`CAPTURE_MAX`]): how an
     /// HTTP/1.1 request head really went on the wire.
     pub capture: std::sync::Mutex<Option<Vec<u8>>>,
+    /// On an HTTP/2 connection, the frames written, read for the size of
+    /// each stream's HPACK header block.
+    pub h2: std::sync::Mutex<Option<H2Writes>>,
+    /// Requests handed to the HTTP/2 connection so far: the k-th gets
+    /// client stream id 2k+1 (RFC 9113 §5.1.1, ids in the order opened).
+    pub h2_sends: std::sync::atomic::AtomicU32,
+}
+
+/// Reads the frame headers of what a client writes on an HTTP/2
+/// connection (RFC 9113 §4.1) and adds up the HEADERS and CONTINUATION
+/// payloads of each stream: the HPACK-encoded header block.
+#[derive(Debug)]
+pub struct H2Writes {
+    preface_left: usize,
+    head: [u8; 9],
+    head_len: usize,
+    payload_left: usize,
+    blocks: std::collections::HashMap<u32, u64>,
+}
+
+impl Default for H2Writes {
+    fn default() -> Self {
+        H2Writes {
+            // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" comes before any frame.
+            preface_left: 24,
+            head: [0; 9],
+            head_len: 0,
+            payload_left: 0,
+            blocks: Default::default(),
+        }
+    }
+}
+
+impl H2Writes {
+    /// Reads bytes as they are written.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.preface_left > 0 {
+                let n = self.preface_left.min(bytes.len());
+                self.preface_left -= n;
+                bytes = &bytes[n..];
+            } else if self.payload_left > 0 {
+                let n = self.payload_left.min(bytes.len());
+                self.payload_left -= n;
+                bytes = &bytes[n..];
+            } else {
+                let n = (9 - self.head_len).min(bytes.len());
+                self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+                self.head_len += n;
+                bytes = &bytes[n..];
+                if self.head_len == 9 {
+                    self.head_len = 0;
+                    let h = self.head;
+                    let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                    let (kind, flags) = (h[3], h[4]);
+                    let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                    // HEADERS (1) or CONTINUATION (9); a padded or
+                    // prioritised HEADERS frame carries more than the block.
+                    if matches!(kind, 1 | 9) && stream != 0 && self.blocks.len() < 10_000 {
+                        let extra = if kind == 1 && flags & 0x20 != 0 { 5 } else { 0 };
+                        if !(kind == 1 && flags & 0x08 != 0) {
+                            *self.blocks.entry(stream).or_default() +=
+                                len.saturating_sub(extra) as u64;
+                        }
+                    }
+                    self.payload_left = len;
+                }
+            }
+        }
+    }
+
+    /// The HPACK block size of `stream`, once its HEADERS went out.
+    pub fn block(&self, stream: u32) -> Option<u64> {
+        self.blocks.get(&stream).copied()
+    }
 }
 
 /// The most bytes a capture keeps.
@@ -167,6 +242,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
                 let room = CAPTURE_MAX.saturating_sub(c.len());
                 c.extend_from_slice(&buf[..(*n).min(room)]);
             }
+            drop(capture);
+            if let Some(h2) = self
+                .times
+                .h2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                h2.feed(&buf[..*n]);
+            }
         }
         r
     }
@@ -230,6 +315,29 @@ pub fn tls_summary(conn: &rustls::ClientConnection) -> TlsSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hpack_block_of_each_stream_is_read_from_the_frames_written() {
+        let mut w = H2Writes::default();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        // SETTINGS (type 4) on stream 0 with 6 bytes of payload.
+        bytes.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6]);
+        // HEADERS on stream 1, 20 bytes, then CONTINUATION with 7 more.
+        bytes.extend_from_slice(&[0, 0, 20, 1, 0, 0, 0, 0, 1]);
+        bytes.extend_from_slice(&[0xaa; 20]);
+        bytes.extend_from_slice(&[0, 0, 7, 9, 4, 0, 0, 0, 1]);
+        bytes.extend_from_slice(&[0xbb; 7]);
+        // HEADERS on stream 3 with the PRIORITY flag: 5 bytes are not block.
+        bytes.extend_from_slice(&[0, 0, 15, 1, 0x24, 0, 0, 0, 3]);
+        bytes.extend_from_slice(&[0xcc; 15]);
+        // Fed in awkward pieces, as writes come.
+        for chunk in bytes.chunks(5) {
+            w.feed(chunk);
+        }
+        assert_eq!(w.block(1), Some(27));
+        assert_eq!(w.block(3), Some(10));
+        assert_eq!(w.block(5), None);
+    }
 
     #[tokio::test]
     async fn tcp_info_reads_a_live_loopback_connection() {

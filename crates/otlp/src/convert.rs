@@ -560,6 +560,7 @@ mod tests {
                 target: s("/login"),
                 version: s("HTTP/1.1"),
                 headers: vec![(s("Host"), s("myapp.test")), (s("Accept"), s("*/*"))],
+                header_block: Some(42),
             },
             Event::Lookup {
                 name: s("myapp.test"),

@@ -148,12 +148,16 @@ pub enum Event {
         query: Option<String>,
         fragment: Option<String>,
     },
-    /// C02: the request head as it will go on the wire.
+    /// C02: the request head as it went on the wire (HTTP/1.x: the bytes
+    /// written; HTTP/2: the fields of the HEADERS frame).
     RequestPrepared {
         method: String,
         target: String,
         version: String,
         headers: Vec<(String, String)>,
+        /// HTTP/2: the size of the HPACK-encoded header block written.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header_block: Option<u64>,
     },
     /// C03: the whole name lookup (the `dns` phase).
     Lookup {
@@ -369,6 +373,7 @@ impl fmt::Display for Event {
                 target,
                 version,
                 headers,
+                header_block,
             } => {
                 // HTTP/2 has no request line: the pseudo-headers carry it.
                 if version == "HTTP/2" {
@@ -380,6 +385,13 @@ impl fmt::Display for Event {
                 for (k, v) in headers {
                     write!(f, "{sep}{k}: {v}")?;
                     sep = " | ";
+                }
+                if let Some(n) = header_block {
+                    let text: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+                    write!(
+                        f,
+                        " (HPACK: {n} bytes on the wire for {text} bytes of fields as text)"
+                    )?;
                 }
                 Ok(())
             }

@@ -316,3 +316,37 @@ async fn a_world_on_offset_ports_works_as_it_does_for_an_unprivileged_user() {
     drop(w);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn http2_heads_are_shown_as_sent_with_the_hpack_block_size_measured_on_the_wire() {
+    let w = start(109).await;
+    let r = visit(&w, "https://myapp.test/login", false).await.unwrap();
+    let heads: Vec<(u32, Vec<(String, String)>, Option<u64>)> = r
+        .spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::RequestPrepared {
+                version,
+                headers,
+                header_block,
+                ..
+            } if version == "HTTP/2" => Some((s.request?, headers.clone(), *header_block)),
+            _ => None,
+        })
+        .collect();
+    assert!(heads.len() >= 2, "{heads:?}");
+    let (_, first_fields, first) = heads.iter().find(|(n, ..)| *n == 0).unwrap();
+    // RFC 9113 §8.3: pseudo-headers first, names in lowercase.
+    assert_eq!(first_fields[0].0, ":method");
+    assert!(
+        first_fields
+            .iter()
+            .all(|(k, _)| *k == k.to_ascii_lowercase())
+    );
+    let first = first.expect("the first HEADERS block was measured");
+    // Later requests reuse HPACK's dynamic table: smaller blocks.
+    for (n, _, block) in heads.iter().filter(|(n, ..)| *n > 0) {
+        let block = block.unwrap_or_else(|| panic!("request {n} not measured"));
+        assert!(block < first, "request {n}: {block} >= {first}");
+    }
+}
