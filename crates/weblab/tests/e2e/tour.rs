@@ -321,7 +321,8 @@ async fn a_world_on_offset_ports_works_as_it_does_for_an_unprivileged_user() {
 async fn http2_heads_are_shown_as_sent_with_the_hpack_block_size_measured_on_the_wire() {
     let w = start(109).await;
     let r = visit(&w, "https://myapp.test/login", false).await.unwrap();
-    let heads: Vec<(u32, Vec<(String, String)>, Option<u64>)> = r
+    type Head = (u32, Vec<(String, String)>, Option<u64>);
+    let heads: Vec<Head> = r
         .spans
         .iter()
         .filter_map(|s| match &s.event {
