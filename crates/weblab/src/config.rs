@@ -42,7 +42,14 @@ struct RawWorld {
     name: String,
     #[serde(default)]
     ports: PortsConfig,
-    hosts: BTreeMap<String, Spanned<String>>,
+    /// The original form: `name = "addr"`, services given by the sections.
+    #[serde(default)]
+    hosts: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// The current form: one `[[host]]` per host, with its services.
+    #[serde(default)]
+    host: Vec<RawHost>,
+    #[serde(default)]
+    network: Option<Spanned<String>>,
     client: RawClient,
     resolver: RawResolver,
     #[serde(default)]
@@ -81,6 +88,18 @@ struct RawLimits {
 }
 
 type Name = Spanned<String>;
+
+/// `[[host]]`: a host, its address and the services it runs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Name,
+    addr: Spanned<String>,
+    services: Option<Spanned<Vec<String>>>,
+}
+
+/// Services a host may list besides those of the registry.
+const CLIENT_SERVICE: &str = "client";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +250,9 @@ pub struct World {
     pub name: String,
     pub ports: PortsConfig,
     pub hosts: BTreeMap<String, Ipv4Addr>,
+    /// What each host runs, by service name (`client`, `resolver`, `dns`,
+    /// `lb`, `web`, `app`).
+    pub services: BTreeMap<String, Vec<String>>,
     pub client: ClientConfig,
     pub resolver_host: String,
     pub root_hints: Vec<String>,
@@ -266,6 +288,75 @@ impl Source<'_> {
             message: message.into(),
         }
     }
+}
+
+/// What each host runs. With `[[host]]`, its `services` list, checked
+/// against the sections that configure them (each side must name the
+/// other); with the older `[hosts]`, what the sections say.
+fn services(
+    src: &Source<'_>,
+    raw: &RawWorld,
+    world: &World,
+) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    use crate::services::REGISTRY;
+    let mut configured: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    configured
+        .entry(world.client.host.clone())
+        .or_default()
+        .push(CLIENT_SERVICE.to_string());
+    for service in REGISTRY {
+        for host in service.hosts(world) {
+            configured
+                .entry(host)
+                .or_default()
+                .push(service.name().to_string());
+        }
+    }
+    if raw.host.is_empty() {
+        return Ok(configured);
+    }
+    let known: Vec<&str> = std::iter::once(CLIENT_SERVICE)
+        .chain(REGISTRY.iter().map(|s| s.name()))
+        .collect();
+    let mut declared = BTreeMap::new();
+    for h in &raw.host {
+        let name = h.name.get_ref();
+        let list = h.services.as_ref();
+        let span = list.map_or(h.name.span(), |l| l.span());
+        let list: Vec<String> = list.map(|l| l.get_ref().clone()).unwrap_or_default();
+        for s in &list {
+            if !known.contains(&s.as_str()) {
+                return Err(src.error(
+                    span,
+                    format!(
+                        "host {name}: unknown service {s:?} (known: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        let want = configured.get(name).cloned().unwrap_or_default();
+        for s in &want {
+            if !list.contains(s) {
+                return Err(src.error(
+                    span,
+                    format!("host {name}: the world's sections run {s:?} on it, but its services do not list it"),
+                ));
+            }
+        }
+        for s in &list {
+            if !want.contains(s) {
+                return Err(src.error(
+                    span,
+                    format!(
+                        "host {name}: lists {s:?}, but no section configures {s:?} on this host"
+                    ),
+                ));
+            }
+        }
+        declared.insert(name.clone(), list);
+    }
+    Ok(declared)
 }
 
 /// `[trace] collector`, by default port 4318 (OTLP/HTTP) on 127.X.0.1 of
@@ -354,8 +445,40 @@ impl World {
             let span = e.span().unwrap_or(0..0);
             src.error(span, e.message().trim().to_string())
         })?;
+        if let Some(n) = &raw.network
+            && n.get_ref() != "loopback"
+        {
+            return Err(src.error(
+                n.span(),
+                format!(
+                    "network: {:?} is not available yet; every host lives on loopback (network = \"loopback\")",
+                    n.get_ref()
+                ),
+            ));
+        }
+        // Either form of the host list, checked the same way.
+        let listed: Vec<(&String, &Spanned<String>)> = match (&raw.hosts, raw.host.is_empty()) {
+            (Some(map), true) => map.get_ref().iter().collect(),
+            (None, false) => raw
+                .host
+                .iter()
+                .map(|h| (h.name.get_ref(), &h.addr))
+                .collect(),
+            (Some(map), false) => {
+                return Err(src.error(
+                    map.span(),
+                    "[hosts] and [[host]] both given: list the hosts one way (weblab init writes [[host]])",
+                ));
+            }
+            (None, true) => {
+                return Err(src.error(
+                    0..0,
+                    "no hosts: add a [[host]] entry per host (name, addr, services)",
+                ));
+            }
+        };
         let mut hosts = BTreeMap::new();
-        for (name, addr) in &raw.hosts {
+        for (name, addr) in listed {
             let ip: Ipv4Addr = addr.get_ref().parse().map_err(|_| {
                 src.error(
                     addr.span(),
@@ -368,7 +491,9 @@ impl World {
                     format!("hosts.{name}: {ip} is not in 127.0.0.0/8; worlds live on loopback"),
                 ));
             }
-            hosts.insert(name.clone(), ip);
+            if hosts.insert(name.clone(), ip).is_some() {
+                return Err(src.error(addr.span(), format!("host {name:?} is listed twice")));
+            }
         }
         let host = |field: &str, n: &Name| -> Result<String, ConfigError> {
             if hosts.contains_key(n.get_ref()) {
@@ -376,7 +501,10 @@ impl World {
             } else {
                 Err(src.error(
                     n.span(),
-                    format!("{field}: no host named {:?} in [hosts]", n.get_ref()),
+                    format!(
+                        "{field}: no host named {:?} in the world's hosts",
+                        n.get_ref()
+                    ),
                 ))
             }
         };
@@ -455,7 +583,7 @@ impl World {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        Ok(World {
+        let mut world = World {
             name: raw.name.clone(),
             ports: raw.ports.clone(),
             client,
@@ -478,7 +606,10 @@ impl World {
             limits: limits(&src, &raw.limits)?,
             collector: collector_addr(&src, &raw.trace, &hosts, &raw.client.host)?,
             hosts,
-        })
+            services: BTreeMap::new(),
+        };
+        world.services = services(&src, &raw, &world)?;
+        Ok(world)
     }
 
     /// The address of host `name` (checked at parse time).
@@ -517,6 +648,52 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_world_file_of_the_first_form_with_a_hosts_table_still_loads() {
+        let old = include_str!("../tests/fixtures/world-v1.toml");
+        let w = World::parse("world-v1.toml", old).unwrap();
+        let new = World::default_world();
+        assert_eq!(w.hosts, new.hosts);
+        assert_eq!(w.services, new.services);
+        assert_eq!(w.services["resolver"], ["resolver"]);
+        assert_eq!(w.services["client"], ["client"]);
+    }
+
+    #[test]
+    fn host_services_and_sections_must_agree() {
+        let base = DEFAULT_WORLD;
+        let cases = [
+            (
+                base.replace(
+                    "name = \"web2\"\naddr = \"127.10.4.2\"\nservices = [\"web\"]",
+                    "name = \"web2\"\naddr = \"127.10.4.2\"\nservices = []",
+                ),
+                "host web2: the world's sections run \"web\" on it",
+            ),
+            (
+                base.replace("services = [\"lb\"]", "services = [\"lb\", \"app\"]"),
+                "host lb: lists \"app\", but no section configures",
+            ),
+            (
+                base.replace("services = [\"lb\"]", "services = [\"lb\", \"cache\"]"),
+                "host lb: unknown service \"cache\"",
+            ),
+            (
+                base.replace("network = \"loopback\"", "network = \"netns\""),
+                "network: \"netns\" is not available yet",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_ne!(text, base, "the case changed nothing: {want}");
+            let e = World::parse("w.toml", &text).unwrap_err();
+            assert!(e.message.contains(want), "{e}");
+            assert!(e.line > 1, "{e}");
+        }
+        let both = format!("{base}\n[hosts]\nx = \"127.0.0.9\"\n");
+        let e = World::parse("w.toml", &both).unwrap_err();
+        assert!(e.message.contains("both given"), "{e}");
+    }
 
     #[test]
     fn the_default_world_parses_and_names_every_role() {
@@ -571,7 +748,11 @@ mod tests {
         let err = World::parse("w.toml", &zone).unwrap_err().to_string();
         assert!(err.contains("dns.zones.records"), "{err}");
 
-        let outside = DEFAULT_WORLD.replace("lb       = \"127.10.3.1\"", "lb       = \"10.0.0.1\"");
+        let outside = DEFAULT_WORLD.replace(
+            "name = \"lb\"\naddr = \"127.10.3.1\"",
+            "name = \"lb\"\naddr = \"10.0.0.1\"",
+        );
+        assert_ne!(outside, DEFAULT_WORLD);
         let err = World::parse("w.toml", &outside).unwrap_err().to_string();
         assert!(err.contains("hosts.lb"), "{err}");
     }

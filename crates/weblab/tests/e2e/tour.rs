@@ -232,8 +232,8 @@ async fn the_load_balancer_falls_through_a_dead_backend() {
     // web3 is in the rotation but nothing listens on its address.
     let text = weblab::config::DEFAULT_WORLD
         .replace(
-            "web2     = \"127.10.4.2\"",
-            "web2     = \"127.10.4.2\"\nweb3     = \"127.10.4.3\"",
+            "[client]",
+            "[[host]]   # in the rotation, but runs nothing\nname = \"web3\"\naddr = \"127.10.4.3\"\nservices = []\n\n[client]",
         )
         .replace(
             "backends = [\"web1\", \"web2\"]",
