@@ -50,7 +50,7 @@ struct RawWorld {
     host: Vec<RawHost>,
     #[serde(default)]
     network: Option<Spanned<String>>,
-    client: RawClient,
+    client: RawClients,
     resolver: RawResolver,
     #[serde(default)]
     dns: Vec<RawDns>,
@@ -108,6 +108,50 @@ struct RawClient {
     resolver: Name,
     #[serde(default)]
     hosts_file: Option<Spanned<String>>,
+}
+
+/// `[client]` (one) or `[[client]]` (several, each on its own host).
+enum RawClients {
+    One(RawClient),
+    Many(Vec<RawClient>),
+}
+
+// By hand rather than `#[serde(untagged)]`: an untagged enum buffers its
+// input and loses the positions that error messages name.
+impl<'de> Deserialize<'de> for RawClients {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Clients;
+        impl<'de> serde::de::Visitor<'de> for Clients {
+            type Value = RawClients;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a [client] table or [[client]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawClients, A::Error> {
+                RawClient::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawClients::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<RawClients, A::Error> {
+                Vec::<RawClient>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawClients::Many)
+            }
+        }
+        d.deserialize_any(Clients)
+    }
+}
+
+impl RawClients {
+    fn all(&self) -> &[RawClient] {
+        match self {
+            RawClients::One(c) => std::slice::from_ref(c),
+            RawClients::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -250,6 +294,8 @@ pub struct World {
     pub name: String,
     pub ports: PortsConfig,
     pub hosts: BTreeMap<String, Ipv4Addr>,
+    /// Every client host (`[[client]]`); the first is the default one.
+    pub clients: Vec<ClientConfig>,
     /// What each host runs, by service name (`client`, `resolver`, `dns`,
     /// `lb`, `web`, `app`).
     pub services: BTreeMap<String, Vec<String>>,
@@ -300,10 +346,12 @@ fn services(
 ) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
     use crate::services::REGISTRY;
     let mut configured: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    configured
-        .entry(world.client.host.clone())
-        .or_default()
-        .push(CLIENT_SERVICE.to_string());
+    for c in &world.clients {
+        configured
+            .entry(c.host.clone())
+            .or_default()
+            .push(CLIENT_SERVICE.to_string());
+    }
     for service in REGISTRY {
         for host in service.hosts(world) {
             configured
@@ -365,7 +413,7 @@ fn collector_addr(
     src: &Source<'_>,
     raw: &RawTrace,
     hosts: &BTreeMap<String, Ipv4Addr>,
-    client: &Name,
+    client: &str,
 ) -> Result<SocketAddr, ConfigError> {
     match &raw.collector {
         Some(v) => {
@@ -384,7 +432,7 @@ fn collector_addr(
             Ok(addr)
         }
         None => {
-            let block = hosts.get(client.get_ref()).map_or(10, |ip| ip.octets()[1]);
+            let block = hosts.get(client).map_or(10, |ip| ip.octets()[1]);
             Ok(SocketAddr::from((Ipv4Addr::new(127, block, 0, 1), 4318)))
         }
     }
@@ -508,15 +556,25 @@ impl World {
                 ))
             }
         };
-        let hosts_file = match &raw.client.hosts_file {
-            Some(text) => HostsFile::parse(text.get_ref())
-                .map_err(|e| src.error(text.span(), format!("client.hosts_file: {e}")))?,
-            None => HostsFile::default(),
-        };
-        let client = ClientConfig {
-            host: host("client.host", &raw.client.host)?,
-            resolver: host("client.resolver", &raw.client.resolver)?,
-            hosts_file,
+        let mut clients = Vec::new();
+        for c in raw.client.all() {
+            let hosts_file = match &c.hosts_file {
+                Some(text) => HostsFile::parse(text.get_ref())
+                    .map_err(|e| src.error(text.span(), format!("client.hosts_file: {e}")))?,
+                None => HostsFile::default(),
+            };
+            let client = ClientConfig {
+                host: host("client.host", &c.host)?,
+                resolver: host("client.resolver", &c.resolver)?,
+                hosts_file,
+            };
+            if clients.iter().any(|o: &ClientConfig| o.host == client.host) {
+                return Err(src.error(c.host.span(), "client.host: two clients on one host"));
+            }
+            clients.push(client);
+        }
+        let Some(client) = clients.first().cloned() else {
+            return Err(src.error(0..0, "no client: add a [[client]] with host and resolver"));
         };
         let mut dns = Vec::new();
         for d in &raw.dns {
@@ -604,9 +662,10 @@ impl World {
                 .collect::<Result<_, _>>()?,
             database: raw.database.clone(),
             limits: limits(&src, &raw.limits)?,
-            collector: collector_addr(&src, &raw.trace, &hosts, &raw.client.host)?,
+            collector: collector_addr(&src, &raw.trace, &hosts, &clients[0].host)?,
             hosts,
             services: BTreeMap::new(),
+            clients,
         };
         world.services = services(&src, &raw, &world)?;
         Ok(world)
@@ -615,6 +674,14 @@ impl World {
     /// The address of host `name` (checked at parse time).
     pub fn addr(&self, name: &str) -> Ipv4Addr {
         self.hosts[name]
+    }
+
+    /// The client on `host`, or the default client when `None`.
+    pub fn client_on(&self, host: Option<&str>) -> Option<&ClientConfig> {
+        match host {
+            None => Some(&self.client),
+            Some(h) => self.clients.iter().find(|c| c.host == h),
+        }
     }
 
     /// Moves the whole world from its 127.X block to 127.`block`, rewriting
@@ -639,6 +706,9 @@ impl World {
             }
         }
         self.client.hosts_file.map_ipv4(&f);
+        for c in &mut self.clients {
+            c.hosts_file.map_ipv4(&f);
+        }
         if let SocketAddr::V4(c) = &mut self.collector {
             c.set_ip(f(*c.ip()));
         }

@@ -82,6 +82,9 @@ enum Command {
         /// OpenTelemetry collector, `weblab collect`).
         #[arg(long, value_name = "URL")]
         otlp: Option<String>,
+        /// Browse from this client host (a world may have several `[[client]]`).
+        #[arg(long, value_name = "HOST")]
+        client: Option<String>,
     },
     /// Receive spans over OTLP/HTTP for this world (from `serve --otlp` roles
     /// or any OpenTelemetry SDK) and keep traces for `weblab trace`.
@@ -201,6 +204,7 @@ async fn run(cli: Cli) -> Result<i32> {
             har,
             attach,
             otlp,
+            client,
         } => {
             let world = load_world(&cli)?;
             let opts = TourOptions {
@@ -219,6 +223,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 har: har.clone(),
                 attach: *attach,
                 otlp: otlp.clone(),
+                client: client.clone(),
             };
             tour::run(world, opts).await
         }

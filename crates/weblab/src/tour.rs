@@ -34,6 +34,23 @@ pub struct TourOptions {
     /// Also send every span to this OTLP/HTTP endpoint (Jaeger, a
     /// `weblab collect`, any OpenTelemetry collector).
     pub otlp: Option<String>,
+    /// Browse from this client host (default: the world's first client).
+    pub client: Option<String>,
+}
+
+/// The client the options name, or a clear error listing the clients.
+fn pick_client<'a>(
+    world: &'a World,
+    opts: &TourOptions,
+) -> Result<&'a crate::config::ClientConfig> {
+    world.client_on(opts.client.as_deref()).ok_or_else(|| {
+        let names: Vec<&str> = world.clients.iter().map(|c| c.host.as_str()).collect();
+        anyhow::anyhow!(
+            "no client on host {:?}; the world's clients: {}",
+            opts.client.as_deref().unwrap_or(""),
+            names.join(", ")
+        )
+    })
 }
 
 /// The outcome of one tour: the assembled trace and the page (or the error).
@@ -63,7 +80,17 @@ impl TourResult {
 
 /// Loads `url` through a running world with a fresh browser.
 pub async fn visit(world: &RunningWorld, url: &str, http1_only: bool) -> Result<TourResult> {
-    let browser = world.browser(http1_only)?;
+    visit_from(world, &world.world.client, url, http1_only).await
+}
+
+/// Loads `url` with a fresh browser on `client`'s host.
+pub async fn visit_from(
+    world: &RunningWorld,
+    client: &crate::config::ClientConfig,
+    url: &str,
+    http1_only: bool,
+) -> Result<TourResult> {
+    let browser = world.browser_on(client, http1_only)?;
     let (trace, page) = browser.navigate(url).await;
     Ok(TourResult {
         trace,
@@ -119,6 +146,7 @@ pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
     let collector = Collector::with_sinks(opts.detail, None, vec![exporter.clone()]);
     let browser = client_browser(
         world,
+        pick_client(world, opts)?,
         choose_ports(world),
         &opts.data_dir,
         &collector,
@@ -201,8 +229,9 @@ pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
             Some(weblab_trace::TraceStore::new(Default::default())),
             sinks,
         );
+        let client = pick_client(&world, &opts)?.clone();
         let running = RunningWorld::start_with(world, opts.data_dir.clone(), collector).await?;
-        let result = visit(&running, &opts.url, opts.http1_only).await?;
+        let result = visit_from(&running, &client, &opts.url, opts.http1_only).await?;
         if let Some(e) = &exporter {
             e.flush().await;
         }

@@ -319,11 +319,21 @@ impl RunningWorld {
         IpAddr::V4(self.world.addr(host))
     }
 
-    /// A fresh browser on the client host (its own browser cache and
-    /// connections; the OS cache is the host's).
+    /// A fresh browser on the default client host (its own browser cache
+    /// and connections; the OS cache is the host's).
     pub fn browser(&self, http1_only: bool) -> Result<Browser> {
+        self.browser_on(&self.world.client, http1_only)
+    }
+
+    /// A fresh browser on `client`'s host.
+    pub fn browser_on(
+        &self,
+        client: &crate::config::ClientConfig,
+        http1_only: bool,
+    ) -> Result<Browser> {
         client_browser(
             &self.world,
+            client,
             self.ports,
             &self.data_dir,
             &self.collector,
@@ -333,17 +343,17 @@ impl RunningWorld {
     }
 }
 
-/// A browser on `world`'s client host, trusting the CA in `data_dir` and
+/// A browser on `client`'s host, trusting the CA in `data_dir` and
 /// recording into `collector`.
 pub fn client_browser(
     world: &World,
+    client: &crate::config::ClientConfig,
     ports: Ports,
     data_dir: &Path,
     collector: &Collector,
     os_cache: OsCache,
     http1_only: bool,
 ) -> Result<Browser> {
-    let client = &world.client;
     let ip = IpAddr::V4(world.addr(&client.host));
     let ip_text = ip.to_string();
     let resolver = SocketAddr::new(IpAddr::V4(world.addr(&client.resolver)), ports.dns);

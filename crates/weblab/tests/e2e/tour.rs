@@ -351,3 +351,66 @@ async fn http2_heads_are_shown_as_sent_with_the_hpack_block_size_measured_on_the
         assert!(block < first, "request {n}: {block} >= {first}");
     }
 }
+
+#[test]
+fn a_second_client_browses_from_its_own_address_with_its_own_hosts_file() {
+    let text = weblab::config::DEFAULT_WORLD
+        .replace(
+            "[client]\n",
+            "[[host]]\nname = \"client2\"\naddr = \"127.10.0.3\"\nservices = [\"client\"]\n\n[[client]]\n",
+        )
+        .replace(
+            "[resolver]\n",
+            "[[client]]   # its hosts file knows the site\nhost = \"client2\"\nresolver = \"resolver\"\nhosts_file = \"\"\"\n127.10.3.1 myapp.test\n\"\"\"\n\n[resolver]\n",
+        );
+    let dir = crate::support::data_dir(112);
+    let path = dir.with_extension("toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args([
+            "--block",
+            "112",
+            "--config",
+            path.to_str().unwrap(),
+            "--data",
+        ])
+        .arg(&dir)
+        .args(["tour", "--json", "--client", "client2"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spans: Vec<weblab_trace::Span> = serde_json::from_value(v["spans"].clone()).unwrap();
+    let lookup = spans
+        .iter()
+        .find(|s| matches!(s.event, Event::Lookup { .. }))
+        .unwrap();
+    assert_eq!(lookup.host, "client2");
+    assert_eq!(lookup.addr, "127.112.0.3");
+    assert!(
+        matches!(
+            &lookup.event,
+            Event::Lookup {
+                answered_by: Some(weblab_trace::CacheLevel::Hosts),
+                ..
+            }
+        ),
+        "{:?}",
+        lookup.event
+    );
+    let at_lb = spans
+        .iter()
+        .find_map(|s| match &s.event {
+            Event::HttpServe { peer, .. } if s.host == "lb" => Some(peer.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(at_lb.starts_with("127.112.0.3:"), "{at_lb}");
+}
