@@ -21,6 +21,7 @@ pub mod link;
 pub mod models;
 pub mod rng;
 pub mod sack;
+pub mod segment_log;
 pub mod sim;
 pub mod tcb;
 pub mod time;

@@ -18,6 +18,7 @@ use crate::cc::{CcKind, Controller, Recovery, Window};
 use crate::link::{Fate, Link, LinkConfig};
 use crate::rng::Rng;
 use crate::sack::{Block, MAX_BLOCKS, ReceiverBlocks, Scoreboard};
+use crate::segment_log::{LogLine, SegmentEvent};
 use crate::time::{MS, SEC, Time, secs};
 
 /// One TCP flow.
@@ -166,7 +167,8 @@ pub struct Reaction {
 pub struct SimResult {
     pub flows: Vec<FlowStats>,
     pub samples: Vec<Sample>,
-    pub log: Vec<String>,
+    /// The segment log (`log_segments`), a typed event per line.
+    pub log: Vec<LogLine>,
     /// Data segments that went through the simulator.
     pub segments: u64,
     pub events: u64,
@@ -340,7 +342,7 @@ struct Sim<'a> {
     senders: Vec<Sender>,
     receivers: Vec<Receiver>,
     samples: Vec<Sample>,
-    log: Vec<String>,
+    log: Vec<LogLine>,
     segments: u64,
     events: u64,
 }
@@ -498,10 +500,14 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn logline(&mut self, line: impl FnOnce() -> String) {
+    fn logline(&mut self, flow: usize, event: impl FnOnce() -> SegmentEvent) {
         if self.cfg.log_segments && self.log.len() < self.cfg.max_log {
-            let l = line();
-            self.log.push(format!("{:>12.6} {l}", secs(self.now)));
+            let event = event();
+            self.log.push(LogLine {
+                at: self.now,
+                flow,
+                event,
+            });
         }
     }
 
@@ -524,17 +530,11 @@ impl<'a> Sim<'a> {
             ts: self.now,
         };
         let fate = self.data_link.send(self.now, bytes, &mut self.rng);
-        self.logline(|| {
-            format!(
-                "flow{f} -> DATA seq={seq} len={}{} {}",
-                bytes - 52,
-                if retx { " RETRANSMIT" } else { "" },
-                match fate {
-                    Fate::QueueDrop => "DROPPED (queue full)".to_string(),
-                    Fate::Lost => "LOST on the wire".to_string(),
-                    Fate::Arrives(t, _) => format!("arrives {:.6}", secs(t)),
-                }
-            )
+        self.logline(f, || SegmentEvent::Data {
+            seq,
+            len: u64::from(bytes - 52),
+            retransmit: retx,
+            fate: fate.into(),
         });
         if let Fate::Arrives(t, dup) = fate {
             if self.data_link.is_fifo() {
@@ -660,12 +660,8 @@ impl<'a> Sim<'a> {
                     s.w.cwnd = (s.w.cwnd - acked as f64 + 1.0).max(1.0);
                     s.dupacks = 0;
                     let seq = s.snd_una;
-                    self.logline(|| {
-                        format!(
-                            "flow{f} <- partial ACK {} in recovery: retransmit {seq}",
-                            p.ack
-                        )
-                    });
+                    let ack = p.ack;
+                    self.logline(f, || SegmentEvent::PartialAck { ack, seq });
                     self.transmit(f, seq, true);
                     self.restart_rto(f);
                 }
@@ -700,16 +696,12 @@ impl<'a> Sim<'a> {
                     Recovery::None => {
                         // Tahoe: cwnd is 1; go back and slow start.
                         s.snd_nxt = s.snd_una;
-                        self.logline(|| {
-                            format!(
-                                "flow{f} <- 3 dup ACKs for {seq}: fast retransmit, cwnd=1 (Tahoe)"
-                            )
-                        });
+                        self.logline(f, || SegmentEvent::FastRetransmitTahoe { seq });
                     }
                     Recovery::Reno | Recovery::NewReno => {
                         s.recover = Some(s.snd_max - 1);
                         let ss = s.w.ssthresh;
-                        self.logline(|| format!("flow{f} <- 3 dup ACKs for {seq}: fast retransmit, ssthresh={ss:.1}, fast recovery"));
+                        self.logline(f, || SegmentEvent::FastRecovery { seq, ssthresh: ss });
                         self.transmit(f, seq, true);
                     }
                 }
@@ -763,7 +755,7 @@ impl<'a> Sim<'a> {
             // RFC 6675 §5 step 4.3: the first hole goes out at once.
             let seq = s.snd_una;
             let ss = s.w.ssthresh;
-            self.logline(|| format!("flow{f} <- loss of {seq} seen by SACK: retransmit, ssthresh={ss:.1}, SACK recovery"));
+            self.logline(f, || SegmentEvent::SackLoss { seq, ssthresh: ss });
             self.transmit(f, seq, true);
         }
         if self.senders[f].recover.is_some() {
@@ -836,11 +828,9 @@ impl<'a> Sim<'a> {
         s.snd_nxt = s.snd_una;
         s.rto_deadline = None;
         let (una, rto) = (s.snd_una, s.rto);
-        self.logline(|| {
-            format!(
-                "flow{f} RTO fired: retransmit {una}, cwnd=1, next RTO {:.3}s",
-                secs(rto)
-            )
+        self.logline(f, || SegmentEvent::Timeout {
+            seq: una,
+            next_rto: rto,
         });
         self.try_send(f);
         self.arm_rto(f);
@@ -924,7 +914,8 @@ impl<'a> Sim<'a> {
             let at = self.window_opens_at(f);
             self.schedule(at, Timer::WindowUpdate, f as u32);
         }
-        self.logline(|| format!("flow{f} <- ACK ack={} win={}", pkt.ack, pkt.rwnd));
+        let (ack, window) = (pkt.ack, pkt.rwnd);
+        self.logline(f, || SegmentEvent::Ack { ack, window });
         match self.ack_link.send(self.now, 52, &mut self.rng) {
             Fate::Arrives(t, dup) => {
                 if self.ack_link.is_fifo() {
@@ -1045,7 +1036,7 @@ impl<'a> Sim<'a> {
                     self.senders[f].stats.zero_window_probes += 1;
                     self.drain(f);
                     let ts = self.now;
-                    self.logline(|| format!("flow{f} -> zero-window probe"));
+                    self.logline(f, || SegmentEvent::ZeroWindowProbe);
                     self.send_ack(f, ts);
                 }
             }
@@ -1055,7 +1046,7 @@ impl<'a> Sim<'a> {
                 if self.receivers[f].zero_advertised {
                     if self.rwnd(f) > 0 {
                         let ts = self.receivers[f].ts_recent;
-                        self.logline(|| format!("flow{f} <- window update"));
+                        self.logline(f, || SegmentEvent::WindowUpdate);
                         self.send_ack(f, ts);
                     } else {
                         let at = self.window_opens_at(f);

@@ -207,8 +207,8 @@ fn sack_repairs_several_holes_in_one_round_trip_where_newreno_needs_one_each() {
         let times: Vec<f64> = r
             .log
             .iter()
-            .filter(|l| l.contains("RETRANSMIT"))
-            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .filter(|l| l.event.is_retransmit())
+            .map(|l| weblab_tcplab::time::secs(l.at))
             .collect();
         times.last().unwrap() - times.first().unwrap()
     };

@@ -495,7 +495,9 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
             }
             println!("\n{}", ascii_chart(&r, 72, 16));
             if a.events {
-                println!("{}", r.log.join("\n"));
+                for line in &r.log {
+                    println!("{line}");
+                }
             }
             let name = a.cc.to_string();
             if let Some(p) = &a.csv {
