@@ -447,3 +447,29 @@ fn the_tcp_lab_and_the_tour_end_quietly_when_their_reader_goes_away() {
     assert_eq!(code, 0, "{err}");
     assert!(err.trim().is_empty(), "tour: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_exits_non_zero_naming_the_role_when_a_role_cannot_start() {
+    let block = 146u8;
+    let dir = data_dir(block);
+    let b = block.to_string();
+    let args = ["--block", &b, "--data", dir.to_str().unwrap(), "up"];
+    let mut first = Proc::spawn(&args, &[]);
+    assert!(
+        first.wait_for("stops the world", 60 * SEC).await,
+        "{}",
+        first.stderr()
+    );
+    // The same world again: its addresses are taken.
+    let mut second = Proc::spawn(&args, &[]);
+    let status = second.exit(30 * SEC).await.expect("the second up gives up");
+    assert_eq!(status.code(), Some(2));
+    let err = second.stderr();
+    assert!(err.contains("cannot") && err.contains("127.146."), "{err}");
+    assert!(err.lines().count() <= 2, "{err}");
+    // The first world is untouched.
+    assert!(first.alive().is_some());
+    first.signal(libc::SIGTERM);
+    assert!(first.exit(10 * SEC).await.is_some_and(|s| s.success()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
