@@ -64,14 +64,14 @@ pub fn summarize(trace: TraceId, spans: &[Span]) -> Option<TraceSummary> {
     let end_ns = spans.iter().map(|s| s.end_ns).max()?;
     let mut hosts: Vec<String> = Vec::new();
     for s in spans {
-        if !hosts.contains(&s.host) {
-            hosts.push(s.host.clone());
+        if !hosts.iter().any(|h| s.host == *h) {
+            hosts.push(s.host.to_string());
         }
     }
     let first = |f: &dyn Fn(&Event) -> Option<String>| spans.iter().find_map(|s| f(&s.event));
     let (client, method, url, status) = match &root.event {
         Event::Navigate { url, .. } => (
-            root.addr.clone(),
+            root.addr.to_string(),
             first(&|e| match e {
                 Event::RequestSent { method, .. } => Some(method.clone()),
                 _ => None,
@@ -102,7 +102,7 @@ pub fn summarize(trace: TraceId, spans: &[Span]) -> Option<TraceSummary> {
             outcome,
             ..
         } => (
-            root.host.clone(),
+            root.host.to_string(),
             format!("DNS {qtype}"),
             name.clone(),
             outcome.to_string(),
@@ -111,7 +111,7 @@ pub fn summarize(trace: TraceId, spans: &[Span]) -> Option<TraceSummary> {
             (service.clone(), String::new(), name.clone(), String::new())
         }
         other => (
-            root.host.clone(),
+            root.host.to_string(),
             String::new(),
             other.kind().to_string(),
             String::new(),

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::event::Event;
-use crate::span::{Correlation, Ctx, Layer, Span, SpanId, TraceId, now_ns};
+use crate::span::{Correlation, Ctx, Label, Layer, Span, SpanId, TraceId, now_ns};
 use crate::store::{StoreLimits, TraceStore};
 
 /// How much a world records.
@@ -199,9 +199,9 @@ impl Pending {
 #[derive(Clone)]
 pub struct Recorder {
     collector: Collector,
-    host: Arc<str>,
-    addr: Arc<str>,
-    component: Arc<str>,
+    host: Label,
+    addr: Label,
+    component: Label,
 }
 
 impl Recorder {
@@ -251,10 +251,10 @@ impl Recorder {
             trace: pending.trace,
             id: pending.id,
             parent: pending.parent,
-            host: self.host.to_string(),
-            addr: self.addr.to_string(),
+            host: self.host.clone(),
+            addr: self.addr.clone(),
             layer: pending.layer,
-            component: self.component.to_string(),
+            component: self.component.clone(),
             start_ns: pending.start_ns,
             end_ns: end_ns.max(pending.start_ns),
             request: pending.request,

@@ -24,5 +24,5 @@ pub mod store;
 
 pub use collector::{Collector, Detail, Recorder, SpanSink};
 pub use event::{CacheLevel, DnsOutcome, Event, Phase};
-pub use span::{Correlation, Ctx, Layer, Span, SpanId, TraceId, now_ns};
+pub use span::{Correlation, Ctx, Label, Layer, Span, SpanId, TraceId, now_ns};
 pub use store::{StoreLimits, StoreStats, TraceStore};

@@ -194,6 +194,79 @@ pub enum Correlation {
     },
 }
 
+/// A host, address or component name on a span: shared by every span its
+/// recorder makes (recording clones a pointer, not the text), and compared
+/// and printed like a string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Label(std::sync::Arc<str>);
+
+impl Label {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Label {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for Label {
+    fn from(s: &str) -> Label {
+        Label(s.into())
+    }
+}
+
+impl From<String> for Label {
+    fn from(s: String) -> Label {
+        Label(s.into())
+    }
+}
+
+impl PartialEq<str> for Label {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Label {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Label {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl Serialize for Label {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Label::from)
+    }
+}
+
 /// One timed step on one host.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Span {
@@ -201,12 +274,12 @@ pub struct Span {
     pub id: SpanId,
     pub parent: Option<SpanId>,
     /// Host name from the world, e.g. `resolver`.
-    pub host: String,
+    pub host: Label,
     /// The host's address (where the work happened).
-    pub addr: String,
+    pub addr: Label,
     pub layer: Layer,
     /// The component on the host, e.g. `dns-authoritative`, `lb`, `app`.
-    pub component: String,
+    pub component: Label,
     pub start_ns: u64,
     pub end_ns: u64,
     /// Which top-level client request this span belongs to (0 = the page,

@@ -107,7 +107,7 @@ async fn the_tour_records_every_hop_in_order_each_on_its_own_address() {
     })
     .unwrap();
     assert!(i_proxy > i_pick);
-    assert!(web_ips.contains(&proxy.addr));
+    assert!(web_ips.contains(&proxy.addr.to_string()));
     // C45-C47: every middleware in order, the route, the SQL, on an app host.
     let app_ips = [ip(&w, "app1"), ip(&w, "app2")];
     let mut at = i_proxy;
@@ -118,7 +118,7 @@ async fn the_tour_records_every_hop_in_order_each_on_its_own_address() {
         )
         .unwrap_or_else(|| panic!("middleware {order} missing"));
         assert!(i > at, "middleware {order} out of order");
-        assert!(app_ips.contains(&s.addr));
+        assert!(app_ips.contains(&s.addr.to_string()));
         at = i;
     }
     let (i_route, route) = find(
@@ -129,7 +129,7 @@ async fn the_tour_records_every_hop_in_order_each_on_its_own_address() {
     assert!(i_route > at);
     let (i_sql, sql) = find(spans, |s| matches!(s.event, Event::Sql { .. })).unwrap();
     assert!(i_sql > i_route);
-    assert!(app_ips.contains(&sql.addr) && app_ips.contains(&route.addr));
+    assert!(app_ips.contains(&sql.addr.to_string()) && app_ips.contains(&route.addr.to_string()));
     let Event::Sql { statement, .. } = &sql.event else {
         unreachable!()
     };
@@ -146,7 +146,7 @@ async fn the_tour_records_every_hop_in_order_each_on_its_own_address() {
         })
         .unwrap_or_else(|| panic!("no request for {name}"));
         assert!(i > i_sql);
-        assert!(spans.iter().any(|s| web_ips.contains(&s.addr)
+        assert!(spans.iter().any(|s| web_ips.contains(&s.addr.to_string())
             && matches!(&s.event, Event::WebDecision { path, action: WebAction::Static { .. } } if path.ends_with(name))));
     }
     // Server spans hang under the client's wait span (traceparent worked).
