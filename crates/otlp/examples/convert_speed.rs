@@ -1,0 +1,67 @@
+//! How long encoding and decoding take per span (the cost behind
+//! bench/otlp.sh): `cargo run --release -p weblab-otlp --example convert_speed`.
+
+use std::time::Instant;
+
+use weblab_otlp::convert::{Accept, Encoding, decode, encode, parse, to_protobuf};
+use weblab_trace::event::WebAction;
+use weblab_trace::{Event, Layer, Span, SpanId, TraceId, now_ns};
+
+fn main() {
+    let now = now_ns();
+    let spans: Vec<Span> = (0..20_000u64)
+        .map(|i| Span {
+            trace: TraceId(u128::from(i / 2) + 1),
+            id: SpanId(i + 1),
+            parent: (i % 2 == 1).then_some(SpanId(i)),
+            host: "web1".into(),
+            addr: "127.10.4.1".into(),
+            layer: Layer::Application,
+            component: "web".into(),
+            start_ns: now,
+            end_ns: now + 50_000,
+            request: None,
+            link: None,
+            correlates: vec![],
+            event: if i % 2 == 0 {
+                Event::HttpServe {
+                    method: "GET".into(),
+                    path: "/static/app.css".into(),
+                    version: "HTTP/1.1".into(),
+                    peer: "127.10.3.1:40000".into(),
+                    status: 200,
+                }
+            } else {
+                Event::WebDecision {
+                    path: "/static/app.css".into(),
+                    action: WebAction::Static {
+                        file: "/www/static/app.css".into(),
+                        bytes: 1234,
+                    },
+                }
+            },
+        })
+        .collect();
+    let t = Instant::now();
+    let mut bodies = Vec::new();
+    for chunk in spans.chunks(512) {
+        bodies.push(to_protobuf(&encode(chunk)));
+    }
+    let enc = t.elapsed();
+    let t = Instant::now();
+    let mut n = 0;
+    for b in &bodies {
+        n += decode(&parse(Encoding::Protobuf, b).unwrap(), now, Accept::default()).spans.len();
+    }
+    let dec = t.elapsed();
+    assert_eq!(n, spans.len());
+    let per = |d: std::time::Duration| d.as_nanos() as f64 / spans.len() as f64 / 1000.0;
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    println!(
+        "{} spans: encode {:.2} us/span, decode {:.2} us/span, {:.0} bytes/span on the wire",
+        spans.len(),
+        per(enc),
+        per(dec),
+        bytes as f64 / spans.len() as f64
+    );
+}
