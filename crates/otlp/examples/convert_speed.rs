@@ -51,7 +51,13 @@ fn main() {
     let t = Instant::now();
     let mut n = 0;
     for b in &bodies {
-        n += decode(&parse(Encoding::Protobuf, b).unwrap(), now, Accept::default()).spans.len();
+        n += decode(
+            &parse(Encoding::Protobuf, b).unwrap(),
+            now,
+            Accept::default(),
+        )
+        .spans
+        .len();
     }
     let dec = t.elapsed();
     assert_eq!(n, spans.len());

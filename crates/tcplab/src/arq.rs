@@ -122,7 +122,40 @@ pub struct ArqResult {
     pub efficiency: f64,
     /// Payload bits per second delivered.
     pub goodput_bps: f64,
-    pub log: Vec<String>,
+    /// The frame log (`max_log` lines at most), a typed event per line.
+    pub log: Vec<ArqLine>,
+}
+
+/// One event of an ARQ run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArqEvent {
+    /// A frame put on the link, and whether the link lost it.
+    Send { seq: u64, bits: u64, lost: bool },
+    /// The receiver asked for a frame again (negative acknowledgement).
+    Nak { seq: u64 },
+    /// The sender's timer for a frame ran out.
+    Timeout { seq: u64 },
+}
+
+/// One line of the ARQ log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArqLine {
+    pub at: Time,
+    pub event: ArqEvent,
+}
+
+impl std::fmt::Display for ArqLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:>10.6} ", secs(self.at))?;
+        match self.event {
+            ArqEvent::Send { seq, bits, lost } => {
+                let lost = if lost { " - LOST" } else { "" };
+                write!(f, "send frame {seq} ({bits} bits){lost}")
+            }
+            ArqEvent::Nak { seq } => write!(f, "NAK {seq}"),
+            ArqEvent::Timeout { seq } => write!(f, "timeout of frame {seq}"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -224,10 +257,12 @@ impl Arq<'_> {
         self.heap.push(Reverse((t, rank, self.order, ev)));
     }
 
-    fn log(&mut self, line: impl FnOnce() -> String) {
+    fn log(&mut self, event: ArqEvent) {
         if self.res.log.len() < self.cfg.max_log {
-            let l = line();
-            self.res.log.push(format!("{:>10.6} {l}", secs(self.now)));
+            self.res.log.push(ArqLine {
+                at: self.now,
+                event,
+            });
         }
     }
 
@@ -291,12 +326,7 @@ impl Arq<'_> {
             self.cfg.loss
         };
         let lost = self.rng.chance(p);
-        self.log(|| {
-            format!(
-                "send frame {seq} ({bits} bits){}",
-                if lost { " - LOST" } else { "" }
-            )
-        });
+        self.log(ArqEvent::Send { seq, bits, lost });
         if !lost {
             self.at(self.now + tx + self.cfg.delay, Ev::Frame(seq, bits));
         }
@@ -410,7 +440,7 @@ impl Arq<'_> {
         if n < self.base || self.acked.get(n as usize).copied().unwrap_or(false) {
             return;
         }
-        self.log(|| format!("NAK {n}"));
+        self.log(ArqEvent::Nak { seq: n });
         self.go_back(n);
     }
 
@@ -436,7 +466,7 @@ impl Arq<'_> {
             return;
         }
         self.res.timeouts += 1;
-        self.log(|| format!("timeout of frame {seq}"));
+        self.log(ArqEvent::Timeout { seq });
         self.go_back(seq);
     }
 

@@ -584,7 +584,9 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
                     r.max_reorder_buffer
                 );
                 if a.events {
-                    println!("{}", r.log.join("\n"));
+                    for line in &r.log {
+                        println!("{line}");
+                    }
                 }
             }
             println!(
