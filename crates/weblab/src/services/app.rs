@@ -21,10 +21,7 @@ impl Service for App {
     }
 
     fn needs(&self) -> Needs {
-        Needs {
-            database: true,
-            ..Needs::default()
-        }
+        Needs::DATABASE
     }
 
     fn drain_tier(&self) -> u8 {

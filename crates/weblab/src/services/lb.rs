@@ -24,10 +24,7 @@ impl Service for Lb {
     }
 
     fn needs(&self) -> Needs {
-        Needs {
-            ca: true,
-            ..Needs::default()
-        }
+        Needs::CA
     }
 
     fn drain_tier(&self) -> u8 {

@@ -31,6 +31,22 @@ pub struct Needs {
 }
 
 impl Needs {
+    pub const CA: Needs = Needs {
+        ca: true,
+        document_root: false,
+        database: false,
+    };
+    pub const DOCUMENT_ROOT: Needs = Needs {
+        ca: false,
+        document_root: true,
+        database: false,
+    };
+    pub const DATABASE: Needs = Needs {
+        ca: false,
+        document_root: false,
+        database: true,
+    };
+
     pub fn and(self, other: Needs) -> Needs {
         Needs {
             ca: self.ca || other.ca,

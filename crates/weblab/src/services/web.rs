@@ -23,10 +23,7 @@ impl Service for Web {
     }
 
     fn needs(&self) -> Needs {
-        Needs {
-            document_root: true,
-            ..Needs::default()
-        }
+        Needs::DOCUMENT_ROOT
     }
 
     fn drain_tier(&self) -> u8 {
