@@ -102,7 +102,11 @@ pub fn summarize(trace: TraceId, spans: &[Span]) -> Option<TraceSummary> {
             outcome,
             ..
         } => (
-            root.host.to_string(),
+            // The asker's socket, from the key that ties its query here.
+            match root.link {
+                Some(weblab_trace::Correlation::Dns { from, .. }) => from.to_string(),
+                None => root.host.to_string(),
+            },
             format!("DNS {qtype}"),
             name.clone(),
             outcome.to_string(),

@@ -207,20 +207,28 @@ impl TraceStore {
             .order
             .iter()
             .rev()
-            .filter(|t| {
-                inner.traces.get(t).is_some_and(|e| {
-                    !e.spans.iter().any(|s| {
-                        s.parent.is_none() && s.link.is_some_and(|l| inner.asked.contains(&l))
-                    })
-                })
-            })
+            .filter(|t| inner.stands_alone(t))
             .take(n)
             .copied()
             .collect()
     }
+
+    /// Whether `trace` is a request of its own, not a DNS server's side of
+    /// a query that another stored trace sent.
+    pub fn stands_alone(&self, trace: TraceId) -> bool {
+        self.lock().stands_alone(&trace)
+    }
 }
 
 impl Inner {
+    fn stands_alone(&self, trace: &TraceId) -> bool {
+        self.traces.get(trace).is_some_and(|e| {
+            !e.spans
+                .iter()
+                .any(|s| s.parent.is_none() && s.link.is_some_and(|l| self.asked.contains(&l)))
+        })
+    }
+
     fn evict(&mut self, trace: TraceId) {
         let Some(entry) = self.traces.remove(&trace) else {
             return;

@@ -65,7 +65,10 @@ pub fn print_finished_traces(store: TraceStore) {
                 }
                 Err(_) => return,
             };
-            if span.parent.is_some() || span.link.is_some() || !printed.insert(span.trace) {
+            // A span without a parent ends a trace's root; whether the
+            // trace stands alone (a DNS server's side of another trace's
+            // query does not) is decided once late spans are in.
+            if span.parent.is_some() || !printed.insert(span.trace) {
                 continue;
             }
             if printed.len() > 100_000 {
@@ -86,6 +89,9 @@ pub fn print_finished_traces(store: TraceStore) {
             let (store, trace) = (store.clone(), span.trace);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(400)).await;
+                if !store.stands_alone(trace) {
+                    return;
+                }
                 if let Some(s) = summarize(trace, &store.assemble(trace)) {
                     println!("{}", s.line());
                 }
