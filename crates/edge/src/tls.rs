@@ -59,6 +59,13 @@ impl LocalCa {
         let (cert_path, key_path) = (Self::cert_path(dir), Self::key_path(dir));
         let ctx = |p: &Path, e: std::io::Error| EdgeError::setup(format!("{}: {e}", p.display()));
         if cert_path.exists() && key_path.exists() {
+            // A key written by an older weblab may be readable by others.
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = fs::metadata(&key_path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                let _ = fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600));
+            }
             let key_pem = fs::read_to_string(&key_path).map_err(|e| ctx(&key_path, e))?;
             let cert_pem = fs::read(&cert_path).map_err(|e| ctx(&cert_path, e))?;
             let key = KeyPair::from_pem(&key_pem)
@@ -79,7 +86,21 @@ impl LocalCa {
         // sees half a file.
         let tmp_key = dir.join(format!(".ca-key.{}.tmp", std::process::id()));
         let tmp_cert = dir.join(format!(".ca.{}.tmp", std::process::id()));
-        fs::write(&tmp_key, key.serialize_pem()).map_err(|e| ctx(&tmp_key, e))?;
+        // The CA's private key can sign for any name: only its owner may
+        // read it (created 0600, never world-readable even for a moment).
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp_key)
+                .map_err(|e| ctx(&tmp_key, e))?;
+            f.write_all(key.serialize_pem().as_bytes())
+                .map_err(|e| ctx(&tmp_key, e))?;
+        }
         fs::write(&tmp_cert, cert.pem()).map_err(|e| ctx(&tmp_cert, e))?;
         fs::rename(&tmp_key, &key_path).map_err(|e| ctx(&key_path, e))?;
         fs::rename(&tmp_cert, &cert_path).map_err(|e| ctx(&cert_path, e))?;
@@ -144,6 +165,16 @@ mod tests {
         let first = LocalCa::load_or_create(&dir).unwrap();
         let again = LocalCa::load_or_create(&dir).unwrap();
         assert_eq!(first.cert(), again.cert(), "the CA is kept, not re-made");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join("ca-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the CA key is readable by its owner only"
+        );
         // A leaf issued by the reloaded CA verifies against the stored cert.
         let (chain, _key) = again.issue(&["myapp.test".into()]).unwrap();
         let mut roots = rustls::RootCertStore::empty();
