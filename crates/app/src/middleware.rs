@@ -80,7 +80,12 @@ pub async fn access_log(State(s): State<Arc<AppState>>, mut req: Request, next: 
     req.extensions_mut().insert(TraceCtx(span.ctx()));
     let started = Instant::now();
     let ip = client_ip(&req, &s.trusted_proxies).map_or_else(|| "-".into(), |ip| ip.to_string());
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    // The query string too: the log shows what arrived.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
     let resp = next.run(req).await;
     let line = format!(
         "{ip} {method} {path} {} {:.3}ms",

@@ -58,16 +58,19 @@ pub fn trace_ctx(headers: &HeaderMap) -> Ctx {
         .unwrap_or_else(Ctx::new_root)
 }
 
-/// The span event of a request a server answered.
+/// The span event of a request a server answered; the path carries the
+/// query string as it arrived (a learner sees `?x=1` reach every hop).
 pub fn served(
     parts: &http::request::Parts,
-    path: String,
     conn: &ConnInfo,
     status: StatusCode,
 ) -> weblab_trace::Event {
     weblab_trace::Event::HttpServe {
         method: parts.method.to_string(),
-        path,
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
         version: version_name(parts.version).into(),
         peer: conn.peer.to_string(),
         status: status.as_u16(),

@@ -49,7 +49,6 @@ impl Handler for LoadBalancer {
         let ctx = trace_ctx(req.headers());
         let span = self.rec.begin(ctx, Layer::Application);
         let (parts, body) = req.into_parts();
-        let path = parts.uri.path().to_string();
         let mut resp = match read_body(body, MAX_BODY).await {
             Err(r) => r,
             Ok(body) => {
@@ -113,8 +112,7 @@ impl Handler for LoadBalancer {
             resp.headers_mut()
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, self.hsts.clone());
         }
-        self.rec
-            .end(span, served(&parts, path, &conn, resp.status()));
+        self.rec.end(span, served(&parts, &conn, resp.status()));
         resp
     }
 }
@@ -159,13 +157,7 @@ impl Handler for RedirectToHttps {
         let span = self.rec.begin(trace_ctx(req.headers()), Layer::Application);
         let (parts, _body) = req.into_parts();
         let resp = self.redirect(&parts);
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        self.rec
-            .end(span, served(&parts, path, &conn, resp.status()));
+        self.rec.end(span, served(&parts, &conn, resp.status()));
         resp
     }
 }

@@ -247,8 +247,7 @@ impl Handler for WebServer {
                 }
             }
         };
-        self.rec
-            .end(span, served(&parts, path, &conn, resp.status()));
+        self.rec.end(span, served(&parts, &conn, resp.status()));
         resp
     }
 }

@@ -173,8 +173,10 @@ pub struct ScenarioArgs {
     /// Language of the explanations.
     #[arg(long, default_value = "en")]
     lang: Lang,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Repeat a run: the initial sequence numbers come from this seed
+    /// (default: a fresh random one each run, as a real TCP picks them).
+    #[arg(long)]
+    seed: Option<u64>,
     /// handshake: `simultaneous` for a simultaneous open; close:
     /// `time-wait` or `no-time-wait` to follow a late segment.
     #[arg(long)]
@@ -651,14 +653,18 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
                 Some("simultaneous") => Scenario::SimultaneousOpen,
                 Some(v) => bail!("unknown handshake variant {v:?} (simultaneous)"),
             };
-            print!("{}", tell(scenario, a.seed, a.lang));
+            let seed = a.seed.unwrap_or_else(rand_seed);
+            print!("{}", tell(scenario, seed, a.lang));
+            println!("(initial sequence numbers from seed {seed}; --seed {seed} repeats this run)");
         }
         TcpCommand::Close(a) => {
             let scenario = match a.variant.as_deref() {
                 None => Scenario::Close,
                 Some(v) => v.parse::<Scenario>().map_err(anyhow::Error::msg)?,
             };
-            print!("{}", tell(scenario, a.seed, a.lang));
+            let seed = a.seed.unwrap_or_else(rand_seed);
+            print!("{}", tell(scenario, seed, a.lang));
+            println!("(initial sequence numbers from seed {seed}; --seed {seed} repeats this run)");
         }
     }
     Ok(())
@@ -708,6 +714,12 @@ fn meaning(state: weblab_tcplab::tcb::State, lang: Lang) -> &'static str {
 }
 
 /// A scenario as numbered steps with the state changes explained.
+/// A fresh seed each run, as a real TCP picks a new ISN per connection
+/// (RFC 9293 §3.4.1).
+fn rand_seed() -> u64 {
+    rand::random()
+}
+
 pub fn tell(scenario: Scenario, seed: u64, lang: Lang) -> String {
     let (steps, _, _) = run_scenario(scenario, seed);
     let mut s = String::new();

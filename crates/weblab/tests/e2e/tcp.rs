@@ -130,3 +130,30 @@ fn bad_tcp_arguments_are_named_in_the_error() {
     assert_eq!(code, 2);
     assert!(err.contains("vegas"), "{err}");
 }
+
+#[test]
+fn the_handshake_picks_new_initial_sequence_numbers_each_run_unless_seeded() {
+    let isn = |args: &[&str]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weblab"))
+            .args(["tcp", "handshake"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let at = text
+            .find("SYN seq=")
+            .expect("a SYN with its sequence number");
+        text[at + "SYN seq=".len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(isn(&[]), isn(&[]), "two runs, two ISNs");
+    assert_eq!(
+        isn(&["--seed", "7"]),
+        isn(&["--seed", "7"]),
+        "a seed repeats a run"
+    );
+}

@@ -196,6 +196,21 @@ async fn an_api_path_returns_json_from_the_database() {
         unreachable!()
     };
     assert_eq!(target, "/api/users/1?view=full");
+    // The query string reaches every hop and is shown there.
+    for host in ["lb", "web"] {
+        assert!(
+            r.spans.iter().any(|s| s.host.starts_with(host)
+                && matches!(&s.event, Event::HttpServe { path, .. } if path == "/api/users/1?view=full")),
+            "{host}: {:?}",
+            kinds(&r.spans)
+        );
+    }
+    assert!(
+        r.spans.iter().any(|s| matches!(&s.event,
+            Event::Middleware { name, .. } if name.contains("GET /api/users/1?view=full 200"))),
+        "{:?}",
+        kinds(&r.spans)
+    );
     // C02: the head as written on the wire: hyper's title-case names,
     // every header line in the order sent.
     assert_eq!(headers[0], ("Host".to_string(), "myapp.test".to_string()));
