@@ -14,6 +14,11 @@ use crate::world::{Boot, listen, sock};
 
 pub struct Lb;
 
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 impl Service for Lb {
     fn name(&self) -> &'static str {
         "lb"
@@ -99,9 +104,15 @@ impl Service for Lb {
                 "  curl -i --resolve myapp.test:{}:{lb} http://myapp.test{http}/login   # 301 to https",
                 p.http
             ),
-            "A real browser:".into(),
+            "A real browser, trusting the world's CA (certutil is in libnss3-tools):".into(),
             format!(
-                "  chromium --host-resolver-rules=\"MAP myapp.test {lb}\" --ignore-certificate-errors https://myapp.test{https}/login"
+                "  mkdir -p ~/.pki/nssdb && certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n weblab -i {}",
+                ca.display()
+            ),
+            format!(
+                "  chromium{} --host-resolver-rules=\"MAP myapp.test {lb}\" https://myapp.test{https}/login",
+                // Chromium refuses to run its sandbox as root.
+                if is_root() { " --no-sandbox" } else { "" }
             ),
         ]
     }
