@@ -444,3 +444,113 @@ async fn with_no_world_running_attach_and_show_fail_in_one_line_and_a_role_serve
     assert!(dns.alive().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Whether a program answers `probe` (and, under CI, that it must).
+fn installed(program: &str, probe: &str) -> bool {
+    let ok = std::process::Command::new(program)
+        .arg(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("WEBLAB_REQUIRE_INTEROP").is_none(),
+            "{program} is required (WEBLAB_REQUIRE_INTEROP is set) but not installed"
+        );
+        eprintln!("skipping: {program} is not installed");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_trusting_the_world_ca_loads_the_page_and_each_request_is_a_trace() {
+    if !installed("chromium", "--version") || !installed("certutil", "--build-flags") {
+        return;
+    }
+    let block = 156;
+    let dir = data_dir(block);
+    let _up = start(block, &dir, &["up"], "stops the world").await;
+    let w = world(block);
+    let ports = weblab::world::choose_ports(&w);
+    // The recipe `weblab up` prints: the CA in an NSS database, no
+    // --ignore-certificate-errors.
+    let home = dir.join("home");
+    let nss = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nss).unwrap();
+    let db = format!("sql:{}", nss.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("certutil")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["-d", &db, "-N", "--empty-password"]);
+    let ca = dir.join("ca.pem");
+    run(&[
+        "-d",
+        &db,
+        "-A",
+        "-t",
+        "C,,",
+        "-n",
+        "weblab",
+        "-i",
+        ca.to_str().unwrap(),
+    ]);
+    let port = if ports.https == 443 {
+        String::new()
+    } else {
+        format!(":{}", ports.https)
+    };
+    let url = format!("https://myapp.test{port}/login");
+    let lb = w.addr("lb");
+    let profile = dir.join("profile");
+    let out = tokio::time::timeout(
+        60 * SEC,
+        tokio::process::Command::new("chromium")
+            .env("HOME", &home)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--host-resolver-rules=MAP myapp.test {lb}"))
+            .args(["--dump-dom", &url])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium finishes within a minute")
+    .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("Sign in"),
+        "no page: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Its requests reached the world and each is a trace of its own.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let list = weblab_async(block, &dir, &["trace", "list", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let urls: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["hosts"][0] == "lb")
+        .filter_map(|t| t["url"].as_str())
+        .collect();
+    for want in ["/login", "/static/app.css"] {
+        assert!(urls.contains(&want), "{want} not in {urls:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
