@@ -80,11 +80,22 @@ pub struct RequestTimings {
     /// Duration of each stage; `None` when the stage did not happen
     /// (e.g. no DNS and no connect on a reused connection).
     pub phases: BTreeMap<Phase, Option<u64>>,
+    /// The rest of the total: the browser's own work between stages, so
+    /// that the stages plus this add up to the total.
+    pub between_ns: i64,
 }
 
 impl RequestTimings {
     pub fn total_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    /// The request's time not in any measured stage: the browser's own
+    /// work between stages (choosing a connection, building the request,
+    /// handing the body over). Negative only if stages overlapped.
+    fn remainder(&self) -> i64 {
+        let staged: u64 = self.phases.values().flatten().sum();
+        self.total_ns() as i64 - staged as i64
     }
 }
 
@@ -101,6 +112,7 @@ pub fn stages(spans: &[Span]) -> Vec<RequestTimings> {
                     start_ns: s.start_ns,
                     end_ns: s.end_ns,
                     phases: Phase::ALL.iter().map(|p| (*p, None)).collect(),
+                    between_ns: 0,
                 },
             );
         }
@@ -123,6 +135,7 @@ pub fn stages(spans: &[Span]) -> Vec<RequestTimings> {
                 t.phases.insert(Phase::Blocked, Some(queued));
             }
         }
+        t.between_ns = t.remainder();
     }
     out.into_values().collect()
 }
@@ -135,7 +148,7 @@ pub fn stage_table(timings: &[RequestTimings]) -> String {
     for p in Phase::ALL {
         let _ = write!(out, " {:>10}", p.to_string());
     }
-    let _ = writeln!(out, " {:>10}", "total");
+    let _ = writeln!(out, " {:>10} {:>10}", "between", "total");
     for t in timings {
         let mut url = t.url.clone();
         if url.len() > 34 {
@@ -152,7 +165,8 @@ pub fn stage_table(timings: &[RequestTimings]) -> String {
                 }
             }
         }
-        let _ = writeln!(out, " {:>8.3}ms", ms(t.total_ns()));
+        let between = t.between_ns as f64 / 1e6;
+        let _ = writeln!(out, " {between:>8.3}ms {:>8.3}ms", ms(t.total_ns()));
     }
     if let (Some(start), Some(end)) = (
         timings.iter().map(|t| t.start_ns).min(),
@@ -160,7 +174,8 @@ pub fn stage_table(timings: &[RequestTimings]) -> String {
     ) {
         let _ = writeln!(
             out,
-            "page: {} requests, {:.3} ms from the first request to the last byte",
+            "page: {} requests, {:.3} ms from the first request to the last byte\n\
+             (each row adds up: its stages + between = total; between is the browser's own work between stages)",
             timings.len(),
             ms(end - start)
         );

@@ -429,3 +429,23 @@ fn a_second_client_browses_from_its_own_address_with_its_own_hosts_file() {
         .unwrap();
     assert!(at_lb.starts_with("127.112.0.3:"), "{at_lb}");
 }
+
+#[tokio::test]
+async fn every_row_of_the_stage_table_adds_up_to_its_total() {
+    let w = start(113).await;
+    let r = visit(&w, "https://myapp.test/login", false).await.unwrap();
+    let timings = weblab_trace::render::stages(&r.spans);
+    assert!(timings.len() >= 2);
+    for t in &timings {
+        let staged: u64 = t.phases.values().flatten().sum();
+        assert_eq!(
+            staged as i64 + t.between_ns,
+            t.total_ns() as i64,
+            "request {}",
+            t.request
+        );
+        assert!(t.between_ns >= 0, "stages overlap in request {}", t.request);
+    }
+    let table = weblab_trace::render::stage_table(&timings);
+    assert!(table.lines().next().unwrap().contains("between"), "{table}");
+}
