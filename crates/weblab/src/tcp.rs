@@ -34,7 +34,7 @@ pub enum TcpCommand {
 
 #[derive(Args)]
 pub struct UdpArgs {
-    #[arg(long, default_value = "10mbit", value_parser = units::rate)]
+    #[arg(long, default_value = "10mbit", value_parser = units::positive_rate)]
     bw: u64,
     #[arg(long, default_value = "40ms", value_parser = units::duration)]
     rtt: u64,
@@ -51,7 +51,7 @@ pub struct UdpArgs {
 #[derive(Args)]
 pub struct SegmentArgs {
     /// Bytes per write.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     write: u32,
     /// Number of writes, one per `--every`.
     #[arg(long, default_value_t = 100)]
@@ -68,7 +68,7 @@ pub struct SegmentArgs {
 #[derive(Args, Clone)]
 pub struct LinkArgs {
     /// Bottleneck rate.
-    #[arg(long, default_value = "10mbit", value_parser = units::rate)]
+    #[arg(long, default_value = "10mbit", value_parser = units::positive_rate)]
     bw: u64,
     /// Round-trip propagation delay.
     #[arg(long, default_value = "50ms", value_parser = units::duration)]
@@ -80,7 +80,7 @@ pub struct LinkArgs {
     #[arg(long, value_name = "PGB,PBG,LOSS")]
     gilbert: Option<String>,
     /// Simulated time.
-    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    #[arg(long, default_value = "30s", value_parser = units::positive_duration)]
     time: u64,
     /// Router queue in packets (default: one bandwidth-delay product).
     #[arg(long)]
@@ -151,7 +151,7 @@ pub struct ArqArgs {
     /// sw, gbn or sr; several with commas.
     #[arg(long, default_value = "sw,gbn,sr", value_delimiter = ',')]
     mode: Vec<ArqMode>,
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
     #[arg(long, default_value = "10%", value_parser = units::probability)]
     loss: f64,

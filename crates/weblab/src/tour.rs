@@ -206,8 +206,36 @@ fn write_har(spans: &[Span], path: Option<&PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The URL as an address bar takes it: `myapp.test/login` means
+/// `https://myapp.test/login`; anything that still does not parse is an
+/// error before any server starts.
+pub fn address_bar(input: &str) -> Result<String> {
+    let text = input.trim();
+    let full = if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("https://{text}")
+    };
+    let parsed = url::Url::parse(&full)
+        .map_err(|e| anyhow::anyhow!("bad URL {input:?}: {e} (try https://myapp.test/login)"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        anyhow::bail!("bad URL {input:?}: weblab fetches http:// and https:// URLs with a host");
+    }
+    Ok(full)
+}
+
 /// Runs the tour and prints it; returns the process exit code.
-pub async fn run(world: World, opts: TourOptions) -> Result<i32> {
+pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
+    // Mistakes are named before the world boots.
+    opts.url = address_bar(&opts.url)?;
+    if let Some(path) = &opts.har {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
     let (result, header) = if opts.attach {
         let result = attach(&world, &opts).await?;
         let header = format!(

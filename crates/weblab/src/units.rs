@@ -43,6 +43,22 @@ pub fn duration(s: &str) -> Result<u64, String> {
     scaled(s, &UNITS, "a duration", "50ms")
 }
 
+/// A rate that must be more than zero (a link of 0 bit/s sends nothing).
+pub fn positive_rate(s: &str) -> Result<u64, String> {
+    match rate(s)? {
+        0 => Err(format!("{s:?}: the rate must be more than 0 (try 10mbit)")),
+        r => Ok(r),
+    }
+}
+
+/// A duration that must be more than zero.
+pub fn positive_duration(s: &str) -> Result<u64, String> {
+    match duration(s)? {
+        0 => Err(format!("{s:?}: the duration must be more than 0 (try 30s)")),
+        d => Ok(d),
+    }
+}
+
 /// A probability from `1%` or `0.01`.
 pub fn probability(s: &str) -> Result<f64, String> {
     let t = s.trim();

@@ -259,3 +259,45 @@ async fn client_side_dns_failures_keep_their_kind_in_the_error_and_the_trace() {
     assert!(!err.is_timeout() && !err.is_refused(), "{err}");
     assert!(matches!(outcome, DnsOutcome::Failed { .. }), "{outcome:?}");
 }
+
+#[test]
+fn a_learners_mistakes_are_named_before_the_world_boots() {
+    // No world starts: these fail within a moment and print no tour.
+    let cases: [(&[&str], &str); 6] = [
+        (&["tour", "ftp://myapp.test/"], "bad URL"),
+        (
+            &["tour", "--har", "/nonexistent/dir/x.har"],
+            "cannot write /nonexistent/dir/x.har",
+        ),
+        (&["tcp", "run", "--bw", "0"], "must be more than 0"),
+        (&["tcp", "run", "--time", "0s"], "must be more than 0"),
+        (&["tcp", "arq", "--window", "0"], "--window"),
+        (&["tcp", "segments", "--write", "0"], "--write"),
+    ];
+    for (args, want) in cases {
+        let t = std::time::Instant::now();
+        let out = weblab(args, 114);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("weblab tour"));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            t.elapsed()
+        );
+    }
+}
+
+#[test]
+fn an_address_bar_url_without_a_scheme_is_taken_as_https() {
+    assert_eq!(
+        weblab::tour::address_bar("myapp.test/login").unwrap(),
+        "https://myapp.test/login"
+    );
+    assert_eq!(
+        weblab::tour::address_bar("http://myapp.test/").unwrap(),
+        "http://myapp.test/"
+    );
+    assert!(weblab::tour::address_bar("https://").is_err());
+}
