@@ -1,5 +1,7 @@
 //! Renderers: they draw what was recorded and never measure anything.
 //!
+//! - [`path`]: the short view, one line per hop (a span whose parent ran
+//!   on another host, or a root);
 //! - [`story`]: numbered steps across hosts with an explanation each;
 //! - [`stages`] + [`stage_table`]: the HAR-style timing of every request;
 //! - [`waterfall`]: the requests of a page on one time axis.
@@ -32,6 +34,99 @@ fn depths(spans: &[Span]) -> HashMap<SpanId, usize> {
             cur = parent.get(&p).copied().flatten();
         }
         out.insert(s.id, d);
+    }
+    out
+}
+
+/// `text` cut to `width` characters, with `…` where it was cut.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Wraps every line of `text` longer than `width` at spaces; the
+/// continuation lines are indented under the line's first words.
+pub fn wrap(text: &str, width: usize) -> String {
+    let width = width.max(40);
+    let mut out = String::new();
+    for line in text.lines() {
+        let lead = line.len() - line.trim_start().len();
+        let indent = " ".repeat((lead + 6).min(width / 2));
+        let mut rest: Vec<char> = line.chars().collect();
+        let mut first = true;
+        loop {
+            let room = if first { width } else { width - indent.len() };
+            if !first {
+                out.push_str(&indent);
+            }
+            if rest.len() <= room {
+                out.extend(rest.iter());
+                out.push('\n');
+                break;
+            }
+            // Break at the last space that fits (past the indent), or hard.
+            let cut = rest[..=room]
+                .iter()
+                .rposition(|c| *c == ' ')
+                .filter(|&i| i > lead)
+                .unwrap_or(room);
+            out.extend(rest[..cut].iter());
+            out.push('\n');
+            let skip = rest[cut..].iter().take_while(|c| **c == ' ').count();
+            rest.drain(..cut + skip);
+            first = false;
+            if rest.is_empty() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The short view of a trace: one line per hop, in start order. A hop is
+/// a span that began the trace or whose parent ran on another host: the
+/// moment the request reached a host (client → resolver → root → … → LB →
+/// web → app and back).
+pub fn path(spans: &[Span], width: usize) -> String {
+    let Some(t0) = spans.iter().map(|s| s.start_ns).min() else {
+        return "(no spans recorded)\n".into();
+    };
+    let host_of: HashMap<SpanId, &str> = spans.iter().map(|s| (s.id, &*s.host)).collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        fit(
+            &format!(
+                "{:>3}  {:<9} {:<11} {:>9} {:>9}  what happened there",
+                "#", "host", "address", "start", "took"
+            ),
+            width
+        )
+    );
+    let mut n = 0;
+    for s in spans {
+        let crossed = match s.parent {
+            None => true,
+            Some(p) => host_of.get(&p).is_none_or(|h| *h != &*s.host),
+        };
+        if !crossed {
+            continue;
+        }
+        n += 1;
+        let line = format!(
+            "{n:>3}  {:<9} {:<11} {:>7.3}ms {:>7.3}ms  {}",
+            s.host,
+            s.addr,
+            ms(s.start_ns - t0),
+            ms(s.duration_ns()),
+            s.event
+        );
+        let _ = writeln!(out, "{}", fit(&line, width));
     }
     out
 }
@@ -140,33 +235,39 @@ pub fn stages(spans: &[Span]) -> Vec<RequestTimings> {
     out.into_values().collect()
 }
 
-/// The stage table: one row per request, one column per stage, `-` for a
-/// stage that did not happen (never a fake 0).
+/// The stage table: one row per request, one column per stage (in
+/// milliseconds), `-` for a stage that did not happen (never a fake 0);
+/// 100 columns wide.
 pub fn stage_table(timings: &[RequestTimings]) -> String {
     let mut out = String::new();
-    let _ = write!(out, "{:<4} {:<34}", "#", "request");
+    let _ = write!(out, "{:<3} {:<16}", "#", "request (ms)");
     for p in Phase::ALL {
-        let _ = write!(out, " {:>10}", p.to_string());
+        let name = match p {
+            Phase::Processing => "process".to_string(),
+            other => other.to_string(),
+        };
+        let _ = write!(out, " {name:>7}");
     }
-    let _ = writeln!(out, " {:>10} {:>10}", "between", "total");
+    let _ = writeln!(out, " {:>7} {:>7}", "between", "total");
     for t in timings {
-        let mut url = t.url.clone();
-        if url.len() > 34 {
-            url = format!("...{}", &url[url.len() - 31..]);
-        }
-        let _ = write!(out, "{:<4} {:<34}", t.request, url);
+        let path = t
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or(&t.url);
+        let _ = write!(out, "{:<3} {:<16}", t.request, fit(path, 16));
         for p in Phase::ALL {
             match t.phases.get(&p).copied().flatten() {
                 Some(ns) => {
-                    let _ = write!(out, " {:>8.3}ms", ms(ns));
+                    let _ = write!(out, " {:>7.3}", ms(ns));
                 }
                 None => {
-                    let _ = write!(out, " {:>10}", "-");
+                    let _ = write!(out, " {:>7}", "-");
                 }
             }
         }
         let between = t.between_ns as f64 / 1e6;
-        let _ = writeln!(out, " {between:>8.3}ms {:>8.3}ms", ms(t.total_ns()));
+        let _ = writeln!(out, " {between:>7.3} {:>7.3}", ms(t.total_ns()));
     }
     if let (Some(start), Some(end)) = (
         timings.iter().map(|t| t.start_ns).min(),
@@ -174,8 +275,8 @@ pub fn stage_table(timings: &[RequestTimings]) -> String {
     ) {
         let _ = writeln!(
             out,
-            "page: {} requests, {:.3} ms from the first request to the last byte\n\
-             (each row adds up: its stages + between = total; between is the browser's own work between stages)",
+            "page: {} requests, {:.3} ms from the first request to the last byte;\n\
+             each row adds up: its stages + between = total (between: the browser's own work)",
             timings.len(),
             ms(end - start)
         );
@@ -231,9 +332,10 @@ pub fn waterfall(spans: &[Span], width: usize) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<14}  0ms{:>w$.3}ms   legend: D dns  C connect  S tls  > send  w wait  R receive  p processing",
+        "{:<14}  0ms{:>w$.3}ms\n{:<16}legend: . blocked  D dns  C connect  S tls  > send  w wait  R receive  p processing",
         "",
         ms(end - start),
+        "",
         w = width.saturating_sub(5)
     );
     out
@@ -304,8 +406,23 @@ mod tests {
         assert_eq!(t[1].phases[&Phase::Dns], None);
         assert_eq!(t[1].phases[&Phase::Blocked], None);
         let table = stage_table(&t);
-        assert!(table.contains("1.500ms"), "{table}");
+        assert!(table.contains("  1.500 "), "{table}");
+        assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
         assert!(table.lines().nth(2).unwrap().contains(" - "), "{table}");
+    }
+
+    #[test]
+    fn long_lines_wrap_within_the_width_and_short_ones_stay() {
+        let line = format!("  1.  {}", "word ".repeat(40));
+        let wrapped = wrap(&format!("short\n{line}\n"), 60);
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert_eq!(lines[0], "short");
+        assert!(lines.len() > 3);
+        assert!(lines.iter().all(|l| l.chars().count() <= 60), "{wrapped}");
+        assert!(lines[2].starts_with("        word"), "{wrapped}");
+        let words: usize = lines.iter().map(|l| l.matches("word").count()).sum();
+        assert_eq!(words, 40, "nothing lost");
+        assert_eq!(fit("abcdef", 4), "abc…");
     }
 
     #[test]

@@ -215,7 +215,8 @@ impl std::ops::Deref for Label {
 
 impl fmt::Display for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad` honours width and alignment (`{:<9}`), as a `String` does.
+        f.pad(&self.0)
     }
 }
 
@@ -332,6 +333,14 @@ mod tests {
             Ctx::from_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn labels_pad_like_strings() {
+        let l = Label::from("lb");
+        assert_eq!(format!("[{l:<5}]"), "[lb   ]");
+        assert_eq!(l, "lb");
+        assert_eq!(serde_json::to_string(&l).unwrap(), "\"lb\"");
     }
 
     #[test]

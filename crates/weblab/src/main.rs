@@ -85,6 +85,9 @@ enum Command {
         /// Browse from this client host (a world may have several `[[client]]`).
         #[arg(long, value_name = "HOST")]
         client: Option<String>,
+        /// Also print the full story: every step on every host, explained.
+        #[arg(long)]
+        detail: bool,
     },
     /// Receive spans over OTLP/HTTP for this world (from `serve --otlp` roles
     /// or any OpenTelemetry SDK) and keep traces for `weblab trace`.
@@ -205,6 +208,7 @@ async fn run(cli: Cli) -> Result<i32> {
             attach,
             otlp,
             client,
+            detail,
         } => {
             let world = load_world(&cli)?;
             let opts = TourOptions {
@@ -224,6 +228,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 attach: *attach,
                 otlp: otlp.clone(),
                 client: client.clone(),
+                full_story: *detail,
             };
             tour::run(world, opts).await
         }

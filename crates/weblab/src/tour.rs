@@ -11,7 +11,7 @@ use serde_json::json;
 use weblab_browser::Page;
 use weblab_otlp::OtlpExporter;
 use weblab_trace::explain::Lang;
-use weblab_trace::render::{stage_table, stages, story, waterfall};
+use weblab_trace::render::{path, stage_table, stages, story, waterfall, wrap};
 use weblab_trace::{Collector, Detail, Span, TraceId};
 
 use crate::config::World;
@@ -36,6 +36,26 @@ pub struct TourOptions {
     pub otlp: Option<String>,
     /// Browse from this client host (default: the world's first client).
     pub client: Option<String>,
+    /// Also print the full story: every step, explained.
+    pub full_story: bool,
+}
+
+/// The width to print for: `$COLUMNS`, else the terminal's, else 100.
+pub fn term_width() -> usize {
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+    {
+        return usize::max(n, 40);
+    }
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills a winsize; a non-terminal stdout fails.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    if rc == 0 && ws.ws_col >= 40 {
+        usize::from(ws.ws_col)
+    } else {
+        100
+    }
 }
 
 /// The client the options name, or a clear error listing the clients.
@@ -168,6 +188,7 @@ pub fn print(
     page: Option<&Result<Page, weblab_browser::BrowserError>>,
     json_out: bool,
     lang: Lang,
+    detail: bool,
 ) -> Result<()> {
     let timings = stages(spans);
     let mut out = std::io::stdout().lock();
@@ -184,12 +205,23 @@ pub fn print(
         }
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
+        let width = term_width();
         writeln!(out, "{header}")?;
-        writeln!(out, "== The story ==\n{}", story(spans, lang))?;
+        writeln!(
+            out,
+            "== The path, a line per hop ==\n{}",
+            path(spans, width)
+        )?;
+        if detail {
+            writeln!(out, "== The story ==\n{}", wrap(&story(spans, lang), width))?;
+        }
         writeln!(out, "== Stages ==\n{}", stage_table(&timings))?;
         writeln!(out, "== Waterfall ==\n{}", waterfall(spans, 60))?;
         if let Some(Ok(page)) = page {
-            writeln!(out, "== Result ==\n{}", page_summary(page))?;
+            writeln!(out, "== Result ==\n{}", wrap(&page_summary(page), width))?;
+        }
+        if !detail {
+            writeln!(out, "(every step, explained: --detail)")?;
         }
     }
     out.flush()?;
@@ -285,6 +317,7 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         page,
         opts.json,
         opts.lang,
+        opts.full_story,
     )?;
     match &result.page {
         Ok(_) => Ok(0),
@@ -314,6 +347,6 @@ pub async fn show(
     };
     write_har(&spans, har.as_ref())?;
     let header = format!("trace {trace} of world {:?}\n", world.name);
-    print(&header, trace, &spans, None, json_out, lang)?;
+    print(&header, trace, &spans, None, json_out, lang, true)?;
     Ok(0)
 }

@@ -77,7 +77,7 @@ fn weblab(args: &[&str], block: u8) -> std::process::Output {
 
 #[test]
 fn an_unknown_host_is_a_clear_nxdomain_from_the_tour() {
-    let out = weblab(&["tour", "https://nope.myapp.test/"], 121);
+    let out = weblab(&["tour", "--detail", "https://nope.myapp.test/"], 121);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -115,8 +115,8 @@ fn a_malformed_config_file_is_an_error_naming_file_line_and_field() {
 }
 
 #[test]
-fn the_tour_exits_zero_and_prints_story_stages_and_waterfall() {
-    let out = weblab(&["tour", "--lang", "ko"], 123);
+fn the_tour_exits_zero_and_prints_path_story_stages_and_waterfall() {
+    let out = weblab(&["tour", "--detail", "--lang", "ko"], 123);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -125,6 +125,7 @@ fn the_tour_exits_zero_and_prints_story_stages_and_waterfall() {
         String::from_utf8_lossy(&out.stderr)
     );
     for heading in [
+        "== The path, a line per hop ==",
         "== The story ==",
         "== Stages ==",
         "== Waterfall ==",
@@ -300,4 +301,34 @@ fn an_address_bar_url_without_a_scheme_is_taken_as_https() {
         "http://myapp.test/"
     );
     assert!(weblab::tour::address_bar("https://").is_err());
+}
+
+#[test]
+fn the_default_tour_is_a_short_view_that_fits_the_terminal() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args(["--block", "115", "--data"])
+        .arg(data_dir(115))
+        .arg("tour")
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(data_dir(115));
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let long: Vec<&str> = text.lines().filter(|l| l.chars().count() > 100).collect();
+    assert!(long.is_empty(), "lines over 100 columns: {long:#?}");
+    assert!(
+        !text.contains("== The story =="),
+        "the story is for --detail"
+    );
+    assert!(text.contains("--detail"), "says how to see every step");
+    // One line per hop: every host the request reached appears.
+    for host in ["client", "resolver", "root", "tld", "auth", "lb"] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(host)),
+            "{host} missing:\n{text}"
+        );
+    }
+    assert!(text.lines().count() < 60, "{} lines", text.lines().count());
 }
