@@ -143,9 +143,11 @@ pub fn story(spans: &[Span], lang: Lang) -> String {
     let depth = depths(spans);
     for (i, s) in spans.iter().enumerate() {
         let indent = "  ".repeat(depth.get(&s.id).copied().unwrap_or(0).min(8));
+        // Which of the page's requests a client step belongs to.
+        let req = s.request.map(|r| format!("[req {r}] ")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:>3}. {:>9.3}ms {:>8.3}ms  {:<9} {:<11} {} {:<16} {indent}{}",
+            "{:>3}. {:>9.3}ms {:>8.3}ms  {:<9} {:<11} {} {:<16} {indent}{req}{}",
             i + 1,
             ms(s.start_ns - t0),
             ms(s.duration_ns()),
@@ -438,8 +440,15 @@ mod tests {
 
     #[test]
     fn story_numbers_every_span_and_explains_it() {
-        let s = story(&demo(), Lang::Ko);
+        let spans = demo();
+        let s = story(&spans, Lang::Ko);
         assert!(s.contains("  1. "));
         assert!(s.contains("C03"));
+        // A client step names the request it belongs to.
+        let r = spans
+            .iter()
+            .find_map(|x| x.request)
+            .expect("demo has client requests");
+        assert!(s.contains(&format!("[req {r}] ")), "{s}");
     }
 }
