@@ -91,7 +91,7 @@ pub fn wrap(text: &str, width: usize) -> String {
 /// a span that began the trace or whose parent ran on another host: the
 /// moment the request reached a host (client → resolver → root → … → LB →
 /// web → app and back).
-pub fn path(spans: &[Span], width: usize) -> String {
+pub fn path(spans: &[Span], width: usize, colour: bool) -> String {
     let Some(t0) = spans.iter().map(|s| s.start_ns).min() else {
         return "(no spans recorded)\n".into();
     };
@@ -126,9 +126,30 @@ pub fn path(spans: &[Span], width: usize) -> String {
             ms(s.duration_ns()),
             s.event
         );
-        let _ = writeln!(out, "{}", fit(&line, width));
+        let line = fit(&line, width);
+        // Colour goes on after fitting, so escape codes never count as width.
+        let line = match colour {
+            true => line.replacen(
+                &format!("{:<9}", s.host),
+                &format!("\x1b[{}m{:<9}\x1b[0m", host_colour(&s.host), s.host),
+                1,
+            ),
+            false => line,
+        };
+        let _ = writeln!(out, "{line}");
     }
     out
+}
+
+/// An ANSI colour for a host, the same for every line of that host.
+fn host_colour(host: &str) -> u8 {
+    let sum: u32 = host
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .bytes()
+        .map(u32::from)
+        .sum();
+    // The six bright colours, 91..96.
+    91 + (sum % 6) as u8
 }
 
 /// The numbered story of a trace: one line per span, in start order,
@@ -411,6 +432,28 @@ mod tests {
         assert!(table.contains("  1.500 "), "{table}");
         assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
         assert!(table.lines().nth(2).unwrap().contains(" - "), "{table}");
+    }
+
+    #[test]
+    fn the_path_has_a_line_per_hop_and_colour_only_when_asked() {
+        let spans = demo();
+        let plain = path(&spans, 80, false);
+        assert!(!plain.contains('\x1b'));
+        assert!(plain.lines().all(|l| l.chars().count() <= 80), "{plain}");
+        let coloured = path(&spans, 80, true);
+        assert!(coloured.contains("\x1b["));
+        let stripped: String = coloured
+            .split("\x1b[")
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    part
+                } else {
+                    part.split_once('m').map_or(part, |(_, r)| r)
+                }
+            })
+            .collect();
+        assert_eq!(stripped, plain, "colour adds escapes and nothing else");
     }
 
     #[test]

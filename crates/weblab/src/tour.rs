@@ -40,6 +40,13 @@ pub struct TourOptions {
     pub full_story: bool,
 }
 
+/// Colour only for a person at a terminal, and never with `NO_COLOR` set
+/// (no-color.org).
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
 /// The width to print for: `$COLUMNS`, else the terminal's, else 100.
 pub fn term_width() -> usize {
     if let Some(n) = std::env::var("COLUMNS")
@@ -210,7 +217,7 @@ pub fn print(
         writeln!(
             out,
             "== The path, a line per hop ==\n{}",
-            path(spans, width)
+            path(spans, width, colour())
         )?;
         if detail {
             writeln!(out, "== The story ==\n{}", wrap(&story(spans, lang), width))?;
