@@ -103,10 +103,19 @@ async fn serve_file(
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    let etag = format!("\"{:x}-{:x}\"", meta.len(), mtime);
     let ctype = content_type(path);
-    let mut builder = Response::builder()
-        .header(header::ETAG, &etag)
+    let compressible =
+        ctype.starts_with("text/") || ctype.contains("json") || ctype.contains("svg");
+    // The representation this client gets; each has its own validator
+    // (RFC 9110 §8.8.3: a strong ETag names one representation, so the
+    // gzip one differs from the identity one).
+    let gzip = compressible && meta.len() > 256 && accepts_gzip(req_headers);
+    let etag_of = |gz: bool| {
+        let suffix = if gz { "-gz" } else { "" };
+        format!("\"{:x}-{:x}{suffix}\"", meta.len(), mtime)
+    };
+    let etag = etag_of(gzip);
+    let builder = Response::builder()
         .header(header::CACHE_CONTROL, "public, max-age=3600")
         .header(header::VARY, "Accept-Encoding");
     // RFC 9110 §13.1.2: If-None-Match with a matching tag gives 304.
@@ -119,6 +128,7 @@ async fn serve_file(
         });
     if matches {
         let r = builder
+            .header(header::ETAG, &etag)
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::new(Bytes::new()))
             .unwrap_or_default();
@@ -131,20 +141,20 @@ async fn serve_file(
         );
     };
     let size = data.len() as u64;
-    let compressible =
-        ctype.starts_with("text/") || ctype.contains("json") || ctype.contains("svg");
-    let body = if compressible && data.len() > 256 && accepts_gzip(req_headers) {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        let gz = enc.write_all(&data).and_then(|_| enc.finish());
-        match gz {
-            Ok(gz) => {
-                builder = builder.header(header::CONTENT_ENCODING, "gzip");
-                gz
-            }
-            Err(_) => data,
-        }
-    } else {
-        data
+    let compressed = gzip
+        .then(|| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(&data).and_then(|_| enc.finish()).ok()
+        })
+        .flatten();
+    let (body, builder) = match compressed {
+        Some(gz) => (
+            gz,
+            builder
+                .header(header::CONTENT_ENCODING, "gzip")
+                .header(header::ETAG, etag_of(true)),
+        ),
+        None => (data, builder.header(header::ETAG, etag_of(false))),
     };
     let body = if method == Method::HEAD {
         Vec::new()

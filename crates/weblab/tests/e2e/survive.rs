@@ -261,3 +261,52 @@ async fn a_partial_dns_tcp_message_is_cut_off_and_a_full_resolver_answers_refuse
         .unwrap();
     assert_eq!(ex.response.metadata.response_code, ResponseCode::NoError);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_and_identity_representations_carry_their_own_etag() {
+    let w = start_with(137, |_| {}).await;
+    let web1 = addr(&w, "web1", w.ports.http);
+    let get = |extra: String| async move {
+        let s = TcpStream::connect(web1).await.unwrap();
+        let req = format!(
+            "GET /static/app.css HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n{extra}\r\n"
+        );
+        exchange(s, req.as_bytes(), 5 * SEC).await
+    };
+    let etag = |r: &str| {
+        r.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("etag: ")
+                    .map(str::to_string)
+            })
+            .unwrap()
+    };
+    let gz = get("Accept-Encoding: gzip\r\n".into()).await;
+    let plain = get(String::new()).await;
+    assert!(
+        gz.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{gz}"
+    );
+    assert_ne!(
+        etag(&gz),
+        etag(&plain),
+        "RFC 9110 §8.8.3: one strong ETag per representation"
+    );
+    // Revalidating the gzip copy gives 304; the identity tag does not match it.
+    let again = get(format!(
+        "Accept-Encoding: gzip\r\nIf-None-Match: {}\r\n",
+        etag(&gz)
+    ))
+    .await;
+    assert!(again.starts_with("HTTP/1.1 304"), "{again}");
+    let other = get(Box::leak(
+        format!(
+            "Accept-Encoding: gzip\r\nIf-None-Match: {}\r\n",
+            etag(&plain)
+        )
+        .into_boxed_str(),
+    ))
+    .await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+}
