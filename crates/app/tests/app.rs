@@ -219,3 +219,25 @@ async fn a_middleware_that_did_nothing_says_so_and_one_that_acted_says_what_it_d
     );
     assert!(names[1].1.contains("encoded as gzip"), "{names:?}");
 }
+
+#[tokio::test]
+async fn a_small_json_body_is_not_compressed_where_gzip_would_make_it_larger() {
+    let (app, collector, _) = app().await;
+    let resp = app
+        .oneshot(
+            Request::get("/api/users/1")
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(!resp.headers().contains_key(header::CONTENT_ENCODING));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.len() < 256, "{} bytes", body.len());
+    let names = middleware_names(&collector);
+    assert!(
+        names[1].1.contains("not compressed (too small"),
+        "{names:?}"
+    );
+}
