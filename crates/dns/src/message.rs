@@ -78,6 +78,31 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
             if m.queries[0].query_class() != DNSClass::IN {
                 return Err(error(ResponseCode::Refused, DnsOutcome::Refused));
             }
+            // RFC 6891 §6.1.3: an EDNS version we do not implement gets
+            // BADVERS, with our OPT (version 0) in the answer.
+            if m.edns.as_ref().is_some_and(|e| e.version() > 0) {
+                let mut r = response_to(&m);
+                r.metadata.response_code = ResponseCode::BADVERS;
+                return Err(Rejected {
+                    reply: r.to_vec().ok(),
+                    id,
+                    outcome: DnsOutcome::BadVersion,
+                });
+            }
+            // Zone transfers are not offered (RFC 5936 §4.2: REFUSED, not
+            // an empty answer that looks like a failed transfer).
+            if matches!(
+                m.queries[0].query_type(),
+                RecordType::AXFR | RecordType::IXFR
+            ) {
+                let mut r = response_to(&m);
+                r.metadata.response_code = ResponseCode::Refused;
+                return Err(Rejected {
+                    reply: r.to_vec().ok(),
+                    id,
+                    outcome: DnsOutcome::Refused,
+                });
+            }
             Ok(m)
         }
         _ => Err(error(ResponseCode::FormErr, DnsOutcome::FormErr)),
@@ -104,9 +129,11 @@ pub fn response_to(query: &Message) -> Message {
     r.metadata.recursion_desired = query.metadata.recursion_desired;
     r.metadata.checking_disabled = query.metadata.checking_disabled;
     r.add_queries(query.queries.iter().cloned());
-    if query.edns.is_some() {
+    if let Some(asked) = &query.edns {
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_PAYLOAD);
+        // RFC 3225 §3: the DO bit is copied into the response.
+        edns.set_dnssec_ok(asked.flags().dnssec_ok);
         r.set_edns(edns);
     }
     r

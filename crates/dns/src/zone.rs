@@ -92,11 +92,14 @@ impl Zone {
     }
 
     fn rrset(&self, name: &Name, rtype: RecordType) -> Vec<Record> {
+        // QTYPE ANY: every record the name owns, a non-empty answer where
+        // the name has data (RFC 8482 §4 allows a subset; all of a small
+        // zone's records is one).
         self.by_name
             .get(name)
             .map(|v| {
                 v.iter()
-                    .filter(|r| r.record_type() == rtype)
+                    .filter(|r| rtype == RecordType::ANY || r.record_type() == rtype)
                     .cloned()
                     .collect()
             })

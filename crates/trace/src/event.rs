@@ -50,6 +50,8 @@ pub enum DnsOutcome {
     ServFail,
     /// The server refused (RCODE 5) or does not implement the opcode (RCODE 4).
     Refused,
+    /// The query's EDNS version is not implemented (extended RCODE 16).
+    BadVersion,
     /// No answer in time.
     Timeout,
     /// The exchange failed before any answer (e.g. nothing listens there).
@@ -69,6 +71,7 @@ impl fmt::Display for DnsOutcome {
             DnsOutcome::FormErr => f.write_str("FORMERR (malformed query)"),
             DnsOutcome::ServFail => f.write_str("SERVFAIL"),
             DnsOutcome::Refused => f.write_str("REFUSED"),
+            DnsOutcome::BadVersion => f.write_str("BADVERS (EDNS version not implemented)"),
             DnsOutcome::Timeout => f.write_str("timed out"),
             DnsOutcome::Failed { error } => write!(f, "failed: {error}"),
         }

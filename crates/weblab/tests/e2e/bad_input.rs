@@ -332,3 +332,53 @@ fn the_default_tour_is_a_short_view_that_fits_the_terminal() {
     }
     assert!(text.lines().count() < 60, "{} lines", text.lines().count());
 }
+
+#[tokio::test]
+async fn transfers_are_refused_any_is_answered_and_edns_versions_and_do_are_honoured() {
+    use hickory_proto::op::Edns;
+    use hickory_proto::rr::{Name, RecordType};
+    let w = start(116).await;
+    let auth = SocketAddr::new(w.addr("auth"), w.ports.dns);
+    let resolver = SocketAddr::new(w.addr("resolver"), w.ports.dns);
+    let name = Name::from_ascii("myapp.test.").unwrap();
+    let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let ask = |server, qtype, edns: Option<Edns>| {
+        let name = name.clone();
+        async move {
+            let mut q = weblab_dns::net::build_query(&name, qtype, false);
+            if let Some(e) = edns {
+                q.set_edns(e);
+            }
+            weblab_dns::net::exchange_tcp(local, server, &q, Duration::from_secs(2))
+                .await
+                .unwrap()
+                .response
+        }
+    };
+    // RFC 5936 §4.2: no transfers, said plainly, by the server and the resolver.
+    for server in [auth, resolver] {
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            let r = ask(server, qtype, None).await;
+            assert_eq!(
+                r.metadata.response_code,
+                ResponseCode::Refused,
+                "{server} {qtype}"
+            );
+        }
+    }
+    // RFC 8482: ANY gets records, not an empty NODATA.
+    let r = ask(auth, RecordType::ANY, None).await;
+    assert!(!r.answers.is_empty());
+    // RFC 6891 §6.1.3: EDNS version 1 -> BADVERS with our version 0.
+    let mut v1 = Edns::new();
+    v1.set_version(1);
+    let r = ask(auth, RecordType::A, Some(v1)).await;
+    // RCODE 16 is BADVERS with an OPT record (hickory names 16 BADSIG).
+    assert_eq!(u16::from(r.metadata.response_code), 16);
+    assert_eq!(r.edns.as_ref().unwrap().version(), 0);
+    // RFC 3225 §3: the DO bit comes back.
+    let mut d = Edns::new();
+    d.set_dnssec_ok(true);
+    let r = ask(auth, RecordType::A, Some(d)).await;
+    assert!(r.edns.as_ref().unwrap().flags().dnssec_ok);
+}
