@@ -5,6 +5,7 @@ use std::fmt;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use weblab_trace::DnsOutcome;
 
 /// How a DNS message travelled.
@@ -72,7 +73,15 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
     if opcode != 0 {
         return Err(error(ResponseCode::NotImp, DnsOutcome::Refused));
     }
-    match Message::from_vec(bytes) {
+    // Read with a decoder we keep, to see whether bytes are left over.
+    let mut decoder = BinDecoder::new(bytes);
+    let parsed = Message::read(&mut decoder);
+    // RFC 1035 §4.1: a message is its header and sections, nothing after;
+    // trailing bytes make it malformed.
+    if parsed.is_ok() && !decoder.is_empty() {
+        return Err(error(ResponseCode::FormErr, DnsOutcome::FormErr));
+    }
+    match parsed {
         Ok(m) if m.metadata.message_type == MessageType::Query && m.queries.len() == 1 => {
             // Only the Internet class is served (CHAOS, HESIOD… are refused).
             if m.queries[0].query_class() != DNSClass::IN {
@@ -254,6 +263,19 @@ mod tests {
         assert_eq!(reply.metadata.id, 0x1234);
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
         assert!(reply.metadata.recursion_desired);
+    }
+
+    #[test]
+    fn bytes_after_the_question_make_the_query_malformed() {
+        let good = query(false).to_vec().unwrap();
+        assert!(check_query(&good).is_ok());
+        let mut bad = good.clone();
+        bad.extend_from_slice(&[0, 0, 0]);
+        let r = check_query(&bad).unwrap_err();
+        assert_eq!(r.outcome, DnsOutcome::FormErr);
+        let reply = Message::from_vec(&r.reply.unwrap()).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+        assert_eq!(reply.metadata.id, query(false).metadata.id);
     }
 
     #[test]
