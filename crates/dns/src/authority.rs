@@ -1,10 +1,11 @@
 //! An authoritative name server's answers (root, TLD or a domain's own
 //! server: the same logic, different zones). Pure: bytes in, bytes out.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, Record, RecordType};
 use weblab_trace::DnsOutcome;
 
 use crate::message::{Transport, check_query, encode, outcome_of, response_to};
@@ -25,14 +26,49 @@ pub struct Authority {
     zones: Vec<Zone>,
     /// Rotates the order of multi-record answers so that clients taking the
     /// first address spread over all of them (C11, DNS round robin).
-    rotation: AtomicUsize,
+    rotation: Rotation,
+}
+
+/// Round robin per RRset (C11): each (name, type) takes its own turns, so
+/// asking for one name does not shift the order another name is given.
+#[derive(Default)]
+pub struct Rotation {
+    turns: Mutex<HashMap<(Name, RecordType), usize>>,
+}
+
+/// RRsets whose turn is remembered; past this the turns start over.
+const ROTATION_MEMORY: usize = 10_000;
+
+impl Rotation {
+    /// Rotates `records` when they are one RRset of several records.
+    pub fn rotate(&self, records: &mut [Record]) {
+        let Some(first) = records.first() else {
+            return;
+        };
+        let (name, rtype) = (first.name.to_lowercase(), first.record_type());
+        if records.len() < 2
+            || !records
+                .iter()
+                .all(|r| r.record_type() == rtype && r.name.to_lowercase() == name)
+        {
+            return;
+        }
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        if turns.len() >= ROTATION_MEMORY {
+            turns.clear();
+        }
+        let turn = turns.entry((name, rtype)).or_insert(0);
+        let n = *turn % records.len();
+        *turn = turn.wrapping_add(1);
+        records.rotate_left(n);
+    }
 }
 
 impl Authority {
     pub fn new(zones: Vec<Zone>) -> Self {
         Authority {
             zones,
-            rotation: AtomicUsize::new(0),
+            rotation: Rotation::default(),
         }
     }
 
@@ -90,10 +126,7 @@ impl Authority {
         match zone.lookup(qname, qtype) {
             ZoneAnswer::Answer(mut records) => {
                 r.metadata.authoritative = true;
-                if records.len() > 1 && records.iter().all(|x| x.record_type() == qtype) {
-                    let n = self.rotation.fetch_add(1, Ordering::Relaxed) % records.len();
-                    records.rotate_left(n);
-                }
+                self.rotation.rotate(&mut records);
                 r.add_answers(records);
             }
             ZoneAnswer::Referral { ns, glue, .. } => {
@@ -122,7 +155,7 @@ mod tests {
 
     fn authority() -> Authority {
         let zone = Zone::parse(
-            "$TTL 60\n@ IN SOA ns. h. 1 1 1 1 30\n@ IN NS ns\nns IN A 127.0.0.1\nrr IN A 127.0.0.5\nrr IN A 127.0.0.6\nrr IN A 127.0.0.7\n",
+            "$TTL 60\n@ IN SOA ns. h. 1 1 1 1 30\n@ IN NS ns\nns IN A 127.0.0.1\nrr IN A 127.0.0.5\nrr IN A 127.0.0.6\nrr IN A 127.0.0.7\npair IN A 127.0.0.8\npair IN A 127.0.0.9\n",
             "rr.test.",
         )
         .unwrap();
@@ -134,6 +167,20 @@ mod tests {
         q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
         let served = a.serve(&q.to_vec().unwrap(), Transport::Udp);
         Message::from_vec(&served.reply.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn each_rrset_takes_its_own_turns() {
+        let a = authority();
+        let first_pair = ask(&a, "pair.rr.test.").answers[0].data.clone();
+        // Many questions about another name do not move this name's turn.
+        for _ in 0..5 {
+            ask(&a, "rr.rr.test.");
+        }
+        let second_pair = ask(&a, "pair.rr.test.").answers[0].data.clone();
+        assert_ne!(first_pair, second_pair, "the pair alternates by itself");
+        let third_pair = ask(&a, "pair.rr.test.").answers[0].data.clone();
+        assert_eq!(first_pair, third_pair);
     }
 
     #[test]

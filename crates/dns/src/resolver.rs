@@ -63,6 +63,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Resolver {
     cfg: ResolverConfig,
     cache: Mutex<Cache>,
+    rotation: crate::authority::Rotation,
     rec: Recorder,
 }
 
@@ -71,6 +72,7 @@ impl Resolver {
         Resolver {
             cfg,
             cache: Mutex::new(Cache::default()),
+            rotation: Default::default(),
             rec,
         }
     }
@@ -101,11 +103,15 @@ impl Resolver {
             },
         );
         match cached {
-            Some(Cached::Records(answers)) => Resolved {
-                rcode: ResponseCode::NoError,
-                answers,
-                soa: None,
-            },
+            Some(Cached::Records(mut answers)) => {
+                // From the cache too, each RRset takes its turns (C11).
+                self.rotation.rotate(&mut answers);
+                Resolved {
+                    rcode: ResponseCode::NoError,
+                    answers,
+                    soa: None,
+                }
+            }
             Some(Cached::NxDomain) => Resolved {
                 rcode: ResponseCode::NXDomain,
                 answers: vec![],

@@ -142,3 +142,27 @@ async fn a_resolver_entry_expires_after_its_ttl_and_negative_answers_are_cached(
     assert_eq!(ask(&w, "gone.myapp.test.").await, ResponseCode::NXDomain);
     assert_eq!(resolver_hits(&w, "gone.myapp.test."), [false, true]);
 }
+
+#[tokio::test]
+async fn the_resolver_rotates_a_cached_rrset_between_answers() {
+    use hickory_proto::rr::{Name, RecordType};
+    let w = crate::support::start(117).await;
+    let resolver = std::net::SocketAddr::new(w.addr("resolver"), w.ports.dns);
+    let name = Name::from_ascii("rr.myapp.test.").unwrap();
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let q = weblab_dns::net::build_query(&name, RecordType::A, true);
+        let ex = weblab_dns::net::exchange_udp(
+            "127.0.0.1".parse().unwrap(),
+            resolver,
+            &q,
+            std::time::Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ex.response.answers.len(), 3);
+        firsts.push(ex.response.answers[0].data.clone());
+    }
+    // The 2nd and 3rd answers come from the cache, each starting elsewhere.
+    assert_ne!(firsts[1], firsts[2], "{firsts:?}");
+}
