@@ -82,8 +82,16 @@ impl Resolver {
     }
 
     /// Resolves one question, recording the cache check and every upstream
-    /// exchange under `ctx`.
-    pub async fn resolve(&self, ctx: Ctx, name: &Name, qtype: RecordType) -> Resolved {
+    /// exchange under `ctx`. Without `recurse` (a query with RD=0) only the
+    /// cache answers, and a miss is REFUSED (RFC 1034 §4.3.1: recursion
+    /// only when asked for).
+    pub async fn resolve(
+        &self,
+        ctx: Ctx,
+        name: &Name,
+        qtype: RecordType,
+        recurse: bool,
+    ) -> Resolved {
         let span = self.rec.begin(ctx, Layer::Application);
         let cached = self.cache().get(name, qtype, Instant::now());
         let hit = cached.is_some();
@@ -119,6 +127,11 @@ impl Resolver {
             },
             Some(Cached::NoData) => Resolved {
                 rcode: ResponseCode::NoError,
+                answers: vec![],
+                soa: None,
+            },
+            None if !recurse => Resolved {
+                rcode: ResponseCode::Refused,
                 answers: vec![],
                 soa: None,
             },
@@ -409,7 +422,10 @@ impl Handler for Resolver {
             id: query.metadata.id,
         });
         let q = query.queries[0].clone();
-        let resolved = self.resolve(span.ctx(), q.name(), q.query_type()).await;
+        let recurse = query.metadata.recursion_desired;
+        let resolved = self
+            .resolve(span.ctx(), q.name(), q.query_type(), recurse)
+            .await;
         let mut r = response_to(&query);
         r.metadata.recursion_available = true;
         r.metadata.response_code = resolved.rcode;

@@ -166,3 +166,34 @@ async fn the_resolver_rotates_a_cached_rrset_between_answers() {
     // The 2nd and 3rd answers come from the cache, each starting elsewhere.
     assert_ne!(firsts[1], firsts[2], "{firsts:?}");
 }
+
+#[tokio::test]
+async fn without_recursion_desired_the_resolver_answers_only_from_its_cache() {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::{Name, RecordType};
+    let w = crate::support::start(118).await;
+    let resolver = std::net::SocketAddr::new(w.addr("resolver"), w.ports.dns);
+    let name = Name::from_ascii("myapp.test.").unwrap();
+    let ask = |rd: bool| {
+        let q = weblab_dns::net::build_query(&name, RecordType::A, rd);
+        async move {
+            weblab_dns::net::exchange_udp(
+                "127.0.0.1".parse().unwrap(),
+                resolver,
+                &q,
+                std::time::Duration::from_secs(2),
+            )
+            .await
+            .unwrap()
+            .response
+        }
+    };
+    // Not cached yet: RD=0 does not send the resolver off to the hierarchy.
+    let cold = ask(false).await;
+    assert_eq!(cold.metadata.response_code, ResponseCode::Refused);
+    let warm = ask(true).await;
+    assert_eq!(warm.answers.len(), 1);
+    let cached = ask(false).await;
+    assert_eq!(cached.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(cached.answers.len(), 1, "answered from the cache");
+}
