@@ -44,6 +44,8 @@ pub struct UdpArgs {
     jitter: u64,
     #[arg(long, default_value_t = 1000)]
     count: u64,
+    /// Seed of the simulation's randomness (loss, jitter): the same flags
+    /// and seed give the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -107,6 +109,8 @@ pub struct LinkArgs {
     /// Number of flows sharing the bottleneck (started 1 s apart).
     #[arg(long, default_value_t = 1)]
     flows: usize,
+    /// Seed of the simulation's randomness (loss, jitter): the same flags
+    /// and seed give the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -140,8 +144,10 @@ pub struct CompareArgs {
     cc: Vec<CcKind>,
     #[command(flatten)]
     link: LinkArgs,
+    /// Write every algorithm's cwnd over time into one SVG chart.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Write every algorithm's time series as CSV (one column set each).
     #[arg(long)]
     csv: Option<PathBuf>,
 }
@@ -161,6 +167,8 @@ pub struct ArqArgs {
     /// The receiver sends NAKs for gaps.
     #[arg(long)]
     nak: bool,
+    /// Seed of the simulation's randomness (loss, jitter): the same flags
+    /// and seed give the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Print the first frames' events.
