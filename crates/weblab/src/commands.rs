@@ -85,10 +85,10 @@ pub async fn up(world: World, data_dir: std::path::PathBuf, grace: Option<Durati
     let text = instructions(&boot);
     let endpoint = receiver.addr;
     supervise::run(boot, all, grace, |_| {
-        println!("{text}");
-        println!("Traces: OTLP/HTTP endpoint http://{endpoint} (roles elsewhere: weblab serve ROLE --otlp http://{endpoint});");
-        println!("  weblab tour --attach, weblab trace list, weblab trace show ID; kept up to {} MiB, oldest dropped first.", StoreLimits::default().max_bytes >> 20);
-        println!("Ctrl-C or SIGTERM stops the world (in-flight requests get {grace:?}).\n");
+        observe::say(&text);
+        observe::say(&format!("Traces: OTLP/HTTP endpoint http://{endpoint} (roles elsewhere: weblab serve ROLE --otlp http://{endpoint});"));
+        observe::say(&format!("  weblab tour --attach, weblab trace list, weblab trace show ID; kept up to {} MiB, oldest dropped first.", StoreLimits::default().max_bytes >> 20));
+        observe::say(&format!("Ctrl-C or SIGTERM stops the world (in-flight requests get {grace:?}).\n"));
         observe::print_finished_traces(store);
     })
     .await?;
@@ -106,12 +106,12 @@ pub async fn collect(world: World, max_bytes: Option<usize>) -> Result<()> {
     let store = TraceStore::new(limits);
     let receiver = observe::start_receiver(&world, store.clone()).await?;
     let mut signals = supervise::Signals::new()?;
-    println!(
+    observe::say(&format!(
         "collecting traces of world {:?}: OTLP/HTTP endpoint http://{} (keeps up to {} KiB, oldest dropped first)",
         world.name,
         receiver.addr,
         limits.max_bytes >> 10
-    );
+    ));
     observe::print_finished_traces(store);
     let which = signals.next().await;
     eprintln!("{which}: stopping");
@@ -134,7 +134,7 @@ pub async fn serve(
     let collector = match otlp {
         Some(url) => {
             let exporter = weblab_otlp::OtlpExporter::start(url).map_err(anyhow::Error::msg)?;
-            println!("spans go to {}", exporter.url);
+            observe::say(&format!("spans go to {}", exporter.url));
             Collector::with_sinks(Detail::Full, None, vec![exporter])
         }
         None => Collector::new(Detail::Full),
@@ -162,7 +162,7 @@ pub async fn serve(
                 } else {
                     ""
                 };
-                println!("{} {} on {a}{proto}", r.service.name(), r.host);
+                observe::say(&format!("{} {} on {a}{proto}", r.service.name(), r.host));
             }
         }
     })

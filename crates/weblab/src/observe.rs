@@ -42,6 +42,14 @@ pub async fn start_receiver(world: &World, store: TraceStore) -> Result<ServerHa
     )?)
 }
 
+/// Prints a line for whoever reads our output; a reader that went away
+/// (`weblab up | head`) costs the line, never the world.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+}
+
 /// Trace lines printed per second at most; under load the rest are
 /// counted in one line per second instead (and stay in the store).
 const LINES_PER_SECOND: u32 = 20;
@@ -76,7 +84,9 @@ pub fn print_finished_traces(store: TraceStore) {
             }
             if second.elapsed() >= Duration::from_secs(1) {
                 if skipped > 0 {
-                    println!("... and {skipped} more traces (see `weblab trace list`)");
+                    say(&format!(
+                        "... and {skipped} more traces (see `weblab trace list`)"
+                    ));
                 }
                 second = tokio::time::Instant::now();
                 (shown, skipped) = (0, 0);
@@ -93,7 +103,7 @@ pub fn print_finished_traces(store: TraceStore) {
                     return;
                 }
                 if let Some(s) = summarize(trace, &store.assemble(trace)) {
-                    println!("{}", s.line());
+                    say(&s.line());
                 }
             });
         }
