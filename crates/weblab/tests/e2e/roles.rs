@@ -473,3 +473,75 @@ async fn up_exits_non_zero_naming_the_role_when_a_role_cannot_start() {
     assert!(first.exit(10 * SEC).await.is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_keeps_the_world_up_when_the_reader_of_its_output_goes_away() {
+    let block = 147u8;
+    let dir = data_dir(block);
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args([
+            "--block",
+            &block.to_string(),
+            "--data",
+            dir.to_str().unwrap(),
+            "up",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read its first line, then hang up on it (like `weblab up | head -1`).
+    let stdout = up.stdout.take().unwrap();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let mut world = World::default_world();
+    world.relocate(block);
+    let ports = choose_ports(&world);
+    let lb = SocketAddr::new(world.addr("lb").into(), ports.http);
+    // Wait for the world to listen, then make it print trace lines.
+    let mut answered = 0;
+    for _ in 0..100 {
+        if let Ok(s) = tokio::net::TcpStream::connect(lb).await {
+            let r = exchange(
+                s,
+                b"GET / HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n",
+                5 * SEC,
+            )
+            .await;
+            if r.starts_with("HTTP/1.1 301") {
+                answered += 1;
+                if answered == 3 {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(answered, 3);
+    tokio::time::sleep(Duration::from_millis(800)).await; // trace lines go out
+    assert!(
+        up.try_wait().unwrap().is_none(),
+        "up died when its reader left"
+    );
+    let s = tokio::net::TcpStream::connect(lb).await.unwrap();
+    let r = exchange(
+        s,
+        b"GET / HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n",
+        5 * SEC,
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 301"), "{r}");
+    // SAFETY: kill(2) on the child we started.
+    unsafe {
+        libc::kill(up.id() as i32, libc::SIGTERM);
+    }
+    let _ = up.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
