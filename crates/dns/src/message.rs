@@ -87,16 +87,20 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
             if m.queries[0].query_class() != DNSClass::IN {
                 return Err(error(ResponseCode::Refused, DnsOutcome::Refused));
             }
+            // An answer to the question as asked, with this code only.
+            let answer = |code: ResponseCode, outcome: DnsOutcome| {
+                let mut r = response_to(&m);
+                r.metadata.response_code = code;
+                Rejected {
+                    reply: r.to_vec().ok(),
+                    id,
+                    outcome,
+                }
+            };
             // RFC 6891 §6.1.3: an EDNS version we do not implement gets
             // BADVERS, with our OPT (version 0) in the answer.
             if m.edns.as_ref().is_some_and(|e| e.version() > 0) {
-                let mut r = response_to(&m);
-                r.metadata.response_code = ResponseCode::BADVERS;
-                return Err(Rejected {
-                    reply: r.to_vec().ok(),
-                    id,
-                    outcome: DnsOutcome::BadVersion,
-                });
+                return Err(answer(ResponseCode::BADVERS, DnsOutcome::BadVersion));
             }
             // Zone transfers are not offered (RFC 5936 §4.2: REFUSED, not
             // an empty answer that looks like a failed transfer).
@@ -104,13 +108,7 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
                 m.queries[0].query_type(),
                 RecordType::AXFR | RecordType::IXFR
             ) {
-                let mut r = response_to(&m);
-                r.metadata.response_code = ResponseCode::Refused;
-                return Err(Rejected {
-                    reply: r.to_vec().ok(),
-                    id,
-                    outcome: DnsOutcome::Refused,
-                });
+                return Err(answer(ResponseCode::Refused, DnsOutcome::Refused));
             }
             Ok(m)
         }
