@@ -1,9 +1,12 @@
 //! The weblab binary's library: the world file, booting a world, and the
-//! commands (`tour`, `up`, `serve`, `init`).
+//! commands (`tour`, `up`, `serve`, `collect`, `trace`, `init`).
 //!
-//! Map: [`config`] (the TOML world) → [`world`] (servers on sockets) →
-//! [`tour`] (one page load, rendered) and [`commands`] (up, serve, init);
-//! [`tcp`] drives the TCP lab.
+//! Map: [`config`] (the TOML world: hosts, services, limits) → [`world`]
+//! (what roles share, `Boot`, `RunningWorld`) and [`services`] (one module
+//! per role, the registry) → [`supervise`] (keeping roles up, draining on
+//! signals) → [`commands`] (up, serve, collect, init) and [`tour`] (one
+//! page load, rendered); [`observe`] receives OTLP and reads a running
+//! world's traces; [`tcp`] drives the TCP lab; [`units`] parses `10mbit`.
 
 pub mod commands;
 pub mod config;
