@@ -57,7 +57,7 @@ const LINES_PER_SECOND: u32 = 20;
 /// Prints one line per finished trace: when a span without a parent (and
 /// not answering another trace's DNS query) is stored, the trace's
 /// summary is printed a moment later, when late spans from other
-/// processes have arrived. Under load, at most [`LINES_PER_SECOND`].
+/// processes have arrived. Under load, at most 20 a second.
 pub fn print_finished_traces(store: TraceStore) {
     let mut live = store.subscribe();
     tokio::spawn(async move {
