@@ -49,7 +49,7 @@ pub struct DnsLimits {
     /// §6.2.3 suggests seconds, not minutes).
     pub tcp_idle: Duration,
     /// How long a started TCP message (after its first byte) may take to
-    /// arrive completely.
+    /// arrive completely, and an answer to be written.
     pub tcp_message: Duration,
 }
 
@@ -176,7 +176,11 @@ async fn serve_tcp<H: Handler>(
         };
         let mut framed = len.to_be_bytes().to_vec();
         framed.extend_from_slice(&reply);
-        if stream.write_all(&framed).await.is_err() {
+        // A client that stops reading its answers must not hold the
+        // connection slot forever: the answer goes out in time or the
+        // connection closes.
+        let sent = tokio::time::timeout(limits.tcp_message, stream.write_all(&framed)).await;
+        if !matches!(sent, Ok(Ok(()))) {
             return;
         }
     }
