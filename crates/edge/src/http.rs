@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use weblab_trace::Ctx;
 
 /// Every response body here is buffered.
@@ -12,30 +12,24 @@ pub type Body = Full<Bytes>;
 
 pub use weblab_server::{ConnInfo, Handler, RequestBody};
 
-/// Reads a request body of at most `limit` bytes; a larger one is refused
-/// with 413 (RFC 9110 §15.5.14).
-pub async fn read_body(body: RequestBody, limit: usize) -> Result<Bytes, Response<Body>> {
-    match Limited::new(body, limit).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body larger than {limit} bytes\n"),
-        )),
-        // RFC 9110 §15.5.9: the client did not send its body in time.
-        Err(e)
-            if e.downcast_ref::<weblab_server::http::BodyError>()
-                .is_some_and(|b| b.is_timeout()) =>
-        {
-            let mut r = text(StatusCode::REQUEST_TIMEOUT, &format!("{e}\n"));
-            r.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            Err(r)
-        }
-        Err(e) => Err(text(
-            StatusCode::BAD_REQUEST,
-            &format!("cannot read body: {e}\n"),
-        )),
-    }
+/// Reads a request body whole. Its size and time are bounded by the
+/// listener (`Limits::max_body`, `body_timeout`): too large gets 413
+/// (RFC 9110 §15.5.14), too slow 408 (§15.5.9), both closing the connection.
+pub async fn read_body(body: RequestBody) -> Result<Bytes, Response<Body>> {
+    use weblab_server::http::BodyError;
+    let err = match body.collect().await {
+        Ok(b) => return Ok(b.to_bytes()),
+        Err(e) => e,
+    };
+    let status = match &err {
+        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+        BodyError::Read(_) => return Err(text(StatusCode::BAD_REQUEST, &format!("{err}\n"))),
+    };
+    let mut r = text(status, &format!("{err}\n"));
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    Err(r)
 }
 
 /// A plain-text response.

@@ -12,9 +12,6 @@ use crate::balance::Balancer;
 use crate::http::{Body, ConnInfo, Handler, RequestBody, read_body, served, text, trace_ctx};
 use crate::proxy::{Forward, Upstream, forward_first};
 
-/// Largest request body the load balancer buffers.
-const MAX_BODY: usize = 8 << 20;
-
 /// The load balancer's request handler.
 pub struct LoadBalancer {
     backends: Vec<Upstream>,
@@ -49,7 +46,7 @@ impl Handler for LoadBalancer {
         let ctx = trace_ctx(req.headers());
         let span = self.rec.begin(ctx, Layer::Application);
         let (parts, body) = req.into_parts();
-        let mut resp = match read_body(body, MAX_BODY).await {
+        let mut resp = match read_body(body).await {
             Err(r) => r,
             Ok(body) => {
                 let selection = self.balancer.select(&client_key(conn.peer.ip()));

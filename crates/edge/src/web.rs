@@ -17,7 +17,6 @@ use crate::proxy::{Forward, Upstream, forward_first};
 
 /// URL prefix served from disk.
 pub const STATIC_PREFIX: &str = "/static/";
-const MAX_BODY: usize = 8 << 20;
 
 /// The web server's request handler.
 pub struct WebServer {
@@ -230,7 +229,7 @@ impl Handler for WebServer {
                 text(StatusCode::BAD_REQUEST, "bad path\n")
             }
         } else {
-            match read_body(body, MAX_BODY).await {
+            match read_body(body).await {
                 Err(r) => r,
                 Ok(body) => {
                     let selection = self.balancer.select(&[]);

@@ -17,6 +17,9 @@ use super::conn::ConnState;
 pub enum BodyError {
     /// The whole body did not arrive within the server's body timeout.
     TimedOut(Duration),
+    /// The body grew past the listener's limit (a chunked body has no
+    /// Content-Length to refuse up front).
+    TooLarge(u64),
     /// The connection failed or the framing was wrong.
     Read(hyper::Error),
 }
@@ -27,6 +30,7 @@ impl std::fmt::Display for BodyError {
             BodyError::TimedOut(d) => {
                 write!(f, "the request body did not arrive within {d:?}")
             }
+            BodyError::TooLarge(max) => write!(f, "request body larger than {max} bytes"),
             BodyError::Read(e) => write!(f, "cannot read the request body: {e}"),
         }
     }
@@ -38,26 +42,35 @@ impl BodyError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, BodyError::TimedOut(_))
     }
+
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, BodyError::TooLarge(_))
+    }
 }
 
 /// A request body that must arrive completely within a time budget counted
 /// from the moment its head was read (a client trickling its body is cut
 /// off like one trickling its head). The timer is armed only when the body
-/// is not already there, so bodiless requests cost nothing.
+/// is not already there, so bodiless requests cost nothing. Its size is
+/// bounded too, whether or not it declared a Content-Length.
 pub struct RequestBody {
     inner: Incoming,
     started: Instant,
     budget: Duration,
     timer: Option<Pin<Box<Sleep>>>,
+    max: u64,
+    seen: u64,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, budget: Duration) -> RequestBody {
+    pub fn new(inner: Incoming, budget: Duration, max: u64) -> RequestBody {
         RequestBody {
             inner,
             started: Instant::now(),
             budget,
             timer: None,
+            max,
+            seen: 0,
         }
     }
 }
@@ -72,6 +85,14 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+                && let Some(data) = data
+            {
+                this.seen += data.len() as u64;
+                if this.seen > this.max {
+                    return Poll::Ready(Some(Err(BodyError::TooLarge(this.max))));
+                }
+            }
             return Poll::Ready(frame.map(|r| r.map_err(BodyError::Read)));
         }
         let deadline = this.started + this.budget;

@@ -257,7 +257,8 @@ async fn drive<H, IO>(
             let resp = match precheck(&req, &limits) {
                 Some(r) => r.map(Either::Left),
                 None => {
-                    let req = req.map(|b| RequestBody::new(b, limits.body_timeout));
+                    let req =
+                        req.map(|b| RequestBody::new(b, limits.body_timeout, limits.max_body));
                     handler.call(req, conn).await.map(Either::Right)
                 }
             };

@@ -307,3 +307,24 @@ async fn gzip_and_identity_representations_carry_their_own_etag() {
     .await;
     assert!(other.starts_with("HTTP/1.1 200"), "{other}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_configured_limit_gets_413() {
+    let w = start_with(138, |w| w.limits.http.max_body = 1000).await;
+    let s = TcpStream::connect(addr(&w, "web1", w.ports.http))
+        .await
+        .unwrap();
+    // No Content-Length to refuse up front: the limit counts as it arrives.
+    let mut req =
+        b"POST /api/users HTTP/1.1\r\nHost: myapp.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for _ in 0..4 {
+        req.extend_from_slice(b"200\r\n");
+        req.extend_from_slice(&[b'x'; 0x200]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let r = exchange(s, &req, 5 * SEC).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    assert!(r.contains("larger than 1000 bytes"), "{r}");
+}
