@@ -1,14 +1,12 @@
 //! An authoritative name server's answers (root, TLD or a domain's own
 //! server: the same logic, different zones). Pure: bytes in, bytes out.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use weblab_trace::DnsOutcome;
 
 use crate::message::{Transport, check_query, encode, outcome_of, response_to};
+use crate::rotation::Rotation;
 use crate::zone::{Zone, ZoneAnswer};
 
 /// What the server did with one datagram or TCP message, for its trace.
@@ -27,41 +25,6 @@ pub struct Authority {
     /// Rotates the order of multi-record answers so that clients taking the
     /// first address spread over all of them (C11, DNS round robin).
     rotation: Rotation,
-}
-
-/// Round robin per RRset (C11): each (name, type) takes its own turns, so
-/// asking for one name does not shift the order another name is given.
-#[derive(Default)]
-pub struct Rotation {
-    turns: Mutex<HashMap<(Name, RecordType), usize>>,
-}
-
-/// RRsets whose turn is remembered; past this the turns start over.
-const ROTATION_MEMORY: usize = 10_000;
-
-impl Rotation {
-    /// Rotates `records` when they are one RRset of several records.
-    pub fn rotate(&self, records: &mut [Record]) {
-        let Some(first) = records.first() else {
-            return;
-        };
-        let (name, rtype) = (first.name.to_lowercase(), first.record_type());
-        if records.len() < 2
-            || !records
-                .iter()
-                .all(|r| r.record_type() == rtype && r.name.to_lowercase() == name)
-        {
-            return;
-        }
-        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-        if turns.len() >= ROTATION_MEMORY {
-            turns.clear();
-        }
-        let turn = turns.entry((name, rtype)).or_insert(0);
-        let n = *turn % records.len();
-        *turn = turn.wrapping_add(1);
-        records.rotate_left(n);
-    }
 }
 
 impl Authority {

@@ -7,6 +7,7 @@
 //! - [`message`] — query checks (FORMERR/NOTIMP), UDP truncation, outcomes for traces;
 //! - [`authority`] — an authoritative server's answers, bytes in, bytes out;
 //! - [`cache`] — the resolver's TTL and negative cache;
+//! - [`rotation`] — round robin, a turn per RRset (C11);
 //! - [`net`] — the UDP/TCP server loop and client exchanges;
 //! - [`server`] — the authoritative server on sockets;
 //! - [`resolver`] — the recursive resolver (root → TLD → authoritative);
@@ -19,6 +20,7 @@ pub mod lookup;
 pub mod message;
 pub mod net;
 pub mod resolver;
+pub mod rotation;
 pub mod server;
 pub mod zone;
 

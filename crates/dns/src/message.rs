@@ -88,14 +88,10 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
                 return Err(error(ResponseCode::Refused, DnsOutcome::Refused));
             }
             // An answer to the question as asked, with this code only.
-            let answer = |code: ResponseCode, outcome: DnsOutcome| {
-                let mut r = response_to(&m);
-                r.metadata.response_code = code;
-                Rejected {
-                    reply: r.to_vec().ok(),
-                    id,
-                    outcome,
-                }
+            let answer = |code: ResponseCode, outcome: DnsOutcome| Rejected {
+                reply: coded(&m, code),
+                id,
+                outcome,
             };
             // RFC 6891 §6.1.3: an EDNS version we do not implement gets
             // BADVERS, with our OPT (version 0) in the answer.
@@ -121,13 +117,16 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
 /// [`check_query`] says about a malformed one.
 pub fn refused(bytes: &[u8]) -> Option<Vec<u8>> {
     match check_query(bytes) {
-        Ok(query) => {
-            let mut r = response_to(&query);
-            r.metadata.response_code = ResponseCode::Refused;
-            r.to_vec().ok()
-        }
+        Ok(query) => coded(&query, ResponseCode::Refused),
         Err(rejected) => rejected.reply,
     }
+}
+
+/// An answer to `query`'s question carrying only `code`.
+fn coded(query: &Message, code: ResponseCode) -> Option<Vec<u8>> {
+    let mut r = response_to(query);
+    r.metadata.response_code = code;
+    r.to_vec().ok()
 }
 
 /// A response skeleton for `query`: same id, opcode, RD and question.

@@ -63,7 +63,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Resolver {
     cfg: ResolverConfig,
     cache: Mutex<Cache>,
-    rotation: crate::authority::Rotation,
+    rotation: crate::rotation::Rotation,
     rec: Recorder,
 }
 
