@@ -169,7 +169,15 @@ impl Seen {
                 .map(str::to_string),
             preflight: req.method() == axum::http::Method::OPTIONS
                 && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
-            accepts_encoding: h.contains_key(header::ACCEPT_ENCODING),
+            // The codings the compression layer offers (gzip, br).
+            accepts_encoding: h
+                .get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter(|c| !c.contains("q=0") || c.contains("q=0."))
+                .filter_map(|c| c.split(';').next())
+                .any(|c| matches!(c.trim(), "gzip" | "br" | "*")),
         }
     }
 }
@@ -206,7 +214,7 @@ pub fn describe_compression(seen: &Seen, resp: &Response) -> String {
     {
         Some(enc) => format!("compression: body encoded as {enc}"),
         None if !seen.accepts_encoding => {
-            "compression: not compressed (the client accepts no encoding)".into()
+            "compression: not compressed (the client accepts neither gzip nor br)".into()
         }
         None => "compression: not compressed (too small, or a type not worth it)".into(),
     }

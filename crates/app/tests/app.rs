@@ -196,7 +196,7 @@ async fn a_middleware_that_did_nothing_says_so_and_one_that_acted_says_what_it_d
     assert!(
         names[1]
             .1
-            .contains("not compressed (the client accepts no encoding)"),
+            .contains("not compressed (the client accepts neither gzip nor br)"),
         "{names:?}"
     );
 
