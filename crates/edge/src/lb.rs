@@ -145,21 +145,7 @@ impl RedirectToHttps {
             .or_else(|| self.server_names.first())
             .map(String::as_str)
     }
-}
 
-impl Handler for RedirectToHttps {
-    type Body = Body;
-
-    async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
-        let span = self.rec.begin(trace_ctx(req.headers()), Layer::Application);
-        let (parts, _body) = req.into_parts();
-        let resp = self.redirect(&parts);
-        self.rec.end(span, served(&parts, &conn, resp.status()));
-        resp
-    }
-}
-
-impl RedirectToHttps {
     fn redirect(&self, req: &http::request::Parts) -> Response<Body> {
         let host = req
             .headers
@@ -187,6 +173,18 @@ impl RedirectToHttps {
             r.headers_mut().insert(http::header::LOCATION, v);
         }
         r
+    }
+}
+
+impl Handler for RedirectToHttps {
+    type Body = Body;
+
+    async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
+        let span = self.rec.begin(trace_ctx(req.headers()), Layer::Application);
+        let (parts, _body) = req.into_parts();
+        let resp = self.redirect(&parts);
+        self.rec.end(span, served(&parts, &conn, resp.status()));
+        resp
     }
 }
 

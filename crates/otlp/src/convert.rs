@@ -191,29 +191,25 @@ fn span_attributes(span: &Span) -> Vec<KeyValue> {
     if let Some(r) = span.request {
         attrs.push(kv("weblab.request", Value::IntValue(i64::from(r))));
     }
-    if let Some(v) = span
-        .link
-        .and_then(|l| serde_json::to_value(l).ok())
-        .as_ref()
-        .and_then(to_any)
-    {
-        attrs.push(KeyValue {
-            key: "weblab.link".into(),
-            value: Some(v),
-            ..Default::default()
-        });
-    }
-    if !span.correlates.is_empty()
-        && let Some(v) = serde_json::to_value(&span.correlates)
-            .ok()
-            .as_ref()
-            .and_then(to_any)
-    {
-        attrs.push(KeyValue {
-            key: "weblab.correlates".into(),
-            value: Some(v),
-            ..Default::default()
-        });
+    // The DNS keys that tie spans across hosts, as structured values.
+    let mut structured = |key: &str, value: Option<Json>| {
+        if let Some(v) = value.as_ref().and_then(to_any) {
+            attrs.push(KeyValue {
+                key: key.into(),
+                value: Some(v),
+                ..Default::default()
+            });
+        }
+    };
+    structured(
+        "weblab.link",
+        span.link.and_then(|l| serde_json::to_value(l).ok()),
+    );
+    if !span.correlates.is_empty() {
+        structured(
+            "weblab.correlates",
+            serde_json::to_value(&span.correlates).ok(),
+        );
     }
     attrs
 }
