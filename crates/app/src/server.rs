@@ -2,7 +2,7 @@
 //! the listener.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -138,7 +138,6 @@ pub fn router(state: Arc<AppState>, allowed_origins: &[String]) -> Router {
 
 /// A running application server; it stops when dropped.
 pub struct AppServer {
-    pub addr: SocketAddr,
     pub state: Arc<AppState>,
     pub server: weblab_server::ServerHandle,
 }
@@ -174,9 +173,5 @@ pub fn start(
 ) -> std::io::Result<AppServer> {
     let app = router(state.clone(), allowed_origins);
     let server = weblab_server::serve_http(listener, None, limits, Arc::new(AppHandler(app)))?;
-    Ok(AppServer {
-        addr: server.addr,
-        state,
-        server,
-    })
+    Ok(AppServer { state, server })
 }
