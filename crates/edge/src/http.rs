@@ -1,40 +1,18 @@
-//! HTTP helpers shared by the load balancer and the web server: bounded
-//! body reading, small responses, trace context. The accept loop itself is
+//! HTTP helpers shared by the load balancer and the web server: small
+//! responses, trace context. The accept loop itself is
 //! `weblab_server::serve_http`.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
 use weblab_trace::Ctx;
 
-/// Every response body here is buffered.
-pub type Body = Full<Bytes>;
+pub use crate::body::Body;
 
 pub use weblab_server::{ConnInfo, Handler, RequestBody};
 
-/// Reads a request body whole. Its size and time are bounded by the
-/// listener (`Limits::max_body`, `body_timeout`): too large gets 413
-/// (RFC 9110 §15.5.14), too slow 408 (§15.5.9), both closing the connection.
-pub async fn read_body(body: RequestBody) -> Result<Bytes, Response<Body>> {
-    use weblab_server::http::BodyError;
-    let err = match body.collect().await {
-        Ok(b) => return Ok(b.to_bytes()),
-        Err(e) => e,
-    };
-    let status = match &err {
-        BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-        BodyError::Read(_) => return Err(text(StatusCode::BAD_REQUEST, &format!("{err}\n"))),
-    };
-    let mut r = text(status, &format!("{err}\n"));
-    r.headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    Err(r)
-}
-
 /// A plain-text response.
 pub fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = Response::new(Body::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -52,20 +30,34 @@ pub fn trace_ctx(headers: &HeaderMap) -> Ctx {
         .unwrap_or_else(Ctx::new_root)
 }
 
+/// What a server saw of a request, kept for its span after the request
+/// itself moved on.
+pub struct Line {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub version: Version,
+}
+
+impl Line {
+    pub fn of<B>(req: &http::Request<B>) -> Line {
+        Line {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+        }
+    }
+}
+
 /// The span event of a request a server answered; the path carries the
 /// query string as it arrived (a learner sees `?x=1` reach every hop).
-pub fn served(
-    parts: &http::request::Parts,
-    conn: &ConnInfo,
-    status: StatusCode,
-) -> weblab_trace::Event {
+pub fn served(line: &Line, conn: &ConnInfo, status: StatusCode) -> weblab_trace::Event {
     weblab_trace::Event::HttpServe {
-        method: parts.method.to_string(),
-        path: parts
+        method: line.method.to_string(),
+        path: line
             .uri
             .path_and_query()
-            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
-        version: version_name(parts.version).into(),
+            .map_or_else(|| line.uri.path().to_string(), |p| p.as_str().to_string()),
+        version: version_name(line.version).into(),
         peer: conn.peer.to_string(),
         status: status.as_u16(),
     }

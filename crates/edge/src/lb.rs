@@ -1,6 +1,7 @@
-//! The load balancer: terminates TLS, picks a backend with a [`Balancer`]
-//! and forwards the request, falling through to the next backend when one
-//! cannot be reached (C43). Its plain-HTTP port only redirects to HTTPS.
+//! The load balancer: terminates TLS, picks a backend from its pool and
+//! streams the request there, falling through to the next backend when
+//! one cannot be reached (C43). Its plain-HTTP port only redirects to
+//! HTTPS.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,34 +9,36 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, StatusCode};
 use weblab_trace::{Event, Layer, Recorder};
 
-use crate::balance::Balancer;
-use crate::http::{Body, ConnInfo, Handler, RequestBody, read_body, served, text, trace_ctx};
-use crate::proxy::{Forward, Upstream, forward_first};
+use crate::http::{Body, ConnInfo, Handler, Line, RequestBody, served, text, trace_ctx};
+use crate::pool::Pool;
+use crate::proxy::{Forward, forward};
 
 /// The load balancer's request handler.
 pub struct LoadBalancer {
-    backends: Vec<Upstream>,
-    balancer: Box<dyn Balancer>,
+    pool: Arc<Pool>,
     rec: Recorder,
     /// Sent on HTTPS responses (C33: the browser then refuses plain HTTP).
     hsts: HeaderValue,
 }
 
 impl LoadBalancer {
-    pub fn new(backends: Vec<Upstream>, balancer: Box<dyn Balancer>, rec: Recorder) -> Self {
+    pub fn new(pool: Arc<Pool>, rec: Recorder) -> Self {
         LoadBalancer {
-            backends,
-            balancer,
+            pool,
             rec,
             hsts: HeaderValue::from_static("max-age=31536000"),
         }
     }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
 }
 
-fn client_key(ip: IpAddr) -> Vec<u8> {
+fn client_key(ip: IpAddr) -> [u8; 16] {
     match ip {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
     }
 }
 
@@ -45,71 +48,45 @@ impl Handler for LoadBalancer {
     async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
         let ctx = trace_ctx(req.headers());
         let span = self.rec.begin(ctx, Layer::Application);
-        let (parts, body) = req.into_parts();
-        let mut resp = match read_body(body).await {
-            Err(r) => r,
-            Ok(body) => {
-                let selection = self.balancer.select(&client_key(conn.peer.ip()));
-                let order: Vec<&Upstream> = selection
-                    .order
-                    .iter()
-                    .filter_map(|i| self.backends.get(*i))
-                    .collect();
-                let pick = self.rec.begin(span.ctx(), Layer::Application);
-                let f = Forward {
-                    ctx: span.ctx(),
-                    rec: &self.rec,
-                    peer: conn.peer.ip(),
-                    trusted: &[],
-                    proto: if conn.tls { "https" } else { "http" },
-                };
-                let (resp, attempts) = forward_first(
-                    &parts,
-                    body,
-                    order,
-                    f,
-                    |_| {},
-                    StatusCode::SERVICE_UNAVAILABLE,
-                )
-                .await;
-                // The pick names the backend that answered; backends that
-                // failed before it are named with their error.
-                let failed: Vec<String> = attempts
-                    .iter()
-                    .filter_map(|a| {
-                        a.failed
-                            .as_ref()
-                            .map(|e| format!("{} failed first: {e}", a.upstream.name))
-                    })
-                    .collect();
-                let answered = attempts.iter().find(|a| a.failed.is_none());
-                let mut reason = selection.reason.clone();
-                for f in &failed {
-                    reason.push_str("; ");
-                    reason.push_str(f);
-                }
-                let backend = match answered {
-                    Some(a) => format!("{} ({})", a.upstream.name, a.upstream.addr),
-                    None => "none answered".to_string(),
-                };
-                let at = pick.start_ns;
-                self.rec.end_at(
-                    pick,
-                    at,
-                    Event::LbPick {
-                        algorithm: self.balancer.algorithm().into(),
-                        backend,
-                        reason,
-                    },
-                );
-                resp
-            }
+        let line = Line::of(&req);
+        let pick = self.rec.begin(span.ctx(), Layer::Application);
+        let f = Forward {
+            ctx: span.ctx(),
+            rec: &self.rec,
+            peer: conn.peer.ip(),
+            trusted: &[],
+            proto: if conn.tls { "https" } else { "http" },
         };
+        let done = forward(&self.pool, req, &client_key(conn.peer.ip()), f, |_| {}).await;
+        // The pick names the backend that answered; backends that failed
+        // before it are named with their error.
+        let mut reason = done.reason;
+        for a in &done.attempts {
+            if let Some(e) = &a.failed {
+                reason.push_str(&format!("; {} failed first: {e}", a.backend.name));
+            }
+        }
+        let backend = match done.attempts.iter().find(|a| a.failed.is_none()) {
+            Some(a) => a.backend.label(),
+            None if done.attempts.is_empty() => "none (no backend is up)".to_string(),
+            None => "none answered".to_string(),
+        };
+        let at = pick.start_ns;
+        self.rec.end_at(
+            pick,
+            at,
+            Event::LbPick {
+                algorithm: self.pool.algorithm().into(),
+                backend,
+                reason,
+            },
+        );
+        let mut resp = done.response;
         if conn.tls {
             resp.headers_mut()
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, self.hsts.clone());
         }
-        self.rec.end(span, served(&parts, &conn, resp.status()));
+        self.rec.end(span, served(&line, &conn, resp.status()));
         resp
     }
 }
@@ -146,12 +123,12 @@ impl RedirectToHttps {
             .map(String::as_str)
     }
 
-    fn redirect(&self, req: &http::request::Parts) -> Response<Body> {
+    fn redirect(&self, req: &Request<RequestBody>) -> Response<Body> {
         let host = req
-            .headers
+            .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.authority().map(|a| a.as_str()));
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let Some(name) = self.target_name(host) else {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,7 +140,7 @@ impl RedirectToHttps {
         } else {
             format!(":{}", self.https_port)
         };
-        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let location = format!("https://{name}{port}{pq}");
         let mut r = text(
             StatusCode::MOVED_PERMANENTLY,
@@ -181,9 +158,9 @@ impl Handler for RedirectToHttps {
 
     async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
         let span = self.rec.begin(trace_ctx(req.headers()), Layer::Application);
-        let (parts, _body) = req.into_parts();
-        let resp = self.redirect(&parts);
-        self.rec.end(span, served(&parts, &conn, resp.status()));
+        let resp = self.redirect(&req);
+        self.rec
+            .end(span, served(&Line::of(&req), &conn, resp.status()));
         resp
     }
 }

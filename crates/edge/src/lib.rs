@@ -1,27 +1,41 @@
 //! The edge of the world: the load balancer with TLS termination and the
 //! web servers with static files and reverse proxying.
 //!
-//! Map (start with `balance.rs`):
-//! - [`balance`] — load-balancing algorithms behind the [`Balancer`] trait;
+//! Map (start with `proxy.rs`):
+//! - [`proxy`] — forwarding through phases: peer, request, response, tunnel;
+//! - [`pool`] — backends, algorithm, health checks, the upstream client;
+//! - [`backend`] — one backend's state and the health state machine;
+//! - [`balance`] — load-balancing algorithms (pure);
+//! - [`body`] — streamed bodies both ways;
+//! - [`tunnel`] — upgraded (WebSocket) connections relayed;
+//! - [`files`] — static files with an open-file cache;
+//! - [`lb`], [`web`] — the two roles built from these;
+//! - [`status`] — the admin status page;
 //! - [`tls`] — the world's CA and TLS server settings;
-//! - [`http`] — body reading and response helpers (the accept loop is
-//!   `weblab_server::serve_http`);
-//! - [`proxy`] — upstream connection pool, forwarding headers, `forward`;
-//! - [`lb`] — the load balancer and its HTTP→HTTPS redirect;
-//! - [`web`] — the web server.
+//! - [`http`] — small response helpers (the accept loop is
+//!   `weblab_server::serve_http`).
 
+pub mod backend;
 pub mod balance;
+pub mod body;
 mod error;
+pub mod files;
 pub mod http;
 pub mod lb;
+pub mod pool;
 pub mod proxy;
+pub mod status;
 pub mod tls;
+mod tunnel;
 pub mod web;
 
-pub use balance::{Balancer, Selection};
+pub use backend::Backend;
+pub use balance::Balancer;
 pub use error::EdgeError;
+pub use files::Files;
 pub use lb::{LoadBalancer, RedirectToHttps};
-pub use proxy::Upstream;
+pub use pool::{Checks, Pool};
+pub use status::Admin;
 pub use tls::LocalCa;
 pub use web::WebServer;
 pub use weblab_server::{Limits, ServerHandle, serve_http};

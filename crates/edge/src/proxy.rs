@@ -1,127 +1,20 @@
-//! Reverse proxying: a small pool of HTTP/1.1 connections to each upstream,
-//! opened from this host's own address, and the forwarding headers.
+//! Reverse proxying through phases: the upstream peer (the pool's plan,
+//! failover), the upstream request (hop-by-hop headers out, forwarding
+//! headers in, trace context), the response streamed back, and an
+//! upgraded connection (WebSocket) relayed as a tunnel.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Request, Response};
-use http_body_util::BodyExt;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpSocket;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use weblab_trace::{Ctx, Event, Layer, Recorder};
 
-use crate::error::EdgeError;
-use crate::http::Body;
-
-/// One upstream server and its idle connections.
-pub struct Upstream {
-    pub name: String,
-    pub addr: SocketAddr,
-    bind: IpAddr,
-    idle: Mutex<Vec<SendRequest<Body>>>,
-    timeout: Duration,
-}
-
-/// Idle connections kept per upstream.
-const MAX_IDLE: usize = 32;
-
-impl Upstream {
-    /// `bind` is the proxy host's address: the upstream sees it as the peer.
-    pub fn new(name: &str, addr: SocketAddr, bind: IpAddr) -> Self {
-        Upstream {
-            name: name.into(),
-            addr,
-            bind,
-            idle: Mutex::new(Vec::new()),
-            timeout: Duration::from_secs(30),
-        }
-    }
-
-    fn take_idle(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(s) = idle.pop() {
-            if s.is_ready() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, s: SendRequest<Body>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE && !s.is_closed() {
-            idle.push(s);
-        }
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Body>, EdgeError> {
-        let sock = if self.bind.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(EdgeError::upstream_connect)?;
-        sock.bind(SocketAddr::new(self.bind, 0))
-            .map_err(EdgeError::upstream_connect)?;
-        let tcp = tokio::time::timeout(Duration::from_secs(3), sock.connect(self.addr))
-            .await
-            .map_err(|_| EdgeError::upstream_connect(format!("{}: connect timed out", self.addr)))?
-            .map_err(|e| EdgeError::upstream_connect(format!("{}: {e}", self.addr)))?;
-        let _ = tcp.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(EdgeError::upstream_connect)?;
-        tokio::spawn(conn);
-        Ok(sender)
-    }
-
-    /// Sends `req` and reads the whole response.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Bytes>, EdgeError> {
-        // Only a pooled connection can fail before the upstream saw the
-        // request, so only then is a copy kept for one retry.
-        let (retry_copy, mut sender) = match self.take_idle() {
-            Some(s) => (Some(clone_request(&req)), s),
-            None => (None, self.connect().await?),
-        };
-        let first = tokio::time::timeout(self.timeout, sender.send_request(req))
-            .await
-            .map_err(|_| EdgeError::upstream_timeout(&self.name))?;
-        let resp = match (first, retry_copy) {
-            (Ok(r), _) => r,
-            // A pooled connection the upstream closed while idle: nothing was
-            // processed, so one retry on a fresh connection is safe.
-            (Err(e), Some(copy))
-                if e.is_canceled() || e.is_closed() || e.is_incomplete_message() =>
-            {
-                sender = self.connect().await?;
-                tokio::time::timeout(self.timeout, sender.send_request(copy))
-                    .await
-                    .map_err(|_| EdgeError::upstream_timeout(&self.name))?
-                    .map_err(EdgeError::upstream_protocol)?
-            }
-            (Err(e), _) => return Err(EdgeError::upstream_protocol(e)),
-        };
-        let (parts, body) = resp.into_parts();
-        let body = tokio::time::timeout(self.timeout, body.collect())
-            .await
-            .map_err(|_| EdgeError::upstream_timeout(&self.name))?
-            .map_err(EdgeError::upstream_protocol)?
-            .to_bytes();
-        self.put_idle(sender);
-        Ok(Response::from_parts(parts, body))
-    }
-}
-
-fn clone_request(req: &Request<Body>) -> Request<Body> {
-    let mut r = Request::new(req.body().clone());
-    *r.method_mut() = req.method().clone();
-    *r.uri_mut() = req.uri().clone();
-    *r.headers_mut() = req.headers().clone();
-    r
-}
+use crate::backend::{Backend, Outcome};
+use crate::body::{Body, Outgoing};
+use crate::http::{RequestBody, text};
+use crate::pool::{ConnTag, Pool, SendError};
 
 /// Headers that describe one connection and must not be forwarded
 /// (RFC 9110 §7.6.1).
@@ -212,12 +105,12 @@ pub fn shown_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     .collect()
 }
 
-/// How this hop passes requests on (the same for every upstream it tries).
+/// How this hop passes requests on.
 #[derive(Clone, Copy)]
 pub struct Forward<'a> {
     /// Trace context of the span doing the forwarding.
-    pub ctx: weblab_trace::Ctx,
-    pub rec: &'a weblab_trace::Recorder,
+    pub ctx: Ctx,
+    pub rec: &'a Recorder,
     /// The address the request came from.
     pub peer: IpAddr,
     /// Proxies whose X-Forwarded-For we believe.
@@ -226,111 +119,239 @@ pub struct Forward<'a> {
     pub proto: &'a str,
 }
 
-/// Passes one request on to `upstream` over HTTP/1.1 and returns its
-/// response, recording a `ProxyForward` span.
-pub async fn forward(
-    parts: &http::request::Parts,
-    body: Bytes,
-    upstream: &Upstream,
-    f: Forward<'_>,
-) -> Result<Response<Body>, EdgeError> {
-    use weblab_trace::{Event, Layer};
-    let span = f.rec.begin(f.ctx, Layer::Application);
-    let mut headers = parts.headers.clone();
-    strip_hop_by_hop(&mut headers);
-    // HTTP/2 carries the host in :authority; HTTP/1.1 needs a Host header
-    // (RFC 9112 §3.2), so an HTTP/1.0 request without one gets the
-    // upstream's address.
-    if !headers.contains_key(header::HOST) {
-        let host = match parts.uri.authority() {
-            Some(auth) => HeaderValue::from_str(auth.as_str()),
-            None => HeaderValue::from_str(&upstream.addr.to_string()),
-        };
-        if let Ok(v) = host {
-            headers.insert(header::HOST, v);
-        }
-    }
-    set_forwarding(&mut headers, f.peer, f.trusted, f.proto);
-    if let Ok(v) = HeaderValue::from_str(&span.ctx().traceparent(span.id)) {
-        headers.insert("traceparent", v);
-    }
-    let mut req = Request::new(Body::new(body));
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .parse()
-        .unwrap_or_default();
-    let shown = shown_headers(&headers);
-    *req.headers_mut() = headers;
-    let result = upstream.send(req).await;
-    let status = match &result {
-        Ok(r) => r.status().as_u16(),
-        Err(e) => e.status(),
-    };
-    f.rec.end(
-        span,
-        Event::ProxyForward {
-            upstream: format!("{} ({})", upstream.name, upstream.addr),
-            headers: shown,
-            status,
-        },
-    );
-    let (mut parts, body) = result?.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, Body::new(body)))
-}
-
-/// One upstream tried by [`forward_first`], and why it failed if it did.
-pub struct Attempt<'a> {
-    pub upstream: &'a Upstream,
+/// One backend tried, and why it failed if it did.
+pub struct Attempt {
+    pub backend: Arc<Backend>,
     pub failed: Option<String>,
 }
 
-/// Tries `order`'s upstreams in turn until one answers, moving on only
-/// when nothing reached the last one (so a non-idempotent request is never
-/// sent twice). `tried` is told of each upstream before it is tried.
-/// Answers 502/504 for an upstream failure, `none_status` when none could
-/// be reached; also returns every attempt, so the trace can name the
-/// upstream that really answered and those that failed before it.
-pub async fn forward_first<'a>(
-    parts: &http::request::Parts,
-    body: Bytes,
-    order: impl IntoIterator<Item = &'a Upstream>,
-    f: Forward<'a>,
-    mut tried: impl FnMut(&Upstream),
-    none_status: http::StatusCode,
-) -> (Response<Body>, Vec<Attempt<'a>>) {
-    let mut attempts = Vec::new();
-    for upstream in order {
-        tried(upstream);
-        match forward(parts, body.clone(), upstream, f).await {
-            Ok(r) => {
+/// What forwarding one request came to.
+pub struct Forwarded {
+    pub response: Response<Body>,
+    /// Why the pool's algorithm chose the first backend.
+    pub reason: String,
+    /// Backends tried, in order; the last one answered unless it failed.
+    pub attempts: Vec<Attempt>,
+}
+
+/// The upgrade a client asked for (`Upgrade: websocket` on HTTP/1.1).
+fn upgrade_asked(parts: &http::request::Parts) -> Option<HeaderValue> {
+    let conn_says = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if parts.version != http::Version::HTTP_11 || !conn_says {
+        return None;
+    }
+    parts.headers.get(header::UPGRADE).cloned()
+}
+
+/// GET, HEAD, PUT, DELETE, OPTIONS and TRACE may be sent twice with the
+/// effect of once (RFC 9110 §9.2.2).
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Passes `req` on to a backend of `pool` chosen for `key`, streaming the
+/// body both ways. A backend that cannot be connected to is skipped for
+/// the next (nothing was sent, so even a POST is safe); a backend that
+/// fails after the request may have been sent is skipped only for an
+/// idempotent request without a body; a timeout is never retried. Each
+/// attempt is a `ProxyForward` span; `on_attempt` hears of each first.
+pub async fn forward(
+    pool: &Pool,
+    req: Request<RequestBody>,
+    key: &[u8],
+    f: Forward<'_>,
+    mut on_attempt: impl FnMut(&Backend),
+) -> Forwarded {
+    let plan = pool.plan(key);
+    let (mut parts, body) = req.into_parts();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    if plan.order.is_empty() {
+        return Forwarded {
+            response: text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("no backend is up ({})\n", plan.reason),
+            ),
+            reason: plan.reason,
+            attempts,
+        };
+    }
+    let upgrade =
+        upgrade_asked(&parts).filter(|_| pool.tunnels.load(Ordering::Relaxed) < pool.max_tunnels);
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_hop_by_hop(&mut headers);
+    if let Some(u) = &upgrade {
+        headers.insert(header::UPGRADE, u.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    // HTTP/2 carries the host in :authority; HTTP/1.1 needs a Host header
+    // (RFC 9112 §3.2).
+    if !headers.contains_key(header::HOST)
+        && let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(header::HOST, v);
+    }
+    set_forwarding(&mut headers, f.peer, f.trusted, f.proto);
+    let bodiless = hyper::body::Body::is_end_stream(&body);
+    let (mut outgoing, mut lender) = Outgoing::lend(body);
+    let retry_after_send = bodiless && idempotent(&parts.method);
+    let n = plan.order.len();
+    for (i, backend) in plan.order.iter().enumerate() {
+        on_attempt(backend);
+        let span = f.rec.begin(f.ctx, Layer::Application);
+        let mut h = headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&span.ctx().traceparent(span.id)) {
+            h.insert("traceparent", v);
+        }
+        if !h.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(&backend.addr.to_string())
+        {
+            h.insert(header::HOST, v);
+        }
+        let shown = shown_headers(&h);
+        let mut up = Request::new(outgoing);
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .unwrap_or_default();
+        *up.headers_mut() = h;
+        let guard = backend.enter();
+        let result = pool.send(backend, up).await;
+        let last = i + 1 == n;
+        match result {
+            Ok(mut resp) => {
+                let status = resp.status();
+                pool.report(
+                    backend,
+                    if status.is_server_error() {
+                        Outcome::Failed(format!("answered {status}"))
+                    } else {
+                        Outcome::Ok
+                    },
+                );
+                let connection = resp
+                    .extensions()
+                    .get::<ConnTag>()
+                    .map(ConnTag::describe_use)
+                    .unwrap_or_default();
+                let ctx = span.ctx();
+                f.rec.end(
+                    span,
+                    Event::ProxyForward {
+                        upstream: backend.label(),
+                        headers: shown,
+                        status: status.as_u16(),
+                        connection,
+                    },
+                );
                 attempts.push(Attempt {
-                    upstream,
+                    backend: backend.clone(),
                     failed: None,
                 });
-                return (r, attempts);
+                let response = if status == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_side) = client_upgrade
+                {
+                    let upstream_side = hyper::upgrade::on(&mut resp);
+                    crate::tunnel::spawn(crate::tunnel::Tunnel {
+                        tunnels: pool.tunnels.clone(),
+                        idle: pool.timeouts.tunnel_idle,
+                        backend: backend.clone(),
+                        in_flight: guard,
+                        client: client_side,
+                        upstream: upstream_side,
+                        rec: f.rec.clone(),
+                        ctx,
+                        protocol: upgrade
+                            .as_ref()
+                            .and_then(|u| u.to_str().ok())
+                            .unwrap_or("upgraded")
+                            .to_ascii_lowercase(),
+                    });
+                    let (parts, _) = resp.into_parts();
+                    Response::from_parts(parts, Body::empty())
+                } else {
+                    let (mut parts, incoming) = resp.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    Response::from_parts(parts, Body::upstream(incoming, Some(guard)))
+                };
+                return Forwarded {
+                    response,
+                    reason: plan.reason,
+                    attempts,
+                };
             }
-            Err(e) if e.retry_is_safe() => attempts.push(Attempt {
-                upstream,
-                failed: Some(e.to_string()),
-            }),
             Err(e) => {
-                let status =
-                    http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
+                drop(guard);
+                let status = e.status();
+                let client_fault = matches!(e, SendError::ClientBody { .. });
+                if !client_fault {
+                    pool.report(backend, Outcome::Failed(e.to_string()));
+                }
+                f.rec.end(
+                    span,
+                    Event::ProxyForward {
+                        upstream: backend.label(),
+                        headers: shown,
+                        status: status.as_u16(),
+                        connection: String::new(),
+                    },
+                );
                 attempts.push(Attempt {
-                    upstream,
+                    backend: backend.clone(),
                     failed: Some(e.to_string()),
                 });
-                return (crate::http::text(status, &format!("{e}\n")), attempts);
+                // The body goes to the next backend only if it is whole.
+                let next = match &e {
+                    SendError::Connect(_) => lender.reclaim().map(Outgoing::lend),
+                    SendError::Other(_) if retry_after_send => Some(Outgoing::lend_empty()),
+                    _ => None,
+                };
+                match next {
+                    Some((o, l)) if !last => {
+                        outgoing = o;
+                        lender = l;
+                    }
+                    _ => {
+                        let why = if client_fault {
+                            e.to_string()
+                        } else {
+                            format!("{} failed: {e}", backend.name)
+                        };
+                        let mut response = text(status, &format!("{why}\n"));
+                        if client_fault {
+                            // What is left of the body is not worth reading.
+                            response
+                                .headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        return Forwarded {
+                            response,
+                            reason: plan.reason,
+                            attempts,
+                        };
+                    }
+                }
             }
         }
     }
-    let resp = crate::http::text(none_status, "no upstream could be reached\n");
-    (resp, attempts)
+    unreachable!("the loop returns on its last backend")
 }
 
 #[cfg(test)]

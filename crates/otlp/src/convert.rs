@@ -668,6 +668,19 @@ mod tests {
                 upstream: s("app1"),
                 headers: vec![(s("x-real-ip"), s("127.10.0.2"))],
                 status: 200,
+                connection: s("reused 127.10.4.1:40312 (request 3 on it)"),
+            },
+            Event::BackendHealth {
+                backend: s("web2 (127.10.4.2:80)"),
+                up: false,
+                reason: s("3 failures in a row, last: connection refused"),
+            },
+            Event::Tunnel {
+                upstream: s("web1 (127.10.4.1:80)"),
+                protocol: s("websocket"),
+                client_to_upstream: 20,
+                upstream_to_client: 18,
+                ended: s("client closed"),
             },
             Event::Middleware {
                 name: s("access log"),

@@ -171,6 +171,8 @@ pub struct Pending {
     pub request: Option<u32>,
     pub link: Option<Correlation>,
     pub correlates: Vec<Correlation>,
+    /// False for a trace no hop records (see [`Ctx::sampled`]).
+    pub sampled: bool,
 }
 
 impl Pending {
@@ -179,6 +181,7 @@ impl Pending {
         Ctx {
             trace: self.trace,
             parent: Some(self.id),
+            sampled: self.sampled,
         }
     }
 
@@ -237,6 +240,7 @@ impl Recorder {
             request: None,
             link: None,
             correlates: Vec::new(),
+            sampled: ctx.sampled,
         }
     }
 
@@ -247,6 +251,9 @@ impl Recorder {
 
     /// Records `pending` as ending at `end_ns`.
     pub fn end_at(&self, pending: Pending, end_ns: u64, event: Event) {
+        if !pending.sampled {
+            return;
+        }
         self.collector.record(Span {
             trace: pending.trace,
             id: pending.id,

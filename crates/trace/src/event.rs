@@ -269,6 +269,25 @@ pub enum Event {
         upstream: String,
         headers: Vec<(String, String)>,
         status: u16,
+        /// The upstream connection it went over: `new 127.10.4.1:40312`
+        /// or `reused 127.10.4.1:40312 (request 7 on it)`.
+        #[serde(default)]
+        connection: String,
+    },
+    /// C43: a backend's health changed (checks or real requests).
+    BackendHealth {
+        backend: String,
+        up: bool,
+        reason: String,
+    },
+    /// C29/C44: an upgraded connection (WebSocket) relayed byte for byte
+    /// until one side closed.
+    Tunnel {
+        upstream: String,
+        protocol: String,
+        client_to_upstream: u64,
+        upstream_to_client: u64,
+        ended: String,
     },
     /// C45: one middleware of the application server's chain.
     Middleware { name: String, order: u32 },
@@ -327,6 +346,8 @@ impl Event {
             Event::LbPick { .. } => "lb_pick",
             Event::WebDecision { .. } => "web_decision",
             Event::ProxyForward { .. } => "proxy_forward",
+            Event::BackendHealth { .. } => "backend_health",
+            Event::Tunnel { .. } => "tunnel",
             Event::Middleware { .. } => "middleware",
             Event::Route { .. } => "route",
             Event::Service { .. } => "service",
@@ -550,13 +571,35 @@ impl fmt::Display for Event {
                 upstream,
                 headers,
                 status,
+                connection,
             } => {
                 write!(f, "forwarded to {upstream} -> {status}")?;
+                if !connection.is_empty() {
+                    write!(f, " over {connection}")?;
+                }
                 for (k, v) in headers {
                     write!(f, " | {k}: {v}")?;
                 }
                 Ok(())
             }
+            Event::BackendHealth {
+                backend,
+                up,
+                reason,
+            } => {
+                let state = if *up { "up" } else { "down" };
+                write!(f, "backend {backend} is {state}: {reason}")
+            }
+            Event::Tunnel {
+                upstream,
+                protocol,
+                client_to_upstream,
+                upstream_to_client,
+                ended,
+            } => write!(
+                f,
+                "{protocol} tunnel to {upstream}: {client_to_upstream} bytes up, {upstream_to_client} bytes down, {ended}"
+            ),
             Event::Middleware { name, order } => write!(f, "middleware #{order}: {name}"),
             Event::Route {
                 pattern,

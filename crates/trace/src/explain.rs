@@ -152,6 +152,18 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             "C44 a reverse proxy passes the request on, adding who the client really is (X-Forwarded-For, X-Real-IP)",
             "C44 리버스 프록시가 실제 클라이언트 정보(X-Forwarded-For, X-Real-IP)를 붙여 요청을 넘긴다",
         ),
+        Event::BackendHealth { up: false, .. } => (
+            "C43 a backend failed its checks and leaves the rotation until it passes again",
+            "C43 검사에 실패한 백엔드는 다시 통과할 때까지 분배 대상에서 빠진다",
+        ),
+        Event::BackendHealth { up: true, .. } => (
+            "C43 a backend passed its checks and takes requests again",
+            "C43 검사를 통과한 백엔드가 다시 요청을 받는다",
+        ),
+        Event::Tunnel { .. } => (
+            "C29 after 101 Switching Protocols the proxies stop reading HTTP and relay raw bytes both ways",
+            "C29 101 Switching Protocols 이후 프록시는 HTTP 해석을 멈추고 양방향으로 바이트를 그대로 전달한다",
+        ),
         Event::Middleware { .. } => (
             "C45 one link of the middleware chain; each runs before the route and sees the response after",
             "C45 미들웨어 체인의 한 고리. 라우팅 전에 실행되고 응답을 다시 거친다",

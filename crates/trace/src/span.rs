@@ -98,6 +98,10 @@ hex_id!(SpanId, 16, u64);
 pub struct Ctx {
     pub trace: TraceId,
     pub parent: Option<SpanId>,
+    /// W3C's sampled flag: spans of an unsampled trace are not recorded
+    /// (a load balancer's health checks travel this way, so they reach
+    /// every hop without filling the trace store).
+    pub sampled: bool,
 }
 
 impl Ctx {
@@ -106,21 +110,31 @@ impl Ctx {
         Ctx {
             trace: TraceId::random(),
             parent: None,
+            sampled: true,
+        }
+    }
+
+    /// The start of a trace no hop records.
+    pub fn unsampled_root() -> Self {
+        Ctx {
+            sampled: false,
+            ..Ctx::new_root()
         }
     }
 
     /// The same trace, with `span` as the parent of what comes next.
     pub fn child_of(self, span: SpanId) -> Self {
         Ctx {
-            trace: self.trace,
             parent: Some(span),
+            ..self
         }
     }
 
     /// The `traceparent` header value naming `span` as the caller
-    /// (W3C Trace Context §3.2: version 00, sampled flag 01).
+    /// (W3C Trace Context §3.2: version 00, the sampled flag).
     pub fn traceparent(&self, span: SpanId) -> String {
-        format!("00-{}-{}-01", self.trace, span)
+        let flags = if self.sampled { "01" } else { "00" };
+        format!("00-{}-{}-{flags}", self.trace, span)
     }
 
     /// Parses a `traceparent` header. Returns `None` for anything that is not
@@ -146,9 +160,11 @@ impl Ctx {
         if trace.0 == 0 || parent.0 == 0 {
             return None;
         }
+        let flags = u8::from_str_radix(flags, 16).ok()?;
         Some(Ctx {
             trace,
             parent: Some(parent),
+            sampled: flags & 1 == 1,
         })
     }
 }
@@ -314,6 +330,10 @@ mod tests {
         let back = Ctx::from_traceparent(&header).unwrap();
         assert_eq!(back.trace, ctx.trace);
         assert_eq!(back.parent, Some(span));
+        assert!(back.sampled);
+        let quiet = Ctx::unsampled_root();
+        let back = Ctx::from_traceparent(&quiet.traceparent(span)).unwrap();
+        assert!(back.traceparent(span).ends_with("-00") && !back.sampled);
     }
 
     #[test]

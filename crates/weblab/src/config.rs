@@ -185,6 +185,20 @@ struct RawLb {
     #[serde(default)]
     weights: Vec<u32>,
     server_names: Vec<String>,
+    health: Option<RawHealth>,
+}
+
+/// `[lb.health]`: the load balancer's active checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    /// Time between checks, or "off" (then only failed requests count).
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rise: Option<u32>,
+    fall: Option<u32>,
+    path: Option<Spanned<String>>,
+    expect: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +272,7 @@ pub struct LbConfig {
     pub backends: Vec<String>,
     pub weights: Vec<u32>,
     pub server_names: Vec<String>,
+    pub health: weblab_edge::Checks,
 }
 
 /// A web server.
@@ -438,6 +453,45 @@ fn collector_addr(
     }
 }
 
+/// Checks `[lb.health]`, filling in the defaults.
+fn health(src: &Source<'_>, raw: &RawHealth) -> Result<weblab_edge::Checks, ConfigError> {
+    let mut c = weblab_edge::Checks::default();
+    let duration = |field: &str, v: &Spanned<String>| -> Result<Duration, ConfigError> {
+        match crate::units::duration(v.get_ref()) {
+            Ok(0) => Err(src.error(v.span(), format!("lb.health.{field}: must be more than 0"))),
+            Ok(ns) => Ok(Duration::from_nanos(ns)),
+            Err(e) => Err(src.error(v.span(), format!("lb.health.{field}: {e}"))),
+        }
+    };
+    if let Some(v) = &raw.interval {
+        c.interval = match v.get_ref().as_str() {
+            "off" => None,
+            _ => Some(duration("interval", v)?),
+        };
+    }
+    if let Some(v) = &raw.timeout {
+        c.timeout = duration("timeout", v)?;
+    }
+    c.rise = raw.rise.unwrap_or(c.rise).max(1);
+    c.fall = raw.fall.unwrap_or(c.fall).max(1);
+    if let Some(p) = &raw.path {
+        if !p.get_ref().starts_with('/') || p.get_ref().contains(char::is_whitespace) {
+            return Err(src.error(p.span(), "lb.health.path: a path starting with /"));
+        }
+        c.path = p.get_ref().clone();
+    }
+    if let Some(e) = raw.expect {
+        if !(100..600).contains(&e) {
+            return Err(src.error(
+                raw.path.as_ref().map_or(0..0, |p| p.span()),
+                format!("lb.health.expect: {e} is not an HTTP status"),
+            ));
+        }
+        c.expect = Some(e);
+    }
+    Ok(c)
+}
+
 /// Checks `[limits]`, filling in the defaults.
 fn limits(src: &Source<'_>, raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
     let mut l = LimitsConfig::default();
@@ -606,7 +660,13 @@ impl World {
                 ),
             ));
         }
-        if let Err(e) = weblab_edge::balance::by_name(&algorithm, &weights) {
+        let names: Vec<String> = raw
+            .lb
+            .backends
+            .iter()
+            .map(|b| b.get_ref().clone())
+            .collect();
+        if let Err(e) = weblab_edge::balance::by_name(&algorithm, &names, &weights) {
             return Err(src.error(raw.lb.algorithm.span(), format!("lb.algorithm: {e}")));
         }
         if raw.lb.backends.is_empty() {
@@ -626,6 +686,10 @@ impl World {
                 .collect::<Result<_, _>>()?,
             weights,
             server_names: raw.lb.server_names.clone(),
+            health: match &raw.lb.health {
+                Some(h) => health(&src, h)?,
+                None => weblab_edge::Checks::default(),
+            },
         };
         let web = raw
             .web

@@ -31,6 +31,9 @@ pub struct Ports {
     pub dns: u16,
     pub http: u16,
     pub https: u16,
+    /// The proxies' status pages (`/_weblab/status`); unprivileged, so
+    /// the same in every mode (HAProxy's customary stats port).
+    pub admin: u16,
 }
 
 impl Ports {
@@ -38,6 +41,7 @@ impl Ports {
         dns: 53,
         http: 80,
         https: 443,
+        admin: 8404,
     };
 
     pub fn is_standard(&self) -> bool {
@@ -52,6 +56,7 @@ pub fn choose_ports(world: &World) -> Ports {
         dns: 53 + o,
         http: 80 + o,
         https: 443 + o,
+        admin: 8404,
     };
     match world.ports.mode {
         PortMode::Standard => Ports::STANDARD,

@@ -4,9 +4,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use weblab_edge::proxy::Upstream;
 use weblab_edge::tls::server_config;
-use weblab_edge::{LoadBalancer, LocalCa, RedirectToHttps, serve_http};
+use weblab_edge::{Admin, Backend, LoadBalancer, LocalCa, Pool, RedirectToHttps, serve_http};
 
 use super::{Needs, Service, Starting};
 use crate::config::World;
@@ -44,19 +43,32 @@ impl Service for Lb {
                 .lb
                 .backends
                 .iter()
-                .map(|b| Upstream::new(b, sock(world.addr(b), ports.http), IpAddr::V4(ip)))
+                .zip(&world.lb.weights)
+                .map(|(b, w)| Backend::new(b, sock(world.addr(b), ports.http), *w))
                 .collect();
-            let balancer = weblab_edge::balance::by_name(&world.lb.algorithm, &world.lb.weights)
-                .map_err(anyhow::Error::msg)?;
+            let balancer = weblab_edge::balance::by_name(
+                &world.lb.algorithm,
+                &world.lb.backends,
+                &world.lb.weights,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let pool = Pool::new(
+                backends,
+                balancer,
+                IpAddr::V4(ip),
+                world.lb.health.clone(),
+                boot.recorder(host, "lb"),
+            );
+            pool.start_checks();
             let mut names = world.lb.server_names.clone();
             names.push(ip.to_string());
             let (chain, key) = boot.ca()?.issue(&names)?;
             let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
-            let lb = Arc::new(LoadBalancer::new(
-                backends,
-                balancer,
-                boot.recorder(host, "lb"),
-            ));
+            let admin = Arc::new(Admin {
+                role: format!("{host} (load balancer)"),
+                pools: vec![("backends".into(), pool.clone())],
+            });
+            let lb = Arc::new(LoadBalancer::new(pool, boot.recorder(host, "lb")));
             let limits = world.limits.http;
             let https = serve_http(
                 listen(sock(ip, ports.https), host).await?,
@@ -75,7 +87,13 @@ impl Service for Lb {
                 limits,
                 redirect,
             )?;
-            Ok(vec![https, http].into())
+            let status = serve_http(
+                listen(sock(ip, ports.admin), host).await?,
+                None,
+                limits,
+                admin,
+            )?;
+            Ok(vec![https, http, status].into())
         })
     }
 
@@ -94,6 +112,10 @@ impl Service for Lb {
             format!(":{}", p.http)
         };
         vec![
+            format!(
+                "The load balancer's backends, health and load: curl http://{lb}:{}/_weblab/status",
+                p.admin
+            ),
             "HTTPS through the load balancer (C32, C43, C44):".into(),
             format!(
                 "  curl --cacert {} --resolve myapp.test:{}:{lb} https://myapp.test{https}/login",

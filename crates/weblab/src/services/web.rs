@@ -4,8 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::proxy::Upstream;
-use weblab_edge::{WebServer, serve_http};
+use weblab_edge::{Admin, Backend, Checks, Files, Pool, WebServer, serve_http};
 
 use super::{Needs, Service, Starting};
 use crate::config::World;
@@ -42,13 +41,39 @@ impl Service for Web {
             let apps = cfg
                 .apps
                 .iter()
-                .map(|a| Upstream::new(a, sock(world.addr(a), ports.http), IpAddr::V4(ip)))
+                .map(|a| Backend::new(a, sock(world.addr(a), ports.http), 1))
                 .collect();
-            let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
+            // Like nginx: no active checks toward the apps; failed
+            // requests take an app out for a while.
+            let checks = Checks {
+                interval: None,
+                ..Checks::default()
+            };
             let rec = boot.recorder(host, "web");
-            let svc = Arc::new(WebServer::new(boot.document_root()?, apps, trusted, rec));
+            let pool = Pool::new(
+                apps,
+                Box::new(weblab_edge::balance::RoundRobin::default()),
+                IpAddr::V4(ip),
+                checks,
+                rec.clone(),
+            );
+            let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
+            let root = boot.document_root()?;
+            let files =
+                Files::new(&root).with_context(|| format!("document root {}", root.display()))?;
+            let admin = Arc::new(Admin {
+                role: format!("{host} (web server)"),
+                pools: vec![("apps".into(), pool.clone())],
+            });
+            let svc = Arc::new(WebServer::new(files, pool, trusted, rec));
+            let limits = world.limits.http;
             let listener = listen(sock(ip, ports.http), host).await?;
-            Ok(vec![serve_http(listener, None, world.limits.http, svc)?].into())
+            let status = listen(sock(ip, ports.admin), host).await?;
+            Ok(vec![
+                serve_http(listener, None, limits, svc)?,
+                serve_http(status, None, limits, admin)?,
+            ]
+            .into())
         })
     }
 }

@@ -392,12 +392,14 @@ async fn under_up_a_role_that_panics_is_reported_and_restarted_while_the_world_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_ends_a_draining_role_at_once() {
     let mut r = Roles::start(144).await;
-    // A request that holds the LB busy: a body that never finishes.
+    // A request that holds the LB busy: its backend is frozen (SIGSTOP),
+    // so the connection is accepted by the kernel and never answered.
+    r.web.signal(libc::SIGSTOP);
     let mut tls = tls_connect(r.lb_addr(), &r.ca(), b"http/1.1")
         .await
         .unwrap();
     use tokio::io::AsyncWriteExt;
-    tls.write_all(b"POST /login HTTP/1.1\r\nHost: myapp.test\r\nContent-Length: 10\r\n\r\n12")
+    tls.write_all(b"GET /login HTTP/1.1\r\nHost: myapp.test\r\n\r\n")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -408,6 +410,7 @@ async fn a_second_signal_ends_a_draining_role_at_once() {
     r.lb.signal(libc::SIGINT);
     let status = r.lb.exit(3 * SEC).await.expect("the second signal ends it");
     assert_eq!(status.code(), Some(130));
+    r.web.signal(libc::SIGCONT);
     drop(tls);
 }
 

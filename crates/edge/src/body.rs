@@ -1,0 +1,208 @@
+//! Bodies through the edge: [`Body`], what the edge answers with (bytes it
+//! made itself, or an upstream's response streamed through), and
+//! [`Outgoing`], what the proxy sends upstream (the client's body streamed
+//! through, and given back untouched when the upstream could not be
+//! reached, so it can go to the next one).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+
+use crate::backend::InFlight;
+use crate::http::RequestBody;
+
+/// Errors a streamed body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body of the edge.
+pub struct Body {
+    kind: Kind,
+    /// Counts the response against its backend until it ends (least
+    /// connections sees it).
+    _in_flight: Option<InFlight>,
+}
+
+enum Kind {
+    Bytes(Option<Bytes>),
+    Upstream(Incoming),
+    File(crate::files::FileStream),
+}
+
+impl Body {
+    pub fn new(bytes: Bytes) -> Body {
+        Body {
+            kind: Kind::Bytes((!bytes.is_empty()).then_some(bytes)),
+            _in_flight: None,
+        }
+    }
+
+    pub fn empty() -> Body {
+        Body::new(Bytes::new())
+    }
+
+    /// An upstream's body, passed on as it arrives.
+    pub fn upstream(body: Incoming, in_flight: Option<InFlight>) -> Body {
+        Body {
+            kind: Kind::Upstream(body),
+            _in_flight: in_flight,
+        }
+    }
+
+    pub(crate) fn file(stream: crate::files::FileStream) -> Body {
+        Body {
+            kind: Kind::File(stream),
+            _in_flight: None,
+        }
+    }
+
+    /// The whole body, when it is already in memory.
+    pub fn bytes(&self) -> Option<&Bytes> {
+        match &self.kind {
+            Kind::Bytes(b) => Some(b.as_ref().unwrap_or(&EMPTY)),
+            _ => None,
+        }
+    }
+}
+
+static EMPTY: Bytes = Bytes::new();
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::empty()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Body::new(b)
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            Kind::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+            Kind::File(f) => Pin::new(f).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Bytes(b) => b.is_none(),
+            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::File(f) => f.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Bytes(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(b) => b.size_hint(),
+            Kind::File(f) => f.size_hint(),
+        }
+    }
+}
+
+/// The client's request body on its way upstream. It stays in a shared
+/// slot until the upstream connection first asks for a frame; if the
+/// exchange fails before that (the upstream could not be reached), the
+/// body is still whole and [`Lender::reclaim`] gives it back.
+pub struct Outgoing {
+    slot: Arc<Mutex<Option<RequestBody>>>,
+    taken: Option<RequestBody>,
+    /// The body was known to be empty: nothing to stream or lose.
+    empty: bool,
+}
+
+/// The handle that can take an unread body back.
+pub struct Lender(Arc<Mutex<Option<RequestBody>>>);
+
+impl Lender {
+    /// The body, if no byte of it was asked for.
+    pub fn reclaim(&self) -> Option<RequestBody> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Outgoing {
+    /// Lends `body` to one attempt.
+    pub fn lend(body: RequestBody) -> (Outgoing, Lender) {
+        let empty = body.is_end_stream();
+        let slot = Arc::new(Mutex::new(Some(body)));
+        (
+            Outgoing {
+                slot: slot.clone(),
+                taken: None,
+                empty,
+            },
+            Lender(slot),
+        )
+    }
+
+    /// An empty body (a retry of a bodiless request).
+    pub fn lend_empty() -> (Outgoing, Lender) {
+        let slot = Arc::new(Mutex::new(None));
+        (
+            Outgoing {
+                slot: slot.clone(),
+                taken: None,
+                empty: true,
+            },
+            Lender(slot),
+        )
+    }
+
+    fn with_inner<T>(&self, f: impl FnOnce(Option<&RequestBody>) -> T) -> T {
+        match &self.taken {
+            Some(b) => f(Some(b)),
+            None => f(self.slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref()),
+        }
+    }
+}
+
+impl HttpBody for Outgoing {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.empty {
+            return Poll::Ready(None);
+        }
+        if self.taken.is_none() {
+            let b = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            self.taken = b;
+        }
+        match &mut self.taken {
+            Some(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.empty || self.with_inner(|b| b.is_none_or(|b| b.is_end_stream()))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.empty {
+            return SizeHint::with_exact(0);
+        }
+        self.with_inner(|b| b.map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint()))
+    }
+}
