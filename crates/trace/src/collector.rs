@@ -305,6 +305,20 @@ mod tests {
     }
 
     #[test]
+    fn spans_of_an_unsampled_trace_are_not_recorded() {
+        let c = Collector::new(Detail::Full);
+        let r = Recorder::new(c.clone(), "web1", "127.0.4.1", "web");
+        let quiet = r.begin(Ctx::unsampled_root(), Layer::Application);
+        let child = r.begin(quiet.ctx(), Layer::Application);
+        r.end(child, note("check"));
+        r.end(quiet, note("check"));
+        assert!(c.snapshot().is_empty());
+        let loud = r.begin(Ctx::new_root(), Layer::Application);
+        r.end(loud, note("request"));
+        assert_eq!(c.snapshot().len(), 1);
+    }
+
+    #[test]
     fn assembly_adopts_correlated_spans_of_other_hosts() {
         let c = Collector::new(Detail::Full);
         let client = Recorder::new(c.clone(), "client", "127.0.0.2", "browser");

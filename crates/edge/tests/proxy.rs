@@ -1,0 +1,473 @@
+//! The proxy with real sockets on loopback: WebSocket through it,
+//! bodies streamed both ways, failover that resends a POST only when no
+//! byte reached the dead backend, health going down and up, least
+//! connections following requests in flight, and the status page.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use weblab_edge::balance::{self, Balancer};
+use weblab_edge::{Admin, Backend, Checks, Limits, LoadBalancer, Pool, serve_http};
+use weblab_trace::{Collector, Detail, Event, Recorder};
+
+const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// A backend answering with `f`, on its own port.
+async fn backend<F, Fut>(f: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>>
+        + Send
+        + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let f = f.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let f = f.clone();
+                    async move { Ok::<_, Infallible>(f(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn full(s: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
+    Full::new(s.into()).boxed()
+}
+
+/// A port nothing listens on.
+async fn dead_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    pool: Arc<Pool>,
+    collector: Collector,
+    _server: weblab_edge::ServerHandle,
+}
+
+async fn proxy(backends: &[SocketAddr], algorithm: &str, checks: Checks) -> Proxy {
+    let names: Vec<String> = (1..=backends.len()).map(|i| format!("b{i}")).collect();
+    let list = backends
+        .iter()
+        .zip(&names)
+        .map(|(a, n)| Backend::new(n, *a, 1))
+        .collect();
+    let weights = vec![1; backends.len()];
+    let alg: Box<dyn Balancer> = balance::by_name(algorithm, &names, &weights).unwrap();
+    let collector = Collector::new(Detail::Full);
+    let rec = Recorder::new(collector.clone(), "lb", "127.0.0.1", "lb");
+    let pool = Pool::new(list, alg, LOCAL, checks, rec.clone());
+    pool.start_checks();
+    let lb = Arc::new(LoadBalancer::new(pool.clone(), rec));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = serve_http(l, None, Limits::default(), lb).unwrap();
+    Proxy {
+        addr,
+        pool,
+        collector,
+        _server: server,
+    }
+}
+
+fn passive() -> Checks {
+    Checks {
+        interval: None,
+        ..Checks::default()
+    }
+}
+
+/// One raw HTTP/1.1 exchange; the whole answer as text.
+async fn exchange(addr: SocketAddr, req: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_websocket_echo_passes_through_and_the_tunnel_is_one_span() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() || m.is_binary() {
+                        ws.send(m).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let p = proxy(&[ws_addr], "round-robin", passive()).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let url = format!("ws://{}/chat", p.addr);
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    for word in ["hello", "through", "the proxy"] {
+        ws.send(word.into()).await.unwrap();
+        let back = ws.next().await.unwrap().unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), word);
+    }
+    assert_eq!(p.pool.status().tunnels, 1);
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    drop(ws);
+    // The tunnel ends as one span with the bytes it carried.
+    let mut tunnel = None;
+    for _ in 0..100 {
+        tunnel = p
+            .collector
+            .snapshot()
+            .into_iter()
+            .find_map(|s| match s.event {
+                Event::Tunnel {
+                    client_to_upstream,
+                    upstream_to_client,
+                    protocol,
+                    ..
+                } => Some((client_to_upstream, upstream_to_client, protocol)),
+                _ => None,
+            });
+        if tunnel.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (up, down, protocol) = tunnel.expect("a tunnel span");
+    assert_eq!(protocol, "websocket");
+    // Three masked client frames (6 bytes of header each) plus a close.
+    assert!(up >= 5 + 7 + 9 + 3 * 6, "{up}");
+    assert!(down >= 5 + 7 + 9 + 3 * 2, "{down}");
+    assert_eq!(p.pool.status().tunnels, 0);
+    assert_eq!(p.pool.backends()[0].in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_response_streams_through_before_the_backend_finishes_it() {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let b = backend(move |_req| {
+        let rx = rx.clone();
+        async move {
+            let chunks = futures::stream::unfold(0, move |n| {
+                let mut rx = rx.clone();
+                async move {
+                    match n {
+                        0 => Some((Ok(Frame::data(Bytes::from("data: first\n\n"))), 1)),
+                        1 => {
+                            let _ = rx.wait_for(|go| *go).await;
+                            Some((Ok(Frame::data(Bytes::from("data: second\n\n"))), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(BodyExt::boxed(StreamBody::new(chunks)))
+                .unwrap()
+        }
+    })
+    .await;
+    let p = proxy(&[b], "round-robin", passive()).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The first event arrives while the backend still holds the second.
+    while !String::from_utf8_lossy(&got).contains("data: first") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the first event streams through")
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(!String::from_utf8_lossy(&got).contains("second"));
+    assert_eq!(
+        p.pool.backends()[0].in_flight(),
+        1,
+        "counted while streaming"
+    );
+    tx.send(true).unwrap();
+    while !String::from_utf8_lossy(&got).contains("data: second") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("text/event-stream"), "{text}");
+}
+
+#[tokio::test]
+async fn a_post_goes_to_the_next_backend_only_when_the_dead_one_got_no_byte() {
+    let echo = backend(|req: Request<Incoming>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        Response::new(full(body))
+    })
+    .await;
+    let p = proxy(&[dead_port().await, echo], "round-robin", passive()).await;
+    // Round robin starts at the dead one: the body is reclaimed whole.
+    for _ in 0..2 {
+        let r = exchange(
+            p.addr,
+            "POST /api/items HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\npayload",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.ends_with("payload"), "{r}");
+    }
+    // A backend that takes the POST and dies before answering: 502, and
+    // the request is not sent again.
+    let seen = Arc::new(AtomicU32::new(0));
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rude = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            s1.fetch_add(1, Ordering::Relaxed);
+            drop(tcp);
+        }
+    });
+    let counting = backend(move |_req| {
+        let s2 = s2.clone();
+        async move {
+            s2.fetch_add(100, Ordering::Relaxed);
+            Response::new(full("second"))
+        }
+    })
+    .await;
+    let p = proxy(&[rude, counting], "round-robin", passive()).await;
+    let r = exchange(
+        p.addr,
+        "POST /pay HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\n100",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    assert!(r.contains("b1 failed"), "{r}");
+    assert_eq!(seen.load(Ordering::Relaxed), 1, "sent once, never twice");
+    // A GET without a body is safe to send again.
+    let r = exchange(
+        p.addr,
+        "GET /pay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // Round robin's second turn goes to the counting backend first; the
+    // third turn tries the rude one, then retries on the other.
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = exchange(
+        p.addr,
+        "GET /pay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert_eq!(seen.load(Ordering::Relaxed), 2 + 200);
+}
+
+#[tokio::test]
+async fn failing_checks_take_a_backend_out_and_passing_ones_bring_it_back() {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    let b = backend(move |_req| {
+        let ok = h.load(Ordering::Relaxed);
+        async move {
+            let mut r = Response::new(full(if ok { "ok" } else { "sick" }));
+            if !ok {
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            r
+        }
+    })
+    .await;
+    let checks = Checks {
+        interval: Some(Duration::from_millis(30)),
+        timeout: Duration::from_millis(500),
+        rise: 2,
+        fall: 2,
+        ..Checks::default()
+    };
+    let p = proxy(&[b], "round-robin", checks).await;
+    let health_events = |up: bool| {
+        p.collector
+            .snapshot()
+            .into_iter()
+            .filter(|s| matches!(&s.event, Event::BackendHealth { up: u, .. } if *u == up))
+            .count()
+    };
+    for _ in 0..200 {
+        if health_events(false) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(health_events(false), 1);
+    let r = exchange(
+        p.addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(r.contains("no backend is up"), "{r}");
+    let status = p.pool.status();
+    assert_eq!(status.backends[0].health, "down");
+    assert!(status.backends[0].last_reason.contains("answered 500"));
+    healthy.store(true, Ordering::Relaxed);
+    for _ in 0..200 {
+        if health_events(true) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(health_events(true), 1);
+    let r = exchange(
+        p.addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[tokio::test]
+async fn least_connections_sends_new_requests_away_from_a_busy_backend() {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let slow = backend(move |_req| {
+        let rx = rx.clone();
+        async move {
+            let chunks = futures::stream::unfold(0, move |n| {
+                let mut rx = rx.clone();
+                async move {
+                    match n {
+                        0 => {
+                            let _ = rx.wait_for(|go| *go).await;
+                            Some((Ok(Frame::data(Bytes::from("slow"))), 1))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            let mut r = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
+            r.headers_mut().insert("x-backend", "slow".parse().unwrap());
+            r
+        }
+    })
+    .await;
+    let fast = backend(|_req| async move {
+        let mut r = Response::new(full("fast"));
+        r.headers_mut().insert("x-backend", "fast".parse().unwrap());
+        r
+    })
+    .await;
+    let p = proxy(&[slow, fast], "least-connections", passive()).await;
+    // Open requests until one sits on the slow backend.
+    let mut held = None;
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        if String::from_utf8_lossy(&buf[..n]).contains("x-backend: slow") {
+            held = Some(s);
+            break;
+        }
+    }
+    let _held = held.expect("one request reached the slow backend");
+    assert_eq!(p.pool.backends()[0].in_flight(), 1);
+    for _ in 0..10 {
+        let r = exchange(
+            p.addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.contains("x-backend: fast"), "{r}");
+    }
+    tx.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn the_status_page_lists_backends_as_json_and_html() {
+    let b = backend(|_req| async move { Response::new(full("hi")) }).await;
+    let p = proxy(&[b, dead_port().await], "power-of-two", passive()).await;
+    for _ in 0..4 {
+        let r = exchange(
+            p.addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    let admin = Arc::new(Admin {
+        role: "lb".into(),
+        pools: vec![("backends".into(), p.pool.clone())],
+    });
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let _h = serve_http(l, None, Limits::default(), admin).unwrap();
+    let r = exchange(
+        a,
+        "GET /_weblab/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let json: serde_json::Value =
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let pool = &json["pools"][0];
+    assert_eq!(pool["algorithm"], "power-of-two");
+    assert_eq!(pool["backends"][0]["name"], "b1");
+    assert_eq!(pool["backends"][0]["served"], 4);
+    assert_eq!(pool["backends"][0]["in_flight"], 0);
+    let b2 = &pool["backends"][1];
+    assert_eq!(b2["name"], "b2");
+    assert!(b2["health"] == "up" || b2["health"] == "down");
+    let r = exchange(
+        a,
+        "GET /_weblab/status HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        r.contains("text/html") && r.contains("<table>") && r.contains("b1"),
+        "{r}"
+    );
+    let r = exchange(
+        a,
+        "GET /other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+}
