@@ -16,6 +16,10 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub weight: u32,
+    /// `name (addr)`, made once.
+    label: String,
+    /// The address as a URI authority, made once.
+    pub(crate) authority: http::uri::Authority,
     up: AtomicBool,
     in_flight: AtomicU32,
     served: AtomicU64,
@@ -29,6 +33,11 @@ impl Backend {
             name: name.to_string(),
             addr,
             weight: weight.max(1),
+            label: format!("{name} ({addr})"),
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid authority"),
             up: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
             served: AtomicU64::new(0),
@@ -39,7 +48,7 @@ impl Backend {
 
     /// `name (addr)`, as traces show a backend.
     pub fn label(&self) -> String {
-        format!("{} ({})", self.name, self.addr)
+        self.label.clone()
     }
 
     pub fn is_up(&self) -> bool {

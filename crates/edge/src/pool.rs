@@ -211,13 +211,16 @@ impl Pool {
         backend: &Backend,
         mut req: Request<Outgoing>,
     ) -> Result<Response<Incoming>, SendError> {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        *req.uri_mut() = Uri::builder()
-            .scheme("http")
-            .authority(backend.addr.to_string())
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| SendError::Other(e.to_string()))?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(backend.authority.clone());
+        uri.path_and_query = Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        *req.uri_mut() = Uri::from_parts(uri).map_err(|e| SendError::Other(e.to_string()))?;
         match tokio::time::timeout(self.timeouts.response, self.client.request(req)).await {
             Err(_) => Err(SendError::Timeout(self.timeouts.response)),
             Ok(Ok(r)) => Ok(r),

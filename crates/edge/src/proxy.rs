@@ -225,12 +225,7 @@ pub async fn forward(
         let shown = shown_headers(&h);
         let mut up = Request::new(outgoing);
         *up.method_mut() = parts.method.clone();
-        *up.uri_mut() = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .unwrap_or_default();
+        *up.uri_mut() = parts.uri.clone();
         *up.headers_mut() = h;
         let guard = backend.enter();
         let result = pool.send(backend, up).await;

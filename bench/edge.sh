@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The edge beside its peers, in one run, with ../shared/peers (same pinning,
+# connections and duration for every case), then the ratios:
+#   static  weblab's web server vs nginx: ~1 KiB file, HTTP/1.1 keep-alive
+#   proxy   weblab's web server proxying round robin to two nginx backends
+#           vs nginx and HAProxy doing the same (the peers' case b)
+# Tracing stays on in weblab (every request records its spans).
+# Loopback only; every process is stopped by its PID (lib.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PEERS=${PEERS:-$PWD/../shared/peers}
+export DURATION=${DURATION:-10}
+cargo build --release -q -p weblab
+BIN=$PWD/target/release/weblab
+OUT=$(mktemp /tmp/weblab-edge-out.XXXXXX)
+trap 'rm -f "$OUT"' EXIT
+BLOCK=${BLOCK:-63}
+PORT=$([ "$(id -u)" = 0 ] && echo 80 || echo 10080)
+
+# Peers first: nginx static, then nginx and HAProxy as proxies.
+bash "$PEERS/a_static.sh" | tee -a "$OUT"
+bash "$PEERS/b_proxy.sh" | tee -a "$OUT"
+
+# Ours: static.
+DATA=$(mktemp -d /tmp/weblab-edge.XXXXXX)
+bash "$PEERS/any_http.sh" weblab-static-1k-h1 "http://127.$BLOCK.4.1:$PORT/static/app.css" -- \
+    "$BIN" --block "$BLOCK" --data "$DATA" serve web --host web1 | tee -a "$OUT"
+
+# Ours: proxy. The world's app1/app2 addresses get the same nginx backends
+# the peers' case b uses (1 KiB body from the config), on the aux CPU.
+bash -c '
+source "$1/lib.sh"
+BLOCK=$2 PORT=$3 BIN=$4 DATA=$5
+BODY=$(head -c 768 /dev/urandom | base64 -w0)
+chmod 755 "$WORK"; mkdir -p "$WORK/tmp"
+for i in 1 2; do
+cat >"$WORK/app$i.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $WORK/app$i.pid;
+error_log $WORK/app$i.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 65s; keepalive_requests 100000;
+    client_body_temp_path $WORK/tmp/$i-body; proxy_temp_path $WORK/tmp/$i-proxy;
+    fastcgi_temp_path $WORK/tmp/$i-fcgi; uwsgi_temp_path $WORK/tmp/$i-uwsgi; scgi_temp_path $WORK/tmp/$i-scgi;
+    server { listen 127.$BLOCK.5.$i:$PORT; location / { add_header X-Backend b$i; return 200 "$BODY"; } }
+}
+CONF
+start_bg "app$i" "$AUX_CPU" nginx -e "$WORK/app$i.err" -p "$WORK" -c "$WORK/app$i.conf"
+wait_tcp "$PORT" 10 "127.$BLOCK.5.$i"
+done
+# (any_http.sh would refuse: the backends already use the same port
+# number on their own addresses.)
+start_bg weblab-web "$SERVER_CPU" "$BIN" --block "$BLOCK" --data "$DATA" serve web --host web1
+WEB=$LAST_PID
+wait_tcp "$PORT" 30 "127.$BLOCK.4.1"
+run_wrk weblab-proxy-rr "http://127.$BLOCK.4.1:$PORT/1k.bin" "$WEB"
+' _ "$PEERS" "$BLOCK" "$PORT" "$BIN" "$DATA" | tee -a "$OUT"
+rm -rf "$DATA"
+
+python3 - "$OUT" <<'PY'
+import re, sys
+rows = {}
+for line in open(sys.argv[1]):
+    m = re.search(r"RESULT case=(\S+)(.*)", line)
+    if m:
+        kv = dict(re.findall(r"(\w+)=(\S+)", m.group(2)))
+        rows[m.group(1)] = kv
+def show(ours, peer, what):
+    a, b = rows.get(ours), rows.get(peer)
+    if not a or not b:
+        print(f"{what}: missing {ours if not a else peer}")
+        return
+    ra, rb = float(a["rps"]), float(b["rps"])
+    print(f"{what:40} weblab {ra:8.0f} req/s p99 {a.get('p99_ms','-'):>6} ms | "
+          f"{peer:16} {rb:8.0f} req/s p99 {b.get('p99_ms','-'):>6} ms | ratio {ra/rb:.2f}")
+show("weblab-static-1k-h1", "nginx-static-1k-h1", "static ~1 KiB, HTTP/1.1")
+show("weblab-proxy-rr", "lb-haproxy-rr", "round-robin proxy, 2 backends")
+show("weblab-proxy-rr", "lb-nginx-rr", "round-robin proxy, 2 backends")
+PY
