@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, StatusCode};
 use weblab_trace::{Event, Layer, Recorder};
 
+use crate::firewall::Firewall;
 use crate::http::{Body, ConnInfo, Handler, Line, RequestBody, served, text, trace_ctx};
 use crate::pool::Pool;
 use crate::proxy::{Forward, forward};
@@ -16,6 +17,7 @@ use crate::proxy::{Forward, forward};
 /// The load balancer's request handler.
 pub struct LoadBalancer {
     pool: Arc<Pool>,
+    firewall: Option<Arc<Firewall>>,
     rec: Recorder,
     /// Sent on HTTPS responses (C33: the browser then refuses plain HTTP).
     hsts: HeaderValue,
@@ -25,9 +27,16 @@ impl LoadBalancer {
     pub fn new(pool: Arc<Pool>, rec: Recorder) -> Self {
         LoadBalancer {
             pool,
+            firewall: None,
             rec,
             hsts: HeaderValue::from_static("max-age=31536000"),
         }
+    }
+
+    /// Puts `firewall` in front: its accept phase and its request rate.
+    pub fn with_firewall(mut self, firewall: Arc<Firewall>) -> Self {
+        self.firewall = Some(firewall);
+        self
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
@@ -45,10 +54,38 @@ fn client_key(ip: IpAddr) -> [u8; 16] {
 impl Handler for LoadBalancer {
     type Body = Body;
 
+    fn admit(&self, peer: std::net::SocketAddr) -> weblab_server::Admission {
+        use weblab_server::Admission;
+        match &self.firewall {
+            None => Admission::Yes(None),
+            Some(fw) => match fw.admit(peer.ip()) {
+                Some(ticket) => Admission::Yes(Some(Box::new(ticket))),
+                None => Admission::No,
+            },
+        }
+    }
+
     async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
         let ctx = trace_ctx(req.headers());
         let span = self.rec.begin(ctx, Layer::Application);
         let line = Line::of(&req);
+        if let Some(fw) = &self.firewall
+            && let Err(wait) = fw.request(conn.peer.ip(), span.ctx())
+        {
+            // RFC 6585 §4: 429, and when to come back (whole seconds).
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut resp = text(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many requests from {}; retry in {secs}s\n",
+                    conn.peer.ip()
+                ),
+            );
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            self.rec.end(span, served(&line, &conn, resp.status()));
+            return resp;
+        }
         let pick = self.rec.begin(span.ctx(), Layer::Application);
         let f = Forward {
             ctx: span.ctx(),

@@ -670,6 +670,11 @@ mod tests {
                 status: 200,
                 connection: s("reused 127.10.4.1:40312 (request 3 on it)"),
             },
+            Event::Firewall {
+                client: s("127.10.0.2"),
+                allowed: false,
+                reason: s("over 10/s (burst 20): 429, retry in 0.1s"),
+            },
             Event::BackendHealth {
                 backend: s("web2 (127.10.4.2:80)"),
                 up: false,

@@ -19,4 +19,4 @@ pub mod http;
 pub use gauge::Gauge;
 pub use handle::{Exit, ServerHandle};
 #[cfg(feature = "http")]
-pub use http::{ConnInfo, Handler, Limits, RequestBody, serve_http};
+pub use http::{Admission, ConnInfo, Handler, Limits, RequestBody, serve_http};

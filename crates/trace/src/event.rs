@@ -274,6 +274,12 @@ pub enum Event {
         #[serde(default)]
         connection: String,
     },
+    /// C50: the firewall's verdict on a connection or a request.
+    Firewall {
+        client: String,
+        allowed: bool,
+        reason: String,
+    },
     /// C43: a backend's health changed (checks or real requests).
     BackendHealth {
         backend: String,
@@ -347,6 +353,7 @@ impl Event {
             Event::WebDecision { .. } => "web_decision",
             Event::ProxyForward { .. } => "proxy_forward",
             Event::BackendHealth { .. } => "backend_health",
+            Event::Firewall { .. } => "firewall",
             Event::Tunnel { .. } => "tunnel",
             Event::Middleware { .. } => "middleware",
             Event::Route { .. } => "route",
@@ -581,6 +588,14 @@ impl fmt::Display for Event {
                     write!(f, " | {k}: {v}")?;
                 }
                 Ok(())
+            }
+            Event::Firewall {
+                client,
+                allowed,
+                reason,
+            } => {
+                let verdict = if *allowed { "allowed" } else { "refused" };
+                write!(f, "firewall {verdict} {client}: {reason}")
             }
             Event::BackendHealth {
                 backend,

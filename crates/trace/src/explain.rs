@@ -152,6 +152,14 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             "C44 a reverse proxy passes the request on, adding who the client really is (X-Forwarded-For, X-Real-IP)",
             "C44 리버스 프록시가 실제 클라이언트 정보(X-Forwarded-For, X-Real-IP)를 붙여 요청을 넘긴다",
         ),
+        Event::Firewall { allowed: true, .. } => (
+            "C50 the firewall let this client through: its address is allowed and it is within its request rate",
+            "C50 방화벽이 이 클라이언트를 통과시켰다. 허용된 주소이고 요청 속도 한도 안에 있다",
+        ),
+        Event::Firewall { allowed: false, .. } => (
+            "C50 the firewall refused: a rule matched the address, or the client went over its rate or connection limit",
+            "C50 방화벽이 거절했다. 주소가 규칙에 걸렸거나 요청 속도나 연결 수 한도를 넘었다",
+        ),
         Event::BackendHealth { up: false, .. } => (
             "C43 a backend failed its checks and leaves the rotation until it passes again",
             "C43 검사에 실패한 백엔드는 다시 통과할 때까지 분배 대상에서 빠진다",

@@ -186,6 +186,21 @@ struct RawLb {
     weights: Vec<u32>,
     server_names: Vec<String>,
     health: Option<RawHealth>,
+    firewall: Option<RawFirewall>,
+}
+
+/// `[lb.firewall]`: what the load balancer lets in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFirewall {
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    /// Requests per second per client.
+    rate: Option<Spanned<f64>>,
+    burst: Option<u32>,
+    max_connections_per_client: Option<u32>,
 }
 
 /// `[lb.health]`: the load balancer's active checks.
@@ -273,6 +288,7 @@ pub struct LbConfig {
     pub weights: Vec<u32>,
     pub server_names: Vec<String>,
     pub health: weblab_edge::Checks,
+    pub firewall: Option<weblab_edge::firewall::Rules>,
 }
 
 /// A web server.
@@ -451,6 +467,49 @@ fn collector_addr(
             Ok(SocketAddr::from((Ipv4Addr::new(127, block, 0, 1), 4318)))
         }
     }
+}
+
+/// Checks `[lb.firewall]`.
+fn firewall(
+    src: &Source<'_>,
+    raw: &RawFirewall,
+) -> Result<weblab_edge::firewall::Rules, ConfigError> {
+    let nets = |field: &str, list: &[Spanned<String>]| {
+        list.iter()
+            .map(|n| {
+                let text = n.get_ref();
+                // A bare address is a network of one.
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        src.error(
+                            n.span(),
+                            format!("lb.firewall.{field}: {text:?} is not an address or a CIDR like 127.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let rate = match &raw.rate {
+        Some(r) if !(*r.get_ref() > 0.0 && r.get_ref().is_finite()) => {
+            return Err(src.error(
+                r.span(),
+                "lb.firewall.rate: requests per second, more than 0",
+            ));
+        }
+        Some(r) => Some(*r.get_ref()),
+        None => None,
+    };
+    Ok(weblab_edge::firewall::Rules {
+        deny: nets("deny", &raw.deny)?,
+        allow: nets("allow", &raw.allow)?,
+        rate,
+        burst: raw
+            .burst
+            .unwrap_or_else(|| rate.map_or(1, |r| (r * 2.0).ceil() as u32))
+            .max(1),
+        max_connections_per_client: raw.max_connections_per_client,
+    })
 }
 
 /// Checks `[lb.health]`, filling in the defaults.
@@ -690,6 +749,12 @@ impl World {
                 Some(h) => health(&src, h)?,
                 None => weblab_edge::Checks::default(),
             },
+            firewall: raw
+                .lb
+                .firewall
+                .as_ref()
+                .map(|f| firewall(&src, f))
+                .transpose()?,
         };
         let web = raw
             .web

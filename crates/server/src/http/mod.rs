@@ -97,6 +97,20 @@ pub trait Handler: Send + Sync + 'static {
         req: Request<RequestBody>,
         conn: ConnInfo,
     ) -> impl Future<Output = Response<Self::Body>> + Send;
+
+    /// The accept phase: whether a new connection from `peer` may go on
+    /// (a firewall's verdict). Refused connections are closed before any
+    /// byte is read. What an admission returns lives as long as the
+    /// connection (a per-client connection count, say).
+    fn admit(&self, _peer: SocketAddr) -> Admission {
+        Admission::Yes(None)
+    }
+}
+
+/// A verdict of [`Handler::admit`].
+pub enum Admission {
+    Yes(Option<Box<dyn Send + Sync>>),
+    No,
 }
 
 /// HTTP/2 streams open at once on one connection.
@@ -131,13 +145,25 @@ pub fn serve_http<H: Handler>(
                 refuse(tcp, acceptor.is_some(), &refusals);
                 continue;
             };
+            let ticket = match handler.admit(peer) {
+                Admission::Yes(t) => t,
+                Admission::No => continue,
+            };
             let conn = ConnInfo {
                 peer,
                 local: addr,
                 tls: acceptor.is_some(),
             };
             let (acceptor, handler, stop) = (acceptor.clone(), handler.clone(), stop.clone());
-            tokio::spawn(serve_conn(tcp, conn, acceptor, limits, handler, slot, stop));
+            tokio::spawn(serve_conn(
+                tcp,
+                conn,
+                acceptor,
+                limits,
+                handler,
+                (slot, ticket),
+                stop,
+            ));
         }
     });
     Ok(ServerHandle::new(addr, vec![task], stop_tx, gauges))
@@ -172,7 +198,7 @@ async fn serve_conn<H: Handler>(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     limits: Limits,
     handler: Arc<H>,
-    _slot: Slot,
+    _held: (Slot, Option<Box<dyn Send + Sync>>),
     stop: StopSignal,
 ) {
     let _ = tcp.set_nodelay(true);

@@ -68,7 +68,12 @@ impl Service for Lb {
                 role: format!("{host} (load balancer)"),
                 pools: vec![("backends".into(), pool.clone())],
             });
-            let lb = Arc::new(LoadBalancer::new(pool, boot.recorder(host, "lb")));
+            let mut lb = LoadBalancer::new(pool, boot.recorder(host, "lb"));
+            if let Some(rules) = &world.lb.firewall {
+                let fw = weblab_edge::Firewall::new(rules.clone(), boot.recorder(host, "firewall"));
+                lb = lb.with_firewall(fw);
+            }
+            let lb = Arc::new(lb);
             let limits = world.limits.http;
             let https = serve_http(
                 listen(sock(ip, ports.https), host).await?,

@@ -158,3 +158,68 @@ async fn curl_gets_ranges_validators_and_the_status_page() {
         .collect();
     assert_eq!(names, ["app1", "app2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_firewall_limits_a_clients_rate_with_429_and_refuses_denied_addresses() {
+    use crate::support::tls_connect;
+    let w = start_with(164, |w| {
+        let rules = w.lb.firewall.get_or_insert_with(Default::default);
+        rules.rate = Some(2.0);
+        rules.burst = 3;
+    })
+    .await;
+    let lb = SocketAddr::new(w.addr("lb"), w.ports.https);
+    let ca = std::fs::read(w.ca_path()).unwrap();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..6 {
+        let tls = tls_connect(lb, &ca, b"http/1.1").await.unwrap();
+        let r = exchange(
+            tls,
+            b"GET /login HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n",
+            5 * SEC,
+        )
+        .await;
+        statuses.push(r[9..12].to_string());
+        if r.starts_with("HTTP/1.1 429") {
+            retry_after = r
+                .lines()
+                .find_map(|l| l.strip_prefix("retry-after: "))
+                .map(|v| v.trim().to_string());
+        }
+    }
+    // A burst of 3, then the bucket refills at 2/s: six quick requests
+    // cannot all pass, and the first three do.
+    assert_eq!(&statuses[..3], ["200", "200", "200"], "{statuses:?}");
+    assert!(statuses.iter().any(|s| s == "429"), "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    // Each verdict is a span: allowed ones and the refusals.
+    let spans = w.collector.snapshot();
+    let verdicts: Vec<bool> = spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            weblab_trace::Event::Firewall { allowed, .. } => Some(*allowed),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        verdicts.contains(&true) && verdicts.contains(&false),
+        "{verdicts:?}"
+    );
+
+    // A world that denies this test's own address: the connection is
+    // closed before TLS, and the refusal is a trace.
+    let w = start_with(165, |w| {
+        let rules = w.lb.firewall.get_or_insert_with(Default::default);
+        rules.deny = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let lb = SocketAddr::new(w.addr("lb"), w.ports.https);
+    let ca = std::fs::read(w.ca_path()).unwrap();
+    assert!(tls_connect(lb, &ca, b"http/1.1").await.is_err());
+    let refused = w.collector.snapshot().into_iter().any(|s| {
+        matches!(&s.event, weblab_trace::Event::Firewall { allowed: false, reason, .. }
+            if reason.contains("deny 127.0.0.1/32"))
+    });
+    assert!(refused);
+}
