@@ -65,6 +65,18 @@ impl Handler for LoadBalancer {
         }
     }
 
+    fn tls_failed(&self, peer: std::net::SocketAddr, why: &str) {
+        let span = self
+            .rec
+            .begin(weblab_trace::Ctx::new_root(), Layer::Session);
+        self.rec.end(
+            span,
+            Event::Note {
+                text: format!("TLS handshake from {peer} failed: {why}"),
+            },
+        );
+    }
+
     async fn call(self: Arc<Self>, req: Request<RequestBody>, conn: ConnInfo) -> Response<Body> {
         let ctx = trace_ctx(req.headers());
         let span = self.rec.begin(ctx, Layer::Application);

@@ -105,6 +105,10 @@ pub trait Handler: Send + Sync + 'static {
     fn admit(&self, _peer: SocketAddr) -> Admission {
         Admission::Yes(None)
     }
+
+    /// A TLS handshake from `peer` failed or timed out, before any
+    /// request: the only place the server hears of it.
+    fn tls_failed(&self, _peer: SocketAddr, _why: &str) {}
 }
 
 /// A verdict of [`Handler::admit`].
@@ -207,8 +211,20 @@ async fn serve_conn<H: Handler>(
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp));
-            let Ok(Ok(tls)) = handshake.await else {
-                return;
+            let tls = match handshake.await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    handler.tls_failed(conn.peer, &e.to_string());
+                    return;
+                }
+                Err(_) => {
+                    let why = format!(
+                        "no complete handshake within {:?}",
+                        limits.tls_handshake_timeout
+                    );
+                    handler.tls_failed(conn.peer, &why);
+                    return;
+                }
             };
             drive(
                 Tracked::new(tls, state.clone()),
