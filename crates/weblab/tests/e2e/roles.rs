@@ -548,3 +548,43 @@ async fn up_keeps_the_world_up_when_the_reader_of_its_output_goes_away() {
     let _ = up.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_server_killed_under_wrk_costs_the_clients_no_error() {
+    if !tool("wrk") {
+        return;
+    }
+    let block = 166u8;
+    let dir = data_dir(block);
+    let b = block.to_string();
+    let d = dir.to_str().unwrap().to_string();
+    let mut app = serve(block, &dir, "app").await;
+    // Each web server its own process, so one can die alone.
+    let mut webs = Vec::new();
+    for host in ["web1", "web2"] {
+        let mut p = Proc::spawn(
+            &["--block", &b, "--data", &d, "serve", "web", "--host", host],
+            &[],
+        );
+        assert!(p.wait_for(" on ", 60 * SEC).await, "{}", p.stderr());
+        webs.push(p);
+    }
+    let mut lb = serve(block, &dir, "lb").await;
+    let mut world = World::default_world();
+    world.relocate(block);
+    let ports = choose_ports(&world);
+    let url = format!("https://{}:{}/login", world.addr("lb"), ports.https);
+    let args = ["-t1", "-c8", "-d3s", "--timeout", "2s", &url].map(String::from);
+    let load = tokio::spawn(async move { run("wrk", &args).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    webs[1].signal(libc::SIGKILL);
+    let out = load.await.unwrap();
+    eprintln!("{out}");
+    assert!(out.contains("requests in"), "{out}");
+    // Idempotent requests in flight on web2 were retried on web1; new
+    // connections to web2 were refused and skipped: no client saw an error.
+    assert!(!out.contains("Non-2xx"), "{out}");
+    assert!(!out.contains("Socket errors"), "{out}");
+    assert!(lb.alive().is_some() && app.alive().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
