@@ -1,38 +1,39 @@
-//! The web server: static files from its document root, everything else
-//! passed to an application server (C44, C51).
+//! The web server: its sites pick a location for each request, which
+//! serves a static file or proxies to an application server (C44, C51).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode, header};
 use weblab_trace::event::WebAction;
 use weblab_trace::{Event, Layer, Recorder};
 
-use crate::files::Files;
-use crate::http::{Body, ConnInfo, Handler, Line, RequestBody, served, trace_ctx};
-use crate::pool::Pool;
+use crate::http::{Body, ConnInfo, Handler, Line, RequestBody, served, text, trace_ctx};
 use crate::proxy::{Forward, forward};
+use crate::sites::{Action, Sites};
 
-/// URL prefix served from disk.
+/// URL prefix of the static files in the default site.
 pub const STATIC_PREFIX: &str = "/static/";
 
 /// The web server's request handler.
 pub struct WebServer {
-    files: Files,
-    apps: Arc<Pool>,
+    sites: Sites,
     /// Proxies in front of us whose X-Forwarded-For we trust (the LB).
     trusted: Vec<IpAddr>,
     rec: Recorder,
 }
 
 impl WebServer {
-    pub fn new(files: Files, apps: Arc<Pool>, trusted: Vec<IpAddr>, rec: Recorder) -> Self {
+    pub fn new(sites: Sites, trusted: Vec<IpAddr>, rec: Recorder) -> Self {
         WebServer {
-            files,
-            apps,
+            sites,
             trusted,
             rec,
         }
+    }
+
+    pub fn sites(&self) -> &Sites {
+        &self.sites
     }
 }
 
@@ -44,24 +45,15 @@ impl Handler for WebServer {
         let span = self.rec.begin(ctx, Layer::Application);
         let line = Line::of(&req);
         let path = line.uri.path();
-        let resp = if path.starts_with(STATIC_PREFIX) {
-            // The decision's span covers finding and reading the file.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| line.uri.authority().map(|a| a.as_str()));
+        let site = self.sites.for_host(host);
+        let location = site.and_then(|s| s.location(path));
+        let decide = |action: WebAction| {
             let d = self.rec.begin(span.ctx(), Layer::Application);
-            let s = self.files.serve(path, req.method(), req.headers()).await;
-            let action = match (&s.refused, &s.file) {
-                (Some(reason), _) => WebAction::Reject {
-                    status: s.response.status().as_u16(),
-                    reason: reason.clone(),
-                },
-                (None, Some(file)) => WebAction::Static {
-                    file: file.display().to_string(),
-                    bytes: s.bytes,
-                },
-                (None, None) => WebAction::Static {
-                    file: path.to_string(),
-                    bytes: s.bytes,
-                },
-            };
             self.rec.end(
                 d,
                 Event::WebDecision {
@@ -69,29 +61,59 @@ impl Handler for WebServer {
                     action,
                 },
             );
-            s.response
-        } else {
-            let f = Forward {
-                ctx: span.ctx(),
-                rec: &self.rec,
-                peer: conn.peer.ip(),
-                trusted: &self.trusted,
-                proto: "http",
-            };
-            let (rec, ctx, path) = (&self.rec, span.ctx(), path.to_string());
-            let tried = |b: &crate::backend::Backend| {
-                let d = rec.begin(ctx, Layer::Application);
-                rec.end(
+        };
+        let resp = match location.map(|l| &l.action) {
+            None => {
+                let why = format!(
+                    "no location of site {} matches",
+                    site.map_or_else(|| "-".into(), |s| s.label())
+                );
+                decide(WebAction::Reject {
+                    status: 404,
+                    reason: why.clone(),
+                });
+                text(StatusCode::NOT_FOUND, &format!("{why}\n"))
+            }
+            Some(Action::Files(files)) => {
+                // The decision's span covers finding and reading the file.
+                let d = self.rec.begin(span.ctx(), Layer::Application);
+                let s = files.serve(path, req.method(), req.headers()).await;
+                let action = match (&s.refused, &s.file) {
+                    (Some(reason), _) => WebAction::Reject {
+                        status: s.response.status().as_u16(),
+                        reason: reason.clone(),
+                    },
+                    (None, file) => WebAction::Static {
+                        file: file
+                            .as_ref()
+                            .map_or_else(|| path.to_string(), |f| f.display().to_string()),
+                        bytes: s.bytes,
+                    },
+                };
+                self.rec.end(
                     d,
                     Event::WebDecision {
-                        path: path.clone(),
-                        action: WebAction::Proxy {
-                            upstream: b.label(),
-                        },
+                        path: path.to_string(),
+                        action,
                     },
                 );
-            };
-            forward(&self.apps, req, &[], f, tried).await.response
+                s.response
+            }
+            Some(Action::Proxy(pool)) => {
+                let f = Forward {
+                    ctx: span.ctx(),
+                    rec: &self.rec,
+                    peer: conn.peer.ip(),
+                    trusted: &self.trusted,
+                    proto: "http",
+                };
+                let tried = |b: &crate::backend::Backend| {
+                    decide(WebAction::Proxy {
+                        upstream: b.label(),
+                    })
+                };
+                forward(pool, req, &[], f, tried).await.response
+            }
         };
         self.rec.end(span, served(&line, &conn, resp.status()));
         resp

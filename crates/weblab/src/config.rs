@@ -221,6 +221,33 @@ struct RawHealth {
 struct RawWeb {
     host: Name,
     apps: Vec<Name>,
+    /// Virtual hosts; without any, one default site: `/static/` from the
+    /// document root, everything else to `apps`.
+    #[serde(default)]
+    site: Vec<RawSite>,
+}
+
+/// `[[web.site]]`: a virtual host of a web server.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    /// Host names it answers; none for the default site.
+    #[serde(default)]
+    server_names: Vec<String>,
+    location: Vec<RawLocation>,
+}
+
+/// `[[web.site.location]]`: `prefix` or `exact`, then `root` or `proxy`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    prefix: Option<Spanned<String>>,
+    exact: Option<Spanned<String>>,
+    /// A directory, relative to the document root unless absolute; the
+    /// whole URL path is looked up under it (nginx's `root`).
+    root: Option<String>,
+    /// Application servers to proxy to, round robin.
+    proxy: Option<Vec<Name>>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +323,30 @@ pub struct LbConfig {
 pub struct WebConfig {
     pub host: String,
     pub apps: Vec<String>,
+    /// Virtual hosts; empty means the default site.
+    pub sites: Vec<SiteConfig>,
+}
+
+/// A virtual host of a web server.
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    pub server_names: Vec<String>,
+    pub locations: Vec<LocationConfig>,
+}
+
+/// A location of a site.
+#[derive(Clone, Debug)]
+pub struct LocationConfig {
+    pub exact: bool,
+    pub path: String,
+    pub serve: LocationServe,
+}
+
+/// What a location does.
+#[derive(Clone, Debug)]
+pub enum LocationServe {
+    Root(std::path::PathBuf),
+    Proxy(Vec<String>),
 }
 
 /// The bounds of the world's servers, from `[limits]`.
@@ -760,6 +811,51 @@ impl World {
             .web
             .iter()
             .map(|w| {
+                let mut sites = Vec::new();
+                for site in &w.site {
+                    let mut locations = Vec::new();
+                    for l in &site.location {
+                        let (exact, path) = match (&l.prefix, &l.exact) {
+                            (Some(p), None) => (false, p),
+                            (None, Some(e)) => (true, e),
+                            _ => {
+                                return Err(src.error(
+                                    w.host.span(),
+                                    "web.site.location: give exactly one of prefix or exact",
+                                ));
+                            }
+                        };
+                        if !path.get_ref().starts_with('/') {
+                            return Err(src.error(
+                                path.span(),
+                                "web.site.location: a path starting with /",
+                            ));
+                        }
+                        let serve = match (&l.root, &l.proxy) {
+                            (Some(r), None) => LocationServe::Root(r.into()),
+                            (None, Some(apps)) if !apps.is_empty() => LocationServe::Proxy(
+                                apps.iter()
+                                    .map(|a| host("web.site.location.proxy", a))
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                            _ => {
+                                return Err(src.error(
+                                    path.span(),
+                                    "web.site.location: give exactly one of root or proxy (a list of app hosts)",
+                                ));
+                            }
+                        };
+                        locations.push(LocationConfig {
+                            exact,
+                            path: path.get_ref().clone(),
+                            serve,
+                        });
+                    }
+                    sites.push(SiteConfig {
+                        server_names: site.server_names.clone(),
+                        locations,
+                    });
+                }
                 Ok(WebConfig {
                     host: host("web.host", &w.host)?,
                     apps: w
@@ -767,6 +863,7 @@ impl World {
                         .iter()
                         .map(|a| host("web.apps", a))
                         .collect::<Result<_, _>>()?,
+                    sites,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -915,6 +1012,35 @@ mod tests {
             .collect();
         assert!(text.contains(&"127.42.3.1".to_string()), "{text:?}");
         assert!(!text.iter().any(|t| t.starts_with("127.10.")), "{text:?}");
+    }
+
+    #[test]
+    fn sites_and_locations_parse_and_each_location_needs_one_rule_and_one_action() {
+        let site = "[[web.site]]\nserver_names = [\"docs.myapp.test\"]\n\
+[[web.site.location]]\nprefix = \"/\"\nroot = \"static\"\n\
+[[web.site.location]]\nexact = \"/healthz\"\nproxy = [\"app1\"]\n";
+        let with = |site: &str| {
+            DEFAULT_WORLD.replace(
+                "[[web]]\nhost = \"web2\"",
+                &format!("{site}\n[[web]]\nhost = \"web2\""),
+            )
+        };
+        let w = World::parse("w.toml", &with(site)).unwrap();
+        let web1 = &w.web[0];
+        assert_eq!(web1.sites.len(), 1);
+        assert_eq!(web1.sites[0].server_names, ["docs.myapp.test"]);
+        assert!(
+            matches!(&web1.sites[0].locations[1].serve, LocationServe::Proxy(a) if a == &["app1"])
+        );
+        assert!(web1.sites[0].locations[1].exact);
+        assert!(w.web[1].sites.is_empty());
+        let both =
+            with(&site.replace("root = \"static\"", "root = \"static\"\nproxy = [\"app1\"]"));
+        let err = World::parse("w.toml", &both).unwrap_err().to_string();
+        assert!(err.contains("one of root or proxy"), "{err}");
+        let nowhere = with(&site.replace("proxy = [\"app1\"]", "proxy = [\"app9\"]"));
+        let err = World::parse("w.toml", &nowhere).unwrap_err().to_string();
+        assert!(err.contains("app9"), "{err}");
     }
 
     #[test]

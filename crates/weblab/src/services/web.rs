@@ -4,10 +4,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::{Admin, Backend, Checks, Files, Pool, WebServer, serve_http};
+use weblab_edge::{
+    Action, Admin, Backend, Checks, Files, Location, Pool, Site, Sites, WebServer, serve_http,
+};
 
 use super::{Needs, Service, Starting};
-use crate::config::World;
+use crate::config::{LocationServe, World};
 use crate::world::{Boot, listen, sock};
 
 pub struct Web;
@@ -38,34 +40,85 @@ impl Service for Web {
                 .iter()
                 .find(|w| w.host == host)
                 .with_context(|| format!("host {host} runs no web server"))?;
-            let apps = cfg
-                .apps
-                .iter()
-                .map(|a| Backend::new(a, sock(world.addr(a), ports.http), 1))
-                .collect();
-            // Like nginx: no active checks toward the apps; failed
-            // requests take an app out for a while.
-            let checks = Checks {
-                interval: None,
-                ..Checks::default()
-            };
             let rec = boot.recorder(host, "web");
-            let pool = Pool::new(
-                apps,
-                Box::new(weblab_edge::balance::RoundRobin::default()),
-                IpAddr::V4(ip),
-                checks,
-                rec.clone(),
-            );
-            let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
+            // One pool per distinct list of apps. Like nginx: no active
+            // checks toward the apps; failed requests take an app out for
+            // a while.
+            let mut pools: Vec<(Vec<String>, Arc<Pool>)> = Vec::new();
+            let mut pool_for = |names: &[String]| -> Arc<Pool> {
+                if let Some((_, p)) = pools.iter().find(|(n, _)| n == names) {
+                    return p.clone();
+                }
+                let backends = names
+                    .iter()
+                    .map(|a| Backend::new(a, sock(world.addr(a), ports.http), 1))
+                    .collect();
+                let checks = Checks {
+                    interval: None,
+                    ..Checks::default()
+                };
+                let p = Pool::new(
+                    backends,
+                    Box::new(weblab_edge::balance::RoundRobin::default()),
+                    IpAddr::V4(ip),
+                    checks,
+                    rec.clone(),
+                );
+                pools.push((names.to_vec(), p.clone()));
+                p
+            };
             let root = boot.document_root()?;
-            let files =
-                Files::new(&root).with_context(|| format!("document root {}", root.display()))?;
+            let files_at = |dir: &std::path::Path| -> anyhow::Result<Arc<Files>> {
+                let dir = root.join(dir);
+                Ok(Arc::new(Files::new(&dir).with_context(|| {
+                    format!("web server {host}: document root {}", dir.display())
+                })?))
+            };
+            let sites = if cfg.sites.is_empty() {
+                vec![Site {
+                    names: Vec::new(),
+                    locations: vec![
+                        Location {
+                            exact: false,
+                            path: weblab_edge::web::STATIC_PREFIX.into(),
+                            action: Action::Files(files_at(std::path::Path::new("."))?),
+                        },
+                        Location {
+                            exact: false,
+                            path: "/".into(),
+                            action: Action::Proxy(pool_for(&cfg.apps)),
+                        },
+                    ],
+                }]
+            } else {
+                let mut sites = Vec::new();
+                for s in &cfg.sites {
+                    let mut locations = Vec::new();
+                    for l in &s.locations {
+                        let action = match &l.serve {
+                            LocationServe::Root(dir) => Action::Files(files_at(dir)?),
+                            LocationServe::Proxy(apps) => Action::Proxy(pool_for(apps)),
+                        };
+                        locations.push(Location {
+                            exact: l.exact,
+                            path: l.path.clone(),
+                            action,
+                        });
+                    }
+                    sites.push(Site {
+                        names: s.server_names.clone(),
+                        locations,
+                    });
+                }
+                sites
+            };
+            let sites = Sites(sites);
+            let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
             let admin = Arc::new(Admin {
                 role: format!("{host} (web server)"),
-                pools: vec![("apps".into(), pool.clone())],
+                pools: sites.pools(),
             });
-            let svc = Arc::new(WebServer::new(files, pool, trusted, rec));
+            let svc = Arc::new(WebServer::new(sites, trusted, rec));
             let limits = world.limits.http;
             let listener = listen(sock(ip, ports.http), host).await?;
             let status = listen(sock(ip, ports.admin), host).await?;

@@ -223,3 +223,67 @@ async fn the_firewall_limits_a_clients_rate_with_429_and_refuses_denied_addresse
     });
     assert!(refused);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sites_on_one_address_are_chosen_by_host_and_locations_by_path() {
+    use weblab::config::{LocationConfig, LocationServe, SiteConfig};
+    let w = start_with(167, |w| {
+        let loc = |exact: bool, path: &str, serve: LocationServe| LocationConfig {
+            exact,
+            path: path.into(),
+            serve,
+        };
+        for web in &mut w.web {
+            web.sites = vec![
+                SiteConfig {
+                    server_names: vec!["docs.myapp.test".into()],
+                    locations: vec![loc(false, "/", LocationServe::Root("static".into()))],
+                },
+                SiteConfig {
+                    server_names: vec![],
+                    locations: vec![
+                        loc(false, "/static/", LocationServe::Root(".".into())),
+                        loc(true, "/app.js", LocationServe::Root("static".into())),
+                        loc(false, "/", LocationServe::Proxy(vec!["app1".into()])),
+                    ],
+                },
+            ];
+        }
+    })
+    .await;
+    let get = |host: &'static str, path: &'static str| {
+        let addr = web1(&w);
+        async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            exchange(s, req.as_bytes(), 5 * SEC).await
+        }
+    };
+    // docs.myapp.test: its root is the static directory.
+    let r = get("docs.myapp.test", "/app.css").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("text/css"),
+        "{r}"
+    );
+    // The same path on the default site goes to the app (which has no
+    // such route: its JSON 404).
+    let r = get("myapp.test", "/app.css").await;
+    assert!(
+        r.starts_with("HTTP/1.1 404") && r.contains("application/json"),
+        "{r}"
+    );
+    // Longest prefix, and an exact location beats the prefix "/".
+    let r = get("myapp.test", "/static/app.css").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("text/css"),
+        "{r}"
+    );
+    let r = get("myapp.test", "/app.js").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("text/javascript"),
+        "{r}"
+    );
+    // An unknown Host gets the default site.
+    let r = get("other.example", "/static/app.css").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
