@@ -261,6 +261,63 @@ pub fn stages(spans: &[Span]) -> Vec<RequestTimings> {
 /// The stage table: one row per request, one column per stage (in
 /// milliseconds), `-` for a stage that did not happen (never a fake 0);
 /// 100 columns wide.
+/// C51 in numbers: for each request a web server answered, how long it
+/// took there, and for a proxied one how much of that was the trip to
+/// the application server (the forwarding span, which contains the app's
+/// work). `None` when no web server span is in the trace.
+pub fn web_vs_app(spans: &[Span]) -> Option<String> {
+    use crate::event::WebAction;
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let mut rows = Vec::new();
+    for s in spans.iter().filter(|s| s.component.as_str() == "web") {
+        let Event::HttpServe { path, .. } = &s.event else {
+            continue;
+        };
+        let children = || spans.iter().filter(|c| c.parent == Some(s.id));
+        let forward = children().find(|c| matches!(c.event, Event::ProxyForward { .. }));
+        let is_static = children().any(|c| {
+            matches!(
+                &c.event,
+                Event::WebDecision {
+                    action: WebAction::Static { .. },
+                    ..
+                }
+            )
+        });
+        let row = match (forward, is_static) {
+            (Some(f), _) => {
+                let Event::ProxyForward { upstream, .. } = &f.event else {
+                    continue;
+                };
+                let app = upstream.split(' ').next().unwrap_or(upstream);
+                format!(
+                    "  {path:<24} {:<6} {:>8.3} ms, of which {:.3} ms waiting for {app}",
+                    s.host.as_str(),
+                    ms(s.duration_ns()),
+                    ms(f.duration_ns())
+                )
+            }
+            (None, true) => format!(
+                "  {path:<24} {:<6} {:>8.3} ms, the web server alone",
+                s.host.as_str(),
+                ms(s.duration_ns())
+            ),
+            (None, false) => continue,
+        };
+        rows.push((s.start_ns, row));
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    rows.sort();
+    let mut out = String::from("  path                     server       time\n");
+    for (_, r) in rows {
+        out.push_str(&r);
+        out.push('\n');
+    }
+    Some(out)
+}
+
 pub fn stage_table(timings: &[RequestTimings]) -> String {
     let mut out = String::new();
     let _ = write!(out, "{:<3} {:<16}", "#", "request (ms)");
@@ -370,6 +427,73 @@ mod tests {
     use crate::collector::{Collector, Detail, Recorder};
     use crate::event::CacheLevel;
     use crate::span::{Ctx, Layer};
+
+    #[test]
+    fn web_vs_app_splits_a_proxied_request_and_names_a_static_one() {
+        use crate::event::WebAction;
+        let c = Collector::new(Detail::Full);
+        let web = Recorder::new(c.clone(), "web1", "127.0.4.1", "web");
+        let ctx = Ctx::new_root();
+        let serve = |path: &str| Event::HttpServe {
+            method: "GET".into(),
+            path: path.into(),
+            version: "HTTP/1.1".into(),
+            peer: "127.0.3.1:5000".into(),
+            status: 200,
+        };
+        let dynamic = web.span(
+            ctx,
+            Layer::Application,
+            (0, 2_000_000),
+            None,
+            serve("/login"),
+        );
+        web.span(
+            ctx.child_of(dynamic),
+            Layer::Application,
+            (100_000, 1_600_000),
+            None,
+            Event::ProxyForward {
+                upstream: "app2 (127.0.5.2:80)".into(),
+                headers: vec![],
+                status: 200,
+                connection: String::new(),
+            },
+        );
+        let stat = web.span(
+            ctx,
+            Layer::Application,
+            (3_000_000, 3_500_000),
+            None,
+            serve("/static/a.css"),
+        );
+        web.span(
+            ctx.child_of(stat),
+            Layer::Application,
+            (3_100_000, 3_400_000),
+            None,
+            Event::WebDecision {
+                path: "/static/a.css".into(),
+                action: WebAction::Static {
+                    file: "/www/static/a.css".into(),
+                    bytes: 10,
+                },
+            },
+        );
+        let t = web_vs_app(&c.snapshot()).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[1].contains("/login")
+                && lines[1].contains("2.000 ms, of which 1.500 ms waiting for app2"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("/static/a.css")
+                && lines[2].contains("0.500 ms, the web server alone"),
+            "{t}"
+        );
+        assert!(web_vs_app(&[]).is_none());
+    }
 
     fn demo() -> Vec<Span> {
         let c = Collector::new(Detail::Full);

@@ -224,6 +224,9 @@ pub fn print(
         }
         writeln!(out, "== Stages ==\n{}", stage_table(&timings))?;
         writeln!(out, "== Waterfall ==\n{}", waterfall(spans, 60))?;
+        if let Some(t) = weblab_trace::render::web_vs_app(spans) {
+            writeln!(out, "== Web server vs application server (C51) ==\n{t}")?;
+        }
         if let Some(Ok(page)) = page {
             writeln!(out, "== Result ==\n{}", wrap(&page_summary(page), width))?;
         }
