@@ -1,12 +1,16 @@
-//! What a client controls about a static file request: the URL path, the
-//! Range header and Accept-Encoding. Mapping never leaves the root (no
-//! `..`, no absolute part) and a range never points outside the file.
+//! What a client controls about a static file request: the request line
+//! (HTTP/0.9's simple request is parsed by hand), the URL path, the Range
+//! header and Accept-Encoding. Mapping never leaves the root (no `..`, no
+//! absolute part) and a range never points outside the file.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Component;
 use weblab_edge::files::{Range, accepts, range, relative_path};
 
 fuzz_target!(|data: &[u8]| {
+    if let Some(target) = weblab_server::http::http09::simple_request(data) {
+        assert!(target.starts_with('/') && !target.contains(' '));
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -54,7 +54,8 @@ impl BodyError {
 /// is not already there, so bodiless requests cost nothing. Its size is
 /// bounded too, whether or not it declared a Content-Length.
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None` for a request that has no body at all (HTTP/0.9).
+    inner: Option<Incoming>,
     started: Instant,
     budget: Duration,
     timer: Option<Pin<Box<Sleep>>>,
@@ -65,11 +66,25 @@ pub struct RequestBody {
 impl RequestBody {
     pub fn new(inner: Incoming, budget: Duration, max: u64) -> RequestBody {
         RequestBody {
-            inner,
+            inner: Some(inner),
             started: Instant::now(),
             budget,
             timer: None,
             max,
+            seen: 0,
+        }
+    }
+}
+
+impl RequestBody {
+    /// A body with nothing in it.
+    pub fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            started: Instant::now(),
+            budget: Duration::ZERO,
+            timer: None,
+            max: 0,
             seen: 0,
         }
     }
@@ -84,7 +99,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = Pin::new(inner).poll_frame(cx) {
             if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
                 && let Some(data) = data
             {
@@ -106,11 +124,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
 

@@ -16,6 +16,7 @@
 mod body;
 mod conn;
 pub mod host;
+pub mod http09;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,6 +60,8 @@ pub struct Limits {
     /// A connection where no byte moves for this long is dropped, even
     /// with a request in flight. Longer than any upstream timeout.
     pub stall_timeout: Duration,
+    /// Answer HTTP/0.9 simple requests on a plain listener (C23).
+    pub http09: bool,
 }
 
 impl Default for Limits {
@@ -72,6 +75,7 @@ impl Default for Limits {
             max_body: 8 << 20,
             idle_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(60),
+            http09: false,
         }
     }
 }
@@ -235,6 +239,27 @@ async fn serve_conn<H: Handler>(
                 stop,
             )
             .await;
+        }
+        None if limits.http09 => {
+            let mut tcp = tcp;
+            match http09::sniff(&mut tcp, limits.head_timeout).await {
+                http09::Sniffed::Gone => {}
+                http09::Sniffed::Http09(path) => {
+                    http09::answer(tcp, path, conn, limits, handler).await;
+                }
+                http09::Sniffed::Other(prefix) => {
+                    let io = http09::Prefixed::new(prefix, tcp);
+                    drive(
+                        Tracked::new(io, state.clone()),
+                        conn,
+                        limits,
+                        handler,
+                        state,
+                        stop,
+                    )
+                    .await
+                }
+            }
         }
         None => {
             drive(

@@ -120,10 +120,15 @@ impl Service for Web {
             });
             let svc = Arc::new(WebServer::new(sites, trusted, rec));
             let limits = world.limits.http;
+            // The world's web servers also speak HTTP/0.9 (C23).
+            let page_limits = weblab_edge::Limits {
+                http09: true,
+                ..limits
+            };
             let listener = listen(sock(ip, ports.http), host).await?;
             let status = listen(sock(ip, ports.admin), host).await?;
             Ok(vec![
-                serve_http(listener, None, limits, svc)?,
+                serve_http(listener, None, page_limits, svc)?,
                 serve_http(status, None, limits, admin)?,
             ]
             .into())

@@ -41,6 +41,16 @@ GET /static/app.js HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n",
     let s = TcpStream::connect(web1(&w)).await.unwrap();
     let r = exchange(s, b"GET /static/app.css HTTP/1.0\r\n\r\n", 5 * SEC).await;
     assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    let css_body = r.split("\r\n\r\n").nth(1).unwrap().to_string();
+    // HTTP/0.9 (C23): one line, no version; the body alone, then close.
+    let s = TcpStream::connect(web1(&w)).await.unwrap();
+    let r = exchange(s, b"GET /static/app.css\r\n", 5 * SEC).await;
+    assert_eq!(r, css_body);
+    let served = w.collector.snapshot().into_iter().any(|s| {
+        matches!(&s.event, weblab_trace::Event::HttpServe { version, path, .. }
+            if version == "HTTP/0.9" && path == "/static/app.css")
+    });
+    assert!(served, "the trace names the version");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
