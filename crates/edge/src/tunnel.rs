@@ -4,16 +4,14 @@
 //! The relay counts against the backend (least-connections sees it) and
 //! against the pool's tunnel limit, and ends as one `Tunnel` span.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
+use weblab_server::watched::{Watch, Watched};
 use weblab_trace::{Ctx, Event, Layer, Recorder};
 
 use crate::backend::{Backend, InFlight};
@@ -82,14 +80,16 @@ where
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
-    let mut client = Counted {
-        io: client,
-        started,
-        last_ms: Arc::new(AtomicU64::new(0)),
-        read: 0,
-        written: 0,
-    };
-    let last = client.last_ms.clone();
+    let mut client = Watched::new(
+        client,
+        Counted {
+            started,
+            last_ms: Arc::new(AtomicU64::new(0)),
+            read: 0,
+            written: 0,
+        },
+    );
+    let last = client.watch.last_ms.clone();
     let quiet = || {
         started
             .elapsed()
@@ -113,64 +113,32 @@ where
             }
         }
     };
-    (client.read, client.written, ended)
+    (client.watch.read, client.watch.written, ended)
 }
 
-/// The client side of a tunnel, counting bytes and noting when they moved.
-struct Counted<T> {
-    io: T,
+/// The client side of a tunnel: bytes each way, and when they last moved.
+struct Counted {
     started: Instant,
     last_ms: Arc<AtomicU64>,
     read: u64,
     written: u64,
 }
 
-impl<T> Counted<T> {
+impl Counted {
     fn touch(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.read += n as u64;
-            self.touch();
-        }
-        r
+impl Watch for Counted {
+    fn read(&mut self, n: usize) {
+        self.read += n as u64;
+        self.touch();
     }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r
-            && n > 0
-        {
-            self.written += n as u64;
-            self.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn wrote(&mut self, n: usize) {
+        self.written += n as u64;
+        self.touch();
     }
 }
 

@@ -5,6 +5,7 @@
 //!   connection gauges, `stop_accepting`, `drain(grace)` and `ended()` (how a
 //!   supervisor learns that a server died, and why);
 //! - [`gauge`] — [`Gauge`]: a cap on concurrent connections or tasks;
+//! - [`watched`] — a stream that reports the bytes each read and write moved;
 //! - `http` — the HTTP accept loop shared by the load balancer, the web
 //!   servers and the application servers: optional TLS, HTTP/1.1 and
 //!   HTTP/2 on one port, a connection cap with clean refusal, head, body,
@@ -15,6 +16,7 @@ pub mod gauge;
 pub mod handle;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod watched;
 
 pub use gauge::Gauge;
 pub use handle::{Exit, ServerHandle};

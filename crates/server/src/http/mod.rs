@@ -36,7 +36,7 @@ pub use body::{BodyError, Guarded, RequestBody};
 
 use crate::gauge::{Gauge, Slot};
 use crate::handle::{ServerHandle, StopSignal, accept, stop_channel};
-use conn::{ConnState, Tracked, Verdict, verdict};
+use conn::{ConnState, Verdict, verdict};
 
 /// The bounds of one HTTP listener.
 #[derive(Clone, Copy, Debug)]
@@ -231,7 +231,7 @@ async fn serve_conn<H: Handler>(
                 }
             };
             drive(
-                Tracked::new(tls, state.clone()),
+                crate::watched::Watched::new(tls, state.clone()),
                 conn,
                 limits,
                 handler,
@@ -250,7 +250,7 @@ async fn serve_conn<H: Handler>(
                 http09::Sniffed::Other(prefix) => {
                     let io = http09::Prefixed::new(prefix, tcp);
                     drive(
-                        Tracked::new(io, state.clone()),
+                        crate::watched::Watched::new(io, state.clone()),
                         conn,
                         limits,
                         handler,
@@ -263,7 +263,7 @@ async fn serve_conn<H: Handler>(
         }
         None => {
             drive(
-                Tracked::new(tcp, state.clone()),
+                crate::watched::Watched::new(tcp, state.clone()),
                 conn,
                 limits,
                 handler,
