@@ -9,6 +9,7 @@
 //! - [`body`] — streamed bodies both ways;
 //! - [`tunnel`] — upgraded (WebSocket) connections relayed;
 //! - [`files`] — static files with an open-file cache;
+//! - [`cache`] — a shared HTTP cache (RFC 9111) in front of web servers;
 //! - [`firewall`] — CIDR rules, connections per client, request rate;
 //! - [`sites`] — virtual hosts and locations (nginx's matching rules);
 //! - [`lb`], [`web`] — the two roles built from these;
@@ -20,6 +21,7 @@
 pub mod backend;
 pub mod balance;
 pub mod body;
+pub mod cache;
 mod error;
 pub mod files;
 pub mod firewall;
@@ -35,6 +37,7 @@ pub mod web;
 
 pub use backend::Backend;
 pub use balance::Balancer;
+pub use cache::CacheServer;
 pub use error::EdgeError;
 pub use files::Files;
 pub use firewall::Firewall;

@@ -471,3 +471,106 @@ async fn the_status_page_lists_backends_as_json_and_html() {
     .await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
 }
+
+#[tokio::test]
+async fn the_cache_server_hits_revalidates_with_304_and_bypasses_unsafe_methods() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = hits.clone();
+    let origin = backend(move |req: Request<Incoming>| {
+        h.fetch_add(1, Ordering::Relaxed);
+        let revalidating = req
+            .headers()
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"");
+        let private = req.uri().path() == "/private";
+        async move {
+            let mut r = Response::new(full(if revalidating { "" } else { "hello" }));
+            if revalidating {
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+            }
+            let cc = if private {
+                "private, max-age=60"
+            } else {
+                "max-age=1"
+            };
+            r.headers_mut().insert("cache-control", cc.parse().unwrap());
+            r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            r
+        }
+    })
+    .await;
+    let names = vec!["web1".to_string()];
+    let collector = Collector::new(Detail::Full);
+    let rec = Recorder::new(collector.clone(), "cache", "127.0.0.1", "cache");
+    let pool = Pool::new(
+        vec![Backend::new("web1", origin, 1)],
+        balance::by_name("round-robin", &names, &[1]).unwrap(),
+        LOCAL,
+        passive(),
+        rec.clone(),
+    );
+    let cache = Arc::new(weblab_edge::CacheServer::new(pool, 1 << 20, rec));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let _s = serve_http(l, None, Limits::default(), cache).unwrap();
+    let get = |path: &'static str| async move {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n");
+        exchange(addr, &req).await
+    };
+    let r = get("/a").await;
+    assert!(r.contains("x-cache: MISS") && r.ends_with("hello"), "{r}");
+    assert_eq!(hits.load(Ordering::Relaxed), 1);
+    let r = get("/a").await;
+    assert!(
+        r.contains("x-cache: HIT") && r.contains("age: ") && r.ends_with("hello"),
+        "{r}"
+    );
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        1,
+        "a hit never reaches the origin"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = get("/a").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("x-cache: REVALIDATED"),
+        "{r}"
+    );
+    assert!(r.ends_with("hello"), "the stored body, not the 304's: {r}");
+    assert_eq!(hits.load(Ordering::Relaxed), 2);
+    // An unsafe method passes and drops the stored copy.
+    let r = exchange(
+        addr,
+        "POST /a HTTP/1.1\r\nHost: myapp.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.contains("x-cache: BYPASS"), "{r}");
+    let r = get("/a").await;
+    assert!(r.contains("x-cache: MISS"), "{r}");
+    assert_eq!(hits.load(Ordering::Relaxed), 4);
+    // private: never stored by a shared cache.
+    get("/private").await;
+    let r = get("/private").await;
+    assert!(r.contains("x-cache: MISS"), "{r}");
+    assert_eq!(hits.load(Ordering::Relaxed), 6);
+    let outcomes: Vec<String> = collector
+        .snapshot()
+        .into_iter()
+        .filter_map(|s| match s.event {
+            Event::HttpCache { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "MISS",
+            "HIT",
+            "REVALIDATED",
+            "BYPASS",
+            "MISS",
+            "MISS",
+            "MISS"
+        ]
+    );
+}

@@ -670,6 +670,11 @@ mod tests {
                 status: 200,
                 connection: s("reused 127.10.4.1:40312 (request 3 on it)"),
             },
+            Event::HttpCache {
+                key: s("myapp.test/static/app.css"),
+                outcome: s("REVALIDATED"),
+                reason: s("stale; the origin answered 304 Not Modified"),
+            },
             Event::Firewall {
                 client: s("127.10.0.2"),
                 allowed: false,

@@ -274,6 +274,13 @@ pub enum Event {
         #[serde(default)]
         connection: String,
     },
+    /// C30/C50: a shared cache's decision: HIT, MISS, REVALIDATED or
+    /// BYPASS, and why.
+    HttpCache {
+        key: String,
+        outcome: String,
+        reason: String,
+    },
     /// C50: the firewall's verdict on a connection or a request.
     Firewall {
         client: String,
@@ -354,6 +361,7 @@ impl Event {
             Event::ProxyForward { .. } => "proxy_forward",
             Event::BackendHealth { .. } => "backend_health",
             Event::Firewall { .. } => "firewall",
+            Event::HttpCache { .. } => "http_cache",
             Event::Tunnel { .. } => "tunnel",
             Event::Middleware { .. } => "middleware",
             Event::Route { .. } => "route",
@@ -589,6 +597,11 @@ impl fmt::Display for Event {
                 }
                 Ok(())
             }
+            Event::HttpCache {
+                key,
+                outcome,
+                reason,
+            } => write!(f, "cache {outcome} {key}: {reason}"),
             Event::Firewall {
                 client,
                 allowed,

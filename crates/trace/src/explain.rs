@@ -152,6 +152,18 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             "C44 a reverse proxy passes the request on, adding who the client really is (X-Forwarded-For, X-Real-IP)",
             "C44 리버스 프록시가 실제 클라이언트 정보(X-Forwarded-For, X-Real-IP)를 붙여 요청을 넘긴다",
         ),
+        Event::HttpCache { outcome, .. } if outcome == "HIT" => (
+            "C50 the cache server answered from its copy: still fresh, so the web server never saw the request",
+            "C50 캐시 서버가 저장된 사본으로 답했다. 아직 신선하므로 웹 서버까지 가지 않았다",
+        ),
+        Event::HttpCache { outcome, .. } if outcome == "REVALIDATED" => (
+            "C30 the copy was stale; the cache asked the origin with its validator and got 304, so the body did not travel again",
+            "C30 사본이 오래되어 검증자로 원 서버에 물었고 304를 받아 본문을 다시 받지 않았다",
+        ),
+        Event::HttpCache { .. } => (
+            "C50 the cache had no usable copy (or may not keep one): the request went on to the web server",
+            "C50 캐시에 쓸 수 있는 사본이 없거나 저장할 수 없어 요청이 웹 서버로 넘어갔다",
+        ),
         Event::Firewall { allowed: true, .. } => (
             "C50 the firewall let this client through: its address is allowed and it is within its request rate",
             "C50 방화벽이 이 클라이언트를 통과시켰다. 허용된 주소이고 요청 속도 한도 안에 있다",

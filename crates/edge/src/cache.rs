@@ -1,0 +1,591 @@
+//! A shared HTTP cache in front of web servers (C30, C50), by RFC 9111:
+//! what may be stored (§3), how long it stays fresh (§4.2), when it must
+//! be revalidated with its validators (§4.3), and Vary (§4.1). The rules
+//! are pure functions of headers and clocks; [`CacheServer`] puts them
+//! around the proxy and answers `X-Cache: HIT | MISS | REVALIDATED |
+//! BYPASS`, each decision a span. Memory is bounded in bytes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use weblab_trace::{Event, Layer, Recorder};
+
+use crate::http::{Body, ConnInfo, Handler, Line, RequestBody, served, trace_ctx};
+use crate::pool::Pool;
+use crate::proxy::{Forward, forward};
+
+/// The Cache-Control directives a shared cache acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directives {
+    pub max_age: Option<u64>,
+    pub s_maxage: Option<u64>,
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+}
+
+impl Directives {
+    /// Reads every Cache-Control field of `h` (RFC 9111 §5.2).
+    pub fn of(h: &HeaderMap) -> Directives {
+        let mut d = Directives::default();
+        for item in h
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+        {
+            let (name, value) = match item.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (item.trim(), None),
+            };
+            let secs = || value.and_then(|v| v.parse::<u64>().ok());
+            match name.to_ascii_lowercase().as_str() {
+                "max-age" => d.max_age = secs(),
+                "s-maxage" => d.s_maxage = secs(),
+                "no-store" => d.no_store = true,
+                "no-cache" => d.no_cache = true,
+                "private" => d.private = true,
+                "public" => d.public = true,
+                "must-revalidate" | "proxy-revalidate" => d.must_revalidate = true,
+                _ => {}
+            }
+        }
+        d
+    }
+}
+
+/// Why a response may not be stored, or `Ok` with its freshness lifetime.
+pub fn storable(
+    method: &Method,
+    req: &HeaderMap,
+    status: StatusCode,
+    resp: &HeaderMap,
+) -> Result<Duration, &'static str> {
+    let (rq, rs) = (Directives::of(req), Directives::of(resp));
+    if *method != Method::GET {
+        return Err("only GET responses are stored");
+    }
+    if rq.no_store || rs.no_store {
+        return Err("no-store");
+    }
+    if rs.private {
+        return Err("private: for the browser's cache only, not a shared one");
+    }
+    if req.contains_key(header::AUTHORIZATION) && !rs.public && rs.s_maxage.is_none() {
+        return Err("a request with Authorization, and the response is not public");
+    }
+    if resp
+        .get_all(header::VARY)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.trim() == "*"))
+    {
+        return Err("Vary: *");
+    }
+    // Heuristic freshness is allowed but guessed; this cache stores only
+    // what the origin gave a lifetime (or validators, to revalidate).
+    if !matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 404 | 410) {
+        return Err("status not cacheable by default");
+    }
+    match lifetime(resp) {
+        Some(l) => Ok(l),
+        None if resp.contains_key(header::ETAG) || resp.contains_key(header::LAST_MODIFIED) => {
+            Ok(Duration::ZERO)
+        }
+        None => Err("no freshness lifetime and no validator"),
+    }
+}
+
+/// The freshness lifetime (RFC 9111 §4.2.1): s-maxage, else max-age, else
+/// Expires minus Date.
+pub fn lifetime(resp: &HeaderMap) -> Option<Duration> {
+    let d = Directives::of(resp);
+    if let Some(s) = d.s_maxage.or(d.max_age) {
+        return Some(Duration::from_secs(s));
+    }
+    let date = |h| {
+        resp.get(h)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+    };
+    let expires = date(header::EXPIRES)?;
+    let now = date(header::DATE).unwrap_or_else(SystemTime::now);
+    Some(expires.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// One stored response.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// When it was stored (or last revalidated).
+    pub at: Instant,
+    /// Its Age when it arrived (from an upstream cache).
+    pub initial_age: Duration,
+    pub lifetime: Duration,
+    /// The request header values its Vary names, when stored.
+    pub vary: Vec<(String, Option<String>)>,
+}
+
+impl Stored {
+    /// Current age (RFC 9111 §4.2.3, simplified to one clock: ours).
+    pub fn age(&self, now: Instant) -> Duration {
+        self.initial_age + now.saturating_duration_since(self.at)
+    }
+
+    /// Whether it may be served without asking the origin.
+    pub fn fresh(&self, req: &HeaderMap, now: Instant) -> bool {
+        let rq = Directives::of(req);
+        let rs = Directives::of(&self.headers);
+        if rq.no_cache || rs.no_cache || rq.max_age == Some(0) {
+            return false;
+        }
+        self.age(now) < self.lifetime
+    }
+
+    fn matches(&self, req: &HeaderMap) -> bool {
+        self.vary
+            .iter()
+            .all(|(name, v)| req.get(name.as_str()).and_then(|x| x.to_str().ok()) == v.as_deref())
+    }
+
+    fn weight(&self) -> usize {
+        self.body.len() + 64 * self.headers.len() + 256
+    }
+}
+
+/// The request headers a response varies on, with their values.
+fn vary_of(resp: &HeaderMap, req: &HeaderMap) -> Vec<(String, Option<String>)> {
+    resp.get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            let v = req
+                .get(n.as_str())
+                .and_then(|x| x.to_str().ok())
+                .map(str::to_string);
+            (n, v)
+        })
+        .collect()
+}
+
+/// Stored responses by key (host and target), a few variants each,
+/// bounded in bytes: the oldest stored goes first.
+pub struct Store {
+    map: HashMap<String, Vec<Stored>>,
+    order: VecDeque<String>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Store {
+    pub fn new(max_bytes: usize) -> Store {
+        Store {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn get(&self, key: &str, req: &HeaderMap) -> Option<&Stored> {
+        self.map.get(key)?.iter().find(|s| s.matches(req))
+    }
+
+    pub fn put(&mut self, key: String, s: Stored) {
+        if s.weight() > self.max_bytes / 8 {
+            return;
+        }
+        let list = self.map.entry(key.clone()).or_default();
+        if let Some(i) = list.iter().position(|o| o.vary == s.vary) {
+            self.bytes -= list[i].weight();
+            list.remove(i);
+        }
+        self.bytes += s.weight();
+        list.push(s);
+        self.order.push_back(key);
+        while self.bytes > self.max_bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(list) = self.map.get_mut(&old)
+                && !list.is_empty()
+            {
+                let gone = list.remove(0);
+                self.bytes -= gone.weight();
+                if list.is_empty() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Drops every variant of `key` (after an unsafe method, §4.4).
+    pub fn invalidate(&mut self, key: &str) {
+        if let Some(list) = self.map.remove(key) {
+            self.bytes -= list.iter().map(Stored::weight).sum::<usize>();
+        }
+    }
+}
+
+/// Largest response body the cache buffers to store.
+const MAX_STORED_BODY: u64 = 1 << 20;
+
+/// A caching reverse proxy.
+pub struct CacheServer {
+    pool: Arc<Pool>,
+    store: Mutex<Store>,
+    rec: Recorder,
+}
+
+impl CacheServer {
+    pub fn new(pool: Arc<Pool>, max_bytes: usize, rec: Recorder) -> Self {
+        CacheServer {
+            pool,
+            store: Mutex::new(Store::new(max_bytes)),
+            rec,
+        }
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn key_of<B>(req: &Request<B>) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    format!("{host}{target}")
+}
+
+fn from_store(s: &Stored, now: Instant, verdict: &'static str, head: bool) -> Response<Body> {
+    let mut r = Response::new(if head {
+        Body::empty()
+    } else {
+        Body::new(s.body.clone())
+    });
+    *r.status_mut() = s.status;
+    *r.headers_mut() = s.headers.clone();
+    r.headers_mut()
+        .insert(header::AGE, HeaderValue::from(s.age(now).as_secs()));
+    r.headers_mut()
+        .insert("x-cache", HeaderValue::from_static(verdict));
+    r
+}
+
+impl Handler for CacheServer {
+    type Body = Body;
+
+    async fn call(
+        self: Arc<Self>,
+        mut req: Request<RequestBody>,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        let ctx = trace_ctx(req.headers());
+        let span = self.rec.begin(ctx, Layer::Application);
+        let line = Line::of(&req);
+        let key = key_of(&req);
+        let decision = self.rec.begin(span.ctx(), Layer::Application);
+        let now = Instant::now();
+        let cacheable_method = matches!(*req.method(), Method::GET | Method::HEAD);
+        let head = *req.method() == Method::HEAD;
+        let f = Forward {
+            ctx: span.ctx(),
+            rec: &self.rec,
+            peer: conn.peer.ip(),
+            trusted: &[],
+            proto: "http",
+        };
+        let record = |outcome: &str, reason: String| {
+            self.rec.end_at(
+                decision,
+                now_ns_of(),
+                Event::HttpCache {
+                    key: key.clone(),
+                    outcome: outcome.to_string(),
+                    reason,
+                },
+            );
+        };
+        if !cacheable_method {
+            // Unsafe methods pass through and invalidate (RFC 9111 §4.4).
+            self.store().invalidate(&key);
+            record(
+                "BYPASS",
+                format!("{} is not cached; stored copies dropped", req.method()),
+            );
+            let mut r = forward(&self.pool, req, &[], f, |_| {}).await.response;
+            r.headers_mut()
+                .insert("x-cache", HeaderValue::from_static("BYPASS"));
+            self.rec.end(span, served(&line, &conn, r.status()));
+            return r;
+        }
+        let stored = self.store().get(&key, req.headers()).cloned();
+        if let Some(s) = &stored
+            && s.fresh(req.headers(), now)
+        {
+            record(
+                "HIT",
+                format!(
+                    "fresh: age {}s of {}s",
+                    s.age(now).as_secs(),
+                    s.lifetime.as_secs()
+                ),
+            );
+            let r = from_store(s, now, "HIT", head);
+            self.rec.end(span, served(&line, &conn, r.status()));
+            return r;
+        }
+        // Stale (or revalidation asked for): ask with the validators.
+        let mut revalidating = false;
+        if let Some(s) = &stored {
+            if let Some(etag) = s.headers.get(header::ETAG) {
+                req.headers_mut()
+                    .insert(header::IF_NONE_MATCH, etag.clone());
+                revalidating = true;
+            }
+            if let Some(lm) = s.headers.get(header::LAST_MODIFIED) {
+                req.headers_mut()
+                    .insert(header::IF_MODIFIED_SINCE, lm.clone());
+                revalidating = true;
+            }
+        }
+        let req_headers = req.headers().clone();
+        let method = Method::GET;
+        let resp = forward(&self.pool, req, &[], f, |_| {}).await.response;
+        let status = resp.status();
+        if revalidating
+            && status == StatusCode::NOT_MODIFIED
+            && let Some(mut s) = stored
+        {
+            // Still good: the stored body with the new headers' lifetime.
+            for (k, v) in resp.headers() {
+                if k != header::CONTENT_LENGTH {
+                    s.headers.insert(k.clone(), v.clone());
+                }
+            }
+            s.at = now;
+            s.initial_age = Duration::ZERO;
+            s.lifetime = lifetime(&s.headers).unwrap_or(Duration::ZERO);
+            self.store().put(key.clone(), s.clone());
+            record(
+                "REVALIDATED",
+                "stale; the origin answered 304 Not Modified".into(),
+            );
+            let r = from_store(&s, now, "REVALIDATED", head);
+            self.rec.end(span, served(&line, &conn, r.status()));
+            return r;
+        }
+        let verdict = storable(&method, &req_headers, status, resp.headers());
+        let small = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n <= MAX_STORED_BODY);
+        let r = match verdict {
+            Ok(life) if small && !head => {
+                let (parts, body) = resp.into_parts();
+                match body.collect().await {
+                    Ok(b) => {
+                        let body = b.to_bytes();
+                        let initial_age = parts
+                            .headers
+                            .get(header::AGE)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                            .map_or(Duration::ZERO, Duration::from_secs);
+                        let s = Stored {
+                            status: parts.status,
+                            vary: vary_of(&parts.headers, &req_headers),
+                            headers: parts.headers,
+                            body,
+                            at: now,
+                            initial_age,
+                            lifetime: life,
+                        };
+                        self.store().put(key.clone(), s.clone());
+                        record("MISS", format!("stored for {}s", life.as_secs()));
+                        from_store(&s, now, "MISS", false)
+                    }
+                    Err(e) => {
+                        record("MISS", format!("not stored: the body failed: {e}"));
+                        crate::http::text(StatusCode::BAD_GATEWAY, "the upstream body failed\n")
+                    }
+                }
+            }
+            other => {
+                let why = match other {
+                    Err(why) => format!("not stored: {why}"),
+                    Ok(_) => "not stored: body too large or of unknown length".into(),
+                };
+                record("MISS", why);
+                let mut r = resp;
+                r.headers_mut()
+                    .insert("x-cache", HeaderValue::from_static("MISS"));
+                r
+            }
+        };
+        self.rec.end(span, served(&line, &conn, r.status()));
+        r
+    }
+}
+
+fn now_ns_of() -> u64 {
+    weblab_trace::now_ns()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn what_a_shared_cache_may_store() {
+        let get = Method::GET;
+        let ok = StatusCode::OK;
+        let none = HeaderMap::new();
+        assert_eq!(
+            storable(&get, &none, ok, &h(&[("cache-control", "max-age=60")])),
+            Ok(Duration::from_secs(60))
+        );
+        // s-maxage wins for a shared cache.
+        assert_eq!(
+            storable(
+                &get,
+                &none,
+                ok,
+                &h(&[("cache-control", "max-age=60, s-maxage=5")])
+            ),
+            Ok(Duration::from_secs(5))
+        );
+        for (resp, why) in [
+            (h(&[("cache-control", "no-store")]), "no-store"),
+            (h(&[("cache-control", "private, max-age=60")]), "private"),
+            (h(&[("cache-control", "max-age=60"), ("vary", "*")]), "Vary"),
+            (h(&[]), "no freshness"),
+        ] {
+            let err = storable(&get, &none, ok, &resp).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        assert!(
+            storable(
+                &Method::POST,
+                &none,
+                ok,
+                &h(&[("cache-control", "max-age=60")])
+            )
+            .is_err()
+        );
+        let auth = h(&[("authorization", "Bearer x")]);
+        assert!(storable(&get, &auth, ok, &h(&[("cache-control", "max-age=60")])).is_err());
+        assert!(
+            storable(
+                &get,
+                &auth,
+                ok,
+                &h(&[("cache-control", "public, max-age=60")])
+            )
+            .is_ok()
+        );
+        // Validators alone: stored, to be revalidated each time.
+        assert_eq!(
+            storable(&get, &none, ok, &h(&[("etag", "\"a\"")])),
+            Ok(Duration::ZERO)
+        );
+        assert!(
+            storable(
+                &get,
+                &none,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &h(&[("cache-control", "max-age=60")])
+            )
+            .is_err()
+        );
+    }
+
+    fn stored(lifetime: u64, headers: HeaderMap, at: Instant) -> Stored {
+        Stored {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(b"x"),
+            at,
+            initial_age: Duration::from_secs(2),
+            lifetime: Duration::from_secs(lifetime),
+            vary: vec![],
+        }
+    }
+
+    #[test]
+    fn freshness_counts_the_age_and_honours_no_cache() {
+        let t0 = Instant::now();
+        let s = stored(10, HeaderMap::new(), t0);
+        assert_eq!(s.age(t0 + Duration::from_secs(3)), Duration::from_secs(5));
+        assert!(s.fresh(&HeaderMap::new(), t0 + Duration::from_secs(7)));
+        assert!(!s.fresh(&HeaderMap::new(), t0 + Duration::from_secs(8)));
+        assert!(!s.fresh(&h(&[("cache-control", "no-cache")]), t0));
+        assert!(!s.fresh(&h(&[("cache-control", "max-age=0")]), t0));
+        let nc = stored(10, h(&[("cache-control", "no-cache, max-age=10")]), t0);
+        assert!(!nc.fresh(&HeaderMap::new(), t0));
+    }
+
+    #[test]
+    fn vary_keeps_variants_apart_and_the_store_stays_within_its_bytes() {
+        let t0 = Instant::now();
+        let mut store = Store::new(8 * 1024);
+        let req_gz = h(&[("accept-encoding", "gzip")]);
+        let req_id = HeaderMap::new();
+        let resp = h(&[("vary", "Accept-Encoding")]);
+        let mut a = stored(60, resp.clone(), t0);
+        a.vary = vary_of(&resp, &req_gz);
+        a.body = Bytes::from_static(b"gz");
+        store.put("k".into(), a);
+        assert!(store.get("k", &req_gz).is_some());
+        assert!(store.get("k", &req_id).is_none());
+        let mut b = stored(60, resp.clone(), t0);
+        b.vary = vary_of(&resp, &req_id);
+        store.put("k".into(), b);
+        assert_eq!(
+            store.get("k", &req_id).unwrap().body,
+            Bytes::from_static(b"x")
+        );
+        assert_eq!(
+            store.get("k", &req_gz).unwrap().body,
+            Bytes::from_static(b"gz")
+        );
+        for i in 0..100 {
+            let mut s = stored(60, HeaderMap::new(), t0);
+            s.body = Bytes::from(vec![0u8; 500]);
+            store.put(format!("k{i}"), s);
+            assert!(store.bytes() <= 8 * 1024);
+        }
+        store.invalidate("k99");
+        assert!(store.get("k99", &req_id).is_none());
+    }
+}
