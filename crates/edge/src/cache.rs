@@ -248,14 +248,22 @@ const MAX_STORED_BODY: u64 = 1 << 20;
 pub struct CacheServer {
     pool: Arc<Pool>,
     store: Mutex<Store>,
+    /// Proxies in front whose X-Forwarded-For we believe (the LB).
+    trusted: Vec<std::net::IpAddr>,
     rec: Recorder,
 }
 
 impl CacheServer {
-    pub fn new(pool: Arc<Pool>, max_bytes: usize, rec: Recorder) -> Self {
+    pub fn new(
+        pool: Arc<Pool>,
+        max_bytes: usize,
+        trusted: Vec<std::net::IpAddr>,
+        rec: Recorder,
+    ) -> Self {
         CacheServer {
             pool,
             store: Mutex::new(Store::new(max_bytes)),
+            trusted,
             rec,
         }
     }
@@ -312,7 +320,7 @@ impl Handler for CacheServer {
             ctx: span.ctx(),
             rec: &self.rec,
             peer: conn.peer.ip(),
-            trusted: &[],
+            trusted: &self.trusted,
             proto: "http",
         };
         let record = |outcome: &str, reason: String| {

@@ -72,6 +72,15 @@ struct Proxy {
 }
 
 async fn proxy(backends: &[SocketAddr], algorithm: &str, checks: Checks) -> Proxy {
+    proxy_with(backends, algorithm, checks, Limits::default()).await
+}
+
+async fn proxy_with(
+    backends: &[SocketAddr],
+    algorithm: &str,
+    checks: Checks,
+    limits: Limits,
+) -> Proxy {
     let names: Vec<String> = (1..=backends.len()).map(|i| format!("b{i}")).collect();
     let list = backends
         .iter()
@@ -87,7 +96,7 @@ async fn proxy(backends: &[SocketAddr], algorithm: &str, checks: Checks) -> Prox
     let lb = Arc::new(LoadBalancer::new(pool.clone(), rec));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let server = serve_http(l, None, Limits::default(), lb).unwrap();
+    let server = serve_http(l, None, limits, lb).unwrap();
     Proxy {
         addr,
         pool,
@@ -509,7 +518,7 @@ async fn the_cache_server_hits_revalidates_with_304_and_bypasses_unsafe_methods(
         passive(),
         rec.clone(),
     );
-    let cache = Arc::new(weblab_edge::CacheServer::new(pool, 1 << 20, rec));
+    let cache = Arc::new(weblab_edge::CacheServer::new(pool, 1 << 20, vec![], rec));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let _s = serve_http(l, None, Limits::default(), cache).unwrap();
@@ -573,4 +582,34 @@ async fn the_cache_server_hits_revalidates_with_304_and_bypasses_unsafe_methods(
             "MISS"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_gets_413_while_it_streams() {
+    let echo = backend(|req: Request<Incoming>| async move {
+        match req.into_body().collect().await {
+            Ok(b) => Response::new(full(b.to_bytes())),
+            Err(_) => Response::new(full("cut")),
+        }
+    })
+    .await;
+    let limits = Limits {
+        max_body: 1000,
+        ..Limits::default()
+    };
+    let p = proxy_with(&[echo], "round-robin", passive(), limits).await;
+    // No Content-Length to refuse up front: the limit counts as it arrives.
+    let mut req =
+        String::from("POST /api/users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..4 {
+        req.push_str("200\r\n");
+        req.push_str(&"x".repeat(0x200));
+        req.push_str("\r\n");
+    }
+    req.push_str("0\r\n\r\n");
+    let r = exchange(p.addr, &req).await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    assert!(r.contains("larger than 1000 bytes"), "{r}");
+    // The client's fault is not the backend's.
+    assert_eq!(p.pool.status().backends[0].failed, 0);
 }

@@ -17,6 +17,7 @@ use crate::{observe, supervise};
 pub enum Role {
     Dns,
     Lb,
+    Cache,
     Web,
     App,
 }
@@ -143,6 +144,7 @@ pub async fn serve(
     let wanted = |name: &str| match role {
         Role::Dns => name == "dns" || name == "resolver",
         Role::Lb => name == "lb",
+        Role::Cache => name == "cache",
         Role::Web => name == "web",
         Role::App => name == "app",
     };

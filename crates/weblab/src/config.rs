@@ -59,6 +59,8 @@ struct RawWorld {
     web: Vec<RawWeb>,
     #[serde(default)]
     app: Vec<RawApp>,
+    #[serde(default)]
+    cache: Vec<RawCache>,
     database: DatabaseConfig,
     #[serde(default)]
     limits: RawLimits,
@@ -227,6 +229,15 @@ struct RawWeb {
     site: Vec<RawSite>,
 }
 
+/// `[[cache]]`: a shared HTTP cache in front of web servers.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    host: Name,
+    upstreams: Vec<Name>,
+    max_bytes: Option<Spanned<String>>,
+}
+
 /// `[[web.site]]`: a virtual host of a web server.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -327,6 +338,14 @@ pub struct WebConfig {
     pub sites: Vec<SiteConfig>,
 }
 
+/// A shared HTTP cache.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub host: String,
+    pub upstreams: Vec<String>,
+    pub max_bytes: usize,
+}
+
 /// A virtual host of a web server.
 #[derive(Clone, Debug)]
 pub struct SiteConfig {
@@ -387,6 +406,8 @@ pub struct World {
     pub dns: Vec<DnsConfig>,
     pub lb: LbConfig,
     pub web: Vec<WebConfig>,
+    /// Shared HTTP caches (`[[cache]]`).
+    pub caches: Vec<CacheConfig>,
     pub apps: Vec<String>,
     pub database: DatabaseConfig,
     pub limits: LimitsConfig,
@@ -867,6 +888,32 @@ impl World {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let caches = raw
+            .cache
+            .iter()
+            .map(|c| {
+                if c.upstreams.is_empty() {
+                    return Err(
+                        src.error(c.host.span(), "cache.upstreams: at least one web server")
+                    );
+                }
+                let max_bytes = match &c.max_bytes {
+                    Some(v) => crate::units::bytes(v.get_ref())
+                        .map_err(|e| src.error(v.span(), format!("cache.max_bytes: {e}")))?
+                        as usize,
+                    None => 64 << 20,
+                };
+                Ok(CacheConfig {
+                    host: host("cache.host", &c.host)?,
+                    upstreams: c
+                        .upstreams
+                        .iter()
+                        .map(|u| host("cache.upstreams", u))
+                        .collect::<Result<_, _>>()?,
+                    max_bytes,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let mut world = World {
             name: raw.name.clone(),
             ports: raw.ports.clone(),
@@ -881,6 +928,7 @@ impl World {
             dns,
             lb,
             web,
+            caches,
             apps: raw
                 .app
                 .iter()
@@ -949,7 +997,10 @@ mod tests {
     fn a_world_file_of_the_first_form_with_a_hosts_table_still_loads() {
         let old = include_str!("../tests/fixtures/world-v1.toml");
         let w = World::parse("world-v1.toml", old).unwrap();
-        let new = World::default_world();
+        let mut new = World::default_world();
+        // The first form predates the cache server.
+        new.hosts.remove("cache");
+        new.services.remove("cache");
         assert_eq!(w.hosts, new.hosts);
         assert_eq!(w.services, new.services);
         assert_eq!(w.services["resolver"], ["resolver"]);
@@ -972,8 +1023,8 @@ mod tests {
                 "host lb: lists \"app\", but no section configures",
             ),
             (
-                base.replace("services = [\"lb\"]", "services = [\"lb\", \"cache\"]"),
-                "host lb: unknown service \"cache\"",
+                base.replace("services = [\"lb\"]", "services = [\"lb\", \"cdn\"]"),
+                "host lb: unknown service \"cdn\"",
             ),
             (
                 base.replace("network = \"loopback\"", "network = \"netns\""),

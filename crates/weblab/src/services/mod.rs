@@ -3,10 +3,12 @@
 //!
 //! - [`app`] — the application server (axum, the database);
 //! - [`web`] — a web server (static files, proxy to the applications);
+//! - [`cache`] — a shared HTTP cache in front of the web servers;
 //! - [`lb`] — the load balancer (TLS termination, HTTP→HTTPS redirect);
 //! - [`dns`] — authoritative DNS servers and the recursive resolver.
 
 pub mod app;
+pub mod cache;
 pub mod dns;
 pub mod lb;
 pub mod web;
@@ -90,6 +92,7 @@ pub trait Service: Send + Sync + 'static {
 pub static REGISTRY: &[&dyn Service] = &[
     &app::App,
     &web::Web,
+    &cache::Cache,
     &lb::Lb,
     &dns::Authoritative,
     &dns::Recursive,

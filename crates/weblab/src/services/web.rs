@@ -113,7 +113,11 @@ impl Service for Web {
                 sites
             };
             let sites = Sites(sites);
-            let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
+            // The load balancer, and the caches that may stand between.
+            let trusted = std::iter::once(&world.lb.host)
+                .chain(world.caches.iter().map(|c| &c.host))
+                .map(|h| IpAddr::V4(world.addr(h)))
+                .collect();
             let admin = Arc::new(Admin {
                 role: format!("{host} (web server)"),
                 pools: sites.pools(),

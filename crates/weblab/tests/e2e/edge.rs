@@ -297,3 +297,63 @@ async fn two_sites_on_one_address_are_chosen_by_host_and_locations_by_path() {
     let r = get("other.example", "/static/app.css").await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cache_in_the_path_a_second_request_is_a_hit_that_never_reaches_a_web_server() {
+    use crate::support::tls_connect;
+    let w = start_with(168, |w| {
+        w.lb.backends = vec!["cache".into()];
+        w.lb.weights = vec![1];
+    })
+    .await;
+    let lb = SocketAddr::new(w.addr("lb"), w.ports.https);
+    let ca = std::fs::read(w.ca_path()).unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let tls = tls_connect(lb, &ca, b"http/1.1").await.unwrap();
+        let r = exchange(
+            tls,
+            b"GET /static/app.css HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n",
+            5 * SEC,
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        answers.push(r);
+    }
+    assert!(answers[0].contains("x-cache: MISS"), "{}", answers[0]);
+    assert!(answers[1].contains("x-cache: HIT"), "{}", answers[1]);
+    assert!(answers[1].contains("age: "), "{}", answers[1]);
+    // The web servers served the file once; the cache's spans say why.
+    let spans = w.collector.snapshot();
+    let web_serves = spans
+        .iter()
+        .filter(|s| {
+            s.component.as_str() == "web"
+                && matches!(&s.event, weblab_trace::Event::HttpServe { path, .. } if path == "/static/app.css")
+        })
+        .count();
+    assert_eq!(web_serves, 1);
+    let outcomes: Vec<&str> = spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            weblab_trace::Event::HttpCache { outcome, key, .. }
+                if key.ends_with("/static/app.css") =>
+            {
+                Some(outcome.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, ["MISS", "HIT"]);
+    // The web server still learns who the client was, through two proxies.
+    let xff = spans.iter().find_map(|s| match &s.event {
+        weblab_trace::Event::ProxyForward {
+            headers, upstream, ..
+        } if upstream.starts_with("web") => headers
+            .iter()
+            .find(|(k, _)| k == "x-real-ip")
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    });
+    assert_eq!(xff.as_deref(), Some("127.0.0.1"));
+}

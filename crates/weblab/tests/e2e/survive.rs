@@ -1,7 +1,9 @@
 //! The world survives its clients (issue 6): hang-ups, slow and oversized
 //! requests, floods, bad Host headers, forged forwarding headers, signals,
 //! and a role that dies. Real sockets and real processes, all on loopback,
-//! every loop bounded in count and time.
+//! every loop bounded in count and time. (A chunked body over the limit
+//! is checked in crates/edge/tests/proxy.rs, against a backend that reads
+//! its body: this world's app answers some paths without reading it.)
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -160,7 +162,12 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_are_refused_with_503_and_served_again_after() {
-    let w = start_with(134, |w| w.limits.http.max_connections = 5).await;
+    let w = start_with(134, |w| {
+        w.limits.http.max_connections = 5;
+        // The LB's health checks would take a slot now and then.
+        w.lb.health.interval = None;
+    })
+    .await;
     let web1 = addr(&w, "web1", w.ports.http);
     let mut held = Vec::new();
     for _ in 0..5 {
@@ -317,25 +324,4 @@ async fn gzip_and_identity_representations_carry_their_own_etag() {
     ))
     .await;
     assert!(other.starts_with("HTTP/1.1 200"), "{other}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunked_body_over_the_configured_limit_gets_413() {
-    let w = start_with(138, |w| w.limits.http.max_body = 1000).await;
-    let s = TcpStream::connect(addr(&w, "web1", w.ports.http))
-        .await
-        .unwrap();
-    // No Content-Length to refuse up front: the limit counts as it arrives.
-    let mut req =
-        b"POST /api/users HTTP/1.1\r\nHost: myapp.test\r\nTransfer-Encoding: chunked\r\n\r\n"
-            .to_vec();
-    for _ in 0..4 {
-        req.extend_from_slice(b"200\r\n");
-        req.extend_from_slice(&[b'x'; 0x200]);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"0\r\n\r\n");
-    let r = exchange(s, &req, 5 * SEC).await;
-    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
-    assert!(r.contains("larger than 1000 bytes"), "{r}");
 }

@@ -1,0 +1,90 @@
+//! The cache server role (C50): a shared HTTP cache on its own host, in
+//! front of web servers. It joins the request path when the load
+//! balancer's backends name it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use weblab_edge::{Admin, Backend, CacheServer, Checks, Pool, serve_http};
+
+use super::{Service, Starting};
+use crate::config::World;
+use crate::world::{Boot, listen, sock};
+
+pub struct Cache;
+
+impl Service for Cache {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+
+    fn hosts(&self, world: &World) -> Vec<String> {
+        world.caches.iter().map(|c| c.host.clone()).collect()
+    }
+
+    /// Between the load balancer (0) and the web servers (1): its
+    /// in-flight requests still need the web servers.
+    fn drain_tier(&self) -> u8 {
+        0
+    }
+
+    fn start<'a>(&'a self, boot: &'a Boot, host: &'a str) -> Starting<'a> {
+        Box::pin(async move {
+            let (world, ports) = (&*boot.world, boot.ports);
+            let ip = world.addr(host);
+            let cfg = world
+                .caches
+                .iter()
+                .find(|c| c.host == host)
+                .with_context(|| format!("host {host} runs no cache"))?;
+            let rec = boot.recorder(host, "cache");
+            let backends = cfg
+                .upstreams
+                .iter()
+                .map(|u| Backend::new(u, sock(world.addr(u), ports.http), 1))
+                .collect();
+            let pool = Pool::new(
+                backends,
+                Box::new(weblab_edge::balance::RoundRobin::default()),
+                IpAddr::V4(ip),
+                Checks {
+                    interval: None,
+                    ..Checks::default()
+                },
+                rec.clone(),
+            );
+            let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
+            let admin = Arc::new(Admin {
+                role: format!("{host} (cache server)"),
+                pools: vec![("web servers".into(), pool.clone())],
+            });
+            let cache = Arc::new(CacheServer::new(pool, cfg.max_bytes, trusted, rec));
+            let limits = world.limits.http;
+            let listener = listen(sock(ip, ports.http), host).await?;
+            let status = listen(sock(ip, ports.admin), host).await?;
+            Ok(vec![
+                serve_http(listener, None, limits, cache)?,
+                serve_http(status, None, limits, admin)?,
+            ]
+            .into())
+        })
+    }
+
+    fn instructions(&self, boot: &Boot, host: &str) -> Vec<String> {
+        let p = boot.ports;
+        let ip = boot.world.addr(host);
+        let port = if p.http == 80 {
+            String::new()
+        } else {
+            format!(":{}", p.http)
+        };
+        vec![
+            "The cache server (C50): twice, and see x-cache: MISS then HIT, and age:".into(),
+            format!(
+                "  curl -s -D - -o /dev/null -H 'Host: myapp.test' http://{ip}{port}/static/app.css"
+            ),
+            format!("  (to put it in the path: [lb] backends = [\"{host}\"] and weights = [1])"),
+        ]
+    }
+}
