@@ -1,7 +1,9 @@
 //! What a client controls about a static file request: the request line
 //! (HTTP/0.9's simple request is parsed by hand), the URL path, the Range
 //! header and Accept-Encoding. Mapping never leaves the root (no `..`, no
-//! absolute part) and a range never points outside the file.
+//! absolute part) and a range never points outside the file. The same
+//! bytes as Cache-Control and Vary go through the cache's rules (RFC
+//! 9111), which must never panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Component;
@@ -24,7 +26,19 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut h = http::HeaderMap::new();
     if let Ok(v) = http::HeaderValue::from_str(text) {
-        h.insert(http::header::ACCEPT_ENCODING, v);
+        h.insert(http::header::ACCEPT_ENCODING, v.clone());
         let _ = accepts(&h, "gzip");
+        let mut resp = http::HeaderMap::new();
+        resp.insert(http::header::CACHE_CONTROL, v.clone());
+        resp.insert(http::header::VARY, v.clone());
+        resp.insert(http::header::EXPIRES, v);
+        let _ = weblab_edge::cache::Directives::of(&resp);
+        let _ = weblab_edge::cache::lifetime(&resp);
+        let _ = weblab_edge::cache::storable(
+            &http::Method::GET,
+            &h,
+            http::StatusCode::OK,
+            &resp,
+        );
     }
 });
