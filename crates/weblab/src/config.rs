@@ -584,9 +584,19 @@ fn firewall(
     })
 }
 
+/// The load balancer's checks when the world file says nothing: a file
+/// every web server serves by itself, so a check tests the web tier and
+/// not the applications behind it.
+fn default_checks() -> weblab_edge::Checks {
+    weblab_edge::Checks {
+        path: "/static/app.css".into(),
+        ..weblab_edge::Checks::default()
+    }
+}
+
 /// Checks `[lb.health]`, filling in the defaults.
 fn health(src: &Source<'_>, raw: &RawHealth) -> Result<weblab_edge::Checks, ConfigError> {
-    let mut c = weblab_edge::Checks::default();
+    let mut c = default_checks();
     let duration = |field: &str, v: &Spanned<String>| -> Result<Duration, ConfigError> {
         match crate::units::duration(v.get_ref()) {
             Ok(0) => Err(src.error(v.span(), format!("lb.health.{field}: must be more than 0"))),
@@ -819,7 +829,7 @@ impl World {
             server_names: raw.lb.server_names.clone(),
             health: match &raw.lb.health {
                 Some(h) => health(&src, h)?,
-                None => weblab_edge::Checks::default(),
+                None => default_checks(),
             },
             firewall: raw
                 .lb

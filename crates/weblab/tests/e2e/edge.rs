@@ -357,3 +357,27 @@ async fn with_the_cache_in_the_path_a_second_request_is_a_hit_that_never_reaches
     });
     assert_eq!(xff.as_deref(), Some("127.0.0.1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_balancers_checks_keep_a_healthy_world_up() {
+    // Many check rounds in a short test: each must pass, or the world
+    // would turn every request away a few seconds after it starts.
+    let w = start_with(169, |w| {
+        w.lb.health.interval = Some(Duration::from_millis(40));
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = curl(&[&format!(
+        "http://{}:{}/_weblab/status",
+        w.addr("lb"),
+        w.ports.admin
+    )])
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    for b in v["pools"][0]["backends"].as_array().unwrap() {
+        assert_eq!(b["health"], "up", "{status}");
+        assert!(b["served"].as_u64().unwrap() >= 5, "{status}");
+        assert_eq!(b["failed"], 0, "{status}");
+    }
+}
