@@ -285,14 +285,58 @@ fn key_of<B>(req: &Request<B>) -> String {
     format!("{host}{target}")
 }
 
-fn from_store(s: &Stored, now: Instant, verdict: &'static str, head: bool) -> Response<Body> {
-    let mut r = Response::new(if head {
+/// Whether the client already has this response (its If-None-Match names
+/// the stored ETag, or, without one, its If-Modified-Since is not older
+/// than the stored Last-Modified): then it gets 304 (RFC 9111 §4.3.2).
+fn client_has(s: &Stored, req: &HeaderMap) -> bool {
+    if s.status != StatusCode::OK {
+        return false;
+    }
+    if let Some(list) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        let Some(etag) = s.headers.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        return list
+            .split(',')
+            .any(|t| t.trim() == "*" || bare(t) == bare(etag));
+    }
+    let date = |h: &HeaderMap, k| {
+        h.get(k)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+    };
+    match (
+        date(req, header::IF_MODIFIED_SINCE),
+        date(&s.headers, header::LAST_MODIFIED),
+    ) {
+        (Some(since), Some(modified)) => modified <= since,
+        _ => false,
+    }
+}
+
+fn from_store(
+    s: &Stored,
+    now: Instant,
+    verdict: &'static str,
+    req: &HeaderMap,
+    head: bool,
+) -> Response<Body> {
+    let not_modified = client_has(s, req);
+    let mut r = Response::new(if head || not_modified {
         Body::empty()
     } else {
         Body::new(s.body.clone())
     });
-    *r.status_mut() = s.status;
+    *r.status_mut() = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        s.status
+    };
     *r.headers_mut() = s.headers.clone();
+    if not_modified {
+        r.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     r.headers_mut()
         .insert(header::AGE, HeaderValue::from(s.age(now).as_secs()));
     r.headers_mut()
@@ -359,10 +403,12 @@ impl Handler for CacheServer {
                     s.lifetime.as_secs()
                 ),
             );
-            let r = from_store(s, now, "HIT", head);
+            let r = from_store(s, now, "HIT", req.headers(), head);
             self.rec.end(span, served(&line, &conn, r.status()));
             return r;
         }
+        // The client's own headers, before the cache adds its validators.
+        let client_req = req.headers().clone();
         // Stale (or revalidation asked for): ask with the validators.
         let mut revalidating = false;
         if let Some(s) = &stored {
@@ -399,7 +445,7 @@ impl Handler for CacheServer {
                 "REVALIDATED",
                 "stale; the origin answered 304 Not Modified".into(),
             );
-            let r = from_store(&s, now, "REVALIDATED", head);
+            let r = from_store(&s, now, "REVALIDATED", &client_req, head);
             self.rec.end(span, served(&line, &conn, r.status()));
             return r;
         }
@@ -433,7 +479,7 @@ impl Handler for CacheServer {
                         };
                         self.store().put(key.clone(), s.clone());
                         record("MISS", format!("stored for {}s", life.as_secs()));
-                        from_store(&s, now, "MISS", false)
+                        from_store(&s, now, "MISS", &client_req, false)
                     }
                     Err(e) => {
                         record("MISS", format!("not stored: the body failed: {e}"));
