@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::{Admin, Backend, CacheServer, Checks, Pool, serve_http};
+use weblab_edge::{Admin, CacheServer, serve_http};
 
 use super::{Service, Starting};
 use crate::config::World;
@@ -39,21 +39,7 @@ impl Service for Cache {
                 .find(|c| c.host == host)
                 .with_context(|| format!("host {host} runs no cache"))?;
             let rec = boot.recorder(host, "cache");
-            let backends = cfg
-                .upstreams
-                .iter()
-                .map(|u| Backend::new(u, sock(world.addr(u), ports.http), 1))
-                .collect();
-            let pool = Pool::new(
-                backends,
-                Box::new(weblab_edge::balance::RoundRobin::default()),
-                IpAddr::V4(ip),
-                Checks {
-                    interval: None,
-                    ..Checks::default()
-                },
-                rec.clone(),
-            );
+            let pool = super::passive_pool(boot, ip, &cfg.upstreams, rec.clone());
             let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
             let admin = Arc::new(Admin {
                 role: format!("{host} (cache server)"),

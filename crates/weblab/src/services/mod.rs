@@ -58,6 +58,37 @@ impl Needs {
     }
 }
 
+/// A pool of `names`' HTTP servers for a proxy on `ip`, round robin, with
+/// passive health only (like nginx: failed requests take one out for a
+/// while). The web servers' pools of apps and the cache's of web servers.
+pub(crate) fn passive_pool(
+    boot: &Boot,
+    ip: std::net::Ipv4Addr,
+    names: &[String],
+    rec: weblab_trace::Recorder,
+) -> std::sync::Arc<weblab_edge::Pool> {
+    let backends = names
+        .iter()
+        .map(|n| {
+            weblab_edge::Backend::new(
+                n,
+                crate::world::sock(boot.world.addr(n), boot.ports.http),
+                1,
+            )
+        })
+        .collect();
+    weblab_edge::Pool::new(
+        backends,
+        Box::new(weblab_edge::balance::RoundRobin::default()),
+        std::net::IpAddr::V4(ip),
+        weblab_edge::Checks {
+            interval: None,
+            ..weblab_edge::Checks::default()
+        },
+        rec,
+    )
+}
+
 /// A future a service returns from [`Service::start`].
 pub type Starting<'a> = Pin<Box<dyn Future<Output = Result<Started>> + Send + 'a>>;
 

@@ -4,9 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::{
-    Action, Admin, Backend, Checks, Files, Location, Pool, Site, Sites, WebServer, serve_http,
-};
+use weblab_edge::{Action, Admin, Files, Location, Pool, Site, Sites, WebServer, serve_http};
 
 use super::{Needs, Service, Starting};
 use crate::config::{LocationServe, World};
@@ -41,29 +39,13 @@ impl Service for Web {
                 .find(|w| w.host == host)
                 .with_context(|| format!("host {host} runs no web server"))?;
             let rec = boot.recorder(host, "web");
-            // One pool per distinct list of apps. Like nginx: no active
-            // checks toward the apps; failed requests take an app out for
-            // a while.
+            // One pool per distinct list of apps.
             let mut pools: Vec<(Vec<String>, Arc<Pool>)> = Vec::new();
             let mut pool_for = |names: &[String]| -> Arc<Pool> {
                 if let Some((_, p)) = pools.iter().find(|(n, _)| n == names) {
                     return p.clone();
                 }
-                let backends = names
-                    .iter()
-                    .map(|a| Backend::new(a, sock(world.addr(a), ports.http), 1))
-                    .collect();
-                let checks = Checks {
-                    interval: None,
-                    ..Checks::default()
-                };
-                let p = Pool::new(
-                    backends,
-                    Box::new(weblab_edge::balance::RoundRobin::default()),
-                    IpAddr::V4(ip),
-                    checks,
-                    rec.clone(),
-                );
+                let p = super::passive_pool(boot, ip, names, rec.clone());
                 pools.push((names.to_vec(), p.clone()));
                 p
             };
