@@ -59,6 +59,29 @@ WEB=$LAST_PID
 wait_tcp "$PORT" 30 "127.$BLOCK.4.1"
 run_wrk weblab-proxy-rr "http://127.$BLOCK.4.1:$PORT/1k.bin" "$WEB"
 ' _ "$PEERS" "$BLOCK" "$PORT" "$BIN" "$DATA" | tee -a "$OUT"
+# Memory per connection: ours and nginx, 1000 keep-alive connections each.
+bash -c '
+source "$1/lib.sh"
+BLOCK=$2 PORT=$3 BIN=$4 DATA=$5 HERE=$6
+start_bg weblab-web "$SERVER_CPU" "$BIN" --block "$BLOCK" --data "$DATA" serve web --host web1
+WEB=$LAST_PID
+wait_tcp "$PORT" 30 "127.$BLOCK.4.1"
+python3 "$HERE/conn_memory.py" weblab-conn-memory "127.$BLOCK.4.1" "$PORT" "$WEB"
+stop_pid "$WEB"
+mkdir -p "$WORK/www/static" "$WORK/tmp"; chmod -R 755 "$WORK"
+head -c 1134 /dev/urandom > "$WORK/www/static/app.css"
+cat >"$WORK/n.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $WORK/n.pid; error_log $WORK/n.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_timeout 65s; client_body_temp_path $WORK/tmp/b; proxy_temp_path $WORK/tmp/p;
+ fastcgi_temp_path $WORK/tmp/f; uwsgi_temp_path $WORK/tmp/u; scgi_temp_path $WORK/tmp/s;
+ server { listen 127.$BLOCK.9.1:$PORT; root $WORK/www; } }
+CONF
+start_bg nginx-mem "$SERVER_CPU" nginx -p "$WORK" -c "$WORK/n.conf"
+NG=$LAST_PID
+wait_tcp "$PORT" 10 "127.$BLOCK.9.1"
+python3 "$HERE/conn_memory.py" nginx-conn-memory "127.$BLOCK.9.1" "$PORT" "$NG"
+' _ "$PEERS" "$BLOCK" "$PORT" "$BIN" "$DATA" "$PWD/bench" | tee -a "$OUT"
 rm -rf "$DATA"
 
 python3 - "$OUT" <<'PY'
@@ -80,4 +103,9 @@ def show(ours, peer, what):
 show("weblab-static-1k-h1", "nginx-static-1k-h1", "static ~1 KiB, HTTP/1.1")
 show("weblab-proxy-rr", "lb-haproxy-rr", "round-robin proxy, 2 backends")
 show("weblab-proxy-rr", "lb-nginx-rr", "round-robin proxy, 2 backends")
+a, b = rows.get("weblab-conn-memory"), rows.get("nginx-conn-memory")
+if a and b:
+    for k, what in (("idle_bytes_per_conn", "idle"), ("after_request_bytes_per_conn", "after one request")):
+        x, y = float(a[k]), float(b[k])
+        print(f"memory per connection, {what:18} weblab {x:8.0f} B | nginx {y:8.0f} B | ratio {x / max(y, 1):.1f}")
 PY
