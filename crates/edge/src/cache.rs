@@ -28,6 +28,8 @@ pub struct Directives {
     pub private: bool,
     pub public: bool,
     pub must_revalidate: bool,
+    /// A request's: answer from the store or not at all (504).
+    pub only_if_cached: bool,
 }
 
 impl Directives {
@@ -53,6 +55,7 @@ impl Directives {
                 "private" => d.private = true,
                 "public" => d.public = true,
                 "must-revalidate" | "proxy-revalidate" => d.must_revalidate = true,
+                "only-if-cached" => d.only_if_cached = true,
                 _ => {}
             }
         }
@@ -143,10 +146,15 @@ impl Stored {
     pub fn fresh(&self, req: &HeaderMap, now: Instant) -> bool {
         let rq = Directives::of(req);
         let rs = Directives::of(&self.headers);
-        if rq.no_cache || rs.no_cache || rq.max_age == Some(0) {
+        if rq.no_cache || rs.no_cache {
             return false;
         }
-        self.age(now) < self.lifetime
+        let age = self.age(now);
+        // A request's max-age caps the age it accepts (§5.2.1.1).
+        if rq.max_age.is_some_and(|m| age >= Duration::from_secs(m)) {
+            return false;
+        }
+        age < self.lifetime
     }
 
     fn matches(&self, req: &HeaderMap) -> bool {
@@ -407,6 +415,30 @@ impl Handler for CacheServer {
             self.rec.end(span, served(&line, &conn, r.status()));
             return r;
         }
+        // only-if-cached: what the store has, or 504 (RFC 9111 §5.2.1.7).
+        if Directives::of(req.headers()).only_if_cached {
+            let r = match &stored {
+                Some(s) => {
+                    record(
+                        "HIT",
+                        "only-if-cached: the stored copy, fresh or not".into(),
+                    );
+                    from_store(s, now, "HIT", req.headers(), head)
+                }
+                None => {
+                    record("MISS", "only-if-cached and nothing stored: 504".into());
+                    let mut r = crate::http::text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "only-if-cached, and this cache has no copy\n",
+                    );
+                    r.headers_mut()
+                        .insert("x-cache", HeaderValue::from_static("MISS"));
+                    r
+                }
+            };
+            self.rec.end(span, served(&line, &conn, r.status()));
+            return r;
+        }
         // The client's own headers, before the cache adds its validators.
         let client_req = req.headers().clone();
         // Stale (or revalidation asked for): ask with the validators.
@@ -605,6 +637,9 @@ mod tests {
         assert!(!s.fresh(&HeaderMap::new(), t0 + Duration::from_secs(8)));
         assert!(!s.fresh(&h(&[("cache-control", "no-cache")]), t0));
         assert!(!s.fresh(&h(&[("cache-control", "max-age=0")]), t0));
+        // A request's max-age caps the age it accepts (the copy is 2 s old).
+        assert!(s.fresh(&h(&[("cache-control", "max-age=3")]), t0));
+        assert!(!s.fresh(&h(&[("cache-control", "max-age=2")]), t0));
         let nc = stored(10, h(&[("cache-control", "no-cache, max-age=10")]), t0);
         assert!(!nc.fresh(&HeaderMap::new(), t0));
     }

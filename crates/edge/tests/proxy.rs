@@ -539,6 +539,18 @@ async fn the_cache_server_hits_revalidates_with_304_and_bypasses_unsafe_methods(
         1,
         "a hit never reaches the origin"
     );
+    // A client that has it already gets 304 from the cache.
+    let r = exchange(
+        addr,
+        "GET /a HTTP/1.1\r\nHost: myapp.test\r\nIf-None-Match: \"v1\"\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        r.starts_with("HTTP/1.1 304") && r.contains("x-cache: HIT"),
+        "{r}"
+    );
+    assert!(!r.ends_with("hello"), "{r}");
+    assert_eq!(hits.load(Ordering::Relaxed), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = get("/a").await;
     assert!(
@@ -557,6 +569,24 @@ async fn the_cache_server_hits_revalidates_with_304_and_bypasses_unsafe_methods(
     let r = get("/a").await;
     assert!(r.contains("x-cache: MISS"), "{r}");
     assert_eq!(hits.load(Ordering::Relaxed), 4);
+    // only-if-cached: the stored copy, or 504 without one.
+    let r = exchange(
+        addr,
+        "GET /a HTTP/1.1\r\nHost: myapp.test\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("hello"), "{r}");
+    let r = exchange(
+        addr,
+        "GET /never HTTP/1.1\r\nHost: myapp.test\r\nCache-Control: only-if-cached\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 504"), "{r}");
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        4,
+        "only-if-cached never asks the origin"
+    );
     // private: never stored by a shared cache.
     get("/private").await;
     let r = get("/private").await;
@@ -575,8 +605,11 @@ async fn the_cache_server_hits_revalidates_with_304_and_bypasses_unsafe_methods(
         [
             "MISS",
             "HIT",
+            "HIT",
             "REVALIDATED",
             "BYPASS",
+            "MISS",
+            "HIT",
             "MISS",
             "MISS",
             "MISS"
