@@ -294,7 +294,6 @@ impl Pool {
             let (mut send, conn) = hyper::client::conn::http1::handshake(io)
                 .await
                 .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
             let req = Request::get(uri.path())
                 .header(http::header::HOST, backend.addr.to_string())
                 .header(http::header::CONNECTION, "close")
@@ -307,8 +306,16 @@ impl Pool {
                 )
                 .body(http_body_util::Empty::<bytes::Bytes>::new())
                 .map_err(|e| e.to_string())?;
-            let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-            let status = resp.status().as_u16();
+            // The connection is driven here rather than spawned, so a
+            // backend that accepts and never answers costs nothing once
+            // the check's time is up: dropping this future closes it.
+            let status = tokio::select! {
+                r = send.send_request(req) => r.map_err(|e| e.to_string())?.status().as_u16(),
+                c = conn => return Err(match c {
+                    Ok(()) => "the connection closed before an answer".to_string(),
+                    Err(e) => e.to_string(),
+                }),
+            };
             let good = match self.checks.expect {
                 Some(want) => status == want,
                 None => (200..400).contains(&status),

@@ -646,3 +646,38 @@ async fn a_chunked_body_over_the_limit_gets_413_while_it_streams() {
     // The client's fault is not the backend's.
     assert_eq!(p.pool.status().backends[0].failed, 0);
 }
+
+#[tokio::test]
+async fn checks_of_a_backend_that_never_answers_leave_no_connection_open() {
+    // A backend that accepts and stays silent; it counts the connections
+    // the checker still holds open.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let open = Arc::new(AtomicU32::new(0));
+    let o = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            let o = o.clone();
+            o.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+                o.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    });
+    let checks = Checks {
+        interval: Some(Duration::from_millis(20)),
+        timeout: Duration::from_millis(30),
+        ..Checks::default()
+    };
+    let p = proxy(&[addr], "round-robin", checks).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let status = p.pool.status();
+    assert!(status.backends[0].failed >= 5, "{:?}", status.backends[0]);
+    assert!(
+        open.load(Ordering::Relaxed) <= 1,
+        "{} check connections left open",
+        open.load(Ordering::Relaxed)
+    );
+}
