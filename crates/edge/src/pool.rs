@@ -309,13 +309,18 @@ impl Pool {
             // The connection is driven here rather than spawned, so a
             // backend that accepts and never answers costs nothing once
             // the check's time is up: dropping this future closes it.
-            let status = tokio::select! {
-                r = send.send_request(req) => r.map_err(|e| e.to_string())?.status().as_u16(),
-                c = conn => return Err(match c {
-                    Ok(()) => "the connection closed before an answer".to_string(),
-                    Err(e) => e.to_string(),
-                }),
+            let ask = send.send_request(req);
+            tokio::pin!(ask, conn);
+            let resp = tokio::select! {
+                r = &mut ask => r,
+                // A connection that ended cleanly has handed over its
+                // answer, if it got one.
+                c = &mut conn => match c {
+                    Ok(()) => ask.await,
+                    Err(e) => return Err(e.to_string()),
+                },
             };
+            let status = resp.map_err(|e| e.to_string())?.status().as_u16();
             let good = match self.checks.expect {
                 Some(want) => status == want,
                 None => (200..400).contains(&status),
