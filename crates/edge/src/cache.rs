@@ -218,26 +218,32 @@ impl Store {
             return;
         }
         let list = self.map.entry(key.clone()).or_default();
+        if list.is_empty() {
+            // A key joins the eviction order once, when it first appears.
+            self.order.push_back(key);
+        }
         if let Some(i) = list.iter().position(|o| o.vary == s.vary) {
             self.bytes -= list[i].weight();
             list.remove(i);
         }
         self.bytes += s.weight();
         list.push(s);
-        self.order.push_back(key);
+        // The oldest key goes first, with all its variants.
         while self.bytes > self.max_bytes {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
-            if let Some(list) = self.map.get_mut(&old)
-                && !list.is_empty()
-            {
-                let gone = list.remove(0);
-                self.bytes -= gone.weight();
-                if list.is_empty() {
-                    self.map.remove(&old);
-                }
+            if let Some(list) = self.map.remove(&old) {
+                self.bytes -= list.iter().map(Stored::weight).sum::<usize>();
             }
+        }
+        // Invalidated keys leave stale entries behind; keep the order
+        // no longer than twice the keys it tracks.
+        if self.order.len() > 2 * self.map.len() + 16 {
+            let mut seen = std::collections::HashSet::new();
+            let map = &self.map;
+            self.order
+                .retain(|k| map.contains_key(k) && seen.insert(k.clone()));
         }
     }
 
@@ -676,5 +682,15 @@ mod tests {
         }
         store.invalidate("k99");
         assert!(store.get("k99", &req_id).is_none());
+        // Storing one URL over and over, with invalidations between,
+        // keeps the store's bookkeeping bounded.
+        let mut one = Store::new(1 << 20);
+        for _ in 0..10_000 {
+            one.put("u".into(), stored(60, HeaderMap::new(), t0));
+            one.invalidate("u");
+            one.put("u".into(), stored(60, HeaderMap::new(), t0));
+        }
+        assert!(one.order.len() <= 18, "{}", one.order.len());
+        assert!(one.get("u", &req_id).is_some());
     }
 }
