@@ -382,9 +382,8 @@ impl Handler for CacheServer {
             proto: "http",
         };
         let record = |outcome: &str, reason: String| {
-            self.rec.end_at(
+            self.rec.end(
                 decision,
-                now_ns_of(),
                 Event::HttpCache {
                     key: key.clone(),
                     outcome: outcome.to_string(),
@@ -462,7 +461,6 @@ impl Handler for CacheServer {
             }
         }
         let req_headers = req.headers().clone();
-        let method = Method::GET;
         let resp = forward(&self.pool, req, &[], f, |_| {}).await.response;
         let status = resp.status();
         if revalidating
@@ -487,7 +485,8 @@ impl Handler for CacheServer {
             self.rec.end(span, served(&line, &conn, r.status()));
             return r;
         }
-        let verdict = storable(&method, &req_headers, status, resp.headers());
+        // A HEAD is answered, not stored; what is stored is a GET's.
+        let verdict = storable(&Method::GET, &req_headers, status, resp.headers());
         let small = resp
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -540,10 +539,6 @@ impl Handler for CacheServer {
         self.rec.end(span, served(&line, &conn, r.status()));
         r
     }
-}
-
-fn now_ns_of() -> u64 {
-    weblab_trace::now_ns()
 }
 
 #[cfg(test)]

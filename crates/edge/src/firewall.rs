@@ -179,8 +179,10 @@ impl Firewall {
             Ok(left) => (
                 true,
                 format!(
-                    "within {rate}/s (burst {}): {left:.0} requests left",
-                    self.rules.burst
+                    "within {rate}/s (burst {}): {} more at once",
+                    self.rules.burst,
+                    // Whole requests: a fraction of a token is not one.
+                    left.floor()
                 ),
             ),
             Err(wait) => (
