@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::{Admin, CacheServer, serve_http};
+use weblab_edge::{CacheServer, serve_http};
 
 use super::{Service, Starting};
 use crate::config::World;
@@ -41,19 +41,17 @@ impl Service for Cache {
             let rec = boot.recorder(host, "cache");
             let pool = super::passive_pool(boot, ip, &cfg.upstreams, rec.clone());
             let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
-            let admin = Arc::new(Admin {
-                role: format!("{host} (cache server)"),
-                pools: vec![("web servers".into(), pool.clone())],
-            });
+            let status = super::status_page(
+                boot,
+                host,
+                "cache server",
+                vec![("web servers".into(), pool.clone())],
+            )
+            .await?;
             let cache = Arc::new(CacheServer::new(pool, cfg.max_bytes, trusted, rec));
             let limits = world.limits.http;
             let listener = listen(sock(ip, ports.http), host).await?;
-            let status = listen(sock(ip, ports.admin), host).await?;
-            Ok(vec![
-                serve_http(listener, None, limits, cache)?,
-                serve_http(status, None, limits, admin)?,
-            ]
-            .into())
+            Ok(vec![serve_http(listener, None, limits, cache)?, status].into())
         })
     }
 

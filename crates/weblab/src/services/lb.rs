@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use weblab_edge::tls::server_config;
-use weblab_edge::{Admin, Backend, LoadBalancer, LocalCa, Pool, RedirectToHttps, serve_http};
+use weblab_edge::{Backend, LoadBalancer, LocalCa, Pool, RedirectToHttps, serve_http};
 
 use super::{Needs, Service, Starting};
 use crate::config::World;
@@ -64,10 +64,13 @@ impl Service for Lb {
             names.push(ip.to_string());
             let (chain, key) = boot.ca()?.issue(&names)?;
             let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
-            let admin = Arc::new(Admin {
-                role: format!("{host} (load balancer)"),
-                pools: vec![("backends".into(), pool.clone())],
-            });
+            let status = super::status_page(
+                boot,
+                host,
+                "load balancer",
+                vec![("backends".into(), pool.clone())],
+            )
+            .await?;
             let mut lb = LoadBalancer::new(pool, boot.recorder(host, "lb"));
             if let Some(rules) = &world.lb.firewall {
                 let fw = weblab_edge::Firewall::new(rules.clone(), boot.recorder(host, "firewall"));
@@ -91,12 +94,6 @@ impl Service for Lb {
                 None,
                 limits,
                 redirect,
-            )?;
-            let status = serve_http(
-                listen(sock(ip, ports.admin), host).await?,
-                None,
-                limits,
-                admin,
             )?;
             Ok(vec![https, http, status].into())
         })

@@ -89,6 +89,28 @@ pub(crate) fn passive_pool(
     )
 }
 
+/// The status page (`/_weblab/status`) of a proxy role on `host`: its
+/// pools, on the host's admin port.
+pub(crate) async fn status_page(
+    boot: &Boot,
+    host: &str,
+    what: &str,
+    pools: Vec<(String, std::sync::Arc<weblab_edge::Pool>)>,
+) -> Result<weblab_edge::ServerHandle> {
+    let admin = std::sync::Arc::new(weblab_edge::Admin {
+        role: format!("{host} ({what})"),
+        pools,
+    });
+    let addr = crate::world::sock(boot.world.addr(host), boot.ports.admin);
+    let listener = crate::world::listen(addr, host).await?;
+    Ok(weblab_edge::serve_http(
+        listener,
+        None,
+        boot.world.limits.http,
+        admin,
+    )?)
+}
+
 /// A future a service returns from [`Service::start`].
 pub type Starting<'a> = Pin<Box<dyn Future<Output = Result<Started>> + Send + 'a>>;
 

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::{Action, Admin, Files, Location, Pool, Site, Sites, WebServer, serve_http};
+use weblab_edge::{Action, Files, Location, Pool, Site, Sites, WebServer, serve_http};
 
 use super::{Needs, Service, Starting};
 use crate::config::{LocationServe, World};
@@ -100,10 +100,7 @@ impl Service for Web {
                 .chain(world.caches.iter().map(|c| &c.host))
                 .map(|h| IpAddr::V4(world.addr(h)))
                 .collect();
-            let admin = Arc::new(Admin {
-                role: format!("{host} (web server)"),
-                pools: sites.pools(),
-            });
+            let status = super::status_page(boot, host, "web server", sites.pools()).await?;
             let svc = Arc::new(WebServer::new(sites, trusted, rec));
             let limits = world.limits.http;
             // The world's web servers also speak HTTP/0.9 (C23).
@@ -112,12 +109,7 @@ impl Service for Web {
                 ..limits
             };
             let listener = listen(sock(ip, ports.http), host).await?;
-            let status = listen(sock(ip, ports.admin), host).await?;
-            Ok(vec![
-                serve_http(listener, None, page_limits, svc)?,
-                serve_http(status, None, limits, admin)?,
-            ]
-            .into())
+            Ok(vec![serve_http(listener, None, page_limits, svc)?, status].into())
         })
     }
 }
