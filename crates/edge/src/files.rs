@@ -144,9 +144,10 @@ impl Files {
                 return Ok(e);
             }
             // One stat: unchanged files keep their entry. It runs on the
-            // worker thread, as nginx's does: a stat of a cached inode
-            // takes about a microsecond, less than a hand-off to tokio's
-            // blocking pool.
+            // worker thread, as nginx's does, rather than waking a thread
+            // of tokio's blocking pool for it (not measured apart: the
+            // whole file cache took bench/edge.sh from 0.29x to 0.5-0.8x
+            // of nginx).
             if let Ok(m) = std::fs::metadata(&e.real)
                 && m.len() == e.len
                 && m.modified().ok() == Some(e.mtime)
