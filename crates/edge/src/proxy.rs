@@ -230,32 +230,44 @@ pub async fn forward(
         let guard = backend.enter();
         let result = pool.send(backend, up).await;
         let last = i + 1 == n;
-        match result {
-            Ok(mut resp) => {
-                let status = resp.status();
-                pool.report(
-                    backend,
-                    if status.is_server_error() {
-                        Outcome::Failed(format!("answered {status}"))
-                    } else {
-                        Outcome::Ok
-                    },
-                );
-                let connection = resp
-                    .extensions()
+        // What the backend did: the span and its passive health say it
+        // once for both outcomes.
+        let (status, connection, outcome) = match &result {
+            Ok(resp) => (
+                resp.status(),
+                resp.extensions()
                     .get::<ConnTag>()
                     .map(ConnTag::describe_use)
-                    .unwrap_or_default();
-                let ctx = span.ctx();
-                f.rec.end(
-                    span,
-                    Event::ProxyForward {
-                        upstream: backend.label(),
-                        headers: shown,
-                        status: status.as_u16(),
-                        connection,
-                    },
-                );
+                    .unwrap_or_default(),
+                if resp.status().is_server_error() {
+                    Some(Outcome::Failed(format!("answered {}", resp.status())))
+                } else {
+                    Some(Outcome::Ok)
+                },
+            ),
+            // The client's own body failing is not the backend's fault.
+            Err(e @ SendError::ClientBody { .. }) => (e.status(), String::new(), None),
+            Err(e) => (
+                e.status(),
+                String::new(),
+                Some(Outcome::Failed(e.to_string())),
+            ),
+        };
+        if let Some(o) = outcome {
+            pool.report(backend, o);
+        }
+        let ctx = span.ctx();
+        f.rec.end(
+            span,
+            Event::ProxyForward {
+                upstream: backend.label(),
+                headers: shown,
+                status: status.as_u16(),
+                connection,
+            },
+        );
+        match result {
+            Ok(mut resp) => {
                 attempts.push(Attempt {
                     backend: backend.clone(),
                     failed: None,
@@ -294,20 +306,7 @@ pub async fn forward(
             }
             Err(e) => {
                 drop(guard);
-                let status = e.status();
                 let client_fault = matches!(e, SendError::ClientBody { .. });
-                if !client_fault {
-                    pool.report(backend, Outcome::Failed(e.to_string()));
-                }
-                f.rec.end(
-                    span,
-                    Event::ProxyForward {
-                        upstream: backend.label(),
-                        headers: shown,
-                        status: status.as_u16(),
-                        connection: String::new(),
-                    },
-                );
                 attempts.push(Attempt {
                     backend: backend.clone(),
                     failed: Some(e.to_string()),
