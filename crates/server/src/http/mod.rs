@@ -240,30 +240,23 @@ async fn serve_conn<H: Handler>(
             )
             .await;
         }
-        None if limits.http09 => {
-            let mut tcp = tcp;
-            match http09::sniff(&mut tcp, limits.head_timeout).await {
-                http09::Sniffed::Gone => {}
-                http09::Sniffed::Http09(path) => {
-                    http09::answer(tcp, path, conn, limits, handler).await;
-                }
-                http09::Sniffed::Other(prefix) => {
-                    let io = http09::Prefixed::new(prefix, tcp);
-                    drive(
-                        crate::watched::Watched::new(io, state.clone()),
-                        conn,
-                        limits,
-                        handler,
-                        state,
-                        stop,
-                    )
-                    .await
-                }
-            }
-        }
         None => {
+            let mut tcp = tcp;
+            // With HTTP/0.9 on, the first line is read here; whatever is
+            // not a simple request goes to hyper with those bytes first.
+            let prefix = if limits.http09 {
+                match http09::sniff(&mut tcp, limits.head_timeout).await {
+                    http09::Sniffed::Gone => return,
+                    http09::Sniffed::Http09(path) => {
+                        return http09::answer(tcp, path, conn, limits, handler).await;
+                    }
+                    http09::Sniffed::Other(prefix) => prefix,
+                }
+            } else {
+                Bytes::new()
+            };
             drive(
-                crate::watched::Watched::new(tcp, state.clone()),
+                crate::watched::Watched::new(http09::Prefixed::new(prefix, tcp), state.clone()),
                 conn,
                 limits,
                 handler,
