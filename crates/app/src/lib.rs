@@ -1,18 +1,27 @@
 //! The application server (axum on hyper): a middleware chain of tower
-//! layers, a router, controllers, services and a repository over sqlx.
+//! layers, a route table, controllers, services and repositories over a
+//! traced sqlx executor.
 //!
 //! Map (start with `server.rs`):
 //! - [`server`] — state, the router with its chain, the listener;
 //! - [`middleware`] — the chain in order, each step recording a span;
-//! - [`routes`] — route table, controllers and services;
-//! - [`db`] — the database (SQLite default, PostgreSQL by URL) and its SQL.
+//! - [`routes`] — the route table and the controllers (pages, users,
+//!   posts, tokens, admin), and `lint` for REST path rules;
+//! - [`rest`] — what controllers share: JSON bodies, negotiation, paging;
+//! - [`auth`] — passwords, sessions' cookie, JWTs, the sign-in limit;
+//! - [`repo`] — every SQL statement; [`db`] — pool, migrations, the
+//!   executor that records each statement.
 
+pub mod auth;
 pub mod db;
 mod error;
 pub mod middleware;
+pub mod repo;
+pub mod rest;
 pub mod routes;
 pub mod server;
 
-pub use db::{Db, Engine, User};
+pub use db::{Db, Engine};
 pub use error::AppError;
+pub use repo::{DEMO_PASSWORD, DEMO_USERS, User};
 pub use server::{AppServer, AppState, router, start};

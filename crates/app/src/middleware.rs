@@ -3,24 +3,32 @@
 //! ```text
 //! 1 request context  traceparent in, x-request-id out
 //! 2 access log       time, client IP, method, path, status, duration
-//! 3 security headers nosniff, frame-deny, referrer policy
+//! 3 security headers nosniff, frame-deny, referrer policy, CSP
 //! 4 cors             tower-http CorsLayer (preflight, allow-origin)
-//! 5 compression      tower-http CompressionLayer (gzip, br)
-//!   router           -> route span -> controller -> service -> SQL
+//! 5 session          the `sid` cookie -> a live session row, or why not
+//! 6 authentication   Bearer JWT, else the session, else anonymous;
+//!                    a bad token stops the request here with 401
+//! 7 compression      tower-http CompressionLayer (gzip, br)
+//!   router           -> route span (pattern, controller)
+//! 8 authorization    the route's rule: public, signed in, admin
+//!                    -> controller -> service -> SQL
 //! ```
-//! Each step records a span that covers itself and everything inside it.
+//! Each step records a span that covers itself and everything inside it,
+//! and says what it did, including "nothing to do".
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use weblab_trace::{Ctx, Event, Layer};
 
-use crate::routes::controller_for;
+use crate::auth;
+use crate::error::AppError;
+use crate::repo::{self, NoSession, Session};
 use crate::server::AppState;
 
 /// The trace context of the current request, as set by the step before.
@@ -110,16 +118,35 @@ pub fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())?;
+        .map(|c| c.0.ip());
+    client_ip_of(peer, req.headers(), trusted)
+}
+
+/// [`client_ip`] from its parts.
+pub fn client_ip_of(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer?;
     if !trusted.contains(&peer) {
         return Some(peer);
     }
-    let forwarded = req
-        .headers()
+    let forwarded = headers
         .get("x-real-ip")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
     Some(forwarded.unwrap_or(peer))
+}
+
+/// Whether the client reached the site over HTTPS: X-Forwarded-Proto from
+/// a trusted proxy; a direct connection to the app is plain HTTP.
+pub fn came_over_https(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> bool {
+    peer.is_some_and(|p| trusted.contains(&p))
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
 /// 3: headers every response should carry (C48).
@@ -141,6 +168,16 @@ pub async fn security_headers(
         header::REFERRER_POLICY,
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
+    // Scripts, styles and images only from this origin, no framing, forms
+    // post only back here.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+            ),
+        );
+    }
     s.rec.end(
         span,
         Event::Middleware {
@@ -240,22 +277,306 @@ pub async fn mark(
     resp
 }
 
-/// After routing: records which pattern matched and which controller runs.
-pub async fn route(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+/// Who is asking, as authentication decided.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user_id: i64,
+    pub name: String,
+    pub role: String,
+    pub via: Via,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Session,
+    Bearer,
+}
+
+/// What the session step found, for the steps and handlers after it.
+#[derive(Clone, Debug)]
+pub struct SessionFound {
+    /// The cookie's value (to end or rotate the session).
+    pub id: String,
+    pub session: Option<Session>,
+}
+
+/// 5: loads the session the `sid` cookie names. A cookie that names no
+/// live session is cleared in the response.
+pub async fn session(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let span = s.rec.begin(ctx_of(&req), Layer::Application);
+    let ctx = span.ctx();
+    req.extensions_mut().insert(TraceCtx(ctx));
+    let Some(id) =
+        auth::cookie_value(req.headers(), auth::SESSION_COOKIE).filter(|v| !v.is_empty())
+    else {
+        let resp = next.run(req).await;
+        s.rec
+            .end(span, step("session: no session cookie, nothing to load", 5));
+        return resp;
+    };
+    let loaded = repo::load_session(&s.db.sql(&s.rec, ctx), &id).await;
+    let (what, session, stale) = match loaded {
+        Ok(Ok(found)) => (
+            format!(
+                "session: cookie matched the session of {} (user {}), signed in {} s ago",
+                found.user.email,
+                found.user.id,
+                auth::now() - found.created_at
+            ),
+            Some(found),
+            false,
+        ),
+        Ok(Err(why)) => (
+            format!(
+                "session: cookie matched no live session ({}); cookie cleared",
+                match why {
+                    NoSession::Unknown => "unknown id",
+                    NoSession::Idle => "idle for over 30 min, deleted",
+                    NoSession::Expired => "over 8 h since sign-in, deleted",
+                }
+            ),
+            None,
+            true,
+        ),
+        Err(e) => (format!("session: could not be loaded ({e})"), None, false),
+    };
+    req.extensions_mut().insert(SessionFound { id, session });
+    let https = came_over_https(peer_of(&req), req.headers(), &s.trusted_proxies);
+    let mut resp = next.run(req).await;
+    if stale && !resp.headers().contains_key(header::SET_COOKIE) {
+        resp.headers_mut()
+            .append(header::SET_COOKIE, auth::clear_session_cookie(https));
+    }
+    s.rec.end(span, step(what, 5));
+    resp
+}
+
+fn peer_of(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+fn step(name: impl Into<String>, order: u32) -> Event {
+    Event::Middleware {
+        name: name.into(),
+        order,
+    }
+}
+
+/// 6: decides who is asking: a Bearer token (which must verify: a bad
+/// one is answered 401 here, with the reason), else the session, else
+/// nobody.
+pub async fn authentication(
+    State(s): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let span = s.rec.begin(ctx_of(&req), Layer::Application);
+    req.extensions_mut().insert(TraceCtx(span.ctx()));
+    let (who, what) = if let Some(token) = auth::bearer(req.headers()) {
+        match s.tokens().verify(token) {
+            Ok(c) => match c.sub.parse::<i64>() {
+                Ok(id) => (
+                    Principal {
+                        user_id: id,
+                        name: format!("user {id}"),
+                        role: c.role,
+                        via: Via::Bearer,
+                    },
+                    format!(
+                        "authentication: Bearer token valid, user {id}, expires in {} s",
+                        c.exp - auth::now()
+                    ),
+                ),
+                Err(_) => {
+                    let e = AppError::unauthorized("token subject is not a user id");
+                    s.rec.end(
+                        span,
+                        step(format!("authentication: 401, {}", e.message()), 6),
+                    );
+                    return e.into_response();
+                }
+            },
+            Err(why) => {
+                s.rec
+                    .end(span, step(format!("authentication: 401, {why}"), 6));
+                return AppError::unauthorized(why).into_response();
+            }
+        }
+    } else if let Some(found) = req
+        .extensions()
+        .get::<SessionFound>()
+        .and_then(|f| f.session.as_ref())
+    {
+        let u = &found.user;
+        (
+            Principal {
+                user_id: u.id,
+                name: u.name.clone(),
+                role: u.role.clone(),
+                via: Via::Session,
+            },
+            format!(
+                "authentication: signed in by session as {} ({})",
+                u.email, u.role
+            ),
+        )
+    } else {
+        let resp = next.run(req).await;
+        s.rec.end(
+            span,
+            step("authentication: no token and no session, anonymous", 6),
+        );
+        return resp;
+    };
+    req.extensions_mut().insert(who);
+    let resp = next.run(req).await;
+    s.rec.end(span, step(what, 6));
+    resp
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Signed in; an API answers 401, a page sends the browser to /login.
+    SignedIn,
+    SignedInPage,
+    Admin,
+}
+
+/// What the route step knows about its route.
+#[derive(Clone)]
+pub struct RouteInfo {
+    pub state: Arc<AppState>,
+    pub controller: Arc<str>,
+    pub access: Access,
+}
+
+/// After routing: the route span (pattern and controller), and inside it
+/// 8, authorization by the route's [`Access`] rule.
+pub async fn route(State(info): State<RouteInfo>, mut req: Request, next: Next) -> Response {
+    let s = &info.state;
     let pattern = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "?".into());
     let span = s.rec.begin(ctx_of(&req), Layer::Application);
-    req.extensions_mut().insert(TraceCtx(span.ctx()));
-    let resp = next.run(req).await;
+    let authz = s.rec.begin(span.ctx(), Layer::Application);
+    req.extensions_mut().insert(TraceCtx(authz.ctx()));
+    let who = req.extensions().get::<Principal>();
+    let verdict: Result<String, (String, Response)> = match (info.access, who) {
+        (Access::Public, _) => Ok("authorization: public route, no check".into()),
+        (Access::SignedIn | Access::SignedInPage, Some(p)) => Ok(format!(
+            "authorization: signed-in route, user {} allowed",
+            p.user_id
+        )),
+        (Access::Admin, Some(p)) if p.role == "admin" => Ok(format!(
+            "authorization: admin route, user {} is an admin",
+            p.user_id
+        )),
+        (Access::Admin, Some(p)) => Err((
+            format!("authorization: 403, user {} is not an admin", p.user_id),
+            AppError::forbidden("this route is for admins").into_response(),
+        )),
+        (Access::SignedInPage, None) => {
+            let back = req.uri().path();
+            Err((
+                "authorization: not signed in, 303 to /login".into(),
+                (
+                    StatusCode::SEE_OTHER,
+                    [(header::LOCATION, format!("/login?next={back}"))],
+                )
+                    .into_response(),
+            ))
+        }
+        (Access::SignedIn | Access::Admin, None) => Err((
+            "authorization: 401, not signed in".into(),
+            AppError::unauthorized("sign in first (session cookie or Bearer token)")
+                .into_response(),
+        )),
+    };
+    let resp = match verdict {
+        Ok(what) => {
+            // The authorization span ends when the decision is made; the
+            // controller runs beside it, under the route span.
+            s.rec.end(authz, step(what, 8));
+            req.extensions_mut().insert(TraceCtx(span.ctx()));
+            next.run(req).await
+        }
+        Err((what, resp)) => {
+            s.rec.end(authz, step(what, 8));
+            resp
+        }
+    };
     s.rec.end(
         span,
         Event::Route {
-            controller: controller_for(&pattern).into(),
+            controller: info.controller.to_string(),
             pattern,
         },
     );
     resp
+}
+
+/// tower-http's CORS layer answers every OPTIONS request itself as if it
+/// were a preflight, so `OPTIONS /api/users` from curl would never reach
+/// the route's own Allow answer. This puts the CORS layer in front only of
+/// requests that are preflights (OPTIONS with Origin and
+/// Access-Control-Request-Method); every other OPTIONS goes past it.
+#[derive(Clone)]
+pub struct PreflightsOnly(pub tower_http::cors::CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for PreflightsOnly {
+    type Service = PreflightsOnlyService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PreflightsOnlyService {
+            cors: self.0.layer(inner.clone()),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PreflightsOnlyService<S> {
+    cors: tower_http::cors::Cors<S>,
+    inner: S,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for PreflightsOnlyService<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = Response> + Clone,
+    tower_http::cors::Cors<S>:
+        tower::Service<axum::http::Request<B>, Response = Response, Error = S::Error>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = futures::future::Either<
+        <tower_http::cors::Cors<S> as tower::Service<axum::http::Request<B>>>::Future,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both wrap clones of the same inner service; either may be
+        // called next.
+        std::task::ready!(self.inner.poll_ready(cx))?;
+        self.cors.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let h = req.headers();
+        let plain_options = req.method() == axum::http::Method::OPTIONS
+            && !(h.contains_key(header::ORIGIN)
+                && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
+        if plain_options {
+            futures::future::Either::Right(self.inner.call(req))
+        } else {
+            futures::future::Either::Left(self.cors.call(req))
+        }
+    }
 }

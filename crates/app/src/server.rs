@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
-use axum::routing::get;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::compression::CompressionLayer;
@@ -30,20 +30,35 @@ pub struct AppState {
     /// servers); from anyone else those headers are ignored.
     pub trusted_proxies: Vec<IpAddr>,
     access_log: Mutex<VecDeque<String>>,
+    /// Failed sign-ins per client address.
+    pub logins: crate::auth::LoginLimiter,
+    tokens: crate::auth::Tokens,
 }
 
 /// Access-log lines kept in memory.
 const LOG_LINES: usize = 1000;
 
 impl AppState {
-    pub fn new(db: Db, rec: Recorder, host: &str) -> Self {
-        AppState {
+    /// The state of one app server on `db` (which [`Db::migrate`] has
+    /// prepared); the token key is shared through the database, so every
+    /// app server accepts the tokens of the others.
+    pub async fn new(db: Db, rec: Recorder, host: &str) -> Result<Self, crate::AppError> {
+        let quiet = weblab_trace::Ctx::unsampled_root();
+        let secret = crate::repo::shared_secret(&db.sql(&rec, quiet), "jwt-hs256").await?;
+        Ok(AppState {
             db,
             rec,
             host: host.into(),
             trusted_proxies: Vec::new(),
             access_log: Mutex::new(VecDeque::new()),
-        }
+            logins: crate::auth::LoginLimiter::default(),
+            tokens: crate::auth::Tokens::new(&secret),
+        })
+    }
+
+    /// The access-token signer and checker.
+    pub fn tokens(&self) -> &crate::auth::Tokens {
+        &self.tokens
     }
 
     /// Believe forwarded-client headers from these proxies only.
@@ -117,22 +132,25 @@ pub fn router(state: Arc<AppState>, allowed_origins: &[String]) -> Router {
             ),
             middleware::mark,
         ))
-        .layer(cors)
+        .layer(middleware::PreflightsOnly(cors))
+        .layer(from_fn_with_state(state.clone(), middleware::session))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::authentication,
+        ))
         .layer(from_fn_with_state(
             (
                 state.clone(),
-                5,
+                7,
                 middleware::describe_compression as middleware::Describe,
             ),
             middleware::mark,
         ))
         .layer(CompressionLayer::new().compress_when(worth_compressing()));
-    Router::new()
-        .route(routes::ROUTES[0].0, get(routes::login_page))
-        .route(routes::ROUTES[1].0, get(routes::show_user))
-        .route_layer(from_fn_with_state(state.clone(), middleware::route))
+    routes::router(&state)
         .fallback(routes::not_found)
         .layer(chain)
+        .layer(DefaultBodyLimit::max(crate::rest::MAX_JSON))
         .with_state(state)
 }
 

@@ -705,6 +705,7 @@ mod tests {
             },
             Event::Sql {
                 statement: s("SELECT 1"),
+                params: 0,
                 rows: 1,
             },
             Event::Note { text: s("hello") },
@@ -774,6 +775,7 @@ mod tests {
         let span = span_with(
             Event::Sql {
                 statement: s("SELECT 1"),
+                params: 0,
                 rows: 1,
             },
             1,

@@ -308,8 +308,13 @@ pub enum Event {
     Route { pattern: String, controller: String },
     /// C47: a service method called by a controller.
     Service { name: String },
-    /// C47/C49: one SQL statement and the rows it touched.
-    Sql { statement: String, rows: u64 },
+    /// C47/C49: one SQL statement (its text; values travel separately as
+    /// `params` bound parameters) and the rows it returned or changed.
+    Sql {
+        statement: String,
+        params: u32,
+        rows: u64,
+    },
     /// Anything else worth a line.
     Note { text: String },
     /// A span that another program sent over OTLP (any OpenTelemetry SDK):
@@ -634,7 +639,14 @@ impl fmt::Display for Event {
                 controller,
             } => write!(f, "route {pattern} -> {controller}"),
             Event::Service { name } => write!(f, "service {name}"),
-            Event::Sql { statement, rows } => write!(f, "SQL {statement} ({rows} rows)"),
+            Event::Sql {
+                statement,
+                params,
+                rows,
+            } => match params {
+                0 => write!(f, "SQL {statement} ({rows} rows)"),
+                n => write!(f, "SQL {statement} ({n} params, {rows} rows)"),
+            },
             Event::Note { text } => f.write_str(text),
             Event::Foreign {
                 service,

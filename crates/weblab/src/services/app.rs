@@ -40,7 +40,9 @@ impl Service for App {
                 .map(|w| IpAddr::V4(world.addr(&w.host)))
                 .collect();
             let state = Arc::new(
-                AppState::new(boot.database()?, boot.recorder(host, "app"), host).trusting(proxies),
+                AppState::new(boot.database()?, boot.recorder(host, "app"), host)
+                    .await?
+                    .trusting(proxies),
             );
             let app = weblab_app::start(
                 listener,
