@@ -170,3 +170,53 @@ pub async fn serve(
     })
     .await
 }
+
+/// `weblab lint-routes [FILE]`: prints the findings as a table; the exit
+/// code is 1 when there are any.
+pub fn lint_routes(file: Option<&std::path::Path>) -> Result<i32> {
+    use weblab_app::routes::lint;
+    let (routes, source) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let routes =
+                lint::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (routes, path.display().to_string())
+        }
+        None => {
+            let routes: Vec<(String, String)> = weblab_app::routes::table()
+                .iter()
+                .filter(|r| r.pattern.starts_with("/api/"))
+                .map(|r| (r.method.to_string(), r.pattern.to_string()))
+                .collect();
+            (
+                routes,
+                "the application's /api routes (its HTML pages are not resources)".into(),
+            )
+        }
+    };
+    let findings: Vec<lint::Finding> = routes.iter().flat_map(|(m, p)| lint::check(m, p)).collect();
+    println!("{} routes from {source}", routes.len());
+    if findings.is_empty() {
+        println!("no REST naming rule broken");
+        return Ok(0);
+    }
+    let w = findings
+        .iter()
+        .map(|f| f.route.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let r = findings
+        .iter()
+        .map(|f| f.rule.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:<w$}  {:<r$}  WHY", "ROUTE", "RULE");
+    for f in &findings {
+        println!("{:<w$}  {:<r$}  {}", f.route, f.rule, f.detail);
+    }
+    println!("{} finding(s)", findings.len());
+    Ok(1)
+}

@@ -129,6 +129,11 @@ enum Command {
         #[command(subcommand)]
         cmd: weblab::tcp::TcpCommand,
     },
+    /// Check routes against REST URI rules (lowercase, hyphens, plural
+    /// collections, hierarchy, no trailing slash, no extensions, no verbs).
+    /// Without FILE: the application's own API. FILE: one route a line,
+    /// `METHOD /path` or `/path`, `#` comments. Exit code 1 when a rule is broken.
+    LintRoutes { file: Option<PathBuf> },
     /// Write the default world file out for editing.
     Init {
         #[arg(default_value = "world.toml")]
@@ -195,6 +200,7 @@ fn load_world(cli: &Cli) -> Result<World> {
 async fn run(cli: Cli) -> Result<i32> {
     let data_dir = cli.data.clone().unwrap_or_else(default_data_dir);
     match &cli.command {
+        Command::LintRoutes { file } => commands::lint_routes(file.as_deref()),
         Command::Init { path, force } => {
             commands::init(path, *force)?;
             Ok(0)

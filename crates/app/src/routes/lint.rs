@@ -95,7 +95,7 @@ pub fn check(method: &str, path: &str) -> Vec<Finding> {
         if seg.chars().any(|c| c.is_ascii_uppercase()) {
             say(
                 "lowercase",
-                format!("\"{seg}\": use lowercase ({})", seg.to_ascii_lowercase()),
+                format!("\"{seg}\": use lowercase ({})", words(seg).join("-")),
             );
         }
         if seg.contains('_') {

@@ -28,6 +28,27 @@ impl Service for App {
         2
     }
 
+    fn instructions(&self, boot: &Boot, host: &str) -> Vec<String> {
+        // One paragraph for all app servers: they share the database.
+        if boot.world.apps.first().map(String::as_str) != Some(host) {
+            return Vec::new();
+        }
+        let accounts: Vec<String> = weblab_app::DEMO_USERS
+            .iter()
+            .map(|(_, email, role)| format!("{email} ({role})"))
+            .collect();
+        vec![
+            "The application (C34-C38, C45), through the load balancer:".into(),
+            format!(
+                "  sign in at https://myapp.test/login as {}; password {}",
+                accounts.join(", "),
+                weblab_app::DEMO_PASSWORD
+            ),
+            "  REST: GET/POST /api/users, /api/users/{id}, /api/posts; POST /api/tokens for a Bearer token".into(),
+            "  weblab lint-routes checks the API's paths against REST naming rules".into(),
+        ]
+    }
+
     fn start<'a>(&'a self, boot: &'a Boot, host: &'a str) -> Starting<'a> {
         Box::pin(async move {
             let world = &*boot.world;
