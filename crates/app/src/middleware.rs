@@ -529,25 +529,24 @@ pub async fn route(State(info): State<RouteInfo>, mut req: Request, next: Next) 
 #[derive(Clone)]
 pub struct PreflightsOnly(pub tower_http::cors::CorsLayer);
 
-impl<S: Clone> tower::Layer<S> for PreflightsOnly {
+impl<S> tower::Layer<S> for PreflightsOnly {
     type Service = PreflightsOnlyService<S>;
     fn layer(&self, inner: S) -> Self::Service {
         PreflightsOnlyService {
-            cors: self.0.layer(inner.clone()),
-            inner,
+            cors: self.0.layer(inner),
         }
     }
 }
 
 #[derive(Clone)]
 pub struct PreflightsOnlyService<S> {
+    /// The CORS service; a plain OPTIONS calls the service inside it.
     cors: tower_http::cors::Cors<S>,
-    inner: S,
 }
 
 impl<S, B> tower::Service<axum::http::Request<B>> for PreflightsOnlyService<S>
 where
-    S: tower::Service<axum::http::Request<B>, Response = Response> + Clone,
+    S: tower::Service<axum::http::Request<B>, Response = Response>,
     tower_http::cors::Cors<S>:
         tower::Service<axum::http::Request<B>, Response = Response, Error = S::Error>,
 {
@@ -562,9 +561,7 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        // Both wrap clones of the same inner service; either may be
-        // called next.
-        std::task::ready!(self.inner.poll_ready(cx))?;
+        // CORS is ready when the service inside it is.
         self.cors.poll_ready(cx)
     }
 
@@ -574,7 +571,7 @@ where
             && !(h.contains_key(header::ORIGIN)
                 && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD));
         if plain_options {
-            futures::future::Either::Right(self.inner.call(req))
+            futures::future::Either::Right(self.cors.get_mut().call(req))
         } else {
             futures::future::Either::Left(self.cors.call(req))
         }

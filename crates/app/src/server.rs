@@ -13,7 +13,7 @@ use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use weblab_trace::Recorder;
 
 use crate::db::Db;
@@ -96,12 +96,16 @@ fn worth_compressing() -> impl tower_http::compression::Predicate {
 
 /// The router with the whole middleware chain (see [`crate::middleware`]).
 pub fn router(state: Arc<AppState>, allowed_origins: &[String]) -> Router {
-    let origins: Vec<HeaderValue> = allowed_origins
+    let origins: Arc<[HeaderValue]> = allowed_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
+    // A predicate over a shared list: the layer is cloned for every
+    // request, and a list of its own would be copied each time.
     let cors = CorsLayer::new()
-        .allow_origin(origins)
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origins.contains(origin)
+        }))
         .allow_methods([
             Method::GET,
             Method::POST,
