@@ -29,10 +29,10 @@ fn curl(w: &weblab::world::RunningWorld, args: &[&str]) -> String {
 /// The header `name` of the last response head in `out`, lowercased name.
 fn header<'a>(out: &'a str, name: &str) -> Option<&'a str> {
     out.lines()
+        .rev()
         .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.trim())
-        .last()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
