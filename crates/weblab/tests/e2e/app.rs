@@ -225,3 +225,155 @@ fn lint_routes_passes_our_api_and_names_each_broken_rule_in_a_users_list() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("routes.txt: line 1"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts `weblab serve app --host app1` on `dir`; the child and the
+/// address it printed.
+async fn serve_app(
+    block: u8,
+    dir: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args(["--block", &block.to_string(), "--data"])
+        .arg(dir)
+        .args(["serve", "app", "--host", "app1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    });
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), line)
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"));
+    (child, addr)
+}
+
+/// One HTTP/1.1 request on a new connection; the status and the body.
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_answered_201_survives_a_sigkill_of_the_app_server() {
+    let dir = crate::support::data_dir(173);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut child, addr) = serve_app(173, &dir).await;
+    let grant = format!(
+        r#"{{"grant_type":"password","email":"alan@myapp.test","password":"{}"}}"#,
+        weblab_app::DEMO_PASSWORD
+    );
+    let (status, tokens) = http(addr, "POST", "/api/tokens", "", &grant).await.unwrap();
+    assert_eq!(status, 200, "{tokens}");
+    let v: serde_json::Value = serde_json::from_str(&tokens).unwrap();
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        v["access_token"].as_str().unwrap()
+    );
+
+    // Four writers, each at most 500 posts or until the server is gone.
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let auth = auth.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0..500 {
+                let title = format!("w{w}-{n}");
+                let body = format!(r#"{{"title":"{title}","body":"x"}}"#);
+                match http(addr, "POST", "/api/posts", &auth, &body).await {
+                    Ok((201, _)) => acked.push(title),
+                    Ok((s, b)) => panic!("{s} {b}"),
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(!acked.is_empty(), "no write finished before the kill");
+
+    // Back up on the same files: every acknowledged post is there.
+    let (mut child, addr) = serve_app(173, &dir).await;
+    let mut stored = std::collections::HashSet::new();
+    for page in 1.. {
+        let (status, body) = http(
+            addr,
+            "GET",
+            &format!("/api/users/2/posts?per_page=100&page={page}"),
+            "",
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let posts: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        if posts.is_empty() {
+            break;
+        }
+        stored.extend(
+            posts
+                .iter()
+                .map(|p| p["title"].as_str().unwrap().to_string()),
+        );
+    }
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let lost: Vec<&String> = acked.iter().filter(|t| !stored.contains(*t)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    eprintln!(
+        "{} acknowledged writes before SIGKILL, all present after restart ({} rows)",
+        acked.len(),
+        stored.len()
+    );
+}
