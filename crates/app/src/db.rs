@@ -374,6 +374,11 @@ pub struct Sql<'a> {
 }
 
 impl<'a> Sql<'a> {
+    /// Where in the trace its statements are recorded.
+    pub fn ctx(&self) -> Ctx {
+        self.ctx
+    }
+
     pub async fn all(&self, stmt: Stmt) -> Result<Vec<AnyRow>, AppError> {
         match run(&self.db.pool, self.rec, self.ctx, &stmt, Want::Rows).await? {
             Got::Rows(r) => Ok(r),

@@ -237,6 +237,29 @@ pub async fn find_post(sql: &Sql<'_>, id: i64) -> Result<Option<Post>, AppError>
     row.as_ref().map(post).transpose()
 }
 
+/// The id of the newest post (0 when there are none).
+pub async fn newest_post(sql: &Sql<'_>) -> Result<i64, AppError> {
+    let row = sql
+        .optional(Stmt::new("SELECT COALESCE(MAX(id), 0) FROM posts"))
+        .await?;
+    row.map_or(Ok(0), |r| col(&r, 0))
+}
+
+/// Posts newer than `after`, oldest first (a feed's next items).
+pub async fn posts_after(sql: &Sql<'_>, after: i64, limit: i64) -> Result<Vec<Post>, AppError> {
+    let rows = sql
+        .all(
+            Stmt::new(
+                "SELECT id, user_id, title, body, created_at FROM posts \
+                 WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit),
+        )
+        .await?;
+    rows.iter().map(post).collect()
+}
+
 pub async fn create_post(
     sql: &Sql<'_>,
     user: i64,

@@ -33,6 +33,12 @@ pub struct AppState {
     /// Failed sign-ins per client address.
     pub logins: crate::auth::LoginLimiter,
     tokens: crate::auth::Tokens,
+    /// The newest post id this server has written (feeds wait on it).
+    pub new_posts: tokio::sync::watch::Sender<i64>,
+    /// The chat rooms with members on this server.
+    pub rooms: crate::routes::chat::Rooms,
+    /// Set when the server stops: open WebSockets close with 1001.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Access-log lines kept in memory.
@@ -53,6 +59,9 @@ impl AppState {
             access_log: Mutex::new(VecDeque::new()),
             logins: crate::auth::LoginLimiter::default(),
             tokens: crate::auth::Tokens::new(&secret),
+            new_posts: tokio::sync::watch::Sender::new(0),
+            rooms: crate::routes::chat::Rooms::default(),
+            shutdown: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -195,5 +204,13 @@ pub fn start(
 ) -> std::io::Result<AppServer> {
     let app = router(state.clone(), allowed_origins);
     let server = weblab_server::serve_http(listener, None, limits, Arc::new(AppHandler(app)))?;
+    // Upgraded connections (chat) are not requests the server drains:
+    // tell them when it stops.
+    let mut stop = server.stop_signal();
+    let s = state.clone();
+    tokio::spawn(async move {
+        stop.stopped().await;
+        s.shutdown.send_replace(true);
+    });
     Ok(AppServer { state, server })
 }

@@ -115,6 +115,12 @@ impl ServerHandle {
         self.stop.send_replace(true);
     }
 
+    /// A receiver of this server's stop signal, for work that outlives a
+    /// request (an upgraded connection) and should end when it stops.
+    pub fn stop_signal(&self) -> StopSignal {
+        StopSignal(self.stop.subscribe())
+    }
+
     /// How many connections or tasks are in flight, summed over the gauges.
     pub fn in_flight(&self) -> u32 {
         self.gauges.iter().map(Gauge::in_use).sum()

@@ -19,6 +19,6 @@ pub mod http;
 pub mod watched;
 
 pub use gauge::Gauge;
-pub use handle::{Exit, ServerHandle};
+pub use handle::{Exit, ServerHandle, StopSignal};
 #[cfg(feature = "http")]
 pub use http::{Admission, ConnInfo, Handler, Limits, RequestBody, serve_http};

@@ -18,6 +18,8 @@ use crate::middleware::{self, Access, RouteInfo};
 use crate::server::AppState;
 
 pub mod admin;
+pub mod chat;
+pub mod feed;
 pub mod lint;
 pub mod pages;
 pub mod posts;
@@ -84,10 +86,13 @@ pub fn table() -> Vec<Route> {
         route(M::GET, "/api/users/{id}/posts", Public, posts::by_user),
         route(M::GET, "/api/posts", Public, posts::list),
         route(M::POST, "/api/posts", SignedIn, posts::create),
+        route(M::GET, "/api/posts/updates", Public, feed::updates),
+        route(M::GET, "/api/posts/stream", Public, feed::stream),
         route(M::GET, "/api/posts/{id}", Public, posts::show),
         route(M::GET, "/api/me", SignedIn, users::me),
         route(M::POST, "/api/tokens", Public, tokens::create),
         route(M::GET, "/api/admin/stats", Admin, admin::stats),
+        route(M::GET, "/ws/chat/{room}", Public, chat::join),
     ]
 }
 

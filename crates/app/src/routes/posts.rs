@@ -78,5 +78,6 @@ pub async fn create(cx: Cx, JsonObject(obj): JsonObject) -> Result<Response, App
             repo::create_post(&sql, author, title.trim(), &body).await
         })
         .await?;
+    cx.s.new_posts.send_replace(post.id);
     Ok(created(format!("/api/posts/{}", post.id), &post))
 }

@@ -1,0 +1,149 @@
+//! The same feed of new posts three ways (C41):
+//!
+//! - polling: `GET /api/posts/updates?after=ID` answers at once, 200 with
+//!   what is new or 204 when nothing is;
+//! - long polling: the same with `&wait=SECONDS` (at most 30): the answer
+//!   is held until a post arrives or the time is up;
+//! - server-sent events: `GET /api/posts/stream` keeps one response open
+//!   and writes an event per post (`id:` lets a reconnecting browser say
+//!   `Last-Event-ID` and miss nothing).
+//!
+//! A post written on this server wakes the waiters at once; one written by
+//! another app server (same database) is found by a re-read every second.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::RawQuery;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
+use weblab_trace::Ctx;
+
+use crate::error::AppError;
+use crate::repo::{self, Post};
+use crate::rest::Cx;
+
+/// Longest a long poll is held.
+pub const MAX_WAIT_SECS: u64 = 30;
+/// How often a waiter re-reads the database for other servers' posts.
+const RECHECK: Duration = Duration::from_secs(1);
+/// Posts per answer or per stream step.
+const BATCH: i64 = 100;
+
+fn query_number(q: Option<&str>, key: &str) -> Result<Option<i64>, AppError> {
+    for (k, v) in url::form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+        if k == key {
+            return v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    AppError::bad_request(format!("{key} must be a whole number, not {v:?}"))
+                });
+        }
+    }
+    Ok(None)
+}
+
+/// Waits until there are posts after `after` or `until` passes.
+async fn wait_for_posts(
+    cx: &Cx,
+    sql_ctx: Ctx,
+    after: i64,
+    until: Instant,
+) -> Result<Vec<Post>, AppError> {
+    let mut news = cx.s.new_posts.subscribe();
+    let sql = cx.s.db.sql(&cx.s.rec, sql_ctx);
+    loop {
+        let posts = repo::posts_after(&sql, after, BATCH).await?;
+        let now = Instant::now();
+        if !posts.is_empty() || now >= until {
+            return Ok(posts);
+        }
+        let step = (until - now).min(RECHECK);
+        let _ = tokio::time::timeout(step, news.changed()).await;
+    }
+}
+
+/// GET /api/posts/updates?after=ID[&wait=SECONDS]
+pub async fn updates(cx: Cx, RawQuery(q): RawQuery) -> Result<Response, AppError> {
+    let after = query_number(q.as_deref(), "after")?.unwrap_or(0);
+    let wait = query_number(q.as_deref(), "wait")?
+        .unwrap_or(0)
+        .unsigned_abs()
+        .min(MAX_WAIT_SECS);
+    let until = Instant::now() + Duration::from_secs(wait);
+    let posts = cx
+        .service("FeedService::updates", async |sql| {
+            if wait == 0 {
+                repo::posts_after(&sql, after, BATCH).await
+            } else {
+                // Its statements go under this service span, re-reads too.
+                wait_for_posts(&cx, sql.ctx(), after, until).await
+            }
+        })
+        .await?;
+    let mut r = if posts.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        axum::Json(&posts).into_response()
+    };
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// GET /api/posts/stream[?after=ID] (or `Last-Event-ID`)
+pub async fn stream(cx: Cx, RawQuery(q): RawQuery) -> Result<Response, AppError> {
+    let resume = cx
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = match resume {
+        Some(id) => id,
+        None => match query_number(q.as_deref(), "after")? {
+            Some(id) => id,
+            // A new listener hears what comes from now on.
+            None => {
+                cx.service("FeedService::newest", async |sql| {
+                    repo::newest_post(&sql).await
+                })
+                .await?
+            }
+        },
+    };
+    // The stream outlives the request's trace: its re-reads are not
+    // recorded (an open stream would otherwise add a span a second).
+    let events = futures::stream::unfold((cx, after), |(cx, after)| async move {
+        let far = Instant::now() + Duration::from_secs(3600);
+        match wait_for_posts(&cx, Ctx::unsampled_root(), after, far).await {
+            Ok(posts) => {
+                let last = posts.last().map_or(after, |p| p.id);
+                let events: Vec<Result<SseEvent, Infallible>> = posts
+                    .iter()
+                    .map(|p| {
+                        Ok(SseEvent::default()
+                            .id(p.id.to_string())
+                            .event("post")
+                            .json_data(p)
+                            .unwrap_or_default())
+                    })
+                    .collect();
+                Some((futures::stream::iter(events), (cx, last)))
+            }
+            // The database failed: end the stream; the browser reconnects
+            // with Last-Event-ID.
+            Err(_) => None,
+        }
+    });
+    let sse = Sse::new(futures::StreamExt::flatten(events))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    let mut r = sse.into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
