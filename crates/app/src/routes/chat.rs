@@ -33,18 +33,20 @@ const QUEUE: usize = 64;
 const PING_EVERY: Duration = Duration::from_secs(20);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 
+/// A room: what a member says goes in, every member hears it.
+type Room = broadcast::Sender<Arc<str>>;
+/// One member's ear in a room.
+type Ear = broadcast::Receiver<Arc<str>>;
+
 /// The rooms with members on this server.
 #[derive(Default)]
 pub struct Rooms {
-    rooms: Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>,
+    rooms: Mutex<HashMap<String, Room>>,
 }
 
 impl Rooms {
     /// A member's receiver for `room` (made if new), or why not.
-    fn join(
-        &self,
-        room: &str,
-    ) -> Result<(broadcast::Sender<Arc<str>>, broadcast::Receiver<Arc<str>>), AppError> {
+    fn join(&self, room: &str) -> Result<(Room, Ear), AppError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         // Rooms whose last member left are forgotten first.
         rooms.retain(|_, tx| tx.receiver_count() > 0);
@@ -113,14 +115,7 @@ fn close(code: u16, reason: &'static str) -> Message {
 }
 
 /// One member, from the upgrade to the close.
-async fn member(
-    cx: Cx,
-    mut socket: WebSocket,
-    room: String,
-    name: String,
-    tx: broadcast::Sender<Arc<str>>,
-    mut rx: broadcast::Receiver<Arc<str>>,
-) {
+async fn member(cx: Cx, mut socket: WebSocket, room: String, name: String, tx: Room, mut rx: Ear) {
     let span = cx.s.rec.begin(cx.ctx, Layer::Application);
     let (mut sent, mut received) = (0u64, 0u64);
     let _ = tx.send(format!("* {name} joined {room}").into());
