@@ -6,10 +6,12 @@
 //! per role, the registry) → [`supervise`] (keeping roles up, draining on
 //! signals) → [`commands`] (up, serve, collect, init) and [`tour`] (one
 //! page load, rendered); [`observe`] receives OTLP and reads a running
-//! world's traces; [`tcp`] drives the TCP lab; [`units`] parses `10mbit`.
+//! world's traces; [`tcp`] drives the TCP lab; [`experiment`] runs
+//! measured comparisons (realtime feeds); [`units`] parses `10mbit`.
 
 pub mod commands;
 pub mod config;
+pub mod experiment;
 pub mod observe;
 pub mod services;
 pub mod supervise;

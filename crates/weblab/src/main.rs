@@ -129,6 +129,11 @@ enum Command {
         #[command(subcommand)]
         cmd: weblab::tcp::TcpCommand,
     },
+    /// Experiments that measure one idea with real clients and servers.
+    Experiment {
+        #[command(subcommand)]
+        which: ExperimentCmd,
+    },
     /// Check routes against REST URI rules (lowercase, hyphens, plural
     /// collections, hierarchy, no trailing slash, no extensions, no verbs).
     /// Without FILE: the application's own API. FILE: one route a line,
@@ -141,6 +146,23 @@ enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExperimentCmd {
+    /// Polling vs long polling vs server-sent events on the same feed:
+    /// requests, bytes and delay of each over a fixed time (C41).
+    Realtime {
+        /// How long to run.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// How often the writer posts.
+        #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+        every: Duration,
+        /// How often the polling client asks.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        poll: Duration,
     },
 }
 
@@ -200,6 +222,17 @@ fn load_world(cli: &Cli) -> Result<World> {
 async fn run(cli: Cli) -> Result<i32> {
     let data_dir = cli.data.clone().unwrap_or_else(default_data_dir);
     match &cli.command {
+        Command::Experiment {
+            which:
+                ExperimentCmd::Realtime {
+                    duration,
+                    every,
+                    poll,
+                },
+        } => {
+            weblab::experiment::realtime(duration.as_secs().max(1), *every, *poll).await?;
+            Ok(0)
+        }
         Command::LintRoutes { file } => commands::lint_routes(file.as_deref()),
         Command::Init { path, force } => {
             commands::init(path, *force)?;

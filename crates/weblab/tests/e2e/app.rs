@@ -377,3 +377,48 @@ async fn every_write_answered_201_survives_a_sigkill_of_the_app_server() {
         stored.len()
     );
 }
+
+#[test]
+fn the_realtime_experiment_compares_polling_long_polling_and_sse() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args([
+            "experiment",
+            "realtime",
+            "--duration",
+            "3s",
+            "--every",
+            "300ms",
+            "--poll",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |name: &str| -> Vec<f64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {text}"));
+        line[name.len()..]
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    // requests, bytes out, bytes in, got, mean, p50, max
+    let (poll, long, sse) = (
+        row("polling every 1000 ms"),
+        row("long polling"),
+        row("server-sent events"),
+    );
+    assert_eq!(sse[0], 1.0, "{text}");
+    assert!(sse[3] >= 5.0 && long[3] >= 5.0, "{text}");
+    // Polling waits for its next turn; the other two hear at once.
+    assert!(poll[4] > long[4] && poll[4] > sse[4], "{text}");
+    // One stream costs fewer bytes than a request per post.
+    assert!(sse[2] < long[2], "{text}");
+}

@@ -1,0 +1,345 @@
+//! `weblab experiment realtime` (C41): the same feed of new posts followed
+//! three ways at once, against a real app server on loopback, for a fixed
+//! time: polling every interval, long polling, and server-sent events.
+//! Each client counts its requests, the bytes it sent and received on its
+//! sockets (headers included), and for every post the delay from the
+//! writer's 201 to the moment the client read it.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Bytes through one client's sockets.
+#[derive(Default)]
+struct Wire {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// A TCP stream that counts what passes.
+struct Counted {
+    inner: TcpStream,
+    wire: Arc<Wire>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.wire.received.fetch_add(n, Ordering::Relaxed);
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.wire.sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A kept-alive HTTP/1.1 connection whose bytes are counted in `wire`.
+async fn connect(addr: std::net::SocketAddr, wire: Arc<Wire>) -> Result<Sender> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(Counted { inner: tcp, wire })).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+fn request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<http::Request<Full<Bytes>>> {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "myapp.test");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    Ok(b.body(Full::new(Bytes::from(body.to_string())))?)
+}
+
+/// When each post's 201 came back, by id.
+type Written = Arc<Mutex<HashMap<i64, Instant>>>;
+
+/// What one client saw.
+#[derive(Default)]
+struct Seen {
+    requests: u64,
+    /// Delay from 201 to arrival, per post.
+    delays: Vec<Duration>,
+}
+
+fn arrived(seen: &mut Seen, written: &Written, ids: impl Iterator<Item = i64>) {
+    let now = Instant::now();
+    let w = written.lock().unwrap_or_else(|p| p.into_inner());
+    for id in ids {
+        // A post can arrive before its writer read the 201: count it as 0.
+        let d = w
+            .get(&id)
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t));
+        seen.delays.push(d);
+    }
+}
+
+fn ids_of(json: &[u8]) -> Vec<i64> {
+    serde_json::from_slice::<Vec<serde_json::Value>>(json)
+        .map(|v| v.iter().filter_map(|p| p["id"].as_i64()).collect())
+        .unwrap_or_default()
+}
+
+/// Polling (`wait` 0, every `every`) or long polling (`wait` > 0).
+async fn poll(
+    addr: std::net::SocketAddr,
+    wire: Arc<Wire>,
+    written: Written,
+    wait: u64,
+    every: Duration,
+    until: Instant,
+) -> Result<Seen> {
+    let mut s = connect(addr, wire).await?;
+    let mut seen = Seen::default();
+    let mut after = 0i64;
+    while Instant::now() < until {
+        let left = until.saturating_duration_since(Instant::now());
+        let wait_now = wait.min(left.as_secs().max(1));
+        let path = format!("/api/posts/updates?after={after}&wait={wait_now}");
+        s.ready().await?;
+        let resp = s.send_request(request("GET", &path, &[], "")?).await?;
+        seen.requests += 1;
+        let body = resp.into_body().collect().await?.to_bytes();
+        let ids = ids_of(&body);
+        after = ids.iter().copied().max().unwrap_or(after);
+        arrived(&mut seen, &written, ids.into_iter());
+        if wait == 0 {
+            tokio::time::sleep(every.min(until.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+    Ok(seen)
+}
+
+/// One server-sent-events stream until `until`.
+async fn stream(
+    addr: std::net::SocketAddr,
+    wire: Arc<Wire>,
+    written: Written,
+    until: Instant,
+) -> Result<Seen> {
+    let mut s = connect(addr, wire).await?;
+    let mut seen = Seen {
+        requests: 1,
+        ..Seen::default()
+    };
+    let resp = s
+        .send_request(request(
+            "GET",
+            "/api/posts/stream?after=0",
+            &[("accept", "text/event-stream")],
+            "",
+        )?)
+        .await?;
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(frame) = tokio::time::timeout(left, body.frame()).await else {
+            break;
+        };
+        let Some(frame) = frame else { break };
+        if let Ok(data) = frame?.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+            // Whole events end with a blank line.
+            while let Some((event, rest)) = text.split_once("\n\n") {
+                let ids = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("id: "))
+                    .filter_map(|v| v.trim().parse().ok());
+                arrived(&mut seen, &written, ids);
+                text = rest.to_string();
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// Posts every `every` until `until`; each 201's time is kept by id.
+async fn writer(
+    addr: std::net::SocketAddr,
+    written: Written,
+    every: Duration,
+    until: Instant,
+) -> Result<u64> {
+    let wire = Arc::new(Wire::default());
+    let mut s = connect(addr, wire).await?;
+    let grant = format!(
+        r#"{{"grant_type":"password","email":"ada@myapp.test","password":"{}"}}"#,
+        weblab_app::DEMO_PASSWORD
+    );
+    let resp = s
+        .send_request(request(
+            "POST",
+            "/api/tokens",
+            &[("content-type", "application/json")],
+            &grant,
+        )?)
+        .await?;
+    let tokens: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
+    let auth = format!(
+        "Bearer {}",
+        tokens["access_token"].as_str().context("no access token")?
+    );
+    let mut n = 0;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    while Instant::now() + every <= until {
+        tick.tick().await;
+        let body = format!(r#"{{"title":"post {n}","body":"experiment"}}"#);
+        s.ready().await?;
+        let resp = s
+            .send_request(request(
+                "POST",
+                "/api/posts",
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ],
+                &body,
+            )?)
+            .await?;
+        let done = Instant::now();
+        if resp.status() != 201 {
+            bail!("POST /api/posts answered {}", resp.status());
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
+        if let Some(id) = v["id"].as_i64() {
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, done);
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+/// Runs the experiment and prints its table.
+pub async fn realtime(seconds: u64, every: Duration, poll_every: Duration) -> Result<()> {
+    let db = weblab_app::Db::connect("sqlite::memory:").await?;
+    db.migrate().await?;
+    let collector =
+        weblab_trace::Collector::with_sinks(weblab_trace::Detail::Minimal, None, Vec::new());
+    let rec = weblab_trace::Recorder::new(collector, "app1", "127.0.0.1", "app");
+    let state = Arc::new(weblab_app::AppState::new(db, rec, "app1").await?);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let _app = weblab_app::start(listener, state, &[], weblab_server::Limits::default())?;
+
+    println!(
+        "realtime experiment: one writer posts every {} ms for {seconds} s; three clients follow the feed (app server on {addr})\n",
+        every.as_millis()
+    );
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let written: Written = Arc::default();
+    let wires: Vec<Arc<Wire>> = (0..3).map(|_| Arc::default()).collect();
+    let (w, p, l, s) = tokio::join!(
+        writer(addr, written.clone(), every, until),
+        poll(
+            addr,
+            wires[0].clone(),
+            written.clone(),
+            0,
+            poll_every,
+            until
+        ),
+        poll(
+            addr,
+            wires[1].clone(),
+            written.clone(),
+            25,
+            poll_every,
+            until
+        ),
+        stream(addr, wires[2].clone(), written.clone(), until),
+    );
+    let posts = w?;
+    let rows = [
+        (
+            format!("polling every {} ms", poll_every.as_millis()),
+            p?,
+            &wires[0],
+        ),
+        ("long polling".to_string(), l?, &wires[1]),
+        ("server-sent events".to_string(), s?, &wires[2]),
+    ];
+    println!(
+        "{:<22} {:>8} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
+        "method", "requests", "bytes out", "bytes in", "got", "mean ms", "p50 ms", "max ms"
+    );
+    for (name, mut seen, wire) in rows {
+        seen.delays.sort();
+        let n = seen.delays.len();
+        let mean = if n == 0 {
+            Duration::ZERO
+        } else {
+            seen.delays.iter().sum::<Duration>() / n as u32
+        };
+        let p50 = seen.delays.get(n / 2).copied().unwrap_or_default();
+        let max = seen.delays.last().copied().unwrap_or_default();
+        println!(
+            "{:<22} {:>8} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
+            name,
+            seen.requests,
+            wire.sent.load(Ordering::Relaxed),
+            wire.received.load(Ordering::Relaxed),
+            n,
+            ms(mean),
+            ms(p50),
+            ms(max)
+        );
+    }
+    println!(
+        "\n{posts} posts written; got: how many each client received. Delay: from the writer's 201 to the client reading the post. Bytes: on each client's sockets, HTTP heads included."
+    );
+    Ok(())
+}
