@@ -20,6 +20,7 @@ pub mod repo;
 pub mod rest;
 pub mod routes;
 pub mod server;
+pub mod stomp;
 
 pub use db::{Db, Engine};
 pub use error::AppError;

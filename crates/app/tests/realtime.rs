@@ -218,3 +218,91 @@ async fn chat_members_hear_each_other_and_the_server_enforces_its_limits() {
         "{bad}"
     );
 }
+
+async fn stomp_client(
+    addr: SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/ws/stomp")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "v12.stomp".parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "v12.stomp");
+    ws
+}
+
+/// The next text message, as a STOMP frame.
+async fn next_frame(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+) -> weblab_app::stomp::Frame {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return weblab_app::stomp::parse(t.as_str()).unwrap().unwrap();
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn stomp_over_websocket_subscribes_sends_and_disconnects_with_receipts() {
+    let (addr, _app) = server().await;
+    let mut a = stomp_client(addr).await;
+    let mut b = stomp_client(addr).await;
+    for ws in [&mut a, &mut b] {
+        ws.send(Message::text(
+            "CONNECT\naccept-version:1.2\nhost:myapp.test\n\n\0",
+        ))
+        .await
+        .unwrap();
+        let c = next_frame(ws).await;
+        assert_eq!(c.command, "CONNECTED");
+        assert_eq!(c.get("version"), Some("1.2"));
+    }
+    a.send(Message::text(
+        "SUBSCRIBE\nid:0\ndestination:/topic/news\nreceipt:r1\n\n\0",
+    ))
+    .await
+    .unwrap();
+    let r = next_frame(&mut a).await;
+    assert_eq!(
+        (r.command.as_str(), r.get("receipt-id")),
+        ("RECEIPT", Some("r1"))
+    );
+    b.send(Message::text(
+        "SEND\ndestination:/topic/news\ncontent-type:text/plain\n\nhello\0",
+    ))
+    .await
+    .unwrap();
+    let m = next_frame(&mut a).await;
+    assert_eq!(m.command, "MESSAGE");
+    assert_eq!(m.get("subscription"), Some("0"));
+    assert_eq!(m.get("destination"), Some("/topic/news"));
+    assert_eq!(m.body, "hello");
+
+    a.send(Message::text("DISCONNECT\nreceipt:bye\n\n\0"))
+        .await
+        .unwrap();
+    let r = next_frame(&mut a).await;
+    assert_eq!(r.get("receipt-id"), Some("bye"));
+
+    // A bad frame: ERROR, then the server ends the connection.
+    b.send(Message::text("SUBSCRIBE\nid:1\ndestination:/queue/x\n\n\0"))
+        .await
+        .unwrap();
+    let e = next_frame(&mut b).await;
+    assert_eq!(e.command, "ERROR");
+    assert!(e.get("message").unwrap().contains("/topic/NAME"), "{e:?}");
+
+    // Without the subprotocol: refused before the upgrade.
+    let plain = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/stomp")).await;
+    assert!(plain.is_err());
+}

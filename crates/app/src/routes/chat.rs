@@ -194,3 +194,229 @@ async fn member(cx: Cx, mut socket: WebSocket, room: String, name: String, tx: R
         },
     );
 }
+
+/// Subscriptions one STOMP connection may hold.
+const MAX_SUBSCRIPTIONS: usize = 16;
+
+impl Rooms {
+    /// The sender of `room`, made if new (for a STOMP SEND).
+    fn sender(&self, room: &str) -> Result<Room, AppError> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = rooms.get(room) {
+            return Ok(tx.clone());
+        }
+        rooms.retain(|_, tx| tx.receiver_count() > 0);
+        if rooms.len() >= MAX_ROOMS {
+            return Err(AppError::too_many(
+                format!("{MAX_ROOMS} rooms are open"),
+                10,
+            ));
+        }
+        let tx = broadcast::channel(QUEUE).0;
+        rooms.insert(room.to_string(), tx.clone());
+        Ok(tx)
+    }
+}
+
+/// GET /ws/stomp: the same rooms as topics (`/topic/NAME`), spoken as STOMP
+/// 1.2 over WebSocket; the client must offer the `v12.stomp` subprotocol
+/// (or 1.1/1.0, answered with 1.2 frames).
+pub async fn stomp(cx: Cx, ws: WebSocketUpgrade) -> Result<Response, AppError> {
+    let offered = cx
+        .headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| matches!(p.trim(), "v12.stomp" | "v11.stomp" | "v10.stomp"));
+    if !offered {
+        return Err(AppError::bad_request(
+            "this endpoint speaks STOMP: offer Sec-WebSocket-Protocol: v12.stomp",
+        ));
+    }
+    let name = match &cx.who {
+        Some(p) => p.name.clone(),
+        None => format!("guest-{:04x}", rand::random::<u16>()),
+    };
+    Ok(ws
+        .protocols(["v12.stomp", "v11.stomp", "v10.stomp"])
+        .max_message_size(crate::stomp::MAX_FRAME)
+        .max_frame_size(crate::stomp::MAX_FRAME)
+        .on_upgrade(move |socket| stomp_session(cx, socket, name))
+        .into_response())
+}
+
+/// The room a `/topic/NAME` destination names, or why it is not one.
+fn topic(dest: Option<&str>) -> Result<String, String> {
+    let dest = dest.ok_or("destination header missing")?;
+    let name = dest
+        .strip_prefix("/topic/")
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 32
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        .ok_or_else(|| format!("destination {dest:?} is not /topic/NAME (a-z, 0-9, -)"))?;
+    // Kept apart from the plain chat's rooms.
+    Ok(format!("stomp:{name}"))
+}
+
+async fn stomp_session(cx: Cx, mut socket: WebSocket, name: String) {
+    use crate::stomp::{Frame, parse};
+    let span = cx.s.rec.begin(cx.ctx, Layer::Application);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<String>(QUEUE);
+    let mut subs: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut connected = false;
+    let (mut frames_in, mut frames_out) = (0u64, 0u64);
+    let mut shutdown = cx.s.shutdown.subscribe();
+    let mut stopping = std::pin::pin!(async move {
+        let _ = shutdown.wait_for(|stopping| *stopping).await;
+    });
+    let send = async |socket: &mut WebSocket, f: Frame| {
+        socket.send(Message::Text(f.encode().into())).await.is_ok()
+    };
+    let ended: String = loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        send(&mut socket, Frame::new("ERROR").header("message", "send frames as text messages")).await;
+                        break "ERROR: binary message".into();
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) => {
+                        let _ = futures::SinkExt::flush(&mut socket).await;
+                        break "client closed the WebSocket".into();
+                    }
+                    Some(Err(e)) => break format!("connection error: {e}"),
+                    None => break "connection gone".into(),
+                };
+                let frame = match parse(text.as_str()) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => continue, // a heart-beat
+                    Err(why) => {
+                        send(&mut socket, Frame::new("ERROR").header("message", &why)).await;
+                        break format!("ERROR: {why}");
+                    }
+                };
+                frames_in += 1;
+                let receipt = frame.get("receipt").map(str::to_string);
+                let verdict: Result<bool, String> = match frame.command.as_str() {
+                    "CONNECT" | "STOMP" => {
+                        let versions = frame.get("accept-version").unwrap_or("1.0");
+                        if versions.split(',').any(|v| v.trim() == "1.2") {
+                            connected = true;
+                            let ok = Frame::new("CONNECTED")
+                                .header("version", "1.2")
+                                .header("heart-beat", "0,0")
+                                .header("server", "weblab")
+                                .header("user-name", &name);
+                            frames_out += 1;
+                            Ok(send(&mut socket, ok).await)
+                        } else {
+                            Err(format!("only STOMP 1.2 is spoken; accept-version was {versions:?}"))
+                        }
+                    }
+                    _ if !connected => Err("send CONNECT first".into()),
+                    "SUBSCRIBE" => match (frame.get("id"), topic(frame.get("destination"))) {
+                        (None, _) => Err("SUBSCRIBE needs an id header".into()),
+                        (_, Err(why)) => Err(why),
+                        (Some(_), Ok(_)) if subs.len() >= MAX_SUBSCRIPTIONS => {
+                            Err(format!("at most {MAX_SUBSCRIPTIONS} subscriptions"))
+                        }
+                        (Some(id), Ok(room)) => match cx.s.rooms.join(&room) {
+                            Ok((_, mut rx)) => {
+                                let (id, dest, out) = (id.to_string(), frame.get("destination").unwrap_or("").to_string(), out_tx.clone());
+                                let sub = id.clone();
+                                let task = tokio::spawn(async move {
+                                    let mut n = 0u64;
+                                    loop {
+                                        let body = match rx.recv().await {
+                                            Ok(b) => b,
+                                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                                            Err(broadcast::error::RecvError::Closed) => break,
+                                        };
+                                        n += 1;
+                                        let m = Frame::new("MESSAGE")
+                                            .header("subscription", &sub)
+                                            .header("message-id", &format!("{sub}-{n}"))
+                                            .header("destination", &dest)
+                                            .header("content-type", "text/plain")
+                                            .body(&body);
+                                        if out.send(m.encode()).await.is_err() {
+                                            break;
+                                        }
+                                    }
+                                });
+                                if let Some(old) = subs.insert(id, task) {
+                                    old.abort();
+                                }
+                                Ok(true)
+                            }
+                            Err(e) => Err(e.message().to_string()),
+                        },
+                    },
+                    "UNSUBSCRIBE" => match frame.get("id").and_then(|id| subs.remove(id)) {
+                        Some(task) => {
+                            task.abort();
+                            Ok(true)
+                        }
+                        None => Err("UNSUBSCRIBE names no subscription of this connection".into()),
+                    },
+                    "SEND" => match topic(frame.get("destination")) {
+                        Ok(room) => match cx.s.rooms.sender(&room) {
+                            Ok(tx) => {
+                                let _ = tx.send(frame.body.clone().into());
+                                Ok(true)
+                            }
+                            Err(e) => Err(e.message().to_string()),
+                        },
+                        Err(why) => Err(why),
+                    },
+                    "DISCONNECT" => Ok(false),
+                    other => Err(format!("{other} is not a command this server takes")),
+                };
+                match verdict {
+                    Ok(go_on) => {
+                        if let Some(r) = receipt {
+                            frames_out += 1;
+                            send(&mut socket, Frame::new("RECEIPT").header("receipt-id", &r)).await;
+                        }
+                        if !go_on {
+                            let _ = socket.send(close(close_code::NORMAL, "DISCONNECT")).await;
+                            break "client sent DISCONNECT".into();
+                        }
+                    }
+                    Err(why) => {
+                        // STOMP: an ERROR frame, then the connection ends.
+                        send(&mut socket, Frame::new("ERROR").header("message", &why)).await;
+                        break format!("ERROR: {why}");
+                    }
+                }
+            }
+            Some(out) = out_rx.recv() => {
+                frames_out += 1;
+                if socket.send(Message::Text(out.into())).await.is_err() {
+                    break "send failed".into();
+                }
+            }
+            _ = &mut stopping => {
+                let _ = socket.send(close(close_code::AWAY, "server shutting down")).await;
+                break "closed 1001: server shutting down".into();
+            }
+        }
+    };
+    for (_, t) in subs {
+        t.abort();
+    }
+    cx.s.rec.end(
+        span,
+        Event::Note {
+            text: format!(
+                "STOMP over WebSocket as {name}: {frames_in} frames in, {frames_out} out; {ended}"
+            ),
+        },
+    );
+}

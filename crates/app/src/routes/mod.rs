@@ -93,6 +93,7 @@ pub fn table() -> Vec<Route> {
         route(M::POST, "/api/tokens", Public, tokens::create),
         route(M::GET, "/api/admin/stats", Admin, admin::stats),
         route(M::GET, "/ws/chat/{room}", Public, chat::join),
+        route(M::GET, "/ws/stomp", Public, chat::stomp),
     ]
 }
 

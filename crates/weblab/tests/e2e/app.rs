@@ -422,3 +422,42 @@ fn the_realtime_experiment_compares_polling_long_polling_and_sse() {
     // One stream costs fewer bytes than a request per post.
     assert!(sse[2] < long[2], "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_websocket_client_chats_and_speaks_stomp_through_the_load_balancer() {
+    let have = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("WEBLAB_REQUIRE_INTEROP").is_none(),
+            "python3 with the websockets package is needed"
+        );
+        return;
+    }
+    let w = start(174).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/assets/ws_client.py");
+    let (lb, https, ca) = (ip(&w, "lb"), w.ports.https.to_string(), w.ca_path());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["30", "python3", script, &lb, &https])
+            .arg(ca)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("chat: guest-"), "{text}");
+    assert!(text.contains("chat close code: 1000"), "{text}");
+    assert!(text.contains("stomp subprotocol: v12.stomp"), "{text}");
+    assert!(text.contains("stomp: CONNECTED"), "{text}");
+    assert!(text.contains("stomp: MESSAGE from python"), "{text}");
+    assert!(text.contains("stomp: RECEIPT"), "{text}");
+}
