@@ -28,6 +28,7 @@ enum Kind {
     NotFound,
     MethodNotAllowed,
     NotAcceptable,
+    RequestTimeout,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -61,6 +62,9 @@ impl AppError {
     }
     pub(crate) fn not_acceptable(m: impl Into<String>) -> Self {
         Self::new(Kind::NotAcceptable, m)
+    }
+    pub(crate) fn timeout(m: impl Into<String>) -> Self {
+        Self::new(Kind::RequestTimeout, m)
     }
     pub(crate) fn conflict(m: impl Into<String>) -> Self {
         Self::new(Kind::Conflict, m)
@@ -104,6 +108,7 @@ impl AppError {
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::Conflict => StatusCode::CONFLICT,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

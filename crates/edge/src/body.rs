@@ -124,15 +124,35 @@ pub struct Outgoing {
     taken: Option<RequestBody>,
     /// The body was known to be empty: nothing to stream or lose.
     empty: bool,
+    fault: Arc<Mutex<Option<ClientFault>>>,
 }
 
-/// The handle that can take an unread body back.
-pub struct Lender(Arc<Mutex<Option<RequestBody>>>);
+/// How the client's body failed while it was being sent upstream.
+#[derive(Clone, Debug)]
+pub struct ClientFault {
+    pub too_large: bool,
+    pub timed_out: bool,
+    pub message: String,
+}
+
+/// The handle that can take an unread body back, and that knows whether
+/// the client's body failed on its way.
+pub struct Lender(
+    Arc<Mutex<Option<RequestBody>>>,
+    Arc<Mutex<Option<ClientFault>>>,
+);
 
 impl Lender {
     /// The body, if no byte of it was asked for.
     pub fn reclaim(&self) -> Option<RequestBody> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Set when reading the client's body failed (too slow, too large,
+    /// cut off): an upstream answer to the truncated request is not the
+    /// answer to the client's.
+    pub fn fault(&self) -> Option<ClientFault> {
+        self.1.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -141,26 +161,30 @@ impl Outgoing {
     pub fn lend(body: RequestBody) -> (Outgoing, Lender) {
         let empty = body.is_end_stream();
         let slot = Arc::new(Mutex::new(Some(body)));
+        let fault = Arc::new(Mutex::new(None));
         (
             Outgoing {
                 slot: slot.clone(),
                 taken: None,
                 empty,
+                fault: fault.clone(),
             },
-            Lender(slot),
+            Lender(slot, fault),
         )
     }
 
     /// An empty body (a retry of a bodiless request).
     pub fn lend_empty() -> (Outgoing, Lender) {
         let slot = Arc::new(Mutex::new(None));
+        let fault = Arc::new(Mutex::new(None));
         (
             Outgoing {
                 slot: slot.clone(),
                 taken: None,
                 empty: true,
+                fault: fault.clone(),
             },
-            Lender(slot),
+            Lender(slot, fault),
         )
     }
 
@@ -187,12 +211,18 @@ impl HttpBody for Outgoing {
             let b = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
             self.taken = b;
         }
-        match &mut self.taken {
-            Some(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map_err(Into::into))),
-            None => Poll::Ready(None),
+        let polled = match &mut self.taken {
+            Some(b) => Pin::new(b).poll_frame(cx),
+            None => return Poll::Ready(None),
+        };
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(ClientFault {
+                too_large: e.is_too_large(),
+                timed_out: e.is_timeout(),
+                message: e.to_string(),
+            });
         }
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -228,7 +228,16 @@ pub async fn forward(
         *up.uri_mut() = parts.uri.clone();
         *up.headers_mut() = h;
         let guard = backend.enter();
-        let result = pool.send(backend, up).await;
+        let result = match (pool.send(backend, up).await, lender.fault()) {
+            // The backend answered a request whose body the client never
+            // finished: the client gets the body's failure (408/413/400).
+            (Ok(_), Some(f)) => Err(SendError::ClientBody {
+                too_large: f.too_large,
+                timed_out: f.timed_out,
+                message: f.message,
+            }),
+            (r, _) => r,
+        };
         let last = i + 1 == n;
         // What the backend did: the span and its passive health say it
         // once for both outcomes.
