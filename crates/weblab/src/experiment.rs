@@ -6,65 +6,20 @@
 //! writer's 201 to the moment the client read it.
 
 use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use weblab_browser::conn::{IoTimes, Timed};
 
-/// Bytes through one client's sockets.
-#[derive(Default)]
-struct Wire {
-    sent: AtomicU64,
-    received: AtomicU64,
-}
-
-/// A TCP stream that counts what passes.
-struct Counted {
-    inner: TcpStream,
-    wire: Arc<Wire>,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = (buf.filled().len() - before) as u64;
-        self.wire.received.fetch_add(n, Ordering::Relaxed);
-        r
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.wire.sent.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        r
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+/// Bytes through one client's sockets, counted by the browser's own
+/// stream wrapper.
+type Wire = IoTimes;
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
@@ -73,7 +28,7 @@ async fn connect(addr: std::net::SocketAddr, wire: Arc<Wire>) -> Result<Sender> 
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(Counted { inner: tcp, wire })).await?;
+        hyper::client::conn::http1::handshake(TokioIo::new(Timed::new(tcp, wire))).await?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -330,8 +285,8 @@ pub async fn realtime(seconds: u64, every: Duration, poll_every: Duration) -> Re
             "{:<22} {:>8} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
             name,
             seen.requests,
-            wire.sent.load(Ordering::Relaxed),
-            wire.received.load(Ordering::Relaxed),
+            wire.bytes_written.load(Ordering::Relaxed),
+            wire.bytes_read.load(Ordering::Relaxed),
             n,
             ms(mean),
             ms(p50),
