@@ -13,6 +13,7 @@ use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
+use std::future::Future;
 use weblab_trace::{Ctx, Event, Layer, Recorder};
 
 use crate::error::AppError;
@@ -304,65 +305,42 @@ impl Stmt {
         self
     }
 
-    fn query(&self) -> Query<'static, Any, AnyArguments> {
+    /// The sqlx query, its values moved in as bound parameters.
+    fn into_query(self) -> Query<'static, Any, AnyArguments> {
         self.args
-            .iter()
+            .into_iter()
             .fold(sqlx::query(self.sql), |q, a| match a {
-                Arg::Int(v) => q.bind(*v),
-                Arg::Text(v) => q.bind(v.clone()),
+                Arg::Int(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
                 Arg::NullInt => q.bind(None::<i64>),
                 Arg::NullText => q.bind(None::<String>),
             })
     }
 }
 
-/// What a statement is asked to produce.
-enum Want {
-    Rows,
-    Optional,
-    Done,
-}
-
-enum Got {
-    Rows(Vec<AnyRow>),
-    Optional(Option<AnyRow>),
-    Done(u64),
-}
-
-/// Runs `stmt` on `exec` inside one `Sql` span.
-async fn run<'e, E>(
-    exec: E,
+/// Awaits `work` inside one `Sql` span naming `statement`; `rows` says how
+/// many rows its result returned or changed.
+async fn recorded<T>(
     rec: &Recorder,
     ctx: Ctx,
-    stmt: &Stmt,
-    want: Want,
-) -> Result<Got, AppError>
-where
-    E: Executor<'e, Database = Any>,
-{
+    (statement, params): (&str, usize),
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+    rows: impl FnOnce(&T) -> u64,
+) -> Result<T, AppError> {
     let span = rec.begin(ctx, Layer::Application);
-    let q = stmt.query();
-    let got = match want {
-        Want::Rows => q.fetch_all(exec).await.map(Got::Rows),
-        Want::Optional => q.fetch_optional(exec).await.map(Got::Optional),
-        Want::Done => q.execute(exec).await.map(|r| Got::Done(r.rows_affected())),
-    };
-    let rows = match &got {
-        Ok(Got::Rows(r)) => r.len() as u64,
-        Ok(Got::Optional(r)) => u64::from(r.is_some()),
-        Ok(Got::Done(n)) => *n,
-        Err(_) => 0,
-    };
-    rec.end(span, sql_event(stmt.sql, stmt.args.len(), rows));
-    got.map_err(AppError::from)
-}
-
-fn sql_event(statement: &str, params: usize, rows: u64) -> Event {
-    Event::Sql {
+    let out = work.await;
+    let event = Event::Sql {
         statement: statement.into(),
         params: u32::try_from(params).unwrap_or(u32::MAX),
-        rows,
-    }
+        rows: out.as_ref().map_or(0, rows),
+    };
+    rec.end(span, event);
+    out.map_err(AppError::from)
+}
+
+/// The text and parameter count of `stmt`, then its query.
+fn split(stmt: Stmt) -> ((&'static str, usize), Query<'static, Any, AnyArguments>) {
+    ((stmt.sql, stmt.args.len()), stmt.into_query())
 }
 
 /// Statements on the pool, each recorded.
@@ -380,33 +358,42 @@ impl<'a> Sql<'a> {
     }
 
     pub async fn all(&self, stmt: Stmt) -> Result<Vec<AnyRow>, AppError> {
-        match run(&self.db.pool, self.rec, self.ctx, &stmt, Want::Rows).await? {
-            Got::Rows(r) => Ok(r),
-            _ => unreachable!("asked for rows"),
-        }
+        let (what, q) = split(stmt);
+        let rows = |r: &Vec<AnyRow>| r.len() as u64;
+        recorded(self.rec, self.ctx, what, q.fetch_all(&self.db.pool), rows).await
     }
     pub async fn optional(&self, stmt: Stmt) -> Result<Option<AnyRow>, AppError> {
-        match run(&self.db.pool, self.rec, self.ctx, &stmt, Want::Optional).await? {
-            Got::Optional(r) => Ok(r),
-            _ => unreachable!("asked for one row"),
-        }
+        let (what, q) = split(stmt);
+        let rows = |r: &Option<AnyRow>| u64::from(r.is_some());
+        recorded(
+            self.rec,
+            self.ctx,
+            what,
+            q.fetch_optional(&self.db.pool),
+            rows,
+        )
+        .await
     }
     /// Runs a statement; the number of rows it changed.
     pub async fn exec(&self, stmt: Stmt) -> Result<u64, AppError> {
-        match run(&self.db.pool, self.rec, self.ctx, &stmt, Want::Done).await? {
-            Got::Done(n) => Ok(n),
-            _ => unreachable!("asked for a count"),
-        }
+        let (what, q) = split(stmt);
+        let done = async { q.execute(&self.db.pool).await.map(|r| r.rows_affected()) };
+        recorded(self.rec, self.ctx, what, done, |n| *n).await
     }
 
     /// Opens a transaction (its BEGIN recorded); end it with
     /// [`Tx::finish`].
     pub async fn begin(&self) -> Result<Tx<'a>, AppError> {
-        let span = self.rec.begin(self.ctx, Layer::Application);
-        let begun = self.db.pool.begin().await;
-        self.rec.end(span, sql_event("BEGIN", 0, 0));
+        let tx = recorded(
+            self.rec,
+            self.ctx,
+            ("BEGIN", 0),
+            self.db.pool.begin(),
+            |_| 0,
+        )
+        .await?;
         Ok(Tx {
-            tx: begun?,
+            tx,
             rec: self.rec,
             ctx: self.ctx,
         })
@@ -425,33 +412,35 @@ impl Tx<'_> {
     /// and passes `out` on. (A closure-taking `transaction(|tx| …)` would
     /// read better, but its future cannot be shown to be `Send` yet.)
     pub async fn finish<T>(self, out: Result<T, AppError>) -> Result<T, AppError> {
-        let span = self.rec.begin(self.ctx, Layer::Application);
-        let (word, ended) = match out.is_ok() {
-            true => ("COMMIT", self.tx.commit().await),
-            false => ("ROLLBACK", self.tx.rollback().await),
-        };
-        self.rec.end(span, sql_event(word, 0, 0));
-        ended?;
+        let (rec, ctx) = (self.rec, self.ctx);
+        match out {
+            Ok(_) => recorded(rec, ctx, ("COMMIT", 0), self.tx.commit(), |_| 0).await?,
+            Err(_) => recorded(rec, ctx, ("ROLLBACK", 0), self.tx.rollback(), |_| 0).await?,
+        }
         out
     }
 
     pub async fn all(&mut self, stmt: Stmt) -> Result<Vec<AnyRow>, AppError> {
-        match run(&mut *self.tx, self.rec, self.ctx, &stmt, Want::Rows).await? {
-            Got::Rows(r) => Ok(r),
-            _ => unreachable!("asked for rows"),
-        }
+        let (what, q) = split(stmt);
+        let rows = |r: &Vec<AnyRow>| r.len() as u64;
+        recorded(self.rec, self.ctx, what, q.fetch_all(&mut *self.tx), rows).await
     }
     pub async fn optional(&mut self, stmt: Stmt) -> Result<Option<AnyRow>, AppError> {
-        match run(&mut *self.tx, self.rec, self.ctx, &stmt, Want::Optional).await? {
-            Got::Optional(r) => Ok(r),
-            _ => unreachable!("asked for one row"),
-        }
+        let (what, q) = split(stmt);
+        let rows = |r: &Option<AnyRow>| u64::from(r.is_some());
+        recorded(
+            self.rec,
+            self.ctx,
+            what,
+            q.fetch_optional(&mut *self.tx),
+            rows,
+        )
+        .await
     }
     pub async fn exec(&mut self, stmt: Stmt) -> Result<u64, AppError> {
-        match run(&mut *self.tx, self.rec, self.ctx, &stmt, Want::Done).await? {
-            Got::Done(n) => Ok(n),
-            _ => unreachable!("asked for a count"),
-        }
+        let (what, q) = split(stmt);
+        let done = async { q.execute(&mut *self.tx).await.map(|r| r.rows_affected()) };
+        recorded(self.rec, self.ctx, what, done, |n| *n).await
     }
 }
 
