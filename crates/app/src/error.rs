@@ -138,8 +138,16 @@ impl fmt::Display for AppError {
 impl std::error::Error for AppError {}
 
 impl From<sqlx::Error> for AppError {
+    /// A unique-constraint violation is the client's conflict (409), by the
+    /// driver's own error kind (SQLite and PostgreSQL alike); anything
+    /// else is the database failing (500).
     fn from(e: sqlx::Error) -> Self {
-        AppError::database(e.to_string())
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                AppError::conflict(d.message().to_string())
+            }
+            _ => AppError::database(e.to_string()),
+        }
     }
 }
 

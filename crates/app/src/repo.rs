@@ -49,28 +49,47 @@ fn post(row: &AnyRow) -> Result<Post, AppError> {
     })
 }
 
-/// A unique-constraint failure becomes 409 with `what` named.
+/// A unique-constraint failure (already 409 from the driver's error
+/// kind) says which value was taken.
 fn conflict(e: AppError, what: &str) -> AppError {
-    if e.message().contains("UNIQUE") || e.message().contains("duplicate key") {
+    if e.status() == axum::http::StatusCode::CONFLICT {
         AppError::conflict(what.to_string())
     } else {
         e
     }
 }
 
-// The column list is a constant, so `concat!` keeps each statement a
+// The column lists are constants, so `concat!` keeps each statement a
 // `&'static str` (sqlx refuses text built at run time unless told it is safe).
+macro_rules! user_cols {
+    () => {
+        "id, name, email, role, created_at, updated_at"
+    };
+}
+macro_rules! post_cols {
+    () => {
+        "id, user_id, title, body, created_at"
+    };
+}
 macro_rules! users_sql {
     ($($rest:literal),*) => {
-        concat!("SELECT id, name, email, role, created_at, updated_at FROM users", $($rest),*)
+        concat!("SELECT ", user_cols!(), " FROM users", $($rest),*)
+    };
+}
+macro_rules! posts_sql {
+    ($($rest:literal),*) => {
+        concat!("SELECT ", post_cols!(), " FROM posts", $($rest),*)
     };
 }
 
-pub async fn count_users(sql: &Sql<'_>) -> Result<i64, AppError> {
-    let row = sql
-        .optional(Stmt::new("SELECT COUNT(*) FROM users"))
-        .await?;
+/// The one number a `SELECT COUNT(*)`-like statement returns.
+async fn number(sql: &Sql<'_>, stmt: Stmt) -> Result<i64, AppError> {
+    let row = sql.optional(stmt).await?;
     row.map_or(Ok(0), |r| col(&r, 0))
+}
+
+pub async fn count_users(sql: &Sql<'_>) -> Result<i64, AppError> {
+    number(sql, Stmt::new("SELECT COUNT(*) FROM users")).await
 }
 
 pub async fn list_users(sql: &Sql<'_>, limit: i64, offset: i64) -> Result<Vec<User>, AppError> {
@@ -98,10 +117,11 @@ pub async fn find_login(
 ) -> Result<Option<(User, Option<String>)>, AppError> {
     let row = sql
         .optional(
-            Stmt::new(
-                "SELECT id, name, email, role, created_at, updated_at, password_hash \
-                 FROM users WHERE email = $1",
-            )
+            Stmt::new(concat!(
+                "SELECT ",
+                user_cols!(),
+                ", password_hash FROM users WHERE email = $1"
+            ))
             .bind(email.to_ascii_lowercase()),
         )
         .await?;
@@ -129,7 +149,7 @@ pub async fn create_user(
             Stmt::new(concat!(
                 "INSERT INTO users (name, email, role, password_hash, created_at, updated_at) \
                  VALUES ($1, $2, 'user', $3, $4, $4) RETURNING ",
-                "id, name, email, role, created_at, updated_at"
+                user_cols!()
             ))
             .bind(f.name.as_str())
             .bind(f.email.to_ascii_lowercase())
@@ -154,7 +174,7 @@ pub async fn update_user(
             Stmt::new(concat!(
                 "UPDATE users SET name = COALESCE($1, name), email = COALESCE($2, email), \
                  updated_at = $3 WHERE id = $4 RETURNING ",
-                "id, name, email, role, created_at, updated_at"
+                user_cols!()
             ))
             .bind(name.map(str::to_string))
             .bind(email.map(str::to_ascii_lowercase))
@@ -180,17 +200,11 @@ pub async fn delete_user(sql: &Sql<'_>, id: i64) -> Result<bool, AppError> {
 }
 
 pub async fn count_posts(sql: &Sql<'_>, user: Option<i64>) -> Result<i64, AppError> {
-    let row = match user {
-        Some(u) => {
-            sql.optional(Stmt::new("SELECT COUNT(*) FROM posts WHERE user_id = $1").bind(u))
-                .await?
-        }
-        None => {
-            sql.optional(Stmt::new("SELECT COUNT(*) FROM posts"))
-                .await?
-        }
+    let stmt = match user {
+        Some(u) => Stmt::new("SELECT COUNT(*) FROM posts WHERE user_id = $1").bind(u),
+        None => Stmt::new("SELECT COUNT(*) FROM posts"),
     };
-    row.map_or(Ok(0), |r| col(&r, 0))
+    number(sql, stmt).await
 }
 
 pub async fn list_posts(
@@ -199,62 +213,36 @@ pub async fn list_posts(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Post>, AppError> {
-    let rows = match user {
-        Some(u) => {
-            sql.all(
-                Stmt::new(
-                    "SELECT id, user_id, title, body, created_at FROM posts \
-                     WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
-                )
-                .bind(u)
-                .bind(limit)
-                .bind(offset),
-            )
-            .await?
-        }
-        None => {
-            sql.all(
-                Stmt::new(
-                    "SELECT id, user_id, title, body, created_at FROM posts \
-                     ORDER BY id DESC LIMIT $1 OFFSET $2",
-                )
-                .bind(limit)
-                .bind(offset),
-            )
-            .await?
-        }
+    let stmt = match user {
+        Some(u) => Stmt::new(posts_sql!(
+            " WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(u),
+        None => Stmt::new(posts_sql!(" ORDER BY id DESC LIMIT $1 OFFSET $2")),
     };
+    let rows = sql.all(stmt.bind(limit).bind(offset)).await?;
     rows.iter().map(post).collect()
 }
 
 pub async fn find_post(sql: &Sql<'_>, id: i64) -> Result<Option<Post>, AppError> {
     let row = sql
-        .optional(
-            Stmt::new("SELECT id, user_id, title, body, created_at FROM posts WHERE id = $1")
-                .bind(id),
-        )
+        .optional(Stmt::new(posts_sql!(" WHERE id = $1")).bind(id))
         .await?;
     row.as_ref().map(post).transpose()
 }
 
 /// The id of the newest post (0 when there are none).
 pub async fn newest_post(sql: &Sql<'_>) -> Result<i64, AppError> {
-    let row = sql
-        .optional(Stmt::new("SELECT COALESCE(MAX(id), 0) FROM posts"))
-        .await?;
-    row.map_or(Ok(0), |r| col(&r, 0))
+    number(sql, Stmt::new("SELECT COALESCE(MAX(id), 0) FROM posts")).await
 }
 
 /// Posts newer than `after`, oldest first (a feed's next items).
 pub async fn posts_after(sql: &Sql<'_>, after: i64, limit: i64) -> Result<Vec<Post>, AppError> {
     let rows = sql
         .all(
-            Stmt::new(
-                "SELECT id, user_id, title, body, created_at FROM posts \
-                 WHERE id > $1 ORDER BY id LIMIT $2",
-            )
-            .bind(after)
-            .bind(limit),
+            Stmt::new(posts_sql!(" WHERE id > $1 ORDER BY id LIMIT $2"))
+                .bind(after)
+                .bind(limit),
         )
         .await?;
     rows.iter().map(post).collect()
@@ -268,10 +256,11 @@ pub async fn create_post(
 ) -> Result<Post, AppError> {
     let row = sql
         .optional(
-            Stmt::new(
+            Stmt::new(concat!(
                 "INSERT INTO posts (user_id, title, body, created_at) VALUES ($1, $2, $3, $4) \
-                 RETURNING id, user_id, title, body, created_at",
-            )
+                     RETURNING ",
+                post_cols!()
+            ))
             .bind(user)
             .bind(title)
             .bind(body)
@@ -379,10 +368,7 @@ pub async fn load_session(sql: &Sql<'_>, id: &str) -> Result<Result<Session, NoS
 }
 
 pub async fn count_sessions(sql: &Sql<'_>) -> Result<i64, AppError> {
-    let row = sql
-        .optional(Stmt::new("SELECT COUNT(*) FROM sessions"))
-        .await?;
-    row.map_or(Ok(0), |r| col(&r, 0))
+    number(sql, Stmt::new("SELECT COUNT(*) FROM sessions")).await
 }
 
 pub async fn end_session(sql: &Sql<'_>, id: &str) -> Result<bool, AppError> {
