@@ -142,11 +142,21 @@ pub fn clear_session_cookie(secure: bool) -> HeaderValue {
 pub struct Claims {
     /// The user id.
     pub sub: String,
+    /// The user's name, for whoever shows who is asking (chat, logs).
+    pub name: String,
     pub role: String,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+}
+
+/// Whom an access token is for.
+#[derive(Clone, Debug)]
+pub struct TokenUser {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
 }
 
 /// The HS256 key pair made from the application's shared secret.
@@ -173,10 +183,11 @@ impl Tokens {
     }
 
     /// A signed access token for `user` with `role`, valid [`ACCESS_SECS`].
-    pub fn issue(&self, user: i64, role: &str, now: i64) -> Result<String, AppError> {
+    pub fn issue(&self, user: &TokenUser, now: i64) -> Result<String, AppError> {
         let claims = Claims {
-            sub: user.to_string(),
-            role: role.into(),
+            sub: user.id.to_string(),
+            name: user.name.clone(),
+            role: user.role.clone(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,
@@ -299,13 +310,20 @@ mod tests {
     fn tokens_are_refused_with_the_reason() {
         let t = Tokens::new("secret one");
         let now = now();
-        let good = t.issue(7, "user", now).unwrap();
+        let seven = |role: &str| TokenUser {
+            id: 7,
+            name: "Seven".into(),
+            role: role.into(),
+        };
+        let good = t.issue(&seven("user"), now).unwrap();
         assert_eq!(t.verify(&good).unwrap().sub, "7");
 
-        let expired = t.issue(7, "user", now - 3600).unwrap();
+        let expired = t.issue(&seven("user"), now - 3600).unwrap();
         assert_eq!(t.verify(&expired).unwrap_err(), "token expired");
 
-        let other = Tokens::new("secret two").issue(7, "admin", now).unwrap();
+        let other = Tokens::new("secret two")
+            .issue(&seven("admin"), now)
+            .unwrap();
         assert!(t.verify(&other).unwrap_err().contains("signature"));
 
         // A token whose payload was edited (role raised) keeps its old

@@ -115,11 +115,13 @@ pub async fn access_log(State(s): State<Arc<AppState>>, mut req: Request, next: 
 /// reported it, else the connection's peer. A client talking to the app
 /// directly cannot choose what the log records.
 pub fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    client_ip_of(peer, req.headers(), trusted)
+    client_ip_of(peer(req.extensions()), req.headers(), trusted)
+}
+
+/// The address of the connection a request came on (the accept loop puts
+/// it in the request's extensions).
+pub fn peer(ext: &axum::http::Extensions) -> Option<IpAddr> {
+    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
 /// [`client_ip`] from its parts.
@@ -283,13 +285,6 @@ pub struct Principal {
     pub user_id: i64,
     pub name: String,
     pub role: String,
-    pub via: Via,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
-    Session,
-    Bearer,
 }
 
 /// What the session step found, for the steps and handlers after it.
@@ -341,7 +336,7 @@ pub async fn session(State(s): State<Arc<AppState>>, mut req: Request, next: Nex
         Err(e) => (format!("session: could not be loaded ({e})"), None, false),
     };
     req.extensions_mut().insert(SessionFound { id, session });
-    let https = came_over_https(peer_of(&req), req.headers(), &s.trusted_proxies);
+    let https = came_over_https(peer(req.extensions()), req.headers(), &s.trusted_proxies);
     let mut resp = next.run(req).await;
     if stale && !resp.headers().contains_key(header::SET_COOKIE) {
         resp.headers_mut()
@@ -349,12 +344,6 @@ pub async fn session(State(s): State<Arc<AppState>>, mut req: Request, next: Nex
     }
     s.rec.end(span, step(what, 5));
     resp
-}
-
-fn peer_of(req: &Request) -> Option<IpAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
 }
 
 fn step(name: impl Into<String>, order: u32) -> Event {
@@ -374,66 +363,61 @@ pub async fn authentication(
 ) -> Response {
     let span = s.rec.begin(ctx_of(&req), Layer::Application);
     req.extensions_mut().insert(TraceCtx(span.ctx()));
-    let (who, what) = if let Some(token) = auth::bearer(req.headers()) {
-        match s.tokens().verify(token) {
-            Ok(c) => match c.sub.parse::<i64>() {
-                Ok(id) => (
-                    Principal {
-                        user_id: id,
-                        name: format!("user {id}"),
-                        role: c.role,
-                        via: Via::Bearer,
-                    },
-                    format!(
-                        "authentication: Bearer token valid, user {id}, expires in {} s",
-                        c.exp - auth::now()
-                    ),
-                ),
-                Err(_) => {
-                    let e = AppError::unauthorized("token subject is not a user id");
-                    s.rec.end(
-                        span,
-                        step(format!("authentication: 401, {}", e.message()), 6),
-                    );
-                    return e.into_response();
-                }
-            },
-            Err(why) => {
-                s.rec
-                    .end(span, step(format!("authentication: 401, {why}"), 6));
-                return AppError::unauthorized(why).into_response();
-            }
+    let what = match who_is_asking(&s, &req) {
+        Err(why) => {
+            s.rec
+                .end(span, step(format!("authentication: 401, {why}"), 6));
+            return AppError::unauthorized(why).into_response();
         }
-    } else if let Some(found) = req
-        .extensions()
-        .get::<SessionFound>()
-        .and_then(|f| f.session.as_ref())
-    {
-        let u = &found.user;
-        (
-            Principal {
-                user_id: u.id,
-                name: u.name.clone(),
-                role: u.role.clone(),
-                via: Via::Session,
-            },
-            format!(
-                "authentication: signed in by session as {} ({})",
-                u.email, u.role
-            ),
-        )
-    } else {
-        let resp = next.run(req).await;
-        s.rec.end(
-            span,
-            step("authentication: no token and no session, anonymous", 6),
-        );
-        return resp;
+        Ok(None) => "authentication: no token and no session, anonymous".to_string(),
+        Ok(Some((who, what))) => {
+            req.extensions_mut().insert(who);
+            what
+        }
     };
-    req.extensions_mut().insert(who);
     let resp = next.run(req).await;
     s.rec.end(span, step(what, 6));
     resp
+}
+
+/// The principal of a request and how it was established, nobody, or why
+/// its token is refused.
+fn who_is_asking(s: &AppState, req: &Request) -> Result<Option<(Principal, String)>, String> {
+    if let Some(token) = auth::bearer(req.headers()) {
+        let c = s.tokens().verify(token)?;
+        let id: i64 = c
+            .sub
+            .parse()
+            .map_err(|_| "token subject is not a user id".to_string())?;
+        let what = format!(
+            "authentication: Bearer token valid, user {id}, expires in {} s",
+            c.exp - auth::now()
+        );
+        let who = Principal {
+            user_id: id,
+            name: c.name,
+            role: c.role,
+        };
+        return Ok(Some((who, what)));
+    }
+    let Some(found) = req
+        .extensions()
+        .get::<SessionFound>()
+        .and_then(|f| f.session.as_ref())
+    else {
+        return Ok(None);
+    };
+    let u = &found.user;
+    let what = format!(
+        "authentication: signed in by session as {} ({})",
+        u.email, u.role
+    );
+    let who = Principal {
+        user_id: u.id,
+        name: u.name.clone(),
+        role: u.role.clone(),
+    };
+    Ok(Some((who, what)))
 }
 
 /// Who may call a route.

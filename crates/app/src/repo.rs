@@ -401,10 +401,9 @@ pub async fn issue_refresh(
 /// What presenting a refresh token led to.
 #[derive(Debug)]
 pub enum Refresh {
-    /// Valid and unused: now used; the user, their role and the family.
+    /// Valid and unused: now used; whom to issue for, and the family.
     Rotated {
-        user: i64,
-        role: String,
+        user: auth::TokenUser,
         family: String,
     },
     /// Already used once: someone replayed it, so the whole family is
@@ -422,7 +421,7 @@ pub async fn use_refresh(sql: &Sql<'_>, token: &str) -> Result<Refresh, AppError
         let row = tx
             .optional(
                 Stmt::new(
-                    "SELECT t.family, t.user_id, t.expires_at, t.used_at, u.role \
+                    "SELECT t.family, t.user_id, t.expires_at, t.used_at, u.role, u.name \
                      FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
                 )
                 .bind(hash.as_str()),
@@ -457,8 +456,11 @@ pub async fn use_refresh(sql: &Sql<'_>, token: &str) -> Result<Refresh, AppError
             return Ok(Refresh::Reused);
         }
         Ok(Refresh::Rotated {
-            user,
-            role: col(&row, 4)?,
+            user: auth::TokenUser {
+                id: user,
+                role: col(&row, 4)?,
+                name: col(&row, 5)?,
+            },
             family,
         })
     }

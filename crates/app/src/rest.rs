@@ -40,10 +40,7 @@ impl FromRequestParts<Arc<AppState>> for Cx {
             .get::<TraceCtx>()
             .map_or_else(Ctx::new_root, |t| t.0);
         let who = p.extensions.get::<Principal>().cloned();
-        let peer = p
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = crate::middleware::peer(&p.extensions);
         let ip = crate::middleware::client_ip_of(peer, &p.headers, &s.trusted_proxies);
         let https = crate::middleware::came_over_https(peer, &p.headers, &s.trusted_proxies);
         Ok(Cx {

@@ -71,7 +71,12 @@ async fn with_password(cx: &Cx, email: &str, password: &str) -> Result<Response,
                 return Ok(None);
             }
             let Some(user) = user else { return Ok(None) };
-            let access = cx.s.tokens().issue(user.id, &user.role, auth::now())?;
+            let who = auth::TokenUser {
+                id: user.id,
+                name: user.name.clone(),
+                role: user.role.clone(),
+            };
+            let access = cx.s.tokens().issue(&who, auth::now())?;
             let refresh = repo::issue_refresh(&sql, user.id, None).await?;
             Ok(Some((access, refresh)))
         })
@@ -93,9 +98,9 @@ async fn with_refresh(cx: &Cx, token: &str) -> Result<Response, AppError> {
         .service(
             "TokenService::refresh",
             async |sql| match repo::use_refresh(&sql, token).await? {
-                Refresh::Rotated { user, role, family } => {
-                    let access = cx.s.tokens().issue(user, &role, auth::now())?;
-                    let next = repo::issue_refresh(&sql, user, Some(family)).await?;
+                Refresh::Rotated { user, family } => {
+                    let access = cx.s.tokens().issue(&user, auth::now())?;
+                    let next = repo::issue_refresh(&sql, user.id, Some(family)).await?;
                     Ok((access, next))
                 }
                 Refresh::Reused => Err(AppError::unauthorized(
