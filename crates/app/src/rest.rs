@@ -116,17 +116,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         }
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             // The server's own body limits show as its BodyError inside.
-            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(c) = cur {
-                if let Some(b) = c.downcast_ref::<weblab_server::http::BodyError>() {
-                    if b.is_timeout() {
-                        return AppError::timeout(b.to_string());
-                    }
-                    if b.is_too_large() {
-                        return AppError::too_large(b.to_string());
-                    }
-                }
-                cur = c.source();
+            match weblab_server::http::BodyError::within(&e) {
+                Some(b) if b.is_timeout() => return AppError::timeout(b.to_string()),
+                Some(b) if b.is_too_large() => return AppError::too_large(b.to_string()),
+                _ => {}
             }
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::too_large(format!("the body is over {MAX_JSON} bytes"))

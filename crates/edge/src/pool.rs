@@ -225,7 +225,7 @@ impl Pool {
             Err(_) => Err(SendError::Timeout(self.timeouts.response)),
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(chain(&e))),
-            Ok(Err(e)) => Err(match client_body_error(&e) {
+            Ok(Err(e)) => Err(match weblab_server::http::BodyError::within(&e) {
                 Some(b) => SendError::ClientBody {
                     too_large: b.is_too_large(),
                     timed_out: b.is_timeout(),
@@ -403,20 +403,6 @@ impl SendError {
             SendError::Connect(_) | SendError::Other(_) => S::BAD_GATEWAY,
         }
     }
-}
-
-/// The client body error inside a send error, if that is what broke it.
-fn client_body_error<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a weblab_server::http::BodyError> {
-    let mut cur: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if let Some(b) = c.downcast_ref::<weblab_server::http::BodyError>() {
-            return Some(b);
-        }
-        cur = c.source();
-    }
-    None
 }
 
 impl std::fmt::Display for SendError {

@@ -39,6 +39,19 @@ impl std::fmt::Display for BodyError {
 impl std::error::Error for BodyError {}
 
 impl BodyError {
+    /// The body error somewhere in `e`'s chain of sources: what a proxy's
+    /// client or an extractor saw when reading the body failed.
+    pub fn within<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+        let mut cur = Some(e);
+        while let Some(c) = cur {
+            if let Some(b) = c.downcast_ref::<BodyError>() {
+                return Some(b);
+            }
+            cur = c.source();
+        }
+        None
+    }
+
     pub fn is_timeout(&self) -> bool {
         matches!(self, BodyError::TimedOut(_))
     }
