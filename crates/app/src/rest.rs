@@ -68,6 +68,44 @@ impl Cx {
         out
     }
 
+    /// Checks a password under the sign-in limit of the client's address,
+    /// inside one `Service` span named `name`; with the right one, `then`
+    /// runs (in the same span) for the user. Wrong passwords count against
+    /// the address, a right one forgives them.
+    pub async fn sign_in<T>(
+        &self,
+        name: &'static str,
+        email: &str,
+        password: &str,
+        then: impl AsyncFnOnce(&Sql<'_>, crate::repo::User) -> Result<T, AppError>,
+    ) -> Result<SignIn<T>, AppError> {
+        let ip = self.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        if let Err(wait) = self.s.logins.check(ip) {
+            return Ok(SignIn::Wait { ip, seconds: wait });
+        }
+        let done = self
+            .service(name, async |sql| {
+                let row = crate::repo::find_login(&sql, email).await?;
+                let (user, hash) = row.map_or((None, None), |(u, h)| (Some(u), h));
+                // The hash is checked even for an unknown email (same time).
+                match (crate::auth::verify_password(password, hash).await, user) {
+                    (true, Some(user)) => then(&sql, user).await.map(Some),
+                    _ => Ok(None),
+                }
+            })
+            .await?;
+        Ok(match done {
+            Some(t) => {
+                self.s.logins.succeeded(ip);
+                SignIn::Done(t)
+            }
+            None => {
+                self.s.logins.failed(ip);
+                SignIn::Wrong
+            }
+        })
+    }
+
     /// The signed-in user, or 401.
     pub fn user(&self) -> Result<&Principal, AppError> {
         self.who
@@ -87,6 +125,17 @@ impl Cx {
             )))
         }
     }
+}
+
+/// How a sign-in attempt ended.
+pub enum SignIn<T> {
+    Done(T),
+    Wrong,
+    /// Too many failures from `ip`: wait this long.
+    Wait {
+        ip: IpAddr,
+        seconds: u64,
+    },
 }
 
 /// Largest JSON body the API reads.

@@ -11,7 +11,7 @@ use crate::auth;
 use crate::error::AppError;
 use crate::middleware::SessionFound;
 use crate::repo::{self, UserFields};
-use crate::rest::{Cx, Fields, check_user};
+use crate::rest::{Cx, Fields, SignIn, check_user};
 
 /// Text made safe to place in HTML.
 fn esc(s: &str) -> String {
@@ -155,40 +155,30 @@ pub async fn login(
         field(&f, "password"),
         local(field(&f, "next")),
     );
-    let ip = cx.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    if let Err(wait) = cx.s.logins.check(ip) {
-        let main = login_main(
-            Some(&format!(
-                "Too many failed sign-ins from {ip}. Try again in {wait} s."
-            )),
-            email,
-            next,
-            None,
-        );
-        let mut r = page(&cx, StatusCode::TOO_MANY_REQUESTS, "Sign in", &main);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return Ok(r);
-    }
     let previous = found.as_ref().map(|f| f.id.as_str());
-    let signed_in = cx
-        .service("AuthService::sign_in", async |sql| {
-            let row = repo::find_login(&sql, email).await?;
-            let (user, hash) = row.map_or((None, None), |(u, h)| (Some(u), h));
-            if !auth::verify_password(password, hash).await {
-                return Ok(None);
-            }
-            let Some(user) = user else { return Ok(None) };
-            let sid = repo::start_session(&sql, user.id, previous).await?;
-            Ok(Some(sid))
-        })
+    let attempt = cx
+        .sign_in(
+            "AuthService::sign_in",
+            email,
+            password,
+            async |sql, user| repo::start_session(sql, user.id, previous).await,
+        )
         .await?;
-    let Some(sid) = signed_in else {
-        cx.s.logins.failed(ip);
-        let main = login_main(Some("Wrong email or password."), email, next, None);
-        return Ok(page(&cx, StatusCode::UNAUTHORIZED, "Sign in", &main));
+    let sid = match attempt {
+        SignIn::Done(sid) => sid,
+        SignIn::Wrong => {
+            let main = login_main(Some("Wrong email or password."), email, next, None);
+            return Ok(page(&cx, StatusCode::UNAUTHORIZED, "Sign in", &main));
+        }
+        SignIn::Wait { ip, seconds } => {
+            let message = format!("Too many failed sign-ins from {ip}. Try again in {seconds} s.");
+            let main = login_main(Some(&message), email, next, None);
+            let mut r = page(&cx, StatusCode::TOO_MANY_REQUESTS, "Sign in", &main);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return Ok(r);
+        }
     };
-    cx.s.logins.succeeded(ip);
     Ok(see_other(next, Some(auth::session_cookie(&sid, cx.https))))
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth;
 use crate::error::AppError;
 use crate::repo::{self, Refresh};
-use crate::rest::{Cx, Fields, JsonObject};
+use crate::rest::{Cx, Fields, JsonObject, SignIn};
 
 fn answer(access: String, refresh: String) -> Response {
     let body = serde_json::json!({
@@ -56,40 +56,30 @@ pub async fn create(cx: Cx, JsonObject(obj): JsonObject) -> Result<Response, App
 }
 
 async fn with_password(cx: &Cx, email: &str, password: &str) -> Result<Response, AppError> {
-    let ip = cx.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    if let Err(wait) = cx.s.logins.check(ip) {
-        return Err(AppError::too_many(
-            format!("too many failed sign-ins from {ip}; try again in {wait} s"),
-            wait,
-        ));
-    }
-    let tokens = cx
-        .service("TokenService::sign_in", async |sql| {
-            let row = repo::find_login(&sql, email).await?;
-            let (user, hash) = row.map_or((None, None), |(u, h)| (Some(u), h));
-            if !auth::verify_password(password, hash).await {
-                return Ok(None);
-            }
-            let Some(user) = user else { return Ok(None) };
-            let who = auth::TokenUser {
-                id: user.id,
-                name: user.name.clone(),
-                role: user.role.clone(),
-            };
-            let access = cx.s.tokens().issue(&who, auth::now())?;
-            let refresh = repo::issue_refresh(&sql, user.id, None).await?;
-            Ok(Some((access, refresh)))
-        })
+    let attempt = cx
+        .sign_in(
+            "TokenService::sign_in",
+            email,
+            password,
+            async |sql, user| {
+                let who = auth::TokenUser {
+                    id: user.id,
+                    name: user.name,
+                    role: user.role,
+                };
+                let access = cx.s.tokens().issue(&who, auth::now())?;
+                let refresh = repo::issue_refresh(sql, who.id, None).await?;
+                Ok(answer(access, refresh))
+            },
+        )
         .await?;
-    match tokens {
-        Some((a, r)) => {
-            cx.s.logins.succeeded(ip);
-            Ok(answer(a, r))
-        }
-        None => {
-            cx.s.logins.failed(ip);
-            Err(AppError::unauthorized("wrong email or password"))
-        }
+    match attempt {
+        SignIn::Done(r) => Ok(r),
+        SignIn::Wrong => Err(AppError::unauthorized("wrong email or password")),
+        SignIn::Wait { ip, seconds } => Err(AppError::too_many(
+            format!("too many failed sign-ins from {ip}; try again in {seconds} s"),
+            seconds,
+        )),
     }
 }
 
