@@ -150,11 +150,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let ct = content_type(req.headers());
         if !is_json(ct) {
             return Err(AppError::unsupported(match ct {
                 "" => {
@@ -180,14 +176,27 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
-/// `application/json`, or any `+json` type (merge-patch), any parameters.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
+/// The request's Content-Type as sent ("" without one).
+pub fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// A media type without its parameters, lowercased (`text/html`).
+pub fn essence(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// `application/json`, or any `+json` type (merge-patch), any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = essence(content_type);
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -230,6 +239,15 @@ pub struct Fields<'a> {
     obj: &'a serde_json::Map<String, serde_json::Value>,
     wrong: Vec<(String, String)>,
     invalid: Vec<(String, String)>,
+}
+
+impl Fields<'static> {
+    /// Rule checks alone, for values that did not come as JSON (a form).
+    pub fn rules_only() -> Fields<'static> {
+        static NONE: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+            std::sync::LazyLock::new(serde_json::Map::new);
+        Fields::of(&NONE, &[])
+    }
 }
 
 impl<'a> Fields<'a> {
@@ -285,6 +303,13 @@ impl<'a> Fields<'a> {
             ));
         }
         Ok(())
+    }
+}
+
+/// The rule a new password must pass.
+pub fn check_password(f: &mut Fields<'_>, password: Option<&str>) {
+    if password.is_some_and(|p| !(8..=128).contains(&p.chars().count())) {
+        f.invalid("password", "must be 8 to 128 characters");
     }
 }
 

@@ -11,7 +11,7 @@ use crate::auth;
 use crate::error::AppError;
 use crate::middleware::SessionFound;
 use crate::repo::{self, UserFields};
-use crate::rest::{Cx, Fields, SignIn, check_user};
+use crate::rest::{Cx, Fields, SignIn, check_password, check_user, content_type, essence};
 
 /// Text made safe to place in HTML.
 fn esc(s: &str) -> String {
@@ -63,18 +63,8 @@ fn page(cx: &Cx, status: StatusCode, title: &str, main: &str) -> Response {
 /// The fields of an `application/x-www-form-urlencoded` body; 415 for any
 /// other type.
 fn form(cx: &Cx, body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
-    let ct = cx
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    {
+    let ct = content_type(&cx.headers);
+    if essence(ct) != "application/x-www-form-urlencoded" {
         return Err(AppError::unsupported(format!(
             "this form takes application/x-www-form-urlencoded, not {ct:?}"
         )));
@@ -233,14 +223,11 @@ pub async fn signup(
 ) -> Result<Response, AppError> {
     let f = form(&cx, &body)?;
     let (name, email, password) = (field(&f, "name"), field(&f, "email"), field(&f, "password"));
-    let obj = serde_json::Map::new();
-    let mut check = Fields::of(&obj, &[]);
+    let mut check = Fields::rules_only();
     check_user(&mut check, Some(name), Some(email));
-    if !(8..=128).contains(&password.chars().count()) {
-        check.invalid("password", "must be 8 to 128 characters");
-    }
+    check_password(&mut check, Some(password));
     if let Err(e) = check.finish() {
-        let problems = problems_of(&e);
+        let problems = e.fields().to_vec();
         return Ok(page(
             &cx,
             e.status(),
@@ -276,10 +263,6 @@ pub async fn signup(
         }
         Err(e) => Err(e),
     }
-}
-
-fn problems_of(e: &AppError) -> Vec<(String, String)> {
-    e.fields().to_vec()
 }
 
 /// POST /logout: ends the session (the row is deleted, not just the

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth;
 use crate::error::AppError;
 use crate::repo::{self, UserFields};
-use crate::rest::{Cx, Fields, JsonObject, Page, check_user, created, represent};
+use crate::rest::{Cx, Fields, JsonObject, Page, check_password, check_user, created, represent};
 use crate::routes::id;
 
 /// GET /api/users?page=&per_page=
@@ -36,12 +36,7 @@ pub async fn create(cx: Cx, JsonObject(obj): JsonObject) -> Result<Response, App
     let email = f.text("email", true);
     let password = f.text("password", true);
     check_user(&mut f, name.as_deref(), email.as_deref());
-    if password
-        .as_deref()
-        .is_some_and(|p| !(8..=128).contains(&p.chars().count()))
-    {
-        f.invalid("password", "must be 8 to 128 characters");
-    }
+    check_password(&mut f, password.as_deref());
     f.finish()?;
     let fields = UserFields {
         name: name.unwrap_or_default().trim().into(),
