@@ -36,6 +36,10 @@ enum Kind {
     TooManyRequests {
         retry_after: u64,
     },
+    /// 503: this server is at a limit; try again later.
+    Unavailable {
+        retry_after: u64,
+    },
 }
 
 impl AppError {
@@ -81,6 +85,9 @@ impl AppError {
             ..Self::new(Kind::Unprocessable, m)
         }
     }
+    pub(crate) fn unavailable(m: impl Into<String>, retry_after: u64) -> Self {
+        Self::new(Kind::Unavailable { retry_after }, m)
+    }
     pub(crate) fn too_many(m: impl Into<String>, retry_after: u64) -> Self {
         Self::new(Kind::TooManyRequests { retry_after }, m)
     }
@@ -114,6 +121,7 @@ impl AppError {
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Kind::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Config | Kind::Database => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -176,7 +184,7 @@ impl IntoResponse for AppError {
                     HeaderValue::from_static(r#"Bearer realm="myapp""#),
                 );
             }
-            Kind::TooManyRequests { retry_after } => {
+            Kind::TooManyRequests { retry_after } | Kind::Unavailable { retry_after } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             _ => {}

@@ -37,6 +37,8 @@ pub struct AppState {
     pub new_posts: tokio::sync::watch::Sender<i64>,
     /// The chat rooms with members on this server.
     pub rooms: crate::routes::chat::Rooms,
+    /// Places for open WebSockets (see [`crate::routes::chat`]).
+    pub sockets: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: open WebSockets close with 1001.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -61,6 +63,9 @@ impl AppState {
             tokens: crate::auth::Tokens::new(&secret),
             new_posts: tokio::sync::watch::Sender::new(0),
             rooms: crate::routes::chat::Rooms::default(),
+            sockets: Arc::new(tokio::sync::Semaphore::new(
+                crate::routes::chat::MAX_SOCKETS,
+            )),
             shutdown: tokio::sync::watch::Sender::new(false),
         })
     }
