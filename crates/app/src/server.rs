@@ -211,6 +211,10 @@ pub fn start(
     let server = weblab_server::serve_http(listener, None, limits, Arc::new(AppHandler(app)))?;
     // Upgraded connections (chat) are not requests the server drains:
     // tell them when it stops.
+    tokio::spawn(crate::routes::feed::watch_newest(
+        state.clone(),
+        server.stop_signal(),
+    ));
     let mut stop = server.stop_signal();
     let s = state.clone();
     tokio::spawn(async move {

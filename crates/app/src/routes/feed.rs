@@ -9,9 +9,11 @@
 //!   `Last-Event-ID` and miss nothing).
 //!
 //! A post written on this server wakes the waiters at once; one written by
-//! another app server (same database) is found by a re-read every second.
+//! another app server (same database) is found by this server's one
+//! reader of the newest post id, every second.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::RawQuery;
@@ -24,10 +26,11 @@ use weblab_trace::Ctx;
 use crate::error::AppError;
 use crate::repo::{self, Post};
 use crate::rest::Cx;
+use crate::server::AppState;
 
 /// Longest a long poll is held.
 pub const MAX_WAIT_SECS: u64 = 30;
-/// How often a waiter re-reads the database for other servers' posts.
+/// How often the server reads the newest post id for other servers' posts.
 const RECHECK: Duration = Duration::from_secs(1);
 /// Posts per answer or per stream step.
 const BATCH: i64 = 100;
@@ -48,7 +51,8 @@ fn query_number(q: Option<&str>, key: &str) -> Result<Option<i64>, AppError> {
     Ok(None)
 }
 
-/// Waits until there are posts after `after` or `until` passes.
+/// Waits until there are posts after `after` or `until` passes. The
+/// database is read again only when [`AppState::new_posts`] moves.
 async fn wait_for_posts(
     cx: &Cx,
     sql_ctx: Ctx,
@@ -63,8 +67,37 @@ async fn wait_for_posts(
         if !posts.is_empty() || now >= until {
             return Ok(posts);
         }
-        let step = (until - now).min(RECHECK);
-        let _ = tokio::time::timeout(step, news.changed()).await;
+        if tokio::time::timeout(until - now, news.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Vec::new());
+        }
+    }
+}
+
+/// One reader per server for posts written elsewhere: while anyone waits
+/// on the feed, the newest post id is read every [`RECHECK`] and the
+/// waiters are woken when it moved (one query a second, however many
+/// waiters). Ends when the server stops.
+pub async fn watch_newest(s: Arc<AppState>, mut stop: weblab_server::StopSignal) {
+    let sql = s.db.sql(&s.rec, Ctx::unsampled_root());
+    let mut tick = tokio::time::interval(RECHECK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.stopped() => return,
+        }
+        if s.new_posts.receiver_count() == 0 {
+            continue;
+        }
+        if let Ok(newest) = repo::newest_post(&sql).await {
+            s.new_posts.send_if_modified(|known| {
+                let moved = newest > *known;
+                *known = (*known).max(newest);
+                moved
+            });
+        }
     }
 }
 
@@ -116,8 +149,8 @@ pub async fn stream(cx: Cx, RawQuery(q): RawQuery) -> Result<Response, AppError>
             }
         },
     };
-    // The stream outlives the request's trace: its re-reads are not
-    // recorded (an open stream would otherwise add a span a second).
+    // The stream outlives the request's trace: its reads are not recorded
+    // (an open stream would add spans to it for as long as it stays open).
     let events = futures::stream::unfold((cx, after), |(cx, after)| async move {
         let far = Instant::now() + Duration::from_secs(3600);
         match wait_for_posts(&cx, Ctx::unsampled_root(), after, far).await {
