@@ -115,33 +115,31 @@ fn allow(methods: &[Method]) -> String {
 /// (span + authorization), OPTIONS answered per pattern, 405 with Allow and
 /// a JSON reason.
 pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    type Methods = (Vec<Method>, Option<MethodRouter<Arc<AppState>>>);
-    let mut by_pattern: BTreeMap<&'static str, Methods> = BTreeMap::new();
+    let mut by_pattern: BTreeMap<&'static str, Vec<Route>> = BTreeMap::new();
     for r in table() {
-        let info = RouteInfo {
-            state: state.clone(),
-            controller: r.controller.into(),
-            access: r.access,
-        };
-        let handler = r
-            .handler
-            .route_layer(from_fn_with_state(info, middleware::route));
-        let entry = by_pattern.entry(r.pattern).or_insert((Vec::new(), None));
-        entry.0.push(r.method);
-        entry.1 = Some(match entry.1.take() {
-            Some(mr) => mr.merge(handler),
-            None => handler,
-        });
+        by_pattern.entry(r.pattern).or_default().push(r);
     }
     let mut router = Router::new();
-    for (pattern, (methods, mr)) in by_pattern {
-        let Some(mr) = mr else { continue };
+    for (pattern, routes) in by_pattern {
+        let methods: Vec<Method> = routes.iter().map(|r| r.method.clone()).collect();
         let allowed = allow(&methods);
+        let each = routes.into_iter().map(|r| {
+            let info = RouteInfo {
+                state: state.clone(),
+                controller: r.controller.into(),
+                access: r.access,
+            };
+            r.handler
+                .route_layer(from_fn_with_state(info, middleware::route))
+        });
+        let Some(mr) = each.reduce(MethodRouter::merge) else {
+            continue;
+        };
+        let for_options = allowed.clone();
         let options = move || {
-            let allowed = allowed.clone();
+            let allowed = for_options.clone();
             async move { (StatusCode::NO_CONTENT, [(header::ALLOW, allowed)]).into_response() }
         };
-        let allowed = allow(&methods);
         let not_allowed = move |method: Method, uri: Uri| {
             let allowed = allowed.clone();
             async move { method_not_allowed(&method, uri.path(), &allowed) }
