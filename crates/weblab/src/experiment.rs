@@ -49,27 +49,20 @@ fn request(
     Ok(b.body(Full::new(Bytes::from(body.to_string())))?)
 }
 
-/// When each post's 201 came back, by id.
+/// When the writer sent each post, by the id its 201 gave it.
 type Written = Arc<Mutex<HashMap<i64, Instant>>>;
 
 /// What one client saw.
 #[derive(Default)]
 struct Seen {
     requests: u64,
-    /// Delay from 201 to arrival, per post.
-    delays: Vec<Duration>,
+    /// Each post it read, and when.
+    arrivals: Vec<(i64, Instant)>,
 }
 
-fn arrived(seen: &mut Seen, written: &Written, ids: impl Iterator<Item = i64>) {
+fn arrived(seen: &mut Seen, ids: impl Iterator<Item = i64>) {
     let now = Instant::now();
-    let w = written.lock().unwrap_or_else(|p| p.into_inner());
-    for id in ids {
-        // A post can arrive before its writer read the 201: count it as 0.
-        let d = w
-            .get(&id)
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(*t));
-        seen.delays.push(d);
-    }
+    seen.arrivals.extend(ids.map(|id| (id, now)));
 }
 
 fn ids_of(json: &[u8]) -> Vec<i64> {
@@ -82,7 +75,6 @@ fn ids_of(json: &[u8]) -> Vec<i64> {
 async fn poll(
     addr: std::net::SocketAddr,
     wire: Arc<Wire>,
-    written: Written,
     wait: u64,
     every: Duration,
     until: Instant,
@@ -100,7 +92,7 @@ async fn poll(
         let body = resp.into_body().collect().await?.to_bytes();
         let ids = ids_of(&body);
         after = ids.iter().copied().max().unwrap_or(after);
-        arrived(&mut seen, &written, ids.into_iter());
+        arrived(&mut seen, ids.into_iter());
         if wait == 0 {
             tokio::time::sleep(every.min(until.saturating_duration_since(Instant::now()))).await;
         }
@@ -109,12 +101,7 @@ async fn poll(
 }
 
 /// One server-sent-events stream until `until`.
-async fn stream(
-    addr: std::net::SocketAddr,
-    wire: Arc<Wire>,
-    written: Written,
-    until: Instant,
-) -> Result<Seen> {
+async fn stream(addr: std::net::SocketAddr, wire: Arc<Wire>, until: Instant) -> Result<Seen> {
     let mut s = connect(addr, wire).await?;
     let mut seen = Seen {
         requests: 1,
@@ -144,7 +131,7 @@ async fn stream(
                     .lines()
                     .filter_map(|l| l.strip_prefix("id: "))
                     .filter_map(|v| v.trim().parse().ok());
-                arrived(&mut seen, &written, ids);
+                arrived(&mut seen, ids);
                 text = rest.to_string();
             }
         }
@@ -186,6 +173,7 @@ async fn writer(
         tick.tick().await;
         let body = format!(r#"{{"title":"post {n}","body":"experiment"}}"#);
         s.ready().await?;
+        let sent = Instant::now();
         let resp = s
             .send_request(request(
                 "POST",
@@ -197,7 +185,6 @@ async fn writer(
                 &body,
             )?)
             .await?;
-        let done = Instant::now();
         if resp.status() != 201 {
             bail!("POST /api/posts answered {}", resp.status());
         }
@@ -207,7 +194,7 @@ async fn writer(
             written
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(id, done);
+                .insert(id, sent);
         }
         n += 1;
     }
@@ -239,23 +226,9 @@ pub async fn realtime(seconds: u64, every: Duration, poll_every: Duration) -> Re
     let wires: Vec<Arc<Wire>> = (0..3).map(|_| Arc::default()).collect();
     let (w, p, l, s) = tokio::join!(
         writer(addr, written.clone(), every, until),
-        poll(
-            addr,
-            wires[0].clone(),
-            written.clone(),
-            0,
-            poll_every,
-            until
-        ),
-        poll(
-            addr,
-            wires[1].clone(),
-            written.clone(),
-            25,
-            poll_every,
-            until
-        ),
-        stream(addr, wires[2].clone(), written.clone(), until),
+        poll(addr, wires[0].clone(), 0, poll_every, until),
+        poll(addr, wires[1].clone(), 25, poll_every, until),
+        stream(addr, wires[2].clone(), until),
     );
     let posts = w?;
     let rows = [
@@ -271,16 +244,23 @@ pub async fn realtime(seconds: u64, every: Duration, poll_every: Duration) -> Re
         "{:<22} {:>8} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
         "method", "requests", "bytes out", "bytes in", "got", "mean ms", "p50 ms", "max ms"
     );
-    for (name, mut seen, wire) in rows {
-        seen.delays.sort();
-        let n = seen.delays.len();
+    let written = written.lock().unwrap_or_else(|p| p.into_inner());
+    for (name, seen, wire) in rows {
+        // Reading follows sending, so each delay is a real interval.
+        let mut delays: Vec<Duration> = seen
+            .arrivals
+            .iter()
+            .filter_map(|(id, at)| written.get(id).map(|sent| at.duration_since(*sent)))
+            .collect();
+        delays.sort();
+        let n = seen.arrivals.len();
         let mean = if n == 0 {
             Duration::ZERO
         } else {
-            seen.delays.iter().sum::<Duration>() / n as u32
+            delays.iter().sum::<Duration>() / delays.len().max(1) as u32
         };
-        let p50 = seen.delays.get(n / 2).copied().unwrap_or_default();
-        let max = seen.delays.last().copied().unwrap_or_default();
+        let p50 = delays.get(delays.len() / 2).copied().unwrap_or_default();
+        let max = delays.last().copied().unwrap_or_default();
         println!(
             "{:<22} {:>8} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
             name,
@@ -294,7 +274,7 @@ pub async fn realtime(seconds: u64, every: Duration, poll_every: Duration) -> Re
         );
     }
     println!(
-        "\n{posts} posts written; got: how many each client received. Delay: from the writer's 201 to the client reading the post. Bytes: on each client's sockets, HTTP heads included."
+        "\n{posts} posts written; got: how many each client received. Delay: from the writer sending the post to the client reading it. Bytes: on each client's sockets, HTTP heads included."
     );
     Ok(())
 }
