@@ -6,6 +6,8 @@
 #          server with its whole middleware chain (request context, access
 #          log, security headers, CORS, session, authentication,
 #          compression, route + authorization, ETag) and tracing on.
+#   nodb   GET /signup: the same chain without SQL, to split the read's
+#          time into SQL and the rest.
 #   write  POST /api/posts with a Bearer token: durable inserts per second
 #          (SQLite WAL, synchronous=FULL: each 201 is on disk). Ours only;
 #          the peer has no write route.
@@ -49,6 +51,10 @@ body=$(curl -s "http://$ADDR:$PORT/api/users/42" || true)
 [[ -z $body ]] || die "the seeding server is still up"
 bash "$1/any_http.sh" weblab-app-read "http://$ADDR:$PORT" --wrk-script "$1/app/users.lua" -- \
     "$BIN" --block "$BLOCK" --data "$DATA" serve app --host app1
+# The same chain and router without a database read (the sign-up page):
+# what the read above spends in SQL is the difference.
+bash "$1/any_http.sh" weblab-app-nodb "http://$ADDR:$PORT/signup" -- \
+    "$BIN" --block "$BLOCK" --data "$DATA" serve app --host app1
 
 # Writes: a token for the demo account, then POST /api/posts flat out.
 start_bg weblab-app-write "$SERVER_CPU" "$BIN" --block "$BLOCK" --data "$DATA" serve app --host app1
@@ -84,6 +90,11 @@ if ours and peer:
     ra, rb = float(ours["rps"]), float(peer["rps"])
     print(f"GET /api/users/:id  weblab {ra:8.0f} req/s p99 {ours.get('p99_ms','-'):>6} ms | "
           f"express {rb:8.0f} req/s p99 {peer.get('p99_ms','-'):>6} ms | ratio {ra/rb:.2f}")
+nodb = rows.get("weblab-app-nodb")
+if ours and nodb:
+    a, b = float(ours["rps"]), float(nodb["rps"])
+    print(f"GET /signup (no SQL) weblab {b:8.0f} req/s p99 {nodb.get('p99_ms','-'):>6} ms | "
+          f"the read's SQL share: {1e6 / a - 1e6 / b:.0f} us of {1e6 / a:.0f} us per request")
 w = rows.get("weblab-app-write")
 n = rows.get("weblab-app-write-rows")
 if w:

@@ -85,10 +85,10 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
 ];
 
 /// Connections to keep. SQLite answers on the CPU of the asking process
-/// (one worker thread per connection); more connections than CPUs only add
-/// thread switches (measured on one CPU: 2 connections 11.0k reads/s, 8
-/// connections 7.5k). PostgreSQL is another process, often another
-/// machine, and waits on the network: more connections overlap that.
+/// (one worker thread per connection), so connections beyond the CPUs
+/// add thread switches, not work done. PostgreSQL is another process,
+/// often another machine, and waits on the network: more connections
+/// overlap that.
 fn pool_size(engine: Engine) -> u32 {
     match engine {
         Engine::Sqlite => {
