@@ -17,6 +17,7 @@ use cookie::{Cookie, SameSite};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sha2::Digest;
+use weblab_server::Bucket;
 
 use crate::error::AppError;
 
@@ -229,8 +230,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Failed sign-ins allowed per client in a burst, then one more every
 /// [`LOGIN_REFILL_SECS`].
-pub const LOGIN_BURST: f64 = 5.0;
+pub const LOGIN_BURST: u32 = 5;
 pub const LOGIN_REFILL_SECS: f64 = 12.0;
+const LOGIN_RATE: f64 = 1.0 / LOGIN_REFILL_SECS;
 /// Clients tracked at most; when full, those whose bucket is full again
 /// are forgotten first.
 const LOGIN_CLIENTS: usize = 10_000;
@@ -238,30 +240,18 @@ const LOGIN_CLIENTS: usize = 10_000;
 /// Failed sign-ins per client address, as token buckets.
 #[derive(Default)]
 pub struct LoginLimiter {
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
 impl LoginLimiter {
-    fn level(tokens: f64, since: Instant, now: Instant) -> f64 {
-        (tokens + now.duration_since(since).as_secs_f64() / LOGIN_REFILL_SECS).min(LOGIN_BURST)
-    }
-
     /// `Err(seconds to wait)` when `ip` has used up its failed attempts.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match map.get(&ip) {
-            Some(&(tokens, since)) => {
-                let level = Self::level(tokens, since, now);
-                if level >= 1.0 {
-                    Ok(())
-                } else {
-                    // Whole seconds, rounded up, never 0.
-                    Err(((1.0 - level) * LOGIN_REFILL_SECS).ceil().max(1.0) as u64)
-                }
-            }
-            None => Ok(()),
-        }
+        let wait = map
+            .get(&ip)
+            .and_then(|b| b.wait(LOGIN_RATE, LOGIN_BURST, Instant::now()));
+        // Whole seconds, rounded up, never 0.
+        wait.map_or(Ok(()), |w| Err(w.as_secs_f64().ceil().max(1.0) as u64))
     }
 
     /// Counts one failed attempt from `ip`.
@@ -269,14 +259,16 @@ impl LoginLimiter {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if map.len() >= LOGIN_CLIENTS && !map.contains_key(&ip) {
-            map.retain(|_, (t, s)| Self::level(*t, *s, now) < LOGIN_BURST);
+            let full = f64::from(LOGIN_BURST);
+            map.retain(|_, b| b.level(LOGIN_RATE, LOGIN_BURST, now) < full);
             if map.len() >= LOGIN_CLIENTS {
                 return;
             }
         }
-        let entry = map.entry(ip).or_insert((LOGIN_BURST, now));
-        entry.0 = (Self::level(entry.0, entry.1, now) - 1.0).max(0.0);
-        entry.1 = now;
+        let b = map
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(LOGIN_BURST, now));
+        let _ = b.take(LOGIN_RATE, LOGIN_BURST, now);
     }
 
     /// A successful sign-in forgives the client's earlier failures.
