@@ -212,11 +212,18 @@ async fn chat_members_hear_each_other_and_the_server_enforces_its_limits() {
     .unwrap();
     assert!(answer);
 
-    let bad = http(addr, "GET", "/ws/chat/Bad_Name", "", "").await;
-    assert!(
-        bad.starts_with("HTTP/1.1 400") || bad.starts_with("HTTP/1.1 426"),
-        "{bad}"
-    );
+    // A real upgrade request, so the room rule (not a missing upgrade)
+    // is what refuses it.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/chat/Bad_Name")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 400);
+            let body =
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("room name"), "{body}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn stomp_client(
@@ -304,5 +311,8 @@ async fn stomp_over_websocket_subscribes_sends_and_disconnects_with_receipts() {
 
     // Without the subprotocol: refused before the upgrade.
     let plain = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/stomp")).await;
-    assert!(plain.is_err());
+    match plain {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        other => panic!("{other:?}"),
+    }
 }
