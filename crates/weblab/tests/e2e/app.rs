@@ -226,38 +226,12 @@ fn lint_routes_passes_our_api_and_names_each_broken_rule_in_a_users_list() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts `weblab serve app --host app1` on `dir`; the child and the
-/// address it printed.
+/// `weblab serve app --host app1` on `dir`.
 async fn serve_app(
     block: u8,
     dir: &std::path::Path,
 ) -> (std::process::Child, std::net::SocketAddr) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weblab"))
-        .args(["--block", &block.to_string(), "--data"])
-        .arg(dir)
-        .args(["serve", "app", "--host", "app1"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        line
-    });
-    let line = tokio::time::timeout(std::time::Duration::from_secs(20), line)
-        .await
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"));
-    (child, addr)
+    crate::support::serve(block, dir, "app", "app1").await
 }
 
 /// One HTTP/1.1 request on a new connection; the status and the body.

@@ -1,7 +1,6 @@
 //! `weblab serve ROLE`: one role of the world alone, as its own process.
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -12,33 +11,7 @@ use crate::support::data_dir;
 #[tokio::test]
 async fn the_authoritative_server_runs_alone_and_answers() {
     let dir = data_dir(126);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weblab"))
-        .args(["--block", "126", "--data"])
-        .arg(&dir)
-        .args(["serve", "dns", "--host", "auth"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The port depends on privileges: read what the server printed.
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        line
-    });
-    let line = tokio::time::timeout(Duration::from_secs(20), line)
-        .await
-        .unwrap()
-        .unwrap();
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, addr) = crate::support::serve(126, &dir, "dns", "auth").await;
     assert_eq!(addr.ip().to_string(), "127.126.2.3");
     let q = weblab_dns::net::build_query(
         &Name::from_ascii("myapp.test.").unwrap(),

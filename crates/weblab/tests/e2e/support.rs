@@ -229,3 +229,40 @@ where
     let _ = tokio::time::timeout(within, stream.read_to_end(&mut buf)).await;
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// Starts `weblab serve ROLE --host HOST` as its own process on `dir`;
+/// the child (stop it by its PID) and the address its first line printed
+/// (the port depends on privileges).
+pub async fn serve(
+    block: u8,
+    dir: &std::path::Path,
+    role: &str,
+    host: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args(["--block", &block.to_string(), "--data"])
+        .arg(dir)
+        .args(["serve", role, "--host", host])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    });
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), line)
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"));
+    (child, addr)
+}
