@@ -60,18 +60,23 @@ async fn wait_for_posts(
     until: Instant,
 ) -> Result<Vec<Post>, AppError> {
     let mut news = cx.s.new_posts.subscribe();
+    let mut shutdown = cx.s.shutdown.subscribe();
     let sql = cx.s.db.sql(&cx.s.rec, sql_ctx);
     loop {
         let posts = repo::posts_after(&sql, after, BATCH).await?;
         let now = Instant::now();
-        if !posts.is_empty() || now >= until {
+        if !posts.is_empty() || now >= until || *shutdown.borrow() {
             return Ok(posts);
         }
-        if tokio::time::timeout(until - now, news.changed())
-            .await
-            .is_err()
-        {
-            return Ok(Vec::new());
+        tokio::select! {
+            moved = tokio::time::timeout(until - now, news.changed()) => {
+                if moved.is_err() {
+                    return Ok(Vec::new());
+                }
+            }
+            // A stopping server answers its waiters now (204, or the end
+            // of a stream) instead of holding its drain for them.
+            _ = shutdown.changed() => {}
         }
     }
 }
@@ -152,6 +157,11 @@ pub async fn stream(cx: Cx, RawQuery(q): RawQuery) -> Result<Response, AppError>
     // The stream outlives the request's trace: its reads are not recorded
     // (an open stream would add spans to it for as long as it stays open).
     let events = futures::stream::unfold((cx, after), |(cx, after)| async move {
+        // A stopping server ends its streams; the browser reconnects
+        // (elsewhere) with Last-Event-ID and misses nothing.
+        if *cx.s.shutdown.borrow() {
+            return None;
+        }
         let far = Instant::now() + Duration::from_secs(3600);
         match wait_for_posts(&cx, Ctx::unsampled_root(), after, far).await {
             Ok(posts) => {
