@@ -33,7 +33,7 @@ pub struct Db {
 }
 
 /// The schema, in order. `{id}` is the engine's auto-numbered key.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (
         1,
         "users",
@@ -81,6 +81,24 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
            used_at BIGINT); \
          CREATE INDEX refresh_family_idx ON refresh_tokens (family); \
          CREATE TABLE app_keys (name TEXT PRIMARY KEY, secret TEXT NOT NULL)",
+    ),
+    (
+        5,
+        "oauth",
+        // A sign-in through the identity provider in progress (its state
+        // and PKCE verifier, so any app server can finish it), and which
+        // provider account is which user.
+        "CREATE TABLE oauth_states (\
+           state_hash TEXT PRIMARY KEY, \
+           verifier TEXT NOT NULL, \
+           next TEXT NOT NULL, \
+           created_at BIGINT NOT NULL); \
+         CREATE INDEX oauth_states_created_idx ON oauth_states (created_at); \
+         CREATE TABLE oauth_identities (\
+           issuer TEXT NOT NULL, \
+           subject TEXT NOT NULL, \
+           user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, \
+           PRIMARY KEY (issuer, subject))",
     ),
 ];
 

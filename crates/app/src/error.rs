@@ -36,6 +36,10 @@ enum Kind {
     TooManyRequests {
         retry_after: u64,
     },
+    /// 502: a service this one called answered wrongly or not at all.
+    BadGateway,
+    /// 504: a service this one called did not answer in time.
+    GatewayTimeout,
     /// 503: this server is at a limit; try again later.
     Unavailable {
         retry_after: u64,
@@ -85,6 +89,12 @@ impl AppError {
             ..Self::new(Kind::Unprocessable, m)
         }
     }
+    pub(crate) fn bad_gateway(m: impl Into<String>) -> Self {
+        Self::new(Kind::BadGateway, m)
+    }
+    pub(crate) fn gateway_timeout(m: impl Into<String>) -> Self {
+        Self::new(Kind::GatewayTimeout, m)
+    }
     pub(crate) fn unavailable(m: impl Into<String>, retry_after: u64) -> Self {
         Self::new(Kind::Unavailable { retry_after }, m)
     }
@@ -122,6 +132,8 @@ impl AppError {
             Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Kind::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::BadGateway => StatusCode::BAD_GATEWAY,
+            Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Kind::Config | Kind::Database => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

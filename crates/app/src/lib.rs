@@ -10,12 +10,16 @@
 //! - [`rest`] — what controllers share: JSON bodies, negotiation, paging;
 //! - [`auth`] — passwords, sessions' cookie, JWTs, the sign-in limit;
 //! - [`repo`] — every SQL statement; [`db`] — pool, migrations, the
-//!   executor that records each statement.
+//!   executor that records each statement;
+//! - [`oauth`] — the app as an OAuth client; [`idp`] — the identity
+//!   provider, a server of its own on its own host (C37).
 
 pub mod auth;
 pub mod db;
 mod error;
+pub mod idp;
 pub mod middleware;
+pub mod oauth;
 pub mod repo;
 pub mod rest;
 pub mod routes;

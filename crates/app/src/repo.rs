@@ -515,3 +515,5 @@ pub async fn seed(sql: &Sql<'_>) -> Result<(), AppError> {
     }
     Ok(())
 }
+
+pub mod oauth;

@@ -41,6 +41,8 @@ pub struct AppState {
     pub sockets: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: open WebSockets close with 1001.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The identity provider this app signs people in through, if any.
+    pub oauth: Option<crate::oauth::OAuthClient>,
 }
 
 /// Access-log lines kept in memory.
@@ -67,12 +69,19 @@ impl AppState {
                 crate::routes::chat::MAX_SOCKETS,
             )),
             shutdown: tokio::sync::watch::Sender::new(false),
+            oauth: None,
         })
     }
 
     /// The access-token signer and checker.
     pub fn tokens(&self) -> &crate::auth::Tokens {
         &self.tokens
+    }
+
+    /// Offer sign-in through `client`'s identity provider.
+    pub fn with_oauth(mut self, client: crate::oauth::OAuthClient) -> Self {
+        self.oauth = Some(client);
+        self
     }
 
     /// Believe forwarded-client headers from these proxies only.
@@ -178,12 +187,13 @@ pub struct AppServer {
     pub server: weblab_server::ServerHandle,
 }
 
-/// The router behind weblab's own accept loop, so the application server
-/// has the same bounds as the edge (connection cap, head/body/idle
-/// timeouts, Host check, 413, graceful drain).
-struct AppHandler(Router);
+/// A router behind weblab's own accept loop, so the application server
+/// (and the identity provider) have the same bounds as the edge
+/// (connection cap, head/body/idle timeouts, Host check, 413, graceful
+/// drain).
+pub(crate) struct AxumHandler(pub(crate) Router);
 
-impl weblab_server::Handler for AppHandler {
+impl weblab_server::Handler for AxumHandler {
     type Body = axum::body::Body;
 
     async fn call(
@@ -208,7 +218,7 @@ pub fn start(
     limits: weblab_server::Limits,
 ) -> std::io::Result<AppServer> {
     let app = router(state.clone(), allowed_origins);
-    let server = weblab_server::serve_http(listener, None, limits, Arc::new(AppHandler(app)))?;
+    let server = weblab_server::serve_http(listener, None, limits, Arc::new(AxumHandler(app)))?;
     // Upgraded connections (chat) are not requests the server drains:
     // tell them when it stops.
     tokio::spawn(crate::routes::feed::watch_newest(

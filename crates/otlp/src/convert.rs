@@ -48,6 +48,10 @@ const SEMCONV: &[(&str, &str, &str)] = &[
     ("request_sent", "url", "url.full"),
     ("waiting", "status", "http.response.status_code"),
     ("body_received", "status", "http.response.status_code"),
+    ("http_call", "method", "http.request.method"),
+    ("http_call", "url", "url.full"),
+    ("http_call", "peer", "network.peer.address"),
+    ("http_call", "status", "http.response.status_code"),
     ("http_serve", "method", "http.request.method"),
     ("http_serve", "path", "url.path"),
     ("http_serve", "peer", "network.peer.address"),
@@ -162,6 +166,7 @@ fn kind_of(event: &Event) -> SpanKind {
         Event::DnsExchange { .. }
         | Event::RequestSent { .. }
         | Event::ProxyForward { .. }
+        | Event::HttpCall { .. }
         | Event::TcpConnect { .. }
         | Event::TlsHandshake { .. } => SpanKind::Client,
         _ => SpanKind::Internal,
@@ -707,6 +712,13 @@ mod tests {
                 statement: s("SELECT 1"),
                 params: 0,
                 rows: 1,
+            },
+            Event::HttpCall {
+                method: s("POST"),
+                url: s("https://id.test/token"),
+                peer: s("127.10.7.1:443"),
+                status: 200,
+                error: s(""),
             },
             Event::Note { text: s("hello") },
             Event::Foreign {

@@ -315,6 +315,18 @@ pub enum Event {
         params: u32,
         rows: u64,
     },
+    /// C47: a service called another HTTP service (an API hosted
+    /// elsewhere, an identity provider), as that service's client.
+    HttpCall {
+        method: String,
+        url: String,
+        /// The address connected to.
+        peer: String,
+        /// 0 when no answer came (the reason is in `error`).
+        status: u16,
+        #[serde(default)]
+        error: String,
+    },
     /// Anything else worth a line.
     Note { text: String },
     /// A span that another program sent over OTLP (any OpenTelemetry SDK):
@@ -372,6 +384,7 @@ impl Event {
             Event::Route { .. } => "route",
             Event::Service { .. } => "service",
             Event::Sql { .. } => "sql",
+            Event::HttpCall { .. } => "http_call",
             Event::Note { .. } => "note",
             Event::Foreign { .. } => "foreign",
         }
@@ -646,6 +659,16 @@ impl fmt::Display for Event {
             } => match params {
                 0 => write!(f, "SQL {statement} ({rows} rows)"),
                 n => write!(f, "SQL {statement} ({n} params, {rows} rows)"),
+            },
+            Event::HttpCall {
+                method,
+                url,
+                peer,
+                status,
+                error,
+            } => match status {
+                0 => write!(f, "called {method} {url} at {peer}: {error}"),
+                s => write!(f, "called {method} {url} at {peer}: {s}"),
             },
             Event::Note { text } => f.write_str(text),
             Event::Foreign {

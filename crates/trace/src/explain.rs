@@ -200,6 +200,10 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             "C47 the repository runs SQL against the database; this is the statement and its time",
             "C47 리포지토리가 데이터베이스에 실행한 SQL과 걸린 시간",
         ),
+        Event::HttpCall { .. } => (
+            "C47 the service is itself a client here: it calls another server's HTTP API and waits for its answer",
+            "C47 여기서는 서비스가 클라이언트다. 다른 서버의 HTTP API를 호출하고 응답을 기다린다",
+        ),
         Event::Foreign { .. } => (
             "a span sent over OTLP by another program that joined this trace through traceparent",
             "다른 프로그램이 traceparent로 이 트레이스에 합류해 OTLP로 보낸 스팬",

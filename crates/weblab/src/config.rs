@@ -61,6 +61,8 @@ struct RawWorld {
     app: Vec<RawApp>,
     #[serde(default)]
     cache: Vec<RawCache>,
+    #[serde(default)]
+    idp: Option<RawIdp>,
     database: DatabaseConfig,
     #[serde(default)]
     limits: RawLimits,
@@ -238,6 +240,15 @@ struct RawCache {
     max_bytes: Option<Spanned<String>>,
 }
 
+/// `[idp]`: the identity provider (C37).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdp {
+    host: Name,
+    /// Its name in URLs and on its certificate (`id.test`).
+    server_name: Spanned<String>,
+}
+
 /// `[[web.site]]`: a virtual host of a web server.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -346,6 +357,13 @@ pub struct CacheConfig {
     pub max_bytes: usize,
 }
 
+/// The identity provider.
+#[derive(Clone, Debug)]
+pub struct IdpConfig {
+    pub host: String,
+    pub server_name: String,
+}
+
 /// A virtual host of a web server.
 #[derive(Clone, Debug)]
 pub struct SiteConfig {
@@ -408,6 +426,8 @@ pub struct World {
     pub web: Vec<WebConfig>,
     /// Shared HTTP caches (`[[cache]]`).
     pub caches: Vec<CacheConfig>,
+    /// The identity provider the applications sign people in through.
+    pub idp: Option<IdpConfig>,
     pub apps: Vec<String>,
     pub database: DatabaseConfig,
     pub limits: LimitsConfig,
@@ -924,6 +944,31 @@ impl World {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let idp = raw
+            .idp
+            .as_ref()
+            .map(|i| {
+                let name = i.server_name.get_ref();
+                let valid = !name.is_empty()
+                    && name.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                if !valid {
+                    return Err(src.error(
+                        i.server_name.span(),
+                        format!("idp.server_name: {name:?} is not a host name"),
+                    ));
+                }
+                Ok(IdpConfig {
+                    host: host("idp.host", &i.host)?,
+                    server_name: name.clone(),
+                })
+            })
+            .transpose()?;
         let mut world = World {
             name: raw.name.clone(),
             ports: raw.ports.clone(),
@@ -939,6 +984,7 @@ impl World {
             lb,
             web,
             caches,
+            idp,
             apps: raw
                 .app
                 .iter()

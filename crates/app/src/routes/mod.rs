@@ -21,6 +21,7 @@ pub mod admin;
 pub mod chat;
 pub mod feed;
 pub mod lint;
+pub mod oauth;
 pub mod pages;
 pub mod posts;
 pub mod tokens;
@@ -76,6 +77,8 @@ pub fn table() -> Vec<Route> {
         route(M::GET, "/signup", Public, pages::signup_form),
         route(M::POST, "/signup", Public, pages::signup),
         route(M::POST, "/logout", Public, pages::logout),
+        route(M::GET, "/login/oauth", Public, oauth::start),
+        route(M::GET, "/oauth/callback", Public, oauth::callback),
         route(M::GET, "/account", SignedInPage, pages::account),
         route(M::GET, "/api/users", Public, users::list),
         route(M::POST, "/api/users", Public, users::create),

@@ -14,7 +14,7 @@ use crate::repo::{self, UserFields};
 use crate::rest::{Cx, Fields, SignIn, check_password, check_user, content_type, essence};
 
 /// Text made safe to place in HTML.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -31,7 +31,7 @@ fn esc(s: &str) -> String {
 
 /// A whole page around `main`, with the stylesheet, script and logo the
 /// web server serves.
-fn page(cx: &Cx, status: StatusCode, title: &str, main: &str) -> Response {
+pub(crate) fn page(cx: &Cx, status: StatusCode, title: &str, main: &str) -> Response {
     let html = format!(
         r#"<!doctype html>
 <html lang="en">
@@ -88,16 +88,34 @@ fn local(next: &str) -> &str {
     }
 }
 
-fn query_next(q: Option<&str>) -> String {
+pub(crate) fn query_next(q: Option<&str>) -> String {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .find(|(k, _)| k == "next")
         .map(|(_, v)| local(&v).to_string())
         .unwrap_or_else(|| "/account".into())
 }
 
-fn login_main(message: Option<&str>, email: &str, next: &str, users: Option<i64>) -> String {
+/// The sign-in form, with `message` above it, and a way to sign in
+/// through the identity provider when one is configured.
+pub(crate) fn login_main(
+    cx: &Cx,
+    message: Option<&str>,
+    email: &str,
+    next: &str,
+    users: Option<i64>,
+) -> String {
     let message = message.map_or(String::new(), |m| {
         format!("    <p class=\"error\" role=\"alert\">{}</p>\n", esc(m))
+    });
+    let provider = cx.s.oauth.as_ref().map_or(String::new(), |o| {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish();
+        format!(
+            "    <p><a href=\"/login/oauth?{}\">Sign in with {}</a></p>\n",
+            esc(&q),
+            esc(&o.provider)
+        )
     });
     format!(
         r#"    <h1>Sign in</h1>
@@ -107,7 +125,7 @@ fn login_main(message: Option<&str>, email: &str, next: &str, users: Option<i64>
       <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
       <button type="submit">Sign in</button>
     </form>
-    <p>{count}New here? <a href="/signup">Create one</a>.</p>"#,
+{provider}    <p>{count}New here? <a href="/signup">Create one</a>.</p>"#,
         count = users.map_or(String::new(), |n| format!("{n} people have an account. ")),
         next = esc(next),
         email = esc(email),
@@ -126,7 +144,7 @@ pub async fn login_form(cx: Cx, RawQuery(q): RawQuery) -> Result<Response, AppEr
         &cx,
         StatusCode::OK,
         "Sign in",
-        &login_main(None, "", &next, Some(users)),
+        &login_main(&cx, None, "", &next, Some(users)),
     ))
 }
 
@@ -157,12 +175,12 @@ pub async fn login(
     let sid = match attempt {
         SignIn::Done(sid) => sid,
         SignIn::Wrong => {
-            let main = login_main(Some("Wrong email or password."), email, next, None);
+            let main = login_main(&cx, Some("Wrong email or password."), email, next, None);
             return Ok(page(&cx, StatusCode::UNAUTHORIZED, "Sign in", &main));
         }
         SignIn::Wait { ip, seconds } => {
             let message = format!("Too many failed sign-ins from {ip}. Try again in {seconds} s.");
-            let main = login_main(Some(&message), email, next, None);
+            let main = login_main(&cx, Some(&message), email, next, None);
             let mut r = page(&cx, StatusCode::TOO_MANY_REQUESTS, "Sign in", &main);
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -172,7 +190,7 @@ pub async fn login(
     Ok(see_other(next, Some(auth::session_cookie(&sid, cx.https))))
 }
 
-fn see_other(to: &str, cookie: Option<HeaderValue>) -> Response {
+pub(crate) fn see_other(to: &str, cookie: Option<HeaderValue>) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);

@@ -20,8 +20,10 @@ impl Service for App {
         world.apps.clone()
     }
 
+    /// The CA too: the applications call the identity provider over
+    /// HTTPS and check its certificate against it.
     fn needs(&self) -> Needs {
-        Needs::DATABASE
+        Needs::DATABASE.and(Needs::CA)
     }
 
     fn drain_tier(&self) -> u8 {
@@ -60,11 +62,13 @@ impl Service for App {
                 .iter()
                 .map(|w| IpAddr::V4(world.addr(&w.host)))
                 .collect();
-            let state = Arc::new(
-                AppState::new(boot.database()?, boot.recorder(host, "app"), host)
-                    .await?
-                    .trusting(proxies),
-            );
+            let mut state = AppState::new(boot.database()?, boot.recorder(host, "app"), host)
+                .await?
+                .trusting(proxies);
+            if let Some(idp) = &world.idp {
+                state = state.with_oauth(oauth_client(boot, host, idp)?);
+            }
+            let state = Arc::new(state);
             let app = weblab_app::start(
                 listener,
                 state,
@@ -77,4 +81,23 @@ impl Service for App {
             })
         })
     }
+}
+
+/// The application's registration at the world's identity provider.
+fn oauth_client(
+    boot: &Boot,
+    host: &str,
+    idp: &crate::config::IdpConfig,
+) -> anyhow::Result<weblab_app::oauth::OAuthClient> {
+    use super::idp::{CLIENT_ID, client_secret, issuer, redirect_uri};
+    let (world, https) = (&*boot.world, boot.ports.https);
+    let secret = client_secret(&boot.data_dir)?;
+    Ok(weblab_app::oauth::OAuthClient::new(
+        &issuer(&idp.server_name, https),
+        sock(world.addr(&idp.host), https),
+        Some(IpAddr::V4(world.addr(host))),
+        (CLIENT_ID, &secret),
+        &redirect_uri(world, https),
+        std::slice::from_ref(boot.ca()?.cert()),
+    )?)
 }

@@ -134,9 +134,15 @@ impl Service for Lb {
                 ca.display()
             ),
             format!(
-                "  chromium{} --host-resolver-rules=\"MAP myapp.test {lb}\" https://myapp.test{https}/login",
+                "  chromium{} --host-resolver-rules=\"MAP myapp.test {lb}{idp}\" https://myapp.test{https}/login",
                 // Chromium refuses to run its sandbox as root.
-                if is_root() { " --no-sandbox" } else { "" }
+                if is_root() { " --no-sandbox" } else { "" },
+                // The identity provider's name too, for its sign-in page.
+                idp = boot.world.idp.as_ref().map_or(String::new(), |i| format!(
+                    ", MAP {} {}",
+                    i.server_name,
+                    boot.world.addr(&i.host)
+                )),
             ),
         ]
     }

@@ -5,11 +5,13 @@
 //! - [`web`] — a web server (static files, proxy to the applications);
 //! - [`cache`] — a shared HTTP cache in front of the web servers;
 //! - [`lb`] — the load balancer (TLS termination, HTTP→HTTPS redirect);
-//! - [`dns`] — authoritative DNS servers and the recursive resolver.
+//! - [`dns`] — authoritative DNS servers and the recursive resolver;
+//! - [`idp`] — the identity provider (OAuth 2.0) the applications use.
 
 pub mod app;
 pub mod cache;
 pub mod dns;
+pub mod idp;
 pub mod lb;
 pub mod web;
 
@@ -143,6 +145,7 @@ pub trait Service: Send + Sync + 'static {
 
 /// Every service, in the order a world starts them (back to front).
 pub static REGISTRY: &[&dyn Service] = &[
+    &idp::Idp,
     &app::App,
     &web::Web,
     &cache::Cache,

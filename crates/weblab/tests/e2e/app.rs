@@ -435,3 +435,197 @@ async fn a_python_websocket_client_chats_and_speaks_stomp_through_the_load_balan
     assert!(text.contains("stomp: MESSAGE from python"), "{text}");
     assert!(text.contains("stomp: RECEIPT"), "{text}");
 }
+
+/// The `name="…" value="…"` pairs of an HTML form's hidden inputs, as
+/// the consent page writes them.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    html.lines()
+        .filter(|l| l.contains("type=\"hidden\""))
+        .filter_map(|l| {
+            let after = |key: &str| {
+                let start = l.find(key)? + key.len();
+                let end = l[start..].find('"')? + start;
+                Some(l[start..end].to_string())
+            };
+            let unescape = |s: String| {
+                s.replace("&quot;", "\"")
+                    .replace("&#39;", "'")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&")
+            };
+            Some((after("name=\"")?, unescape(after("value=\"")?)))
+        })
+        .collect()
+}
+
+/// `curl -d` arguments that send `fields` form-encoded.
+fn form_args(fields: &[(String, String)]) -> Vec<String> {
+    fields
+        .iter()
+        .flat_map(|(k, v)| ["--data-urlencode".to_string(), format!("{k}={v}")])
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_signs_in_through_the_identity_provider_with_consent_and_pkce() {
+    use weblab_trace::Event;
+    if !installed("curl", "--version") {
+        return;
+    }
+    let w = start(175).await;
+    let https = w.ports.https;
+    let url = |p: &str| format!("https://myapp.test:{https}{p}");
+    let resolve_idp = format!("id.test:{https}:{}", ip(&w, "idp"));
+    let jar = w.dir.join("app-cookies.txt").to_str().unwrap().to_string();
+    let idp_jar = w.dir.join("idp-cookies.txt").to_str().unwrap().to_string();
+    // How URLs name the port: not at all when it is 443.
+    let port = if https == 443 {
+        String::new()
+    } else {
+        format!(":{https}")
+    };
+    let w2 = &w.world;
+    let idp = |args: &[&str]| {
+        curl(
+            w2,
+            &[
+                &["--resolve", &resolve_idp, "-b", &idp_jar, "-c", &idp_jar][..],
+                args,
+            ]
+            .concat(),
+        )
+    };
+    // The browser's walk: start at the app, consent at the provider, back
+    // to the app's callback, then a page that needs the session.
+    let walk = |email: &str, decision: &str| {
+        let started = curl(
+            w2,
+            &[
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-b",
+                &jar,
+                "-c",
+                &jar,
+                &url("/login/oauth?next=/account"),
+            ],
+        );
+        let to_idp = header(&started, "location").unwrap_or_default().to_string();
+        let consent = idp(&[&to_idp]);
+        let mut fields = hidden_fields(&consent);
+        fields.push(("decision".into(), decision.into()));
+        if !fields.iter().any(|(k, _)| k == "csrf") {
+            fields.push(("email".into(), email.into()));
+            fields.push(("password".into(), weblab_app::DEMO_PASSWORD.into()));
+        }
+        let args = form_args(&fields);
+        let mut all: Vec<&str> = vec!["-D", "-", "-o", "/dev/null"];
+        all.extend(args.iter().map(String::as_str));
+        let authorize = format!("https://id.test:{https}/authorize");
+        all.push(&authorize);
+        let answered = idp(&all);
+        let back = header(&answered, "location")
+            .unwrap_or_default()
+            .to_string();
+        let callback = curl(w2, &["-D", "-", "-b", &jar, "-c", &jar, &back]);
+        (started, to_idp, consent, answered, back, callback)
+    };
+    let (first, second, account, replay) = tokio::task::block_in_place(|| {
+        let denied = walk("katherine@id.test", "deny");
+        let allowed = walk("katherine@id.test", "allow");
+        let account = curl(w2, &["-b", &jar, &url("/account")]);
+        // The same callback again: its state was used (and its cookie
+        // cleared), its code redeemed.
+        let replay = curl(w2, &["-D", "-", "-o", "/dev/null", "-b", &jar, &allowed.4]);
+        (denied, allowed, account, replay)
+    });
+
+    // Off to the provider with an S256 challenge and a state cookie.
+    let (started, to_idp, consent, answered, back, callback) = &first;
+    assert!(started.starts_with("HTTP/2 303"), "{started}");
+    assert!(
+        to_idp.starts_with(&format!("https://id.test{port}/authorize?")),
+        "{to_idp}"
+    );
+    for part in [
+        "response_type=code",
+        "client_id=myapp",
+        "code_challenge_method=S256",
+        "scope=profile+email",
+    ] {
+        assert!(to_idp.contains(part), "{to_idp}");
+    }
+    let state_cookie = header(started, "set-cookie").unwrap();
+    assert!(
+        state_cookie.starts_with("oauth_state=") && state_cookie.contains("HttpOnly"),
+        "{state_cookie}"
+    );
+    assert!(consent.contains("wants to know who you are"), "{consent}");
+    assert!(consent.contains("your email address"), "{consent}");
+    // Deny goes back with access_denied and the same state, and the app
+    // says so with 403.
+    assert!(answered.starts_with("HTTP/2 303"), "{answered}");
+    assert!(
+        back.contains("error=access_denied") && back.contains("state="),
+        "{back}"
+    );
+    assert!(callback.starts_with("HTTP/2 403"), "{callback}");
+    assert!(callback.contains("access_denied"), "{callback}");
+
+    // Allow: a code, then the app's session.
+    let (_, _, _, answered, back, callback) = &second;
+    assert!(
+        header(answered, "set-cookie")
+            .unwrap()
+            .starts_with("idp_sid="),
+        "{answered}"
+    );
+    assert!(
+        back.starts_with(&format!("https://myapp.test{port}/oauth/callback?code=")),
+        "{back}"
+    );
+    assert!(callback.starts_with("HTTP/2 303"), "{callback}");
+    assert_eq!(header(callback, "location"), Some("/account"));
+    assert!(callback.contains("sid="), "{callback}");
+    assert!(account.contains("Hello, Katherine Johnson"), "{account}");
+    assert!(replay.starts_with("HTTP/2 400"), "{replay}");
+
+    // The callback's trace: the app called the provider twice, and the
+    // provider's spans hang under those calls.
+    let spans = w.collector.snapshot();
+    let calls: Vec<_> = spans
+        .iter()
+        .filter(|s| matches!(&s.event, Event::HttpCall { status: 200, .. }))
+        .collect();
+    let urls: Vec<String> = calls
+        .iter()
+        .map(|s| match &s.event {
+            Event::HttpCall { method, url, .. } => format!("{method} {url}"),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert!(
+        urls.contains(&format!("POST https://id.test{port}/token")),
+        "{urls:?}"
+    );
+    assert!(
+        urls.contains(&format!("GET https://id.test{port}/userinfo")),
+        "{urls:?}"
+    );
+    for call in calls {
+        let served = spans
+            .iter()
+            .find(|s| s.host == "idp" && s.parent == Some(call.id) && s.trace == call.trace);
+        assert!(
+            matches!(
+                served.map(|s| &s.event),
+                Some(Event::HttpServe { status: 200, .. })
+            ),
+            "no provider span under {}",
+            call.event
+        );
+    }
+}
