@@ -1054,9 +1054,13 @@ mod tests {
         let old = include_str!("../tests/fixtures/world-v1.toml");
         let w = World::parse("world-v1.toml", old).unwrap();
         let mut new = World::default_world();
-        // The first form predates the cache server.
-        new.hosts.remove("cache");
-        new.services.remove("cache");
+        // The first form predates the cache server and the identity
+        // provider.
+        for later in ["cache", "idp"] {
+            new.hosts.remove(later);
+            new.services.remove(later);
+        }
+        assert!(w.idp.is_none());
         assert_eq!(w.hosts, new.hosts);
         assert_eq!(w.services, new.services);
         assert_eq!(w.services["resolver"], ["resolver"]);
