@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Version, header};
-use http_body_util::{BodyExt, Empty};
+use http::{HeaderMap, HeaderValue, Method, Request, Version, header};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
@@ -63,6 +63,49 @@ pub struct Page {
     pub subresources: Vec<Result<Fetched, BrowserError>>,
 }
 
+/// What a request sends besides what every request carries: its method,
+/// extra header fields and body (a GET with none by default).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub method: Method,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Default for Outgoing {
+    fn default() -> Self {
+        Outgoing {
+            method: Method::GET,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+}
+
+impl Outgoing {
+    /// A form submission (`application/x-www-form-urlencoded`).
+    pub fn form(fields: &[(String, String)]) -> Outgoing {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        Outgoing {
+            method: Method::POST,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: Bytes::from(body),
+        }
+    }
+}
+
+/// Seconds since 1970, for cookie lifetimes.
+fn unix_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// What a request is for; decides Accept and the initiator shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -92,8 +135,8 @@ impl Destination {
 }
 
 enum Sender {
-    H1(http1::SendRequest<Empty<Bytes>>),
-    H2(http2::SendRequest<Empty<Bytes>>),
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
 }
 
 /// An open connection.
@@ -122,6 +165,8 @@ pub struct Browser {
     tls: Arc<rustls::ClientConfig>,
     /// Idle HTTP/1.1 connections, and shared HTTP/2 connections, by origin.
     pool: Mutex<HashMap<Origin, Vec<Conn>>>,
+    /// Cookies, sent back with every request they apply to.
+    jar: Mutex<crate::cookies::Jar>,
     rec: Recorder,
 }
 
@@ -159,6 +204,7 @@ impl Browser {
             lookup,
             tls: Arc::new(tls),
             pool: Mutex::new(HashMap::new()),
+            jar: Mutex::new(Default::default()),
             rec,
         })
     }
@@ -189,8 +235,50 @@ impl Browser {
         Ok(Page { main, subresources })
     }
 
+    /// A walk through several pages in one trace: redirects are followed
+    /// (303, and 301/302 after a POST, become a GET; 307/308 repeat the
+    /// request), and on any other answer `act` says what the person does
+    /// next (submit a form: the URL and the request) or that the walk
+    /// ends there. Each request is its own numbered request of the trace,
+    /// from 0; at most `max` of them.
+    pub async fn walk(
+        &self,
+        ctx: Ctx,
+        start: &Url,
+        max: u32,
+        mut act: impl FnMut(&Fetched) -> Option<(Url, Outgoing)>,
+    ) -> Result<Fetched, BrowserError> {
+        let (mut url, mut out) = (start.clone(), Outgoing::default());
+        for n in 0..max {
+            let f = self.send(ctx, n, &url, Destination::Document, &out).await?;
+            let location = header_value(&f.headers, "location");
+            match (f.status, location) {
+                (301 | 302 | 303 | 307 | 308, Some(to)) => {
+                    url = f
+                        .url
+                        .join(&to)
+                        .map_err(|e| BrowserError::http(format!("Location {to:?}: {e}")))?;
+                    // RFC 9110 §15.4: 303 (and, as browsers do, 301/302
+                    // after a POST) continue with a GET and no body.
+                    let keep = matches!(f.status, 307 | 308)
+                        || (out.method == Method::GET && f.status != 303);
+                    if !keep {
+                        out = Outgoing::default();
+                    }
+                }
+                _ => match act(&f) {
+                    Some((next, o)) => (url, out) = (next, o),
+                    None => return Ok(f),
+                },
+            }
+        }
+        Err(BrowserError::http(format!(
+            "still going after {max} requests (a redirect loop?), last at {url}"
+        )))
+    }
+
     /// Records the kernel's TCP_INFO for every open connection.
-    fn report_connections(&self, ctx: Ctx) {
+    pub fn report_connections(&self, ctx: Ctx) {
         let pool = lock(&self.pool);
         for conn in pool.values().flatten() {
             if let Some(info) = tcp_info(conn.fd) {
@@ -213,7 +301,7 @@ impl Browser {
         }
     }
 
-    /// One request, recorded as request `n` of the trace.
+    /// One GET, recorded as request `n` of the trace.
     pub async fn fetch(
         &self,
         ctx: Ctx,
@@ -221,8 +309,22 @@ impl Browser {
         url: &Url,
         dest: Destination,
     ) -> Result<Fetched, BrowserError> {
+        self.send(ctx, n, url, dest, &Outgoing::default()).await
+    }
+
+    /// One request with `out`'s method, fields and body, recorded as
+    /// request `n` of the trace. Redirects are not followed: the caller
+    /// sees the 3xx and its Location.
+    pub async fn send(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        url: &Url,
+        dest: Destination,
+        out: &Outgoing,
+    ) -> Result<Fetched, BrowserError> {
         let nav = self.rec.begin(ctx, Layer::Application).request(Some(n));
-        let result = self.fetch_stages(nav.ctx(), n, url, dest).await;
+        let result = self.fetch_stages(nav.ctx(), n, url, dest, out).await;
         self.rec.end(
             nav,
             Event::Navigate {
@@ -244,6 +346,7 @@ impl Browser {
         n: u32,
         url: &Url,
         dest: Destination,
+        out: &Outgoing,
     ) -> Result<Fetched, BrowserError> {
         // C01: the URL taken apart.
         let scheme = url.scheme().to_string();
@@ -296,14 +399,15 @@ impl Browser {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
-        let mut req = Request::builder().method("GET");
+        let method = out.method.to_string();
+        let mut req = Request::builder().method(out.method.clone());
         // HTTP/2 sends pseudo-headers first and every name in lowercase
         // (RFC 9113 §8.2.1, §8.3); hyper's HTTP/1.1 head is captured from
         // the connection below.
         let mut shown: Vec<(String, String)> = Vec::new();
         req = if h2 {
             shown.extend([
-                (":method".to_string(), "GET".to_string()),
+                (":method".to_string(), method.clone()),
                 (":scheme".into(), scheme.clone()),
                 (":authority".into(), authority.clone()),
                 (":path".into(), target.clone()),
@@ -323,15 +427,20 @@ impl Browser {
         if !h2 {
             common.push(("Connection", "keep-alive".to_string()));
         }
+        // C34: the cookies the jar holds for this URL.
+        if let Some(c) = lock(&self.jar).header(url, unix_secs()) {
+            common.push(("Cookie", c));
+        }
         let mut wait = self.rec.begin(ctx, Layer::Application).request(Some(n));
         let traceparent = ctx.traceparent(wait.id);
         common.push(("traceparent", traceparent));
-        for (k, v) in &common {
-            req = req.header(*k, v.as_str());
+        let extra = out.headers.iter().map(|(k, v)| (k.as_str(), v));
+        for (k, v) in common.iter().map(|(k, v)| (*k, v)).chain(extra) {
+            req = req.header(k, v.as_str());
             shown.push((k.to_ascii_lowercase(), v.clone()));
         }
         let req = req
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(out.body.clone()))
             .map_err(|e| BrowserError::http(format!("cannot build the request: {e}")))?;
         // Send, then wait for the head (TTFB), then read the body.
         let t_send = now_ns();
@@ -367,7 +476,7 @@ impl Browser {
                 .as_ref()
                 .and_then(|w| w.block(stream));
             Event::RequestPrepared {
-                method: "GET".into(),
+                method: method.clone(),
                 target: target.clone(),
                 version: conn.version().into(),
                 headers: shown,
@@ -375,7 +484,7 @@ impl Browser {
             }
         } else {
             wire_head(&captured).unwrap_or_else(|| Event::RequestPrepared {
-                method: "GET".into(),
+                method: method.clone(),
                 target: target.clone(),
                 version: conn.version().into(),
                 headers: vec![("(head not captured)".into(), String::new())],
@@ -395,7 +504,7 @@ impl Browser {
             (t_send, t_written),
             Some(n),
             Event::RequestSent {
-                method: "GET".into(),
+                method: method.clone(),
                 url: url.to_string(),
                 version: conn.version().into(),
             },
@@ -405,6 +514,16 @@ impl Browser {
         self.rec.end_at(wait, t_head, Event::Waiting { status });
         let version = resp.version();
         let (parts, body) = resp.into_parts();
+        // C34: what the server asked the jar to keep.
+        {
+            let mut jar = lock(&self.jar);
+            let now = unix_secs();
+            for v in parts.headers.get_all(header::SET_COOKIE) {
+                if let Ok(v) = v.to_str() {
+                    jar.store(url, v, now);
+                }
+            }
+        }
         let recv = self.rec.begin(ctx, Layer::Application).request(Some(n));
         let body = body.collect().await.map_err(BrowserError::http)?.to_bytes();
         let header_str = |h: header::HeaderName| {

@@ -14,12 +14,57 @@ pub enum Kind {
     Image,
 }
 
+/// An attribute value with its character references decoded (lol_html
+/// hands values over as written; `&amp;` in a URL or a hidden field is
+/// `&`). Named references beyond the five HTML escapes are left as they
+/// are: no page of this world writes them.
+fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|e| *e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => {
+                    let n = if let Some(h) = name.strip_prefix("#x").or(name.strip_prefix("#X")) {
+                        u32::from_str_radix(h, 16).ok()
+                    } else {
+                        name.strip_prefix('#').and_then(|d| d.parse().ok())
+                    };
+                    n.and_then(char::from_u32)
+                }
+            };
+            c.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Scans `html` and returns the subresources in document order, without
 /// duplicates, limited to http(s).
 pub fn subresources(html: &[u8], base: &Url) -> Vec<(Kind, Url)> {
     let found: RefCell<Vec<(Kind, Url)>> = RefCell::new(Vec::new());
     let add = |kind: Kind, value: Option<String>| {
-        if let Some(u) = value.and_then(|v| base.join(v.trim()).ok())
+        if let Some(u) = value.and_then(|v| base.join(unescape(&v).trim()).ok())
             && matches!(u.scheme(), "http" | "https")
         {
             let mut f = found.borrow_mut();
@@ -51,6 +96,63 @@ pub fn subresources(html: &[u8], base: &Url) -> Vec<(Kind, Url)> {
     found.take()
 }
 
+/// A form as a page declares it: where it goes, how, and the fields it
+/// would send before anyone types (hidden fields, preset values, checked
+/// boxes). Submit buttons are left out: only the one pressed is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Form {
+    pub action: Url,
+    pub method: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// The forms of `html`, in document order (an input belongs to the form
+/// opened last before it).
+pub fn forms(html: &[u8], base: &Url) -> Vec<Form> {
+    let found: RefCell<Vec<Form>> = RefCell::new(Vec::new());
+    let settings = Settings::new()
+        .append_element_content_handler(element!("form", |el| {
+            let action = el
+                .get_attribute("action")
+                .and_then(|a| base.join(unescape(&a).trim()).ok())
+                .unwrap_or_else(|| base.clone());
+            let method = el
+                .get_attribute("method")
+                .unwrap_or_else(|| "get".into())
+                .to_ascii_uppercase();
+            found.borrow_mut().push(Form {
+                action,
+                method,
+                fields: Vec::new(),
+            });
+            Ok(())
+        }))
+        .append_element_content_handler(element!("input[name]", |el| {
+            let kind = el
+                .get_attribute("type")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let sent = match kind.as_str() {
+                "submit" | "button" | "image" | "reset" | "file" => false,
+                "checkbox" | "radio" => el.has_attribute("checked"),
+                _ => true,
+            };
+            if sent && let Some(form) = found.borrow_mut().last_mut() {
+                let name = unescape(&el.get_attribute("name").unwrap_or_default());
+                let value = unescape(&el.get_attribute("value").unwrap_or_default());
+                form.fields.push((name, value));
+            }
+            Ok(())
+        }));
+    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+    if rewriter.write(html).is_ok() {
+        let _ = rewriter.end();
+    } else {
+        drop(rewriter);
+    }
+    found.take()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +175,28 @@ mod tests {
                 "https://myapp.test/static/logo.png"
             ]
         );
+    }
+
+    #[test]
+    fn a_form_gives_its_action_method_and_preset_fields() {
+        let base = Url::parse("https://id.test/authorize?x=1").unwrap();
+        let html = br#"<p><form method="post" action="/authorize">
+          <input type="hidden" name="state" value="a&amp;b&#39;&#x41;&nope; &">
+          <input name="email" type="email" required>
+          <input type="checkbox" name="remember">
+          <input type="checkbox" name="news" value="yes" checked>
+          <button type="submit" name="decision" value="allow">Allow</button>
+        </form>"#;
+        let f = forms(html, &base);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].action.as_str(), "https://id.test/authorize");
+        assert_eq!(f[0].method, "POST");
+        let want = [("state", "a&b'A&nope; &"), ("email", ""), ("news", "yes")];
+        let got: Vec<(&str, &str)> = f[0]
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, want);
     }
 }

@@ -3,16 +3,18 @@
 //! Map (start with `browser.rs`):
 //! - [`browser`] — navigate → fetch → stages; the connection pool;
 //! - [`conn`] — TCP connect with TCP_INFO, TLS summary, timed I/O;
+//! - [`cookies`] — the cookie jar (RFC 6265);
 //! - [`decode`] — gzip/deflate/br;
-//! - [`html`] — subresource discovery.
+//! - [`html`] — subresource discovery, forms.
 //!
 //! Name lookup is [`weblab_dns::LookupChain`].
 
 pub mod browser;
 pub mod conn;
+pub mod cookies;
 pub mod decode;
 mod error;
 pub mod html;
 
-pub use browser::{Browser, BrowserConfig, Destination, Fetched, Page};
+pub use browser::{Browser, BrowserConfig, Destination, Fetched, Outgoing, Page};
 pub use error::BrowserError;

@@ -273,6 +273,13 @@ pub fn web_vs_app(spans: &[Span]) -> Option<String> {
         let Event::HttpServe { path, .. } = &s.event else {
             continue;
         };
+        // The column holds 24 characters; a longer path (a query with a
+        // code in it) is cut with an ellipsis.
+        let path: String = if path.chars().count() > 24 {
+            path.chars().take(23).chain(std::iter::once('…')).collect()
+        } else {
+            path.clone()
+        };
         let children = || spans.iter().filter(|c| c.parent == Some(s.id));
         let forward = children().find(|c| matches!(c.event, Event::ProxyForward { .. }));
         let is_static = children().any(|c| {
@@ -400,8 +407,15 @@ pub fn waterfall(spans: &[Span], width: usize) -> String {
                 *c = phase_char(p);
             }
         }
-        let name = t.url.rsplit('/').next().unwrap_or(&t.url);
-        let name = if name.is_empty() { "/" } else { name };
+        // The last path segment, and the query after it (a `/` inside the
+        // query is not a segment).
+        let (path, query) = t.url.split_once('?').unwrap_or((&t.url, ""));
+        let seg = path.rsplit('/').next().unwrap_or(path);
+        let seg = if seg.is_empty() { "/" } else { seg };
+        let name = match query {
+            "" => seg.to_string(),
+            q => format!("{seg}?{q}"),
+        };
         let _ = writeln!(
             out,
             "{:<14} |{}| {:>8.3}ms",

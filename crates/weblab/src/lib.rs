@@ -5,7 +5,8 @@
 //! (what roles share, `Boot`, `RunningWorld`) and [`services`] (one module
 //! per role, the registry) → [`supervise`] (keeping roles up, draining on
 //! signals) → [`commands`] (up, serve, collect, init) and [`tour`] (one
-//! page load, rendered); [`observe`] receives OTLP and reads a running
+//! page load, rendered; [`signin`] the OAuth walk of `tour --oauth`);
+//! [`observe`] receives OTLP and reads a running
 //! world's traces; [`tcp`] drives the TCP lab; [`experiment`] runs
 //! measured comparisons (realtime feeds); [`units`] parses `10mbit`.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod experiment;
 pub mod observe;
 pub mod services;
+pub mod signin;
 pub mod supervise;
 pub mod tcp;
 pub mod tour;

@@ -89,6 +89,11 @@ enum Command {
         /// Also print the full story: every step on every host, explained.
         #[arg(long)]
         detail: bool,
+        /// Instead of loading the URL, sign in through the identity
+        /// provider (C37): redirect, consent, code, the app's back-channel
+        /// calls, the signed-in page, all in one trace.
+        #[arg(long)]
+        oauth: bool,
     },
     /// Receive spans over OTLP/HTTP for this world (from `serve --otlp` roles
     /// or any OpenTelemetry SDK) and keep traces for `weblab trace`.
@@ -249,6 +254,7 @@ async fn run(cli: Cli) -> Result<i32> {
             otlp,
             client,
             detail,
+            oauth,
         } => {
             let world = load_world(&cli)?;
             let opts = TourOptions {
@@ -269,6 +275,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 otlp: otlp.clone(),
                 client: client.clone(),
                 full_story: *detail,
+                oauth: *oauth,
             };
             tour::run(world, opts).await
         }

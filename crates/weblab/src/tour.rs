@@ -38,6 +38,8 @@ pub struct TourOptions {
     pub client: Option<String>,
     /// Also print the full story: every step, explained.
     pub full_story: bool,
+    /// Sign in through the identity provider instead of loading `url`.
+    pub oauth: bool,
 }
 
 /// Colour only for a person at a terminal, and never with `NO_COLOR` set
@@ -163,6 +165,21 @@ fn page_summary(page: &Page) -> String {
     out
 }
 
+/// What the tour does with its browser: load the page, or walk the
+/// sign-in through the identity provider.
+async fn browse(
+    browser: &weblab_browser::Browser,
+    opts: &TourOptions,
+    world: &World,
+) -> Result<(TraceId, Result<Page, weblab_browser::BrowserError>)> {
+    if opts.oauth {
+        let plan = crate::signin::plan(world)?;
+        Ok(crate::signin::walk(browser, &plan).await)
+    } else {
+        Ok(browser.navigate(&opts.url).await)
+    }
+}
+
 /// Runs the browser against the world that is already running for
 /// `world` (same world file and block): its spans are sent to that world's
 /// collector, and the trace is read back from there, server spans included.
@@ -180,7 +197,7 @@ pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
         Arc::new(Mutex::new(Default::default())),
         opts.http1_only,
     )?;
-    let (trace, page) = browser.navigate(&opts.url).await;
+    let (trace, page) = browse(&browser, opts, world).await?;
     exporter.flush().await;
     let spans = observe::fetch_settled(world, trace, Duration::from_secs(3)).await?;
     Ok(TourResult { trace, spans, page })
@@ -270,6 +287,13 @@ pub fn address_bar(input: &str) -> Result<String> {
 pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
     // Mistakes are named before the world boots.
     opts.url = address_bar(&opts.url)?;
+    let sign_in = match opts.oauth {
+        true => Some(crate::signin::plan(&world)?),
+        false => None,
+    };
+    if let Some(p) = &sign_in {
+        opts.url = p.start.to_string();
+    }
     if let Some(path) = &opts.har {
         std::fs::OpenOptions::new()
             .write(true)
@@ -278,11 +302,18 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
             .open(path)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
+    let what = match &sign_in {
+        Some(p) => format!(
+            "--oauth: sign in at {} through {} as {} (password {})",
+            p.start, p.provider, p.email, p.password
+        ),
+        None => opts.url.clone(),
+    };
     let (result, header) = if opts.attach {
         let result = attach(&world, &opts).await?;
         let header = format!(
-            "weblab tour --attach {}\nworld {:?} (running; collector http://{}), trace {}\n",
-            opts.url, world.name, world.collector, result.trace
+            "weblab tour --attach {what}\nworld {:?} (running; collector http://{}), trace {}\n",
+            world.name, world.collector, result.trace
         );
         (result, header)
     } else {
@@ -300,15 +331,21 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
             sinks,
         );
         let client = pick_client(&world, &opts)?.clone();
-        let running = RunningWorld::start_with(world, opts.data_dir.clone(), collector).await?;
-        let result = visit_from(&running, &client, &opts.url, opts.http1_only).await?;
+        let running =
+            RunningWorld::start_with(world.clone(), opts.data_dir.clone(), collector).await?;
+        let browser = running.browser_on(&client, opts.http1_only)?;
+        let (trace, page) = browse(&browser, &opts, &world).await?;
+        let result = TourResult {
+            trace,
+            spans: running.collector.assemble(trace),
+            page,
+        };
         if let Some(e) = &exporter {
             e.flush().await;
         }
         let (w, p) = (&running.world, running.ports);
         let header = format!(
-            "weblab tour {}\nworld {:?}: {} hosts, ports dns {} http {} https {}, data in {}\n",
-            opts.url,
+            "weblab tour {what}\nworld {:?}: {} hosts, ports dns {} http {} https {}, data in {}\n",
             w.name,
             w.hosts.len(),
             p.dns,
@@ -330,6 +367,13 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         opts.full_story,
     )?;
     match &result.page {
+        Ok(p) if sign_in.is_some() && !crate::signin::signed_in(p) => {
+            eprintln!(
+                "error: the sign-in ended at {} with {}, not signed in",
+                p.main.url, p.main.status
+            );
+            Ok(1)
+        }
         Ok(_) => Ok(0),
         Err(e) => {
             eprintln!("error: {e}");

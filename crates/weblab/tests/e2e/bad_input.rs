@@ -382,3 +382,44 @@ async fn transfers_are_refused_any_is_answered_and_edns_versions_and_do_are_hono
     let r = ask(auth, RecordType::A, Some(d)).await;
     assert!(r.edns.as_ref().unwrap().flags().dnssec_ok);
 }
+
+#[test]
+fn the_oauth_tour_exits_zero_signed_in_and_needs_a_provider_in_the_world() {
+    let out = weblab(&["tour", "--oauth"], 177);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("--oauth: sign in at https://myapp.test/login/oauth"),
+        "{text}"
+    );
+    // The provider is a hop of its own, on its own address.
+    assert!(text.contains("127.177.7.1"), "{text}");
+    assert!(text.contains("https://myapp.test/account 200"), "{text}");
+
+    // A world without [idp]: named before anything boots.
+    let path = std::env::temp_dir().join(format!("weblab-noidp-{}.toml", std::process::id()));
+    let text = weblab::config::DEFAULT_WORLD;
+    let start = text.find("[idp]").unwrap();
+    let end = start + text[start..].find("[database]").unwrap();
+    let host = "[[host]]   # identity provider (OAuth 2.0), another organisation's server\nname = \"idp\"\naddr = \"127.10.7.1\"\nservices = [\"idp\"]\n";
+    let without = format!("{}{}", &text[..start], &text[end..]).replace(host, "");
+    std::fs::write(&path, &without).unwrap();
+    let out = weblab(
+        &["--config", path.to_str().unwrap(), "tour", "--oauth"],
+        178,
+    );
+    let _ = std::fs::remove_file(&path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no identity provider"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing booted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -449,3 +449,90 @@ async fn every_row_of_the_stage_table_adds_up_to_its_total() {
     let table = weblab_trace::render::stage_table(&timings);
     assert!(table.lines().next().unwrap().contains("between"), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth_tour_signs_in_through_the_identity_provider_in_one_trace() {
+    let w = start(176).await;
+    let browser = w.browser(false).unwrap();
+    let plan = weblab::signin::plan(&w.world.world).unwrap();
+    let (trace, page) = weblab::signin::walk(&browser, &plan).await;
+    let page = page.expect("the walk ends on a page");
+    assert!(
+        weblab::signin::signed_in(&page),
+        "{} {}",
+        page.main.url,
+        page.main.status
+    );
+    assert!(String::from_utf8_lossy(&page.main.body).contains("Hello, Katherine Johnson"));
+    let spans = w.collector.assemble(trace);
+
+    // The browser's five requests, in order: start, consent page, the
+    // consent form posted, the callback, the signed-in page.
+    let mut legs: Vec<(u32, String, String)> = spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::RequestSent { method, url, .. } => {
+                Some((s.request?, method.clone(), url.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    legs.sort();
+    let shape: Vec<(String, String)> = legs
+        .iter()
+        .map(|(_, m, u)| {
+            let u = url::Url::parse(u).unwrap();
+            (m.clone(), format!("{}{}", u.host_str().unwrap(), u.path()))
+        })
+        .collect();
+    let want = [
+        ("GET", "myapp.test/login/oauth"),
+        ("GET", "id.test/authorize"),
+        ("POST", "id.test/authorize"),
+        ("GET", "myapp.test/oauth/callback"),
+        ("GET", "myapp.test/account"),
+    ];
+    assert_eq!(
+        shape,
+        want.map(|(m, u)| (m.to_string(), u.to_string())).to_vec()
+    );
+    // id.test was looked up through the DNS hierarchy like myapp.test.
+    assert!(spans.iter().any(|s| matches!(&s.event,
+        Event::DnsServe { name, role, .. } if name == "id.test." && role.contains("authoritative"))));
+    // The browser's jar sent the state cookie to the callback, as written
+    // on the wire.
+    let callback_head = spans
+        .iter()
+        .find_map(|s| match &s.event {
+            Event::RequestPrepared { headers, .. } if s.request == Some(3) => Some(headers.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        callback_head
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("cookie") && v.starts_with("oauth_state=")),
+        "{callback_head:?}"
+    );
+    // The app's back channel, under the callback: the provider's spans
+    // hang under the app's calls, on the provider's own address.
+    for path in ["/token", "/userinfo"] {
+        let call = spans
+            .iter()
+            .find(|s| matches!(&s.event, Event::HttpCall { url, status: 200, .. } if url.ends_with(path)))
+            .unwrap_or_else(|| panic!("no call to {path}"));
+        assert!(
+            call.host.as_str().starts_with("app"),
+            "{}",
+            call.host.as_str()
+        );
+        let served = spans
+            .iter()
+            .find(|s| s.parent == Some(call.id))
+            .unwrap_or_else(|| panic!("nothing under the call to {path}"));
+        assert_eq!(served.addr, ip(&w, "idp"));
+        assert!(
+            matches!(&served.event, Event::HttpServe { path: p, status: 200, .. } if p == path)
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The browser's cookie jar (C34), by RFC 6265 §5.3 (storing) and §5.4
+//! (sending): host-only and Domain cookies, default and given paths,
+//! Secure only over https, Max-Age before Expires, replacement by (name,
+//! domain, path), and bounded storage (§6.1's minimums: 50 a domain,
+//! 3000 in all). Not yet: SameSite (every request here is a top-level
+//! navigation or a same-site subresource, which SameSite=Lax allows) and
+//! the public-suffix list. Time comes in as Unix seconds.
+
+use cookie::Cookie;
+use url::Url;
+
+/// Cookies kept per domain at most.
+const PER_DOMAIN: usize = 50;
+/// Cookies kept at most.
+const TOTAL: usize = 3000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stored {
+    name: String,
+    value: String,
+    domain: String,
+    host_only: bool,
+    path: String,
+    secure: bool,
+    /// Unix seconds; `None` for a session cookie.
+    expires: Option<i64>,
+    /// Order of creation (older first when paths tie, §5.4 step 2).
+    created: u64,
+}
+
+/// What one Set-Cookie did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Kept(String),
+    Removed(String),
+    Ignored(String),
+}
+
+/// A jar of cookies.
+#[derive(Debug, Default)]
+pub struct Jar {
+    cookies: Vec<Stored>,
+    counter: u64,
+}
+
+/// §5.1.3: `host` domain-matches `domain`.
+fn domain_match(host: &str, domain: &str) -> bool {
+    host == domain
+        || (host.ends_with(domain)
+            && host[..host.len() - domain.len()].ends_with('.')
+            && host.parse::<std::net::IpAddr>().is_err())
+}
+
+/// §5.1.4: the default path of a request URL.
+fn default_path(url: &Url) -> String {
+    let p = url.path();
+    match p.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => p[..i].into(),
+    }
+}
+
+/// §5.1.4: `request` path-matches `cookie`.
+fn path_match(request: &str, cookie: &str) -> bool {
+    request == cookie
+        || (request.starts_with(cookie)
+            && (cookie.ends_with('/') || request[cookie.len()..].starts_with('/')))
+}
+
+impl Jar {
+    /// Stores what the `Set-Cookie` value `header` says, received for
+    /// `url` at `now`; says what became of it.
+    pub fn store(&mut self, url: &Url, header: &str, now: i64) -> Verdict {
+        let Ok(c) = Cookie::parse(header.to_string()) else {
+            return Verdict::Ignored(format!("not a cookie: {header:?}"));
+        };
+        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+            return Verdict::Ignored("the URL has no host".into());
+        };
+        let name = c.name().to_string();
+        let (domain, host_only) = match c.domain() {
+            Some(d) if !d.is_empty() => {
+                let d = d.trim_start_matches('.').to_ascii_lowercase();
+                if !domain_match(&host, &d) {
+                    return Verdict::Ignored(format!("{name}: Domain={d} does not cover {host}"));
+                }
+                (d, false)
+            }
+            _ => (host, true),
+        };
+        let path = match c.path() {
+            Some(p) if p.starts_with('/') => p.to_string(),
+            _ => default_path(url),
+        };
+        let secure = c.secure().unwrap_or(false);
+        if secure && url.scheme() != "https" {
+            return Verdict::Ignored(format!("{name}: Secure, but sent over {}", url.scheme()));
+        }
+        // §5.2.2: Max-Age wins over Expires.
+        let expires = match (c.max_age(), c.expires_datetime()) {
+            (Some(age), _) => Some(now.saturating_add(age.whole_seconds())),
+            (None, Some(at)) => Some(at.unix_timestamp()),
+            (None, None) => None,
+        };
+        let key = |s: &Stored| s.name == name && s.domain == domain && s.path == path;
+        let old = self.cookies.iter().position(key);
+        if expires.is_some_and(|e| e <= now) {
+            return match old {
+                Some(i) => {
+                    self.cookies.remove(i);
+                    Verdict::Removed(name)
+                }
+                None => Verdict::Ignored(format!("{name}: already expired")),
+            };
+        }
+        // §5.3 step 11.3: a replaced cookie keeps its creation time.
+        let created = match old {
+            Some(i) => self.cookies.remove(i).created,
+            None => {
+                self.counter += 1;
+                self.counter
+            }
+        };
+        self.cookies.push(Stored {
+            name: name.clone(),
+            value: c.value().to_string(),
+            domain,
+            host_only,
+            path,
+            secure,
+            expires,
+            created,
+        });
+        self.evict(now);
+        Verdict::Kept(name)
+    }
+
+    /// Drops expired cookies, then the oldest of a domain over its share,
+    /// then the oldest overall.
+    fn evict(&mut self, now: i64) {
+        self.cookies.retain(|c| c.expires.is_none_or(|e| e > now));
+        let mut domains: Vec<String> = self.cookies.iter().map(|c| c.domain.clone()).collect();
+        domains.sort();
+        domains.dedup();
+        for d in domains {
+            while self.cookies.iter().filter(|c| c.domain == d).count() > PER_DOMAIN {
+                if let Some(i) = self.oldest(|c| c.domain == d) {
+                    self.cookies.remove(i);
+                }
+            }
+        }
+        while self.cookies.len() > TOTAL {
+            if let Some(i) = self.oldest(|_| true) {
+                self.cookies.remove(i);
+            }
+        }
+    }
+
+    fn oldest(&self, which: impl Fn(&Stored) -> bool) -> Option<usize> {
+        self.cookies
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| which(c))
+            .min_by_key(|(_, c)| c.created)
+            .map(|(i, _)| i)
+    }
+
+    /// The `Cookie` header for a request to `url` at `now` (§5.4), if any
+    /// cookie applies: longer paths first, then older first.
+    pub fn header(&self, url: &Url, now: i64) -> Option<String> {
+        let host = url.host_str()?.to_ascii_lowercase();
+        let mut sent: Vec<&Stored> = self
+            .cookies
+            .iter()
+            .filter(|c| {
+                let domain_ok = if c.host_only {
+                    host == c.domain
+                } else {
+                    domain_match(&host, &c.domain)
+                };
+                domain_ok
+                    && path_match(url.path(), &c.path)
+                    && (!c.secure || url.scheme() == "https")
+                    && c.expires.is_none_or(|e| e > now)
+            })
+            .collect();
+        if sent.is_empty() {
+            return None;
+        }
+        sent.sort_by(|a, b| {
+            b.path
+                .len()
+                .cmp(&a.path.len())
+                .then(a.created.cmp(&b.created))
+        });
+        Some(
+            sent.iter()
+                .map(|c| format!("{}={}", c.name, c.value))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.cookies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cookies.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_host_only_cookie_goes_back_to_its_host_and_path_only() {
+        let mut j = Jar::default();
+        let set = "oauth_state=abc; Path=/oauth; HttpOnly; Secure; SameSite=Lax; Max-Age=600";
+        assert_eq!(
+            j.store(&u("https://myapp.test/login/oauth"), set, 0),
+            Verdict::Kept("oauth_state".into())
+        );
+        assert_eq!(
+            j.header(&u("https://myapp.test/oauth/callback?code=1"), 1)
+                .as_deref(),
+            Some("oauth_state=abc")
+        );
+        assert_eq!(
+            j.header(&u("https://myapp.test/login"), 1),
+            None,
+            "other path"
+        );
+        assert_eq!(
+            j.header(&u("https://myapp.test/oauthx"), 1),
+            None,
+            "a prefix is not a path match"
+        );
+        assert_eq!(
+            j.header(&u("https://www.myapp.test/oauth/x"), 1),
+            None,
+            "host-only"
+        );
+        assert_eq!(j.header(&u("http://myapp.test/oauth/x"), 1), None, "Secure");
+        assert_eq!(
+            j.header(&u("https://myapp.test/oauth/x"), 600),
+            None,
+            "expired"
+        );
+    }
+
+    #[test]
+    fn domain_cookies_reach_subdomains_and_bad_domains_are_refused() {
+        let mut j = Jar::default();
+        j.store(&u("https://www.myapp.test/"), "a=1; Domain=myapp.test", 0);
+        assert_eq!(
+            j.header(&u("https://api.myapp.test/x"), 1).as_deref(),
+            Some("a=1")
+        );
+        assert!(matches!(
+            j.store(&u("https://myapp.test/"), "b=2; Domain=other.test", 0),
+            Verdict::Ignored(_)
+        ));
+        assert!(matches!(
+            j.store(&u("http://myapp.test/"), "c=3; Secure", 0),
+            Verdict::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn the_default_path_is_the_directory_and_longer_paths_come_first() {
+        let mut j = Jar::default();
+        j.store(&u("https://h.test/a/b/page"), "deep=1", 0);
+        j.store(&u("https://h.test/"), "top=2", 0);
+        assert_eq!(
+            j.header(&u("https://h.test/a/b/other"), 1).as_deref(),
+            Some("deep=1; top=2")
+        );
+        assert_eq!(
+            j.header(&u("https://h.test/a"), 1).as_deref(),
+            Some("top=2")
+        );
+    }
+
+    #[test]
+    fn max_age_zero_removes_and_a_new_value_replaces() {
+        let mut j = Jar::default();
+        j.store(&u("https://h.test/"), "sid=old; Path=/", 0);
+        j.store(&u("https://h.test/"), "sid=new; Path=/", 1);
+        assert_eq!(
+            j.header(&u("https://h.test/"), 2).as_deref(),
+            Some("sid=new")
+        );
+        assert_eq!(
+            j.store(&u("https://h.test/"), "sid=; Path=/; Max-Age=0", 3),
+            Verdict::Removed("sid".into())
+        );
+        assert!(j.is_empty());
+    }
+
+    #[test]
+    fn a_domain_keeps_at_most_its_share() {
+        let mut j = Jar::default();
+        for i in 0..(PER_DOMAIN + 10) {
+            j.store(&u("https://h.test/"), &format!("c{i}=v"), 0);
+        }
+        assert_eq!(j.len(), PER_DOMAIN);
+        let sent = j.header(&u("https://h.test/"), 1).unwrap();
+        assert!(!sent.contains("c0=") && sent.contains(&format!("c{}=", PER_DOMAIN + 9)));
+    }
+}
