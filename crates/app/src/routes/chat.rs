@@ -126,6 +126,19 @@ fn socket_place(cx: &Cx) -> Result<OwnedSemaphorePermit, AppError> {
     })
 }
 
+/// A WebSocket's buffers sized for many small messages: tungstenite's
+/// default 128 KiB read buffer per socket made an idle chat member cost
+/// ~140 KiB (bench/ws.sh); messages here are at most `max` bytes. Every
+/// send is flushed at once, and a socket whose writes fail holds at most
+/// a few messages.
+fn sized(ws: WebSocketUpgrade, max: usize) -> WebSocketUpgrade {
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * max)
+}
+
 /// A close frame.
 fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
@@ -198,9 +211,7 @@ pub async fn join(
     let place = socket_place(&cx)?;
     let name = display_name(&cx);
     let (tx, rx) = cx.s.rooms.join(&room)?;
-    Ok(ws
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
+    Ok(sized(ws, MAX_MESSAGE)
         .on_upgrade(move |socket| member(cx, socket, room, name, (tx, rx), place))
         .into_response())
 }
@@ -309,10 +320,8 @@ pub async fn stomp(cx: Cx, ws: WebSocketUpgrade) -> Result<Response, AppError> {
     }
     let place = socket_place(&cx)?;
     let name = display_name(&cx);
-    Ok(ws
+    Ok(sized(ws, stomp::MAX_FRAME)
         .protocols(["v12.stomp", "v11.stomp", "v10.stomp"])
-        .max_message_size(stomp::MAX_FRAME)
-        .max_frame_size(stomp::MAX_FRAME)
         .on_upgrade(move |socket| stomp_session(cx, socket, name, place))
         .into_response())
 }
