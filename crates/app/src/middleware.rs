@@ -160,26 +160,15 @@ pub async fn security_headers(
     let span = s.rec.begin(ctx_of(&req), Layer::Application);
     req.extensions_mut().insert(TraceCtx(span.ctx()));
     let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
     // Scripts, styles and images only from this origin, no framing, forms
     // post only back here.
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-            ),
-        );
-    }
+    protect(
+        resp.headers_mut(),
+        "strict-origin-when-cross-origin",
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+        ),
+    );
     s.rec.end(
         span,
         Event::Middleware {
@@ -188,6 +177,21 @@ pub async fn security_headers(
         },
     );
     resp
+}
+
+/// The protective headers of a response (C48): no type sniffing, no
+/// framing, how much of the URL a link click passes on (`referrer`), and
+/// `csp` unless the handler set its own.
+pub(crate) fn protect(h: &mut HeaderMap, referrer: &'static str, csp: HeaderValue) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static(referrer));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
 }
 
 /// What a marking step notes of a request before passing it on (a few

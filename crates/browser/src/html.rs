@@ -86,14 +86,17 @@ pub fn subresources(html: &[u8], base: &Url) -> Vec<(Kind, Url)> {
             add(Kind::Image, el.get_attribute("src"));
             Ok(())
         }));
+    scan(html, settings);
+    found.take()
+}
+
+/// Runs lol_html's handlers over `html`. A parse error only stops the
+/// scan; what the handlers found so far is kept.
+fn scan(html: &[u8], settings: Settings<'_, '_>) {
     let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
-    // A parse error only stops the scan; what was found so far is kept.
     if rewriter.write(html).is_ok() {
         let _ = rewriter.end();
-    } else {
-        drop(rewriter);
     }
-    found.take()
 }
 
 /// A form as a page declares it: where it goes, how, and the fields it
@@ -144,12 +147,7 @@ pub fn forms(html: &[u8], base: &Url) -> Vec<Form> {
             }
             Ok(())
         }));
-    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
-    if rewriter.write(html).is_ok() {
-        let _ = rewriter.end();
-    } else {
-        drop(rewriter);
-    }
+    scan(html, settings);
     found.take()
 }
 

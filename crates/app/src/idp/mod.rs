@@ -170,22 +170,14 @@ async fn observe(State(s): State<Arc<IdpState>>, mut req: Request, next: Next) -
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
     let csp = format!(
         "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' {}",
         s.form_targets()
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    let csp = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(
+        "default-src 'self'; frame-ancestors 'none'",
+    ));
+    crate::middleware::protect(h, "no-referrer", csp);
     s.rec.end(
         span,
         Event::HttpServe {
