@@ -441,10 +441,13 @@ async fn tokens_rotate_and_a_reused_refresh_token_revokes_its_family() {
     let me = app.json("GET", "/api/me", Some(access), "").await;
     assert_eq!(me.json()["email"], "grace@myapp.test");
 
-    // Tampered: one character of the signature changed.
-    let mut bad = access.to_string();
-    let last = bad.pop().unwrap();
-    bad.push(if last == 'A' { 'B' } else { 'A' });
+    // Tampered: the first character of the signature changed. (Not the
+    // last: it carries 2 padding bits, and a change there can make the
+    // base64 malformed instead of the signature wrong.)
+    let at = access.rfind('.').unwrap() + 1;
+    let first = &access[at..=at];
+    let other = if first == "A" { "B" } else { "A" };
+    let bad = format!("{}{other}{}", &access[..at], &access[at + 1..]);
     let a = app.json("GET", "/api/me", Some(&bad), "").await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert!(a.header("www-authenticate").starts_with("Bearer"));
