@@ -374,6 +374,11 @@ async fn methods_options_negotiation_etags_and_pages() {
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.body.is_empty());
 
+    // TRACE would echo the request back (cookies included): not offered.
+    let a = app.call("TRACE", "/api/users/1", &[], "").await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(a.header("allow"), "GET, HEAD, PUT, PATCH, DELETE, OPTIONS");
+
     let csv = app
         .call("GET", "/api/users", &[("accept", "text/csv")], "")
         .await;

@@ -149,7 +149,15 @@ impl Service for Idp {
                 accounts.join(", "),
                 weblab_app::DEMO_PASSWORD
             ),
-            format!("  metadata: {iss}/.well-known/oauth-authorization-server"),
+            format!(
+                "  curl --cacert {} --resolve {}:{}:{} {iss}/.well-known/oauth-authorization-server",
+                weblab_edge::LocalCa::cert_path(&boot.data_dir).display(),
+                cfg.server_name,
+                boot.ports.https,
+                boot.world.addr(host)
+            ),
+            "  weblab tour --attach --oauth walks the sign-in through this world, in one trace"
+                .into(),
         ]
     }
 }
