@@ -181,8 +181,8 @@ pub fn explain(event: &Event, lang: Lang) -> Option<&'static str> {
             "C43 검사를 통과한 백엔드가 다시 요청을 받는다",
         ),
         Event::Tunnel { .. } => (
-            "C29 after 101 Switching Protocols the proxies stop reading HTTP and relay raw bytes both ways",
-            "C29 101 Switching Protocols 이후 프록시는 HTTP 해석을 멈추고 양방향으로 바이트를 그대로 전달한다",
+            "C42 after 101 Switching Protocols the proxies stop reading HTTP and relay raw bytes both ways",
+            "C42 101 Switching Protocols 이후 프록시는 HTTP 해석을 멈추고 양방향으로 바이트를 그대로 전달한다",
         ),
         Event::Middleware { .. } => (
             "C45 one link of the middleware chain; each runs before the route and sees the response after",

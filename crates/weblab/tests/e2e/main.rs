@@ -4,6 +4,7 @@
 mod app;
 mod bad_input;
 mod caches;
+mod docs;
 mod edge;
 mod interop;
 mod observe;
