@@ -235,7 +235,8 @@ impl Browser {
         Ok(Page { main, subresources })
     }
 
-    /// A walk through several pages in one trace: redirects are followed
+    /// A walk through several pages in one trace, from `start` with the
+    /// request `first`: redirects are followed
     /// (303, and 301/302 after a POST, become a GET; 307/308 repeat the
     /// request), and on any other answer `act` says what the person does
     /// next (submit a form: the URL and the request) or that the walk
@@ -244,11 +245,11 @@ impl Browser {
     pub async fn walk(
         &self,
         ctx: Ctx,
-        start: &Url,
+        (start, first): (&Url, Outgoing),
         max: u32,
         mut act: impl FnMut(&Fetched) -> Option<(Url, Outgoing)>,
     ) -> Result<Fetched, BrowserError> {
-        let (mut url, mut out) = (start.clone(), Outgoing::default());
+        let (mut url, mut out) = (start.clone(), first);
         for n in 0..max {
             let f = self.send(ctx, n, &url, Destination::Document, &out).await?;
             let location = header_value(&f.headers, "location");

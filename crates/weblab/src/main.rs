@@ -40,6 +40,109 @@ struct Cli {
     command: Command,
 }
 
+/// How a tour or a fetch is run and shown.
+#[derive(clap::Args)]
+struct ViewArgs {
+    /// Language of the explanations.
+    #[arg(long, value_enum, default_value = "en")]
+    lang: LangArg,
+    /// Print the whole trace as JSON instead.
+    #[arg(long)]
+    json: bool,
+    /// Offer only HTTP/1.1 (no HTTP/2) in TLS ALPN.
+    #[arg(long = "http1.1")]
+    http1_only: bool,
+    /// How much the servers record (minimal: only the client's stages).
+    #[arg(long, value_enum, default_value = "full")]
+    trace: DetailArg,
+    /// Also write the requests as a HAR 1.2 file (for devtools and HAR viewers).
+    #[arg(long, value_name = "FILE")]
+    har: Option<PathBuf>,
+    /// Visit the world that `weblab up` (or `weblab collect`) is running
+    /// for this world file and block, and show the trace it recorded,
+    /// server spans included.
+    #[arg(long)]
+    attach: bool,
+    /// Also send every span to this OTLP/HTTP endpoint (Jaeger, an
+    /// OpenTelemetry collector, `weblab collect`).
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+    /// Browse from this client host (a world may have several `[[client]]`).
+    #[arg(long, value_name = "HOST")]
+    client: Option<String>,
+    /// Also print the full story: every step on every host, explained.
+    #[arg(long)]
+    detail: bool,
+}
+
+impl ViewArgs {
+    fn options(&self, url: &str, data_dir: PathBuf, action: tour::Action) -> TourOptions {
+        TourOptions {
+            url: url.to_string(),
+            lang: match self.lang {
+                LangArg::En => Lang::En,
+                LangArg::Ko => Lang::Ko,
+            },
+            json: self.json,
+            http1_only: self.http1_only,
+            detail: match self.trace {
+                DetailArg::Full => Detail::Full,
+                DetailArg::Minimal => Detail::Minimal,
+            },
+            data_dir,
+            har: self.har.clone(),
+            attach: self.attach,
+            otlp: self.otlp.clone(),
+            client: self.client.clone(),
+            full_story: self.detail,
+            action,
+        }
+    }
+}
+
+/// The request `weblab fetch` sends, from its curl-like flags; a bad
+/// header or an unreadable `@FILE` is named.
+fn outgoing(
+    method: Option<&str>,
+    headers: &[String],
+    data: Option<&str>,
+) -> Result<weblab_browser::Outgoing> {
+    let mut out = weblab_browser::Outgoing::default();
+    for h in headers {
+        let (k, v) = h
+            .split_once(':')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .with_context(|| format!("-H {h:?}: a header is \"Name: value\""))?;
+        out.headers
+            .push((k.trim().to_string(), v.trim().to_string()));
+    }
+    if let Some(d) = data {
+        out.body = match d.strip_prefix('@') {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("-d @{path}: cannot read the file"))?
+                .into(),
+            None => d.as_bytes().to_vec().into(),
+        };
+        out.method = http::Method::POST;
+        // As curl does: a body without a stated type is a form.
+        if !out
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            out.headers.push((
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ));
+        }
+    }
+    if let Some(m) = method {
+        out.method = http::Method::from_bytes(m.as_bytes())
+            .with_context(|| format!("-X {m:?} is not a method"))?;
+    }
+    Ok(out)
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LangArg {
     En,
@@ -59,41 +162,37 @@ enum Command {
         /// The URL to open.
         #[arg(default_value = "https://myapp.test/login")]
         url: String,
-        /// Language of the explanations.
-        #[arg(long, value_enum, default_value = "en")]
-        lang: LangArg,
-        /// Print the whole trace as JSON instead.
-        #[arg(long)]
-        json: bool,
-        /// Offer only HTTP/1.1 (no HTTP/2) in TLS ALPN.
-        #[arg(long = "http1.1")]
-        http1_only: bool,
-        /// How much the servers record (minimal: only the client's stages).
-        #[arg(long, value_enum, default_value = "full")]
-        trace: DetailArg,
-        /// Also write the requests as a HAR 1.2 file (for devtools and HAR viewers).
-        #[arg(long, value_name = "FILE")]
-        har: Option<PathBuf>,
-        /// Visit the world that `weblab up` (or `weblab collect`) is running
-        /// for this world file and block, and show the trace it recorded,
-        /// server spans included.
-        #[arg(long)]
-        attach: bool,
-        /// Also send every span to this OTLP/HTTP endpoint (Jaeger, an
-        /// OpenTelemetry collector, `weblab collect`).
-        #[arg(long, value_name = "URL")]
-        otlp: Option<String>,
-        /// Browse from this client host (a world may have several `[[client]]`).
-        #[arg(long, value_name = "HOST")]
-        client: Option<String>,
-        /// Also print the full story: every step on every host, explained.
-        #[arg(long)]
-        detail: bool,
         /// Instead of loading the URL, sign in through the identity
         /// provider (C37): redirect, consent, code, the app's back-channel
         /// calls, the signed-in page, all in one trace.
         #[arg(long)]
         oauth: bool,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+    /// One request through the world, curl-like: the response's status
+    /// line and headers, its body, then where the time went (every hop).
+    Fetch {
+        /// The URL (`myapp.test/api/users/1` works as in an address bar).
+        url: String,
+        /// The method (default GET, or POST with a body).
+        #[arg(short = 'X', long = "request", value_name = "METHOD")]
+        method: Option<String>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// A body to send (form-encoded unless a Content-Type is given);
+        /// `@FILE` reads it from a file.
+        #[arg(short = 'd', long = "data-binary", value_name = "DATA")]
+        body: Option<String>,
+        /// Follow redirects (each leg its own request of the trace).
+        #[arg(short = 'L', long = "location")]
+        follow: bool,
+        /// Write the body to FILE instead of showing it.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Receive spans over OTLP/HTTP for this world (from `serve --otlp` roles
     /// or any OpenTelemetry SDK) and keep traces for `weblab trace`.
@@ -243,41 +342,34 @@ async fn run(cli: Cli) -> Result<i32> {
             commands::init(path, *force)?;
             Ok(0)
         }
-        Command::Tour {
+        Command::Tour { url, oauth, view } => {
+            let world = load_world(&cli)?;
+            let action = match oauth {
+                true => tour::Action::SignIn,
+                false => tour::Action::Page,
+            };
+            tour::run(world, view.options(url, data_dir, action)).await
+        }
+        Command::Fetch {
             url,
-            lang,
-            json,
-            http1_only,
-            trace,
-            har,
-            attach,
-            otlp,
-            client,
-            detail,
-            oauth,
+            method,
+            headers,
+            body,
+            follow,
+            output,
+            view,
         } => {
             let world = load_world(&cli)?;
-            let opts = TourOptions {
-                url: url.clone(),
-                lang: match lang {
-                    LangArg::En => Lang::En,
-                    LangArg::Ko => Lang::Ko,
-                },
-                json: *json,
-                http1_only: *http1_only,
-                detail: match trace {
-                    DetailArg::Full => Detail::Full,
-                    DetailArg::Minimal => Detail::Minimal,
-                },
-                data_dir,
-                har: har.clone(),
-                attach: *attach,
-                otlp: otlp.clone(),
-                client: client.clone(),
-                full_story: *detail,
-                oauth: *oauth,
+            let spec = tour::FetchSpec {
+                out: outgoing(method.as_deref(), headers, body.as_deref())?,
+                follow: *follow,
+                output: output.clone(),
             };
-            tour::run(world, opts).await
+            tour::run(
+                world,
+                view.options(url, data_dir, tour::Action::Fetch(spec)),
+            )
+            .await
         }
         Command::Tcp { .. } => unreachable!("handled before the runtime starts"),
         Command::Up { grace } => {

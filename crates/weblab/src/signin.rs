@@ -59,31 +59,36 @@ pub async fn walk(browser: &Browser, plan: &Plan) -> (TraceId, Result<Page, Brow
     let ctx = Ctx::new_root();
     let mut consented = false;
     let ended = browser
-        .walk(ctx, &plan.start, MAX_REQUESTS, |page| {
-            // The consent page is the one whose form carries a client_id;
-            // it is answered once (a second one means the first failed).
-            if consented {
-                return None;
-            }
-            let form = forms(&page.body, &page.url)
-                .into_iter()
-                .find(|f| f.fields.iter().any(|(k, _)| k == "client_id"))?;
-            consented = true;
-            let mut fields = form.fields;
-            for (k, v) in &mut fields {
-                match k.as_str() {
-                    "email" => v.clone_from(&plan.email),
-                    "password" => v.clone_from(&plan.password),
-                    _ => {}
+        .walk(
+            ctx,
+            (&plan.start, Outgoing::default()),
+            MAX_REQUESTS,
+            |page| {
+                // The consent page is the one whose form carries a client_id;
+                // it is answered once (a second one means the first failed).
+                if consented {
+                    return None;
                 }
-            }
-            fields.push(("decision".into(), "allow".into()));
-            let mut out = Outgoing::form(&fields);
-            // A browser says where a form was submitted from.
-            out.headers
-                .push(("Origin".into(), page.url.origin().ascii_serialization()));
-            Some((form.action, out))
-        })
+                let form = forms(&page.body, &page.url)
+                    .into_iter()
+                    .find(|f| f.fields.iter().any(|(k, _)| k == "client_id"))?;
+                consented = true;
+                let mut fields = form.fields;
+                for (k, v) in &mut fields {
+                    match k.as_str() {
+                        "email" => v.clone_from(&plan.email),
+                        "password" => v.clone_from(&plan.password),
+                        _ => {}
+                    }
+                }
+                fields.push(("decision".into(), "allow".into()));
+                let mut out = Outgoing::form(&fields);
+                // A browser says where a form was submitted from.
+                out.headers
+                    .push(("Origin".into(), page.url.origin().ascii_serialization()));
+                Some((form.action, out))
+            },
+        )
         .await;
     browser.report_connections(ctx);
     let page = ended.map(|main| Page {

@@ -38,9 +38,35 @@ pub struct TourOptions {
     pub client: Option<String>,
     /// Also print the full story: every step, explained.
     pub full_story: bool,
-    /// Sign in through the identity provider instead of loading `url`.
-    pub oauth: bool,
+    /// What the browser does: load a page, sign in, or one request.
+    pub action: Action,
 }
+
+/// What a tour's browser does in the world.
+#[derive(Clone, Debug, Default)]
+pub enum Action {
+    /// Load `url` and its subresources.
+    #[default]
+    Page,
+    /// Sign in through the identity provider (`tour --oauth`).
+    SignIn,
+    /// One request, curl-like (`weblab fetch`).
+    Fetch(FetchSpec),
+}
+
+/// `weblab fetch`: the request, and what to do with the answer.
+#[derive(Clone, Debug, Default)]
+pub struct FetchSpec {
+    pub out: weblab_browser::Outgoing,
+    /// Follow redirects (`-L`).
+    pub follow: bool,
+    /// Write the body here (`-o`).
+    pub output: Option<PathBuf>,
+}
+
+/// Redirects `fetch -L` follows at most (curl's default is 50; a browser
+/// stops near 20).
+const MAX_REDIRECTS: u32 = 20;
 
 /// Colour only for a person at a terminal, and never with `NO_COLOR` set
 /// (no-color.org).
@@ -172,12 +198,88 @@ async fn browse(
     opts: &TourOptions,
     world: &World,
 ) -> Result<(TraceId, Result<Page, weblab_browser::BrowserError>)> {
-    if opts.oauth {
-        let plan = crate::signin::plan(world)?;
-        Ok(crate::signin::walk(browser, &plan).await)
-    } else {
-        Ok(browser.navigate(&opts.url).await)
+    match &opts.action {
+        Action::SignIn => {
+            let plan = crate::signin::plan(world)?;
+            Ok(crate::signin::walk(browser, &plan).await)
+        }
+        Action::Page => Ok(browser.navigate(&opts.url).await),
+        Action::Fetch(spec) => {
+            let url = url::Url::parse(&opts.url)?;
+            let ctx = weblab_trace::Ctx::new_root();
+            let dest = weblab_browser::Destination::Document;
+            let got = if spec.follow {
+                let first = (&url, spec.out.clone());
+                browser.walk(ctx, first, MAX_REDIRECTS, |_| None).await
+            } else {
+                browser.send(ctx, 0, &url, dest, &spec.out).await
+            };
+            browser.report_connections(ctx);
+            let page = got.map(|main| Page {
+                main,
+                subresources: Vec::new(),
+            });
+            Ok((ctx.trace, page))
+        }
     }
+}
+
+/// The answer of `weblab fetch`: the status line and every header as
+/// received, then the body: JSON as data, short text as it is, anything
+/// else only counted (or written to `-o FILE`).
+fn response(page: &Page, output: Option<&PathBuf>) -> Result<String> {
+    use std::fmt::Write as _;
+    let m = &page.main;
+    let mut out = String::new();
+    let reason = http::StatusCode::from_u16(m.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let version = match m.version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    };
+    let _ = writeln!(out, "{version} {} {reason}", m.status);
+    for (k, v) in &m.headers {
+        let _ = writeln!(out, "{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+    }
+    out.push('\n');
+    if let Some(path) = output {
+        std::fs::write(path, &m.body)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        let _ = writeln!(
+            out,
+            "body: {} bytes written to {}",
+            m.body.len(),
+            path.display()
+        );
+        return Ok(out);
+    }
+    let ctype =
+        weblab_browser::browser::header_value(&m.headers, "content-type").unwrap_or_default();
+    let json = ctype
+        .starts_with("application/json")
+        .then(|| serde_json::from_slice::<serde_json::Value>(&m.body).ok())
+        .flatten();
+    match (json, std::str::from_utf8(&m.body)) {
+        (Some(v), _) => {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&v)?);
+        }
+        (None, Ok(text)) if text.len() <= 2048 => out.push_str(text),
+        _ => {
+            let _ = writeln!(
+                out,
+                "body: {} bytes (after decoding); -o FILE to keep it",
+                m.body.len()
+            );
+        }
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Runs the browser against the world that is already running for
@@ -287,9 +389,13 @@ pub fn address_bar(input: &str) -> Result<String> {
 pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
     // Mistakes are named before the world boots.
     opts.url = address_bar(&opts.url)?;
-    let sign_in = match opts.oauth {
-        true => Some(crate::signin::plan(&world)?),
-        false => None,
+    let sign_in = match opts.action {
+        Action::SignIn => Some(crate::signin::plan(&world)?),
+        _ => None,
+    };
+    let verb = match opts.action {
+        Action::Fetch(_) => "weblab fetch",
+        _ => "weblab tour",
     };
     if let Some(p) = &sign_in {
         opts.url = p.start.to_string();
@@ -312,7 +418,7 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
     let (result, header) = if opts.attach {
         let result = attach(&world, &opts).await?;
         let header = format!(
-            "weblab tour --attach {what}\nworld {:?} (running; collector http://{}), trace {}\n",
+            "{verb} --attach {what}\nworld {:?} (running; collector http://{}), trace {}\n",
             world.name, world.collector, result.trace
         );
         (result, header)
@@ -345,7 +451,7 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         }
         let (w, p) = (&running.world, running.ports);
         let header = format!(
-            "weblab tour {what}\nworld {:?}: {} hosts, ports dns {} http {} https {}, data in {}\n",
+            "{verb} {what}\nworld {:?}: {} hosts, ports dns {} http {} https {}, data in {}\n",
             w.name,
             w.hosts.len(),
             p.dns,
@@ -356,7 +462,17 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         (result, header)
     };
     write_har(&result.spans, opts.har.as_ref())?;
-    let page = Some(&result.page);
+    let mut header = header;
+    let mut page = Some(&result.page);
+    if let (Action::Fetch(spec), Ok(p)) = (&opts.action, &result.page) {
+        // The answer first, as curl -i shows it; the page summary would
+        // only repeat it.
+        header = format!(
+            "{header}== Response ==\n{}",
+            response(p, spec.output.as_ref())?
+        );
+        page = None;
+    }
     print(
         &header,
         result.trace,

@@ -423,3 +423,65 @@ fn the_oauth_tour_exits_zero_signed_in_and_needs_a_provider_in_the_world() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn fetch_shows_the_answer_head_and_body_then_the_hops_and_takes_curls_flags() {
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let out = weblab(&["fetch", "myapp.test/api/users/1"], 179);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = text(&out);
+    for part in [
+        "== Response ==\nHTTP/2 200 OK\n",
+        "content-type: application/json\n",
+        "etag: ",
+        "\"name\": \"Ada Lovelace\"",
+        "== The path, a line per hop ==",
+        "== Stages ==",
+    ] {
+        assert!(t.contains(part), "{part:?} missing in\n{t}");
+    }
+    // -L: the 301 to https is followed, each leg a request of the trace.
+    let out = weblab(&["fetch", "-L", "http://myapp.test/login"], 179);
+    let t = text(&out);
+    assert!(t.contains("HTTP/2 200 OK"), "{t}");
+    assert!(
+        t.contains("\n0   /login") && t.contains("\n1   /login"),
+        "{t}"
+    );
+    // Without -L the 301 itself is the answer.
+    let t = text(&weblab(&["fetch", "http://myapp.test/login"], 179));
+    assert!(t.contains("HTTP/1.1 301 Moved Permanently"), "{t}");
+    // (https://myapp.test:10443/login when the world runs on offset ports)
+    assert!(
+        t.contains("location: https://myapp.test") && t.contains("/login\n"),
+        "{t}"
+    );
+    // A method, a header and a body.
+    let body =
+        r#"{"name":"Barbara Liskov","email":"barbara@myapp.test","password":"substitution"}"#;
+    let args = [
+        "fetch",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        body,
+        "https://myapp.test/api/users",
+    ];
+    let t = text(&weblab(&args, 179));
+    assert!(
+        t.contains("HTTP/2 201 Created") && t.contains("location: /api/users/"),
+        "{t}"
+    );
+    // A malformed header is named, before anything boots.
+    let out = weblab(&["fetch", "-H", "no colon", "myapp.test/"], 179);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-H \"no colon\""));
+    assert!(out.stdout.is_empty());
+}
