@@ -8,6 +8,7 @@
 //! - [`authority`] — an authoritative server's answers, bytes in, bytes out;
 //! - [`cache`] — the resolver's TTL and negative cache;
 //! - [`rotation`] — round robin, a turn per RRset (C11);
+//! - [`scrub`] — what of an upstream answer the resolver believes;
 //! - [`net`] — the UDP/TCP server loop and client exchanges;
 //! - [`server`] — the authoritative server on sockets;
 //! - [`resolver`] — the recursive resolver (root → TLD → authoritative);
@@ -21,6 +22,7 @@ pub mod message;
 pub mod net;
 pub mod resolver;
 pub mod rotation;
+pub mod scrub;
 pub mod server;
 pub mod zone;
 

@@ -16,6 +16,7 @@ use crate::cache::{Cache, Cached};
 use crate::error::DnsError;
 use crate::message::{Transport, check_query, encode, outcome_of, record_text, response_to};
 use crate::net::{Handler, Peer, build_query, exchange_tcp, exchange_udp};
+use crate::scrub;
 
 /// Settings of a resolver.
 #[derive(Clone, Debug)]
@@ -288,9 +289,15 @@ impl Resolver {
                         soa,
                     };
                 }
-                // Bailiwick: a server may only tell us about its own zone.
-                let in_zone = |r: &&Record| zone.zone_of(&r.name);
-                let answers: Vec<Record> = m.answers.iter().filter(in_zone).cloned().collect();
+                // Bailiwick: a server may only tell us about its own zone;
+                // and only the records about the question are believed.
+                let in_zone: Vec<Record> = m
+                    .answers
+                    .iter()
+                    .filter(|r| zone.zone_of(&r.name))
+                    .cloned()
+                    .collect();
+                let answers = scrub::answer_chain(&in_zone, &name, qtype);
                 if !answers.is_empty() {
                     self.cache().insert_records(&answers, now);
                     let target = cname_target(&answers, &name, qtype);
@@ -309,27 +316,12 @@ impl Resolver {
                         },
                     };
                 }
-                let ns: Vec<Record> = m
-                    .authorities
-                    .iter()
-                    .filter(|r| r.record_type() == RecordType::NS)
-                    .filter(in_zone)
-                    .cloned()
-                    .collect();
-                let child = ns.first().map(|r| r.name.to_lowercase());
-                match child {
-                    Some(child)
-                        if !m.metadata.authoritative
-                            && child.zone_of(&name)
-                            && child.num_labels() > zone.num_labels() =>
-                    {
-                        let glue: Vec<Record> = m
-                            .additionals
-                            .iter()
-                            .filter(in_zone)
-                            .filter(|r| r.record_type() == RecordType::A)
-                            .cloned()
-                            .collect();
+                let found = match m.metadata.authoritative {
+                    true => None,
+                    false => scrub::referral(&m.authorities, &m.additionals, &name, &zone),
+                };
+                match found {
+                    Some(scrub::Referral { child, ns, glue }) => {
                         {
                             let mut cache = self.cache();
                             cache.insert_records(&ns, now);
