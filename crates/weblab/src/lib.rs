@@ -7,11 +7,13 @@
 //! signals) → [`commands`] (up, serve, collect, init) and [`tour`] (one
 //! page load, rendered; [`signin`] the OAuth walk of `tour --oauth`);
 //! [`observe`] receives OTLP and reads a running
-//! world's traces; [`tcp`] drives the TCP lab; [`experiment`] runs
+//! world's traces; [`dig`] asks the world's DNS servers; [`tcp`] drives
+//! the TCP lab; [`experiment`] runs
 //! measured comparisons (realtime feeds); [`units`] parses `10mbit`.
 
 pub mod commands;
 pub mod config;
+pub mod dig;
 pub mod experiment;
 pub mod observe;
 pub mod services;

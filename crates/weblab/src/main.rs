@@ -194,6 +194,14 @@ enum Command {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// Ask a DNS server of the world (the resolver by default), like dig:
+    /// `weblab dig myapp.test`, `weblab dig myapp.test MX @auth +norec`,
+    /// `weblab dig www.myapp.test +trace` (every referral from the root).
+    Dig {
+        /// NAME [TYPE] [@SERVER] [+trace] [+norec] [+tcp], in any order.
+        #[arg(required = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<String>,
+    },
     /// Receive spans over OTLP/HTTP for this world (from `serve --otlp` roles
     /// or any OpenTelemetry SDK) and keep traces for `weblab trace`.
     Collect {
@@ -370,6 +378,11 @@ async fn run(cli: Cli) -> Result<i32> {
                 view.options(url, data_dir, tour::Action::Fetch(spec)),
             )
             .await
+        }
+        Command::Dig { args } => {
+            let world = load_world(&cli)?;
+            print!("{}", weblab::dig::run(&world, args).await?);
+            Ok(0)
         }
         Command::Tcp { .. } => unreachable!("handled before the runtime starts"),
         Command::Up { grace } => {

@@ -197,3 +197,55 @@ async fn without_recursion_desired_the_resolver_answers_only_from_its_cache() {
     assert_eq!(cached.metadata.response_code, ResponseCode::NoError);
     assert_eq!(cached.answers.len(), 1, "answered from the cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weblab_dig_prints_dig_sections_falls_back_to_tcp_and_traces_from_the_root() {
+    let w = start(180).await;
+    let world = &w.world.world;
+    let args = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let out = weblab::dig::run(world, &args("myapp.test")).await.unwrap();
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains(";; flags: qr rd ra;"), "{out}");
+    assert!(
+        out.contains(&format!("IN A      {}", ip(&w, "lb"))),
+        "{out}"
+    );
+    let out = weblab::dig::run(world, &args("big.myapp.test @auth"))
+        .await
+        .unwrap();
+    assert!(
+        out.contains("retrying over TCP") && out.contains("ANSWER: 90,"),
+        "{out}"
+    );
+    assert!(out.contains("flags: qr aa rd;"), "{out}");
+    let out = weblab::dig::run(world, &args("nope.myapp.test @resolver"))
+        .await
+        .unwrap();
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    let out = weblab::dig::run(world, &args("www.myapp.test +trace"))
+        .await
+        .unwrap();
+    let steps: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with(";; NOERROR from"))
+        .collect();
+    assert_eq!(steps.len(), 3, "{out}");
+    for (step, (host, zone)) in
+        steps
+            .iter()
+            .zip([("root", "."), ("tld", "test."), ("auth", "myapp.test.")])
+    {
+        assert!(
+            step.contains(&format!("({host}) for zone {zone} ")),
+            "{step}"
+        );
+    }
+    assert!(out.contains("IN CNAME  myapp.test."), "{out}");
+    let err = weblab::dig::run(world, &args("myapp.test @nowhere"))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not a host of the world"),
+        "{err:#}"
+    );
+}
