@@ -6,6 +6,7 @@ use hickory_proto::rr::{Name, RecordType};
 use weblab_trace::DnsOutcome;
 
 use crate::message::{Transport, check_query, encode, outcome_of, response_to};
+use crate::policy::Policies;
 use crate::rotation::Rotation;
 use crate::zone::{Zone, ZoneAnswer};
 
@@ -17,6 +18,8 @@ pub struct Served {
     pub name: String,
     pub qtype: String,
     pub outcome: DnsOutcome,
+    /// What an answer policy decided, when one applied (C12).
+    pub decision: Option<String>,
 }
 
 /// The zones one server is authoritative for.
@@ -25,6 +28,8 @@ pub struct Authority {
     /// Rotates the order of multi-record answers so that clients taking the
     /// first address spread over all of them (C11, DNS round robin).
     rotation: Rotation,
+    /// Names answered by another policy than round robin (C12).
+    policies: Policies,
 }
 
 impl Authority {
@@ -32,7 +37,14 @@ impl Authority {
         Authority {
             zones,
             rotation: Rotation::default(),
+            policies: Policies::default(),
         }
+    }
+
+    /// The same server with answer policies for some names.
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
     }
 
     pub fn zones(&self) -> &[Zone] {
@@ -58,11 +70,12 @@ impl Authority {
                     name: "?".into(),
                     qtype: "?".into(),
                     outcome: rejected.outcome,
+                    decision: None,
                 };
             }
         };
         let q = &query.queries[0];
-        let response = self.answer(&query, q.name(), q.query_type());
+        let (response, decision) = self.decide(&query, q.name(), q.query_type());
         let outcome = outcome_of(&response);
         let (reply, truncated) = encode(&response, &query, transport);
         Served {
@@ -75,21 +88,36 @@ impl Authority {
             } else {
                 outcome
             },
+            decision,
         }
     }
 
     /// Builds the response message for one question.
     pub fn answer(&self, query: &Message, qname: &Name, qtype: RecordType) -> Message {
+        self.decide(query, qname, qtype).0
+    }
+
+    /// The response, and what an answer policy decided for it.
+    fn decide(
+        &self,
+        query: &Message,
+        qname: &Name,
+        qtype: RecordType,
+    ) -> (Message, Option<String>) {
+        let mut decision = None;
         let mut r = response_to(query);
         let Some(zone) = self.zone_for(qname) else {
             // Not ours, and we do not recurse (RFC 1035 §4.3.1).
             r.metadata.response_code = ResponseCode::Refused;
-            return r;
+            return (r, None);
         };
         match zone.lookup(qname, qtype) {
             ZoneAnswer::Answer(mut records) => {
                 r.metadata.authoritative = true;
-                self.rotation.rotate(&mut records);
+                decision = self.policies.order(qname, &mut records);
+                if decision.is_none() {
+                    self.rotation.rotate(&mut records);
+                }
                 r.add_answers(records);
             }
             ZoneAnswer::Referral { ns, glue, .. } => {
@@ -106,7 +134,7 @@ impl Authority {
                 r.add_authority(soa);
             }
         }
-        r
+        (r, decision)
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`authority`] — an authoritative server's answers, bytes in, bytes out;
 //! - [`cache`] — the resolver's TTL and negative cache;
 //! - [`rotation`] — round robin, a turn per RRset (C11);
+//! - [`policy`] — weighted answers per name (C12);
 //! - [`scrub`] — what of an upstream answer the resolver believes;
 //! - [`net`] — the UDP/TCP server loop and client exchanges;
 //! - [`server`] — the authoritative server on sockets;
@@ -20,6 +21,7 @@ mod error;
 pub mod lookup;
 pub mod message;
 pub mod net;
+pub mod policy;
 pub mod resolver;
 pub mod rotation;
 pub mod scrub;

@@ -35,6 +35,10 @@ impl Handler for AuthoritativeServer {
             to: peer.local,
             id: served.id,
         });
+        if let Some(text) = served.decision {
+            let step = self.rec.begin(span.ctx(), Layer::Application);
+            self.rec.end(step, Event::Note { text });
+        }
         self.rec.end(
             span,
             Event::DnsServe {

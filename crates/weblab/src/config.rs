@@ -171,6 +171,19 @@ struct RawDns {
     host: Name,
     role: String,
     zones: Vec<RawZone>,
+    /// Answer policies for some names (C12); round robin otherwise.
+    #[serde(default)]
+    policy: Vec<RawPolicy>,
+}
+
+/// `[[dns.policy]]`: how one name's addresses are handed out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: Spanned<String>,
+    /// Host name (of the world) -> weight; the host's address is the
+    /// record's.
+    weights: Spanned<BTreeMap<String, u32>>,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +339,8 @@ pub struct DnsConfig {
     pub host: String,
     pub role: String,
     pub zones: Vec<Zone>,
+    /// Weighted names (C12): the name, and each address's weight.
+    pub policies: Vec<(String, Vec<(Ipv4Addr, u32)>)>,
 }
 
 /// The load balancer.
@@ -799,10 +814,38 @@ impl World {
                     .map_err(|e| src.error(z.records.span(), format!("dns.zones.records: {e}")))?;
                 zones.push(zone);
             }
+            let mut policies = Vec::new();
+            for p in &d.policy {
+                let name = p.name.get_ref();
+                if hickory_proto::rr::Name::from_ascii(name).is_err() {
+                    return Err(src.error(
+                        p.name.span(),
+                        format!("dns.policy.name: {name:?} is not a domain name"),
+                    ));
+                }
+                let mut weights = Vec::new();
+                for (h, w) in p.weights.get_ref() {
+                    let Some(ip) = hosts.get(h) else {
+                        return Err(src.error(
+                            p.weights.span(),
+                            format!("dns.policy.weights: no host named {h:?} in the world's hosts"),
+                        ));
+                    };
+                    weights.push((*ip, *w));
+                }
+                if weights.iter().all(|(_, w)| *w == 0) {
+                    return Err(src.error(
+                        p.weights.span(),
+                        "dns.policy.weights: at least one weight above 0",
+                    ));
+                }
+                policies.push((name.clone(), weights));
+            }
             dns.push(DnsConfig {
                 host: host("dns.host", &d.host)?,
                 role: d.role.clone(),
                 zones,
+                policies,
             });
         }
         let algorithm = raw.lb.algorithm.get_ref().clone();
@@ -1034,6 +1077,11 @@ impl World {
             for z in &mut d.zones {
                 z.map_ipv4(&f);
             }
+            for (_, weights) in &mut d.policies {
+                for (ip, _) in weights {
+                    *ip = f(*ip);
+                }
+            }
         }
         self.client.hosts_file.map_ipv4(&f);
         for c in &mut self.clients {
@@ -1089,6 +1137,14 @@ mod tests {
             (
                 base.replace("network = \"loopback\"", "network = \"netns\""),
                 "network: \"netns\" is not available yet",
+            ),
+            (
+                base.replace("weights = { web1 = 3, web2 = 1 }", "weights = { web9 = 3 }"),
+                "dns.policy.weights: no host named \"web9\"",
+            ),
+            (
+                base.replace("weights = { web1 = 3, web2 = 1 }", "weights = { web1 = 0 }"),
+                "dns.policy.weights: at least one weight above 0",
             ),
         ];
         for (text, want) in cases {

@@ -50,8 +50,17 @@ impl Service for Authoritative {
                 .iter()
                 .find(|d| d.host == host)
                 .with_context(|| format!("host {host} runs no DNS server"))?;
+            let policies = d.policies.iter().filter_map(|(name, weights)| {
+                let name = hickory_proto::rr::Name::from_ascii(name).ok()?;
+                let weights = weights
+                    .iter()
+                    .map(|(ip, w)| (std::net::IpAddr::V4(*ip), *w))
+                    .collect();
+                Some((name, weblab_dns::policy::Policy::Weighted(weights)))
+            });
             let server = AuthoritativeServer::new(
-                Authority::new(d.zones.clone()),
+                Authority::new(d.zones.clone())
+                    .with_policies(weblab_dns::policy::Policies::new(policies)),
                 &d.role,
                 boot.recorder(host, "dns"),
             );

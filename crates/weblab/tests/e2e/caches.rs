@@ -249,3 +249,35 @@ async fn weblab_dig_prints_dig_sections_falls_back_to_tcp_and_traces_from_the_ro
         "{err:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_name_hands_out_its_first_address_by_weight_and_says_so() {
+    let w = start(181).await;
+    let world = &w.world.world;
+    let args = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let mut firsts = std::collections::HashMap::new();
+    for _ in 0..8 {
+        let out = weblab::dig::run(world, &args("weighted.myapp.test @auth"))
+            .await
+            .unwrap();
+        let first = out
+            .lines()
+            .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
+            .nth(1)
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .to_string();
+        *firsts.entry(first).or_insert(0) += 1;
+    }
+    // The world file's weights: web1 3, web2 1.
+    assert_eq!(firsts.get(&ip(&w, "web1")), Some(&6), "{firsts:?}");
+    assert_eq!(firsts.get(&ip(&w, "web2")), Some(&2), "{firsts:?}");
+    // Each decision is a step of the server's trace.
+    let said = w
+        .collector
+        .snapshot()
+        .into_iter()
+        .filter(|s| matches!(&s.event, Event::Note { text } if text.starts_with("weighted answer (C12)")))
+        .count();
+    assert_eq!(said, 8);
+}
