@@ -56,10 +56,26 @@ pub fn digest(secret: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
+/// Password hashes computed at once, at most: one per CPU. Each takes
+/// 19 MiB and a CPU for tens of milliseconds, so a flood of sign-ins
+/// would otherwise run up to tokio's 512 blocking threads (~10 GiB) at
+/// once; past this bound they wait their turn instead.
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cpus)
+    })
+}
+
 /// Argon2id with its default cost (19 MiB, 2 passes), off the async
 /// threads: it is meant to take tens of milliseconds.
 pub async fn hash_password(password: &str) -> Result<String, AppError> {
     let password = password.to_string();
+    let _turn = hashing()
+        .acquire()
+        .await
+        .map_err(|e| AppError::config(format!("hashing a password: {e}")))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -76,6 +92,9 @@ pub async fn hash_password(password: &str) -> Result<String, AppError> {
 pub async fn verify_password(password: &str, stored: Option<String>) -> bool {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let password = password.to_string();
+    let Ok(_turn) = hashing().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| {

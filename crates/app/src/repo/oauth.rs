@@ -9,19 +9,34 @@ use crate::repo::User;
 
 /// A started sign-in must come back within this (seconds).
 pub const STATE_SECS: i64 = 600;
+/// Sign-ins in progress kept at most: anyone can start one with a GET, so
+/// past this a new one is refused (503) rather than the table growing.
+pub const MAX_PENDING: i64 = 10_000;
 
 /// Keeps a started sign-in: the state (only its SHA-256), its PKCE
 /// verifier and where to go after. Sign-ins older than [`STATE_SECS`]
-/// are dropped on the way, so abandoned ones do not pile up.
+/// are dropped on the way, so abandoned ones do not pile up, and at most
+/// `cap` are kept (then 503).
 pub async fn save_state(
     sql: &Sql<'_>,
-    state: &str,
-    verifier: &str,
-    next: &str,
+    (state, verifier, next): (&str, &str, &str),
+    cap: i64,
 ) -> Result<(), AppError> {
     let now = auth::now();
     sql.exec(Stmt::new("DELETE FROM oauth_states WHERE created_at < $1").bind(now - STATE_SECS))
         .await?;
+    let pending = sql
+        .optional(Stmt::new("SELECT COUNT(*) FROM oauth_states"))
+        .await?
+        .map_or(Ok(0), |r| col::<i64>(&r, 0))?;
+    if pending >= cap {
+        return Err(AppError::unavailable(
+            format!(
+                "{pending} sign-ins through the identity provider are in progress; try again shortly"
+            ),
+            10,
+        ));
+    }
     sql.exec(
         Stmt::new(
             "INSERT INTO oauth_states (state_hash, verifier, next, created_at) \
@@ -123,4 +138,37 @@ pub async fn user_for(
     }
     .await;
     tx.finish(out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+    use weblab_trace::{Collector, Ctx, Detail, Recorder};
+
+    #[tokio::test]
+    async fn started_sign_ins_are_capped_taken_once_and_expire() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let rec = Recorder::new(Collector::new(Detail::Minimal), "app", "", "app");
+        let sql = db.sql(&rec, Ctx::unsampled_root());
+        for i in 0..3 {
+            save_state(&sql, (&format!("s{i}"), "v", "/account"), 3)
+                .await
+                .unwrap();
+        }
+        let full = save_state(&sql, ("s3", "v", "/account"), 3)
+            .await
+            .unwrap_err();
+        assert_eq!(full.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let got = take_state(&sql, "s1").await.unwrap();
+        assert_eq!(got, Some(("v".to_string(), "/account".to_string())));
+        assert_eq!(
+            take_state(&sql, "s1").await.unwrap(),
+            None,
+            "a state works once"
+        );
+        // Taking one made room again.
+        save_state(&sql, ("s4", "v", "/account"), 3).await.unwrap();
+    }
 }

@@ -57,7 +57,8 @@ pub async fn start(cx: Cx, RawQuery(q): RawQuery) -> Result<Response, AppError> 
     // 32 random bytes in base64url: 43 characters, as RFC 7636 §4.1 asks.
     let verifier = random_secret();
     cx.service("OAuthService::begin", async |sql| {
-        repo::oauth::save_state(&sql, &state, &verifier, &next).await
+        let started = (state.as_str(), verifier.as_str(), next.as_str());
+        repo::oauth::save_state(&sql, started, repo::oauth::MAX_PENDING).await
     })
     .await?;
     let challenge = crate::idp::flow::s256(&verifier);
