@@ -124,29 +124,24 @@ impl Jar {
         self.cookies.push(Stored {
             name: name.clone(),
             value: c.value().to_string(),
-            domain,
+            domain: domain.clone(),
             host_only,
             path,
             secure,
             expires,
             created,
         });
-        self.evict(now);
+        self.evict(now, &domain);
         Verdict::Kept(name)
     }
 
-    /// Drops expired cookies, then the oldest of a domain over its share,
-    /// then the oldest overall.
-    fn evict(&mut self, now: i64) {
+    /// After a cookie of `domain` was stored: drops expired cookies, then
+    /// the oldest of that domain over its share, then the oldest overall.
+    fn evict(&mut self, now: i64, domain: &str) {
         self.cookies.retain(|c| c.expires.is_none_or(|e| e > now));
-        let mut domains: Vec<String> = self.cookies.iter().map(|c| c.domain.clone()).collect();
-        domains.sort();
-        domains.dedup();
-        for d in domains {
-            while self.cookies.iter().filter(|c| c.domain == d).count() > PER_DOMAIN {
-                if let Some(i) = self.oldest(|c| c.domain == d) {
-                    self.cookies.remove(i);
-                }
+        while self.cookies.iter().filter(|c| c.domain == domain).count() > PER_DOMAIN {
+            if let Some(i) = self.oldest(|c| c.domain == domain) {
+                self.cookies.remove(i);
             }
         }
         while self.cookies.len() > TOTAL {
