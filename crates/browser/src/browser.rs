@@ -40,6 +40,8 @@ pub struct BrowserConfig {
     /// Offer only HTTP/1.1 in ALPN.
     pub http1_only: bool,
     pub user_agent: String,
+    /// Where the HSTS store is kept between runs (none: this run only).
+    pub hsts_file: Option<std::path::PathBuf>,
 }
 
 /// What a request fetched.
@@ -167,6 +169,8 @@ pub struct Browser {
     pool: Mutex<HashMap<Origin, Vec<Conn>>>,
     /// Cookies, sent back with every request they apply to.
     jar: Mutex<crate::cookies::Jar>,
+    /// Hosts reached over HTTPS only (C33).
+    hsts: Mutex<crate::hsts::Hsts>,
     rec: Recorder,
 }
 
@@ -199,12 +203,21 @@ impl Browser {
         } else {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         };
+        // A store that cannot be read starts empty (it only ever makes
+        // the browser safer than without it).
+        let hsts = cfg
+            .hsts_file
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         Ok(Browser {
             cfg,
             lookup,
             tls: Arc::new(tls),
             pool: Mutex::new(HashMap::new()),
             jar: Mutex::new(Default::default()),
+            hsts: Mutex::new(hsts),
             rec,
         })
     }
@@ -336,6 +349,50 @@ impl Browser {
         result
     }
 
+    /// The https:// URL to use instead of `url` when its host is a known
+    /// HSTS host (RFC 6797 §8.3: port 80 becomes 443), recorded as a step.
+    fn hsts_upgrade(&self, ctx: Ctx, n: u32, url: &Url) -> Option<Url> {
+        if url.scheme() != "http" {
+            return None;
+        }
+        let why = lock(&self.hsts).must_upgrade(url.host_str()?, unix_secs())?;
+        let mut to = url.clone();
+        to.set_scheme("https").ok()?;
+        if url.port() == Some(80) {
+            to.set_port(None).ok()?;
+        }
+        self.instant(
+            ctx,
+            n,
+            Layer::Application,
+            Event::Note {
+                text: format!(
+                    "HSTS (C33): {url} becomes {to} before any packet leaves: {why}; no plain request for a man in the middle to strip"
+                ),
+            },
+        );
+        Some(to)
+    }
+
+    /// Notes a Strict-Transport-Security header and keeps the store.
+    fn note_hsts(&self, scheme: &str, host: &str, value: &str) {
+        let mut store = lock(&self.hsts);
+        let noted = store.note(scheme, host, value, unix_secs());
+        let changed = matches!(
+            noted,
+            crate::hsts::Noted::Kept { .. } | crate::hsts::Noted::Forgotten(_)
+        );
+        if changed && let Some(path) = &self.cfg.hsts_file {
+            // Best effort: a store that cannot be written lasts this run.
+            if let Ok(bytes) = serde_json::to_vec(&*store) {
+                let tmp = path.with_extension("tmp");
+                if std::fs::write(&tmp, bytes).is_ok() {
+                    let _ = std::fs::rename(&tmp, path);
+                }
+            }
+        }
+    }
+
     fn instant(&self, ctx: Ctx, n: u32, layer: Layer, event: Event) {
         let t = now_ns();
         self.rec.span(ctx, layer, (t, t), Some(n), event);
@@ -349,6 +406,9 @@ impl Browser {
         dest: Destination,
         out: &Outgoing,
     ) -> Result<Fetched, BrowserError> {
+        // C33: a known HSTS host is never asked over plain HTTP.
+        let upgraded = self.hsts_upgrade(ctx, n, url);
+        let url = upgraded.as_ref().unwrap_or(url);
         // C01: the URL taken apart.
         let scheme = url.scheme().to_string();
         if scheme != "http" && scheme != "https" {
@@ -515,6 +575,12 @@ impl Browser {
         self.rec.end_at(wait, t_head, Event::Waiting { status });
         let version = resp.version();
         let (parts, body) = resp.into_parts();
+        // C33: a host that asks, over HTTPS, to be reached that way only.
+        if let Some(v) = parts.headers.get(header::STRICT_TRANSPORT_SECURITY)
+            && let (Ok(v), Some(host)) = (v.to_str(), url.host_str())
+        {
+            self.note_hsts(url.scheme(), host, v);
+        }
         // C34: what the server asked the jar to keep.
         {
             let mut jar = lock(&self.jar);

@@ -3,7 +3,7 @@
 //! Map (start with `browser.rs`):
 //! - [`browser`] — navigate → fetch → stages; the connection pool;
 //! - [`conn`] — TCP connect with TCP_INFO, TLS summary, timed I/O;
-//! - [`cookies`] — the cookie jar (RFC 6265);
+//! - [`cookies`] — the cookie jar (RFC 6265); [`hsts`] — the HSTS store;
 //! - [`decode`] — gzip/deflate/br;
 //! - [`html`] — subresource discovery, forms.
 //!
@@ -14,6 +14,7 @@ pub mod conn;
 pub mod cookies;
 pub mod decode;
 mod error;
+pub mod hsts;
 pub mod html;
 
 pub use browser::{Browser, BrowserConfig, Destination, Fetched, Outgoing, Page};

@@ -465,13 +465,14 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
     let mut header = header;
     let mut page = Some(&result.page);
     if let (Action::Fetch(spec), Ok(p)) = (&opts.action, &result.page) {
-        // The answer first, as curl -i shows it; the page summary would
-        // only repeat it.
-        header = format!(
-            "{header}== Response ==\n{}",
-            response(p, spec.output.as_ref())?
-        );
-        page = None;
+        // (-o writes the body in either form.)
+        let shown = response(p, spec.output.as_ref())?;
+        if !opts.json {
+            // The answer first, as curl -i shows it; the page summary
+            // would only repeat it.
+            header = format!("{header}== Response ==\n{shown}");
+            page = None;
+        }
     }
     print(
         &header,

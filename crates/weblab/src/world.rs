@@ -378,6 +378,8 @@ pub fn client_browser(
         port_map,
         http1_only,
         user_agent: format!("weblab/{} (like Chrome)", env!("CARGO_PKG_VERSION")),
+        // Per client host: HSTS is what this browser learnt (C33).
+        hsts_file: Some(data_dir.join(format!("hsts-{}.json", client.host))),
     };
     let rec = Recorder::new(collector.clone(), &client.host, &ip_text, "browser");
     Ok(Browser::new(cfg, lookup, rec)?)

@@ -485,3 +485,50 @@ fn fetch_shows_the_answer_head_and_body_then_the_hops_and_takes_curls_flags() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("-H \"no colon\""));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn after_one_visit_over_https_plain_http_urls_are_upgraded_before_any_packet() {
+    let dir = data_dir(182);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weblab"))
+            .args(["--block", "182", "--data"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // First visit: the 301 to https, whose answer carries HSTS.
+    let first = run(&["fetch", "-L", "--json", "http://myapp.test/login"]);
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let legs = |v: &serde_json::Value| -> Vec<String> {
+        v["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["event"]["kind"] == "request_sent")
+            .filter_map(|s| s["event"]["url"].as_str().map(str::to_string))
+            .collect()
+    };
+    let sent = legs(&first);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].starts_with("http://") && sent[1].starts_with("https://"),
+        "{sent:?}"
+    );
+    // Second run, same data directory: no plain request at all.
+    let second = run(&["fetch", "--json", "http://myapp.test/login"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let second: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    let sent = legs(&second);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].starts_with("https://myapp.test"), "{sent:?}");
+    assert_eq!(second["status"], 200);
+    let said = second["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["event"]["kind"] == "note")
+        .filter_map(|s| s["event"]["text"].as_str())
+        .any(|t| t.starts_with("HSTS (C33): http://myapp.test/login becomes https://"));
+    assert!(said, "the upgrade is a step of the trace");
+}
