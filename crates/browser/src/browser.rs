@@ -72,6 +72,9 @@ pub struct Outgoing {
     pub method: Method,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// Send cookies and keep the ones set (off for cross-origin requests,
+    /// as `fetch()`'s default "same-origin" credentials mode).
+    pub credentials: bool,
 }
 
 impl Default for Outgoing {
@@ -80,6 +83,7 @@ impl Default for Outgoing {
             method: Method::GET,
             headers: Vec::new(),
             body: Bytes::new(),
+            credentials: true,
         }
     }
 }
@@ -97,6 +101,7 @@ impl Outgoing {
                 "application/x-www-form-urlencoded".into(),
             )],
             body: Bytes::from(body),
+            credentials: true,
         }
     }
 }
@@ -248,49 +253,6 @@ impl Browser {
         Ok(Page { main, subresources })
     }
 
-    /// A walk through several pages in one trace, from `start` with the
-    /// request `first`: redirects are followed
-    /// (303, and 301/302 after a POST, become a GET; 307/308 repeat the
-    /// request), and on any other answer `act` says what the person does
-    /// next (submit a form: the URL and the request) or that the walk
-    /// ends there. Each request is its own numbered request of the trace,
-    /// from 0; at most `max` of them.
-    pub async fn walk(
-        &self,
-        ctx: Ctx,
-        (start, first): (&Url, Outgoing),
-        max: u32,
-        mut act: impl FnMut(&Fetched) -> Option<(Url, Outgoing)>,
-    ) -> Result<Fetched, BrowserError> {
-        let (mut url, mut out) = (start.clone(), first);
-        for n in 0..max {
-            let f = self.send(ctx, n, &url, Destination::Document, &out).await?;
-            let location = header_value(&f.headers, "location");
-            match (f.status, location) {
-                (301 | 302 | 303 | 307 | 308, Some(to)) => {
-                    url = f
-                        .url
-                        .join(&to)
-                        .map_err(|e| BrowserError::http(format!("Location {to:?}: {e}")))?;
-                    // RFC 9110 §15.4: 303 (and, as browsers do, 301/302
-                    // after a POST) continue with a GET and no body.
-                    let keep = matches!(f.status, 307 | 308)
-                        || (out.method == Method::GET && f.status != 303);
-                    if !keep {
-                        out = Outgoing::default();
-                    }
-                }
-                _ => match act(&f) {
-                    Some((next, o)) => (url, out) = (next, o),
-                    None => return Ok(f),
-                },
-            }
-        }
-        Err(BrowserError::http(format!(
-            "still going after {max} requests (a redirect loop?), last at {url}"
-        )))
-    }
-
     /// Records the kernel's TCP_INFO for every open connection.
     pub fn report_connections(&self, ctx: Ctx) {
         let pool = lock(&self.pool);
@@ -393,7 +355,7 @@ impl Browser {
         }
     }
 
-    fn instant(&self, ctx: Ctx, n: u32, layer: Layer, event: Event) {
+    pub(crate) fn instant(&self, ctx: Ctx, n: u32, layer: Layer, event: Event) {
         let t = now_ns();
         self.rec.span(ctx, layer, (t, t), Some(n), event);
     }
@@ -489,7 +451,10 @@ impl Browser {
             common.push(("Connection", "keep-alive".to_string()));
         }
         // C34: the cookies the jar holds for this URL.
-        if let Some(c) = lock(&self.jar).header(url, unix_secs()) {
+        if let Some(c) = lock(&self.jar)
+            .header(url, unix_secs())
+            .filter(|_| out.credentials)
+        {
             common.push(("Cookie", c));
         }
         let mut wait = self.rec.begin(ctx, Layer::Application).request(Some(n));
@@ -582,7 +547,7 @@ impl Browser {
             self.note_hsts(url.scheme(), host, v);
         }
         // C34: what the server asked the jar to keep.
-        {
+        if out.credentials {
             let mut jar = lock(&self.jar);
             let now = unix_secs();
             for v in parts.headers.get_all(header::SET_COOKIE) {

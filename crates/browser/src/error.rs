@@ -17,6 +17,8 @@ enum Kind {
     Tls,
     Http,
     Decode,
+    /// The answer came, and CORS keeps it from the page (C40).
+    Cors,
 }
 
 impl BrowserError {
@@ -38,6 +40,9 @@ impl BrowserError {
     pub(crate) fn decode(m: impl fmt::Display) -> Self {
         Self::new(Kind::Decode, m)
     }
+    pub(crate) fn cors(m: impl fmt::Display) -> Self {
+        Self::new(Kind::Cors, m)
+    }
     fn new(kind: Kind, m: impl fmt::Display) -> Self {
         BrowserError {
             kind,
@@ -53,6 +58,10 @@ impl BrowserError {
     pub fn is_tls(&self) -> bool {
         self.kind == Kind::Tls
     }
+    /// CORS kept the answer from the page.
+    pub fn is_cors(&self) -> bool {
+        self.kind == Kind::Cors
+    }
 }
 
 impl fmt::Display for BrowserError {
@@ -64,6 +73,7 @@ impl fmt::Display for BrowserError {
             Kind::Tls => "TLS handshake failed",
             Kind::Http => "HTTP exchange failed",
             Kind::Decode => "cannot decode the body",
+            Kind::Cors => "blocked by CORS (C40)",
         };
         write!(f, "{stage}: {}", self.message)
     }

@@ -4,6 +4,8 @@
 //! - [`browser`] — navigate → fetch → stages; the connection pool;
 //! - [`conn`] — TCP connect with TCP_INFO, TLS summary, timed I/O;
 //! - [`cookies`] — the cookie jar (RFC 6265); [`hsts`] — the HSTS store;
+//! - [`cors`] — CORS rules (C40); `flows` — walks (redirects, forms) and
+//!   cross-origin requests built on [`Browser::send`];
 //! - [`decode`] — gzip/deflate/br;
 //! - [`html`] — subresource discovery, forms.
 //!
@@ -12,8 +14,10 @@
 pub mod browser;
 pub mod conn;
 pub mod cookies;
+pub mod cors;
 pub mod decode;
 mod error;
+mod flows;
 pub mod hsts;
 pub mod html;
 

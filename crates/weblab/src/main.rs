@@ -191,6 +191,11 @@ enum Command {
         /// Write the body to FILE instead of showing it.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Send it as a page of this origin would, with CORS enforced as a
+        /// browser does (C40): a preflight when needed, the answer blocked
+        /// unless it names the origin.
+        #[arg(long, value_name = "ORIGIN", conflicts_with = "follow")]
+        origin: Option<String>,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -365,6 +370,7 @@ async fn run(cli: Cli) -> Result<i32> {
             body,
             follow,
             output,
+            origin,
             view,
         } => {
             let world = load_world(&cli)?;
@@ -372,6 +378,10 @@ async fn run(cli: Cli) -> Result<i32> {
                 out: outgoing(method.as_deref(), headers, body.as_deref())?,
                 follow: *follow,
                 output: output.clone(),
+                origin: match origin {
+                    Some(o) => Some(tour::origin_of(o)?),
+                    None => None,
+                },
             };
             tour::run(
                 world,

@@ -62,6 +62,8 @@ pub struct FetchSpec {
     pub follow: bool,
     /// Write the body here (`-o`).
     pub output: Option<PathBuf>,
+    /// Make the request as a page of this origin would (CORS, C40).
+    pub origin: Option<String>,
 }
 
 /// Redirects `fetch -L` follows at most (curl's default is 50; a browser
@@ -208,7 +210,9 @@ async fn browse(
             let url = url::Url::parse(&opts.url)?;
             let ctx = weblab_trace::Ctx::new_root();
             let dest = weblab_browser::Destination::Document;
-            let got = if spec.follow {
+            let got = if let Some(origin) = &spec.origin {
+                browser.cors_send(ctx, &url, origin, &spec.out).await
+            } else if spec.follow {
                 let first = (&url, spec.out.clone());
                 browser.walk(ctx, first, MAX_REDIRECTS, |_| None).await
             } else {
@@ -365,6 +369,18 @@ fn write_har(spans: &[Span], path: Option<&PathBuf>) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// An origin as `--origin` takes it (`https://other.test`), checked and
+/// written as browsers write it (scheme, host, port when not the
+/// default's).
+pub fn origin_of(input: &str) -> Result<String> {
+    let u = url::Url::parse(input)
+        .map_err(|e| anyhow::anyhow!("--origin {input:?}: {e} (e.g. https://other.test)"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        anyhow::bail!("--origin {input:?}: an http(s) origin, e.g. https://other.test");
+    }
+    Ok(u.origin().ascii_serialization())
 }
 
 /// The URL as an address bar takes it: `myapp.test/login` means

@@ -532,3 +532,71 @@ fn after_one_visit_over_https_plain_http_urls_are_upgraded_before_any_packet() {
         .any(|t| t.starts_with("HSTS (C33): http://myapp.test/login becomes https://"));
     assert!(said, "the upgrade is a step of the trace");
 }
+
+#[test]
+fn fetch_with_an_origin_enforces_cors_as_a_browser_does() {
+    let dir = data_dir(185);
+    let run = |args: &[&str]| {
+        // Wide, so that no step's line is cut short.
+        let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+            .env("COLUMNS", "400")
+            .args(["--block", "185", "--data"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let api = "https://myapp.test/api/users/1";
+    // An origin the app allows: a simple GET, readable.
+    let (code, t) = run(&["fetch", "--origin", "https://partner.test", api]);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("access-control-allow-origin: https://partner.test"),
+        "{t}"
+    );
+    assert!(t.contains("the page may read it"), "{t}");
+    // Another origin: the request goes, the answer is kept from the page.
+    let (code, t) = run(&["fetch", "--origin", "https://other.test", api]);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(
+        t.contains("blocked by CORS (C40)") && t.contains("no Access-Control-Allow-Origin"),
+        "{t}"
+    );
+    // Not simple: the preflight asks first; for an origin the app does
+    // not allow, the DELETE itself is never sent.
+    let (code, t) = run(&[
+        "fetch",
+        "-X",
+        "DELETE",
+        "--origin",
+        "https://other.test",
+        api,
+    ]);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("OPTIONS /api/users/1"), "{t}");
+    assert!(!t.contains("DELETE /api/users/1"), "{t}");
+    assert!(t.contains("the request is not sent"), "{t}");
+    let (_, t) = run(&[
+        "fetch",
+        "-X",
+        "DELETE",
+        "--origin",
+        "https://partner.test",
+        api,
+    ]);
+    assert!(
+        t.contains("the preflight allows it") && t.contains("DELETE /api/users/1"),
+        "{t}"
+    );
+    // Same origin: no CORS at all.
+    let (code, t) = run(&["fetch", "--origin", "https://myapp.test", api]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("asks its own origin; no CORS"), "{t}");
+}
