@@ -204,7 +204,9 @@ pub async fn run(world: &World, args: &[String]) -> Result<String> {
     ));
     let (m, transport, took, retried) = exchange(bind, server, &query, ask.tcp)
         .await
-        .with_context(|| format!("no answer from {server}"))?;
+        .with_context(|| {
+            format!("no answer from {server} (is the world up? `weblab up` starts it)")
+        })?;
     if retried {
         out.push_str(";; truncated over UDP, retrying over TCP (C10)\n");
     }

@@ -321,6 +321,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The command line. The world options are global (before or after any
+/// world command), but `weblab tcp` runs no world: its help does not list
+/// them (they are hidden there after clap has handed them down).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    cmd.build();
+    fn hide_world_options(c: clap::Command) -> clap::Command {
+        let c = c.mut_args(|a| match a.get_id().as_str() {
+            "config" | "data" | "block" => a.hide(true),
+            _ => a,
+        });
+        c.mut_subcommands(hide_world_options)
+    }
+    let cmd = cmd.mut_subcommand("tcp", hide_world_options);
+    let matches = cmd.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn load_world(cli: &Cli) -> Result<World> {
     let mut world = match &cli.config {
         Some(path) => {
@@ -465,7 +484,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     // SIGPIPE stays ignored (Rust's default) wherever servers run: a client
     // that hangs up must cost its connection an EPIPE, never the process.
-    let cli = Cli::parse();
+    let cli = parse_cli();
     // The TCP lab is pure computation: no runtime, no world.
     if let Command::Tcp { cmd } = cli.command {
         // Only here, with no socket in the process, does a closed reader of

@@ -157,3 +157,23 @@ fn the_handshake_picks_new_initial_sequence_numbers_each_run_unless_seeded() {
         "a seed repeats a run"
     );
 }
+
+#[test]
+fn the_tcp_lab_help_lists_no_world_options_and_world_commands_keep_them() {
+    for cmd in [
+        &["tcp", "--help"][..],
+        &["tcp", "run", "--help"],
+        &["tcp", "compare", "--help"],
+    ] {
+        let (code, out, _) = weblab(cmd);
+        assert_eq!(code, 0);
+        for world_only in ["--block", "--config", "--data "] {
+            assert!(
+                !out.contains(world_only),
+                "{cmd:?} lists {world_only}:\n{out}"
+            );
+        }
+    }
+    let (_, out, _) = weblab(&["tour", "--help"]);
+    assert!(out.contains("--block") && out.contains("--config"), "{out}");
+}
