@@ -133,7 +133,11 @@ pub struct FlowStats {
     pub acks: u64,
     /// Payload bytes delivered in order at the receiver.
     pub delivered: u64,
-    /// Delivered after `measure_from`.
+    /// Delivered after `measure_from`, of segments that also arrived after
+    /// it: a segment that crossed the link before the window and waited
+    /// in the reorder buffer is not counted when a retransmission frees
+    /// it, so the window's goodput stays within what the link could carry
+    /// in the window.
     pub delivered_measured: u64,
     pub finished_at: Option<Time>,
     /// Most out-of-order segments the receiver held at once.
@@ -313,6 +317,9 @@ struct Receiver {
     /// The last ACK offered a zero window; send an update when it opens.
     zero_advertised: bool,
     blocks: ReceiverBlocks,
+    /// Segments held out of order when the measured window began (they
+    /// arrived before it), not yet handed over.
+    held_before_window: Option<u64>,
 }
 
 /// Runs one experiment to completion.
@@ -399,6 +406,7 @@ impl<'a> Sim<'a> {
                 buffer_segs: (f.rcv_buffer / u64::from(f.mss)).max(1),
                 zero_advertised: false,
                 blocks: ReceiverBlocks::default(),
+                held_before_window: None,
             })
             .collect();
         let mut sim = Sim {
@@ -936,6 +944,10 @@ impl<'a> Sim<'a> {
         let delayed = self.cfg.flows[f].delayed_ack;
         let measure_from = self.cfg.measure_from;
         let r = &mut self.receivers[f];
+        // The first arrival in the window: what is held now came before.
+        if now >= measure_from && r.held_before_window.is_none() {
+            r.held_before_window = Some(r.ooo_count as u64);
+        }
         if p.seq == r.rcv_nxt {
             let had_gap = r.ooo_count > 0;
             r.rcv_nxt += 1;
@@ -957,7 +969,12 @@ impl<'a> Sim<'a> {
             let s = &mut self.senders[f].stats;
             s.delivered += delivered * mss;
             if now >= measure_from {
-                s.delivered_measured += delivered * mss;
+                // Held segments leave in order, the earliest (those from
+                // before the window) first.
+                let held = r.held_before_window.get_or_insert(0);
+                let old = (*held).min(delivered - 1);
+                *held -= old;
+                s.delivered_measured += (delivered - old) * mss;
             }
             if r.unacked == 0 {
                 r.ts_recent = p.ts;

@@ -296,8 +296,10 @@ fn summary(cfg: &SimConfig, r: &SimResult, name: &str) -> String {
     for (i, f) in r.flows.iter().enumerate() {
         let _ = writeln!(
             s,
-            "{name} flow {i}: goodput {:.3} Mbit/s, {} segments sent, {} retransmitted ({} fast retransmits, {} timeouts), {} dup ACKs",
+            "{name} flow {i}: goodput {:.3} Mbit/s (bytes handed to the application from {:.1} s to {:.1} s), {} segments sent, {} retransmitted ({} fast retransmits, {} timeouts), {} dup ACKs",
             r.goodput_bps(i) / 1e6,
+            r.measure_from as f64 / SEC as f64,
+            r.duration as f64 / SEC as f64,
             f.segments_sent,
             f.retransmits,
             f.fast_retransmits,
