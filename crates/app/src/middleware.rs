@@ -42,6 +42,15 @@ fn ctx_of(req: &Request) -> Ctx {
         .unwrap_or_else(Ctx::new_root)
 }
 
+/// The caller's trace context (W3C traceparent), or a new trace.
+pub(crate) fn caller(headers: &HeaderMap) -> Ctx {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Ctx::from_traceparent)
+        .unwrap_or_else(Ctx::new_root)
+}
+
 /// 1: joins the caller's trace (W3C traceparent) and tags the response with
 /// a request id.
 pub async fn request_context(
@@ -49,12 +58,7 @@ pub async fn request_context(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let ctx = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(Ctx::from_traceparent)
-        .unwrap_or_else(Ctx::new_root);
+    let ctx = caller(req.headers());
     let span = s.rec.begin(ctx, Layer::Application);
     let request_id = req
         .headers()

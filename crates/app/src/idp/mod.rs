@@ -28,7 +28,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{get, post};
-use weblab_trace::{Ctx, Event, Layer, Recorder};
+use weblab_trace::{Event, Layer, Recorder};
 
 use crate::auth::{LoginLimiter, digest};
 use crate::error::AppError;
@@ -143,13 +143,9 @@ impl IdpState {
 /// headers every answer of the provider carries: nothing it says may be
 /// cached, framed or leak its URL (codes travel in URLs).
 async fn observe(State(s): State<Arc<IdpState>>, mut req: Request, next: Next) -> Response {
-    let ctx = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(Ctx::from_traceparent)
-        .unwrap_or_else(Ctx::new_root);
-    let span = s.rec.begin(ctx, Layer::Application);
+    let span = s
+        .rec
+        .begin(crate::middleware::caller(req.headers()), Layer::Application);
     req.extensions_mut()
         .insert(crate::middleware::TraceCtx(span.ctx()));
     let method = req.method().to_string();
