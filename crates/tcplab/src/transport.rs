@@ -21,6 +21,13 @@ pub struct UdpVsTcp {
     /// TCP: messages delivered, always in order.
     pub tcp_delivered: u64,
     pub tcp_retransmits: u64,
+    /// Retransmissions after the timer ran out (each after at least
+    /// `tcp_min_rto` with nothing acknowledged).
+    pub tcp_timeouts: u64,
+    pub tcp_fast_retransmits: u64,
+    pub tcp_min_rto: Time,
+    /// Most messages the receiver held behind a missing one at once.
+    pub tcp_held: usize,
     pub tcp_done: Option<Time>,
 }
 
@@ -83,6 +90,10 @@ pub fn udp_vs_tcp(
         udp_arrivals: arrivals.into_iter().map(|a| a.1).collect(),
         tcp_delivered: f.delivered / u64::from(size),
         tcp_retransmits: f.retransmits,
+        tcp_timeouts: f.timeouts,
+        tcp_fast_retransmits: f.fast_retransmits,
+        tcp_min_rto: FlowConfig::default().min_rto,
+        tcp_held: f.max_reorder_buffer,
         tcp_done: f.finished_at,
     }
 }

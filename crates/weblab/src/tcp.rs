@@ -628,14 +628,39 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
                 secs(r.udp_done)
             );
             println!("     arrival order: {} ...", first.join(" "));
+            // TCP hands the application only the next bytes in sequence,
+            // so "in order" is how it works, not a count; what is counted
+            // is whether everything came.
+            let got = if r.tcp_delivered == r.messages {
+                format!("all {} messages", r.messages)
+            } else {
+                format!("{} of {} messages", r.tcp_delivered, r.messages)
+            };
             println!(
-                "TCP: the application got {} of {} messages, all in order, after {} retransmissions, done at {}",
-                r.tcp_delivered,
-                r.messages,
-                r.tcp_retransmits,
+                "TCP: the application got {got}, in sequence, done at {}",
                 r.tcp_done
                     .map_or("never".into(), |t| format!("{:.3} s", secs(t)))
             );
+            if let (Some(t), true) = (r.tcp_done, r.udp_done > 0) {
+                let why = format!(
+                    "     why {:.1}x later: UDP sends at the link's pace whatever is lost; TCP sent {} segments again, \
+                     after {} fast retransmits (each also halving its sending window: congestion control) and {} \
+                     retransmission timeout{} (each at least {:.0} s with nothing acknowledged); and up to {} messages \
+                     waited at the receiver behind a missing one (head-of-line blocking: the application gets none of \
+                     them until the retransmission fills the hole)",
+                    secs(t) / secs(r.udp_done),
+                    r.tcp_retransmits,
+                    r.tcp_fast_retransmits,
+                    r.tcp_timeouts,
+                    if r.tcp_timeouts == 1 { "" } else { "s" },
+                    secs(r.tcp_min_rto),
+                    r.tcp_held
+                );
+                print!(
+                    "{}",
+                    weblab_trace::render::wrap(&why, crate::tour::term_width())
+                );
+            }
         }
         TcpCommand::Segments(a) => {
             use weblab_tcplab::transport::segment_writes;

@@ -114,7 +114,9 @@ fn tcp_compare_arq_and_the_state_machines_run() {
     }
     let (_, out, _) = weblab(&["tcp", "udp", "--loss", "5%"]);
     assert!(
-        out.contains("UDP:") && out.contains("all in order"),
+        out.contains("UDP:")
+            && out.contains("got all 1000 messages, in sequence")
+            && out.contains("head-of-line blocking"),
         "{out}"
     );
     let (_, out, _) = weblab(&["tcp", "segments"]);
