@@ -60,6 +60,9 @@ pub struct IdpUser {
 pub struct IdpState {
     /// Its public URL, `https://id.test` (with a port when not 443).
     pub issuer: String,
+    /// The issuer's host name (`id.test`): its accounts' email domain and
+    /// the name its pages carry.
+    pub domain: String,
     pub clients: Vec<Client>,
     pub users: Vec<IdpUser>,
     pub rec: Recorder,
@@ -67,6 +70,8 @@ pub struct IdpState {
     /// Sign-in sessions: digest of the cookie value -> subject.
     sessions: Mutex<Expiring<String>>,
     logins: LoginLimiter,
+    /// The Content-Security-Policy of every answer, made once.
+    csp: HeaderValue,
 }
 
 impl IdpState {
@@ -88,8 +93,15 @@ impl IdpState {
                 hash: hash.clone(),
             })
             .collect();
+        let csp = HeaderValue::from_str(&format!(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' {}",
+            form_targets(&clients)
+        ))
+        .map_err(|e| AppError::config(format!("the clients' redirect URIs in a CSP: {e}")))?;
         Ok(IdpState {
             issuer: issuer.trim_end_matches('/').into(),
+            domain,
+            csp,
             clients,
             users,
             rec,
@@ -121,22 +133,21 @@ impl IdpState {
         sessions.insert(digest(&sid), sub.to_string(), now + SESSION_SECS, now);
         sid
     }
+}
 
-    /// Origins the consent form may send the browser on to (the clients'
-    /// redirect URIs), for the CSP's form-action: browsers apply it to
-    /// the redirect that follows a form.
-    fn form_targets(&self) -> String {
-        let mut origins: Vec<String> = self
-            .clients
-            .iter()
-            .flat_map(|c| &c.redirect_uris)
-            .filter_map(|u| url::Url::parse(u).ok())
-            .map(|u| u.origin().ascii_serialization())
-            .collect();
-        origins.sort();
-        origins.dedup();
-        origins.join(" ")
-    }
+/// Origins the consent form may send the browser on to (the clients'
+/// redirect URIs), for the CSP's form-action: browsers apply it to the
+/// redirect that follows a form.
+fn form_targets(clients: &[Client]) -> String {
+    let mut origins: Vec<String> = clients
+        .iter()
+        .flat_map(|c| &c.redirect_uris)
+        .filter_map(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    origins.join(" ")
 }
 
 /// Records one request as a span of the caller's trace, and adds the
@@ -166,14 +177,7 @@ async fn observe(State(s): State<Arc<IdpState>>, mut req: Request, next: Next) -
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    let csp = format!(
-        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self' {}",
-        s.form_targets()
-    );
-    let csp = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(
-        "default-src 'self'; frame-ancestors 'none'",
-    ));
-    crate::middleware::protect(h, "no-referrer", csp);
+    crate::middleware::protect(h, "no-referrer", s.csp.clone());
     s.rec.end(
         span,
         Event::HttpServe {

@@ -17,7 +17,7 @@ use super::flow::{self, Authorize, Refusal};
 use super::{IdpState, SESSION_COOKIE, SESSION_SECS};
 use crate::auth::{cookie_value, digest, now, random_secret};
 use crate::middleware::TraceCtx;
-use crate::routes::pages::esc;
+use crate::routes::pages::{esc, field};
 
 /// Fields of the consent form that are not part of the authorization
 /// request it carries.
@@ -27,33 +27,25 @@ fn pairs(raw: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw).into_owned().collect()
 }
 
-fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
-    form.iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 /// Records what the provider decided, as a span inside the request's.
 fn decided(s: &IdpState, ctx: TraceCtx, text: String) {
     let span = s.rec.begin(ctx.0, Layer::Application);
     s.rec.end(span, Event::Note { text });
 }
 
-fn page(status: StatusCode, title: &str, main: &str) -> Response {
+/// A page of the provider, titled with its own name.
+fn page(s: &IdpState, status: StatusCode, title: &str, main: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n  <meta charset=\"utf-8\">\n  \
-         <title>{title} - id.test</title>\n</head>\n<body>\n  <main>\n{main}\n  </main>\n</body>\n</html>\n",
+         <title>{title} - {name}</title>\n</head>\n<body>\n  <main>\n{main}\n  </main>\n</body>\n</html>\n",
         title = esc(title),
+        name = esc(&s.domain),
     );
     (status, Html(html)).into_response()
 }
 
 fn see_other(to: &str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
+    crate::routes::pages::see_other(to, None)
 }
 
 /// The anti-forgery value of a signed-in consent form: only a page the
@@ -129,7 +121,7 @@ fn consent(
         client = esc(client),
         back = esc(&req.redirect_uri),
     );
-    page(status, "Sign in and consent", &main)
+    page(s, status, "Sign in and consent", &main)
 }
 
 /// A refused authorization request: shown, or sent back to the client.
@@ -153,7 +145,7 @@ fn refused(s: &IdpState, ctx: TraceCtx, r: &Refusal) -> Response {
          <p>Nothing was sent to the site that asked.</p>",
         esc(why)
     );
-    page(StatusCode::BAD_REQUEST, "Invalid request", &main)
+    page(s, StatusCode::BAD_REQUEST, "Invalid request", &main)
 }
 
 /// GET /authorize: checks the request and shows the consent page.
@@ -398,13 +390,7 @@ pub async fn userinfo(
     Extension(ctx): Extension<TraceCtx>,
     headers: HeaderMap,
 ) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    let access = token.and_then(|t| s.grants().access(&t, now()).cloned());
+    let access = crate::auth::bearer(&headers).and_then(|t| s.grants().access(t, now()).cloned());
     let Some(access) = access else {
         decided(&s, ctx, "user info refused: no live bearer token".into());
         // RFC 6750 §3: say why in WWW-Authenticate.

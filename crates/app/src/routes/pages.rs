@@ -72,7 +72,8 @@ fn form(cx: &Cx, body: &[u8]) -> Result<Vec<(String, String)>, AppError> {
     Ok(url::form_urlencoded::parse(body).into_owned().collect())
 }
 
-fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+/// The value of field `name` in a decoded form ("" when absent).
+pub(crate) fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
     form.iter()
         .find(|(k, _)| k == name)
         .map_or("", |(_, v)| v.as_str())
