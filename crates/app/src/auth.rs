@@ -131,30 +131,30 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_string())
 }
 
-/// The Set-Cookie that hands a browser its session: not readable by
-/// scripts, sent on top-level navigation from other sites but not on their
-/// subrequests, only over HTTPS when the client came over HTTPS.
-pub fn session_cookie(id: &str, secure: bool) -> HeaderValue {
-    let c = Cookie::build((SESSION_COOKIE, id.to_string()))
-        .path("/")
+/// A Set-Cookie for `name` under `path`: not readable by scripts, sent on
+/// top-level navigation from other sites but not on their subrequests
+/// (SameSite=Lax), only over HTTPS when `secure`, kept `max_age` seconds
+/// (0 removes it).
+pub fn set_cookie(name: &str, value: &str, path: &str, secure: bool, max_age: i64) -> HeaderValue {
+    let c = Cookie::build((name.to_string(), value.to_string()))
+        .path(path.to_string())
         .http_only(true)
         .secure(secure)
         .same_site(SameSite::Lax)
-        .max_age(cookie::time::Duration::seconds(ABSOLUTE_SECS))
+        .max_age(cookie::time::Duration::seconds(max_age))
         .build();
-    HeaderValue::from_str(&c.to_string()).unwrap_or(HeaderValue::from_static("sid=; Path=/"))
+    // Names, values and paths here are ours (URL-safe), so this holds.
+    HeaderValue::from_str(&c.to_string()).unwrap_or(HeaderValue::from_static("x=; Max-Age=0"))
+}
+
+/// The Set-Cookie that hands a browser its session.
+pub fn session_cookie(id: &str, secure: bool) -> HeaderValue {
+    set_cookie(SESSION_COOKIE, id, "/", secure, ABSOLUTE_SECS)
 }
 
 /// The Set-Cookie that removes the session cookie.
 pub fn clear_session_cookie(secure: bool) -> HeaderValue {
-    let c = Cookie::build((SESSION_COOKIE, ""))
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(cookie::time::Duration::ZERO)
-        .build();
-    HeaderValue::from_str(&c.to_string()).unwrap_or(HeaderValue::from_static("sid=; Path=/"))
+    set_cookie(SESSION_COOKIE, "", "/", secure, 0)
 }
 
 /// The claims of an access token.

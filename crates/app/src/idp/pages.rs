@@ -10,7 +10,6 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
-use cookie::{Cookie, SameSite};
 use weblab_trace::{Event, Layer};
 
 use super::flow::{self, Authorize, Refusal};
@@ -282,16 +281,8 @@ pub async fn authorize(
     );
     let mut r = see_other(&back(&[("code", &code)]));
     if let Some(sid) = new_cookie {
-        let c = Cookie::build((SESSION_COOKIE, sid))
-            .path("/")
-            .http_only(true)
-            .secure(true)
-            .same_site(SameSite::Lax)
-            .max_age(cookie::time::Duration::seconds(SESSION_SECS))
-            .build();
-        if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
-            r.headers_mut().insert(header::SET_COOKIE, v);
-        }
+        let c = crate::auth::set_cookie(SESSION_COOKIE, &sid, "/", true, SESSION_SECS);
+        r.headers_mut().insert(header::SET_COOKIE, c);
     }
     r
 }

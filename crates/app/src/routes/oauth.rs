@@ -16,7 +16,6 @@ use axum::Extension;
 use axum::extract::RawQuery;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cookie::{Cookie, SameSite};
 
 use super::pages::{login_main, page, query_next, see_other};
 use crate::auth::{self, cookie_value, random_secret};
@@ -32,15 +31,7 @@ use crate::rest::Cx;
 const STATE_COOKIE: &str = "oauth_state";
 
 fn state_cookie(value: &str, secure: bool, max_age: i64) -> HeaderValue {
-    let c = Cookie::build((STATE_COOKIE, value.to_string()))
-        .path("/oauth")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(cookie::time::Duration::seconds(max_age))
-        .build();
-    HeaderValue::from_str(&c.to_string())
-        .unwrap_or(HeaderValue::from_static("oauth_state=; Path=/oauth"))
+    auth::set_cookie(STATE_COOKIE, value, "/oauth", secure, max_age)
 }
 
 fn client(cx: &Cx) -> Result<&OAuthClient, AppError> {
