@@ -340,9 +340,11 @@ impl Browser {
     fn note_hsts(&self, scheme: &str, host: &str, value: &str) {
         let mut store = lock(&self.hsts);
         let noted = store.note(scheme, host, value, unix_secs());
+        // Written when the rule is new or gone, not each time an answer
+        // renews it (every answer of an HSTS site carries the header).
         let changed = matches!(
             noted,
-            crate::hsts::Noted::Kept { .. } | crate::hsts::Noted::Forgotten(_)
+            crate::hsts::Noted::Kept { new: true, .. } | crate::hsts::Noted::Forgotten(_)
         );
         if changed && let Some(path) = &self.cfg.hsts_file {
             // Best effort: a store that cannot be written lasts this run.

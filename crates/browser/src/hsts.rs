@@ -26,7 +26,14 @@ pub struct Hsts {
 /// What a Strict-Transport-Security header did to the store.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Noted {
-    Kept { host: String, max_age: i64 },
+    /// Stored; `new` when the store says something it did not before
+    /// (a host not known, or includeSubDomains changed), rather than the
+    /// same rule with its time renewed.
+    Kept {
+        host: String,
+        max_age: i64,
+        new: bool,
+    },
     Forgotten(String),
     Ignored(String),
 }
@@ -76,13 +83,15 @@ impl Hsts {
             self.hosts.remove(&host);
             return Noted::Forgotten(host);
         }
-        self.hosts.insert(
+        let before = self.hosts.insert(
             host.clone(),
             Entry {
                 expires: now.saturating_add(max_age),
                 include_subdomains,
             },
         );
+        let new =
+            before.is_none_or(|e| e.expires <= now || e.include_subdomains != include_subdomains);
         while self.hosts.len() > MAX_HOSTS {
             let soonest = self
                 .hosts
@@ -93,7 +102,7 @@ impl Hsts {
                 self.hosts.remove(&h);
             }
         }
-        Noted::Kept { host, max_age }
+        Noted::Kept { host, max_age, new }
     }
 
     /// Why `host` must be reached over HTTPS at `now`, if it must (§8.2:
@@ -141,9 +150,13 @@ mod tests {
             kept,
             Noted::Kept {
                 host: "myapp.test".into(),
-                max_age: 31_536_000
+                max_age: 31_536_000,
+                new: true
             }
         );
+        // The same rule again only renews it.
+        let again = h.note("https", "myapp.test", "max-age=31536000", 100);
+        assert!(matches!(again, Noted::Kept { new: false, .. }), "{again:?}");
         assert!(h.must_upgrade("myapp.test", 200).is_some());
         assert!(
             h.must_upgrade("www.myapp.test", 200).is_none(),
