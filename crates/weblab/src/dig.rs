@@ -220,6 +220,17 @@ pub async fn run(world: &World, args: &[String]) -> Result<String> {
     Ok(out)
 }
 
+/// The addresses of the A records among `records`, at `port`.
+fn a_addrs(records: &[Record], port: u16) -> Vec<SocketAddr> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), port)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `+trace`: from the root hints down, asking each server without
 /// recursion and following its referral.
 async fn trace(
@@ -270,14 +281,7 @@ async fn trace(
             out.push_str(";; neither an answer nor a referral: the walk ends here\n");
             return Ok(());
         };
-        let mut addrs: Vec<SocketAddr> = next
-            .glue
-            .iter()
-            .filter_map(|r| match &r.data {
-                hickory_proto::rr::RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), port)),
-                _ => None,
-            })
-            .collect();
+        let mut addrs = a_addrs(&next.glue, port);
         if addrs.is_empty() {
             // No glue: ask the resolver where the name servers are, as dig does.
             for r in &next.ns {
@@ -286,16 +290,13 @@ async fn trace(
                 };
                 let q = build_query(&target.0, RecordType::A, true);
                 if let Ok(x) = exchange_udp(bind, resolver, &q, TIMEOUT).await {
-                    addrs.extend(x.response.answers.iter().filter_map(|r| match &r.data {
-                        hickory_proto::rr::RData::A(a) => {
-                            Some(SocketAddr::new(IpAddr::V4(a.0), port))
-                        }
-                        _ => None,
-                    }));
-                    out.push_str(&format!(
-                        ";; no glue for {}: its address from the resolver\n",
-                        target.0
-                    ));
+                    addrs = a_addrs(&x.response.answers, port);
+                    if !addrs.is_empty() {
+                        out.push_str(&format!(
+                            ";; no glue for {}: its address from the resolver\n",
+                            target.0
+                        ));
+                    }
                 }
                 if !addrs.is_empty() {
                     break;
