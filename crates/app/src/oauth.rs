@@ -106,6 +106,25 @@ impl OAuthClient {
         u.into()
     }
 
+    /// The JSON of a 200 answer; any other status is the provider saying
+    /// no (`refused`, in words), with its OAuth error (RFC 6749 §5.2): 502.
+    pub fn json(&self, answer: Answer, refused: &str) -> Result<serde_json::Value, AppError> {
+        let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        if answer.status == 200 {
+            return Ok(v);
+        }
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
+        let why = match (text("error"), text("error_description")) {
+            ("", d) => format!("an answer without an OAuth error ({d})"),
+            (e, "") => e.to_string(),
+            (e, d) => format!("{e}: {d}"),
+        };
+        Err(AppError::bad_gateway(format!(
+            "{} {refused} ({}): {why}",
+            self.provider, answer.status
+        )))
+    }
+
     /// POST /token: the code and its PKCE verifier, with this client's
     /// credentials (HTTP Basic, RFC 6749 §2.3.1).
     pub async fn redeem(

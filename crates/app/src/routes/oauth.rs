@@ -70,17 +70,6 @@ fn back_to_login(cx: &Cx, status: StatusCode, message: &str) -> Response {
     r
 }
 
-/// The `error` and `error_description` of a provider's JSON error.
-fn provider_error(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    match (text("error"), text("error_description")) {
-        (e, d) if e.is_empty() => format!("an answer without an OAuth error ({d})"),
-        (e, d) if d.is_empty() => e,
-        (e, d) => format!("{e}: {d}"),
-    }
-}
-
 /// GET /oauth/callback: the provider sent the browser back.
 pub async fn callback(
     cx: Cx,
@@ -139,15 +128,7 @@ pub async fn callback(
         .service("OAuthService::sign_in", async |sql| {
             let ctx = sql.ctx();
             let token = oauth.redeem(&cx.s.rec, ctx, code, &verifier).await?;
-            if token.status != 200 {
-                return Err(AppError::bad_gateway(format!(
-                    "{} refused the code ({}): {}",
-                    oauth.provider,
-                    token.status,
-                    provider_error(&token.body)
-                )));
-            }
-            let token: serde_json::Value = serde_json::from_slice(&token.body).unwrap_or_default();
+            let token = oauth.json(token, "refused the code")?;
             let access = token["access_token"].as_str().ok_or_else(|| {
                 AppError::bad_gateway(format!(
                     "{}'s token answer has no access_token",
@@ -155,15 +136,7 @@ pub async fn callback(
                 ))
             })?;
             let who = oauth.user_info(&cx.s.rec, ctx, access).await?;
-            if who.status != 200 {
-                return Err(AppError::bad_gateway(format!(
-                    "{} refused its own token ({}): {}",
-                    oauth.provider,
-                    who.status,
-                    provider_error(&who.body)
-                )));
-            }
-            let who: serde_json::Value = serde_json::from_slice(&who.body).unwrap_or_default();
+            let who = oauth.json(who, "refused its own token")?;
             let field = |k: &str| who[k].as_str().map(str::to_string);
             let (Some(sub), Some(name), Some(email)) =
                 (field("sub"), field("name"), field("email"))
