@@ -11,17 +11,18 @@ use hickory_proto::rr::{Name, Record, RecordType};
 pub enum Cached {
     /// The records, with TTLs lowered by the time they spent in the cache.
     Records(Vec<Record>),
-    /// The name does not exist (cached for every type, RFC 2308 §5).
-    NxDomain,
-    /// The name exists without this type.
-    NoData,
+    /// The name does not exist (cached for every type, RFC 2308 §5), with
+    /// the SOA the first answer carried, its TTL counted down (§6).
+    NxDomain(Option<Record>),
+    /// The name exists without this type, with its SOA likewise.
+    NoData(Option<Record>),
 }
 
 #[derive(Clone, Debug)]
 enum Value {
     Records(Vec<Record>),
-    NxDomain,
-    NoData,
+    NxDomain(Option<Record>),
+    NoData(Option<Record>),
 }
 
 #[derive(Clone, Debug)]
@@ -84,18 +85,15 @@ impl Cache {
                 self.entries.remove(&key);
                 continue;
             };
+            let aged = |r: &Record| {
+                let mut r = r.clone();
+                r.ttl = left;
+                r
+            };
             return Some(match &entry.value {
-                Value::NxDomain => Cached::NxDomain,
-                Value::NoData => Cached::NoData,
-                Value::Records(rs) => Cached::Records(
-                    rs.iter()
-                        .cloned()
-                        .map(|mut r| {
-                            r.ttl = left;
-                            r
-                        })
-                        .collect(),
-                ),
+                Value::NxDomain(soa) => Cached::NxDomain(soa.as_ref().map(aged)),
+                Value::NoData(soa) => Cached::NoData(soa.as_ref().map(aged)),
+                Value::Records(rs) => Cached::Records(rs.iter().map(aged).collect()),
             });
         }
         None
@@ -136,20 +134,22 @@ impl Cache {
         }
     }
 
-    /// Stores a negative answer for `ttl` seconds (the SOA minimum).
+    /// Stores a negative answer for `ttl` seconds (the SOA minimum), with
+    /// the SOA to repeat in answers from the cache.
     pub fn insert_negative(
         &mut self,
         name: &Name,
         qtype: RecordType,
         nxdomain: bool,
+        soa: Option<Record>,
         ttl: u32,
         now: Instant,
     ) {
         let name = name.to_lowercase();
         if nxdomain {
-            self.put((name, None), Value::NxDomain, ttl, now);
+            self.put((name, None), Value::NxDomain(soa), ttl, now);
         } else {
-            self.put((name, Some(qtype)), Value::NoData, ttl, now);
+            self.put((name, Some(qtype)), Value::NoData(soa), ttl, now);
         }
     }
 
@@ -195,11 +195,14 @@ mod tests {
         let mut c = Cache::default();
         let t0 = Instant::now();
         let n = Name::from_ascii("gone.test.").unwrap();
-        c.insert_negative(&n, RecordType::A, true, 30, t0);
-        assert_eq!(c.get(&n, RecordType::MX, t0), Some(Cached::NxDomain));
+        c.insert_negative(&n, RecordType::A, true, Some(a("test.", 30)), 30, t0);
+        match c.get(&n, RecordType::MX, t0 + secs(10)) {
+            Some(Cached::NxDomain(Some(soa))) => assert_eq!(soa.ttl, 20, "counted down"),
+            other => panic!("{other:?}"),
+        }
         let m = Name::from_ascii("web.test.").unwrap();
-        c.insert_negative(&m, RecordType::AAAA, false, 30, t0);
-        assert_eq!(c.get(&m, RecordType::AAAA, t0), Some(Cached::NoData));
+        c.insert_negative(&m, RecordType::AAAA, false, None, 30, t0);
+        assert_eq!(c.get(&m, RecordType::AAAA, t0), Some(Cached::NoData(None)));
         assert_eq!(c.get(&m, RecordType::A, t0), None);
         assert_eq!(c.get(&n, RecordType::A, t0 + secs(31)), None);
     }

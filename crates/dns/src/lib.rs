@@ -10,6 +10,8 @@
 //! - [`rotation`] — round robin, a turn per RRset (C11);
 //! - [`policy`] — weighted answers per name (C12);
 //! - [`scrub`] — what of an upstream answer the resolver believes;
+//! - [`rtt`] — what the resolver measured of each name server;
+//! - [`iterate`] — the resolver's algorithm as a pure step (read this one);
 //! - [`net`] — the UDP/TCP server loop and client exchanges;
 //! - [`server`] — the authoritative server on sockets;
 //! - [`resolver`] — the recursive resolver (root → TLD → authoritative);
@@ -18,12 +20,14 @@
 pub mod authority;
 pub mod cache;
 mod error;
+pub mod iterate;
 pub mod lookup;
 pub mod message;
 pub mod net;
 pub mod policy;
 pub mod resolver;
 pub mod rotation;
+pub mod rtt;
 pub mod scrub;
 pub mod server;
 pub mod zone;

@@ -3,20 +3,22 @@
 //! glue (RFC 1034 §5.3.3), and caches answers by TTL (C08, C09).
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
 use weblab_trace::{CacheLevel, Correlation, Ctx, DnsOutcome, Event, Layer, Recorder};
 
-use crate::cache::{Cache, Cached};
+use crate::cache::Cached;
 use crate::error::DnsError;
+pub use crate::iterate::Resolved;
+use crate::iterate::{Ask, Heard, Iteration, Knowledge, Settings, Step};
 use crate::message::{Transport, check_query, encode, outcome_of, record_text, response_to};
 use crate::net::{Handler, Peer, build_query, exchange_tcp, exchange_udp};
-use crate::scrub;
 
 /// Settings of a resolver.
 #[derive(Clone, Debug)]
@@ -27,59 +29,69 @@ pub struct ResolverConfig {
     pub upstream_port: u16,
     /// Source address of the resolver's own queries.
     pub bind: IpAddr,
-    /// How long to wait for one server.
+    /// The longest wait for one server (a measured server gets less).
     pub timeout: Duration,
+    /// QNAME minimisation (RFC 9156): each server is told only as much of
+    /// the name as it needs.
+    pub qname_minimisation: bool,
+    /// Who may ask for recursion; others are REFUSED (an open resolver
+    /// is an amplifier for anyone's attack).
+    pub allow: Vec<IpNet>,
 }
 
-/// The outcome of resolving one question.
-#[derive(Clone, Debug)]
-pub struct Resolved {
-    pub rcode: ResponseCode,
-    pub answers: Vec<Record>,
-    /// The SOA for negative answers.
-    pub soa: Option<Record>,
-}
+impl ResolverConfig {
+    /// Loopback only: the default of a world on 127.0.0.0/8.
+    pub fn loopback_only() -> Vec<IpNet> {
+        ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
 
-impl Resolved {
-    fn servfail() -> Self {
-        Resolved {
-            rcode: ResponseCode::ServFail,
-            answers: vec![],
-            soa: None,
-        }
+    fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.iter().any(|net| net.contains(&ip))
     }
 }
 
-/// Referral hops allowed for one question (a loop guard).
-const MAX_REFERRALS: usize = 12;
-/// Nested resolutions (CNAME targets, glueless NS names) allowed.
+/// Nested resolutions (glueless name servers inside glueless ones)
+/// allowed for one question.
 const MAX_DEPTH: u8 = 4;
-/// Negative-cache time when a server sends no SOA (RFC 2308 §5 says not to
-/// cache at all; a few seconds protects the hierarchy from retries).
-const NEGATIVE_WITHOUT_SOA: u32 = 5;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A recursive resolver.
+/// A recursive resolver: [`crate::iterate`]'s algorithm with sockets and
+/// the clock around it.
 pub struct Resolver {
     cfg: ResolverConfig,
-    cache: Mutex<Cache>,
+    settings: Settings,
+    knowledge: Mutex<Knowledge>,
     rotation: crate::rotation::Rotation,
     rec: Recorder,
 }
 
 impl Resolver {
     pub fn new(cfg: ResolverConfig, rec: Recorder) -> Self {
+        let settings = Settings {
+            root_hints: cfg.root_hints.clone(),
+            port: cfg.upstream_port,
+            max_wait: cfg.timeout,
+            minimise: cfg.qname_minimisation,
+        };
         Resolver {
             cfg,
-            cache: Mutex::new(Cache::default()),
+            settings,
+            knowledge: Mutex::new(Knowledge::default()),
             rotation: Default::default(),
             rec,
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    fn knowledge(&self) -> std::sync::MutexGuard<'_, Knowledge> {
+        self.knowledge.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Resolves one question, recording the cache check and every upstream
@@ -94,12 +106,12 @@ impl Resolver {
         recurse: bool,
     ) -> Resolved {
         let span = self.rec.begin(ctx, Layer::Application);
-        let cached = self.cache().get(name, qtype, Instant::now());
+        let cached = self.knowledge().cache.get(name, qtype, Instant::now());
         let hit = cached.is_some();
         let answer: Vec<String> = match &cached {
             Some(Cached::Records(rs)) => rs.iter().map(record_text).collect(),
-            Some(Cached::NxDomain) => vec!["NXDOMAIN".into()],
-            Some(Cached::NoData) => vec!["NODATA".into()],
+            Some(Cached::NxDomain(_)) => vec!["NXDOMAIN".into()],
+            Some(Cached::NoData(_)) => vec!["NODATA".into()],
             None => vec![],
         };
         self.rec.end(
@@ -112,25 +124,12 @@ impl Resolver {
             },
         );
         match cached {
-            Some(Cached::Records(mut answers)) => {
+            Some(cached) => {
+                let mut r = Resolved::from_cache(cached);
                 // From the cache too, each RRset takes its turns (C11).
-                self.rotation.rotate(&mut answers);
-                Resolved {
-                    rcode: ResponseCode::NoError,
-                    answers,
-                    soa: None,
-                }
+                self.rotation.rotate(&mut r.answers);
+                r
             }
-            Some(Cached::NxDomain) => Resolved {
-                rcode: ResponseCode::NXDomain,
-                answers: vec![],
-                soa: None,
-            },
-            Some(Cached::NoData) => Resolved {
-                rcode: ResponseCode::NoError,
-                answers: vec![],
-                soa: None,
-            },
             None if !recurse => Resolved {
                 rcode: ResponseCode::Refused,
                 answers: vec![],
@@ -140,64 +139,31 @@ impl Resolver {
         }
     }
 
-    /// Name-server sockets from the A records in `records`.
-    fn server_addrs<'a>(&'a self, records: &'a [Record]) -> impl Iterator<Item = SocketAddr> + 'a {
-        records.iter().filter_map(|r| match &r.data {
-            RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), self.cfg.upstream_port)),
-            _ => None,
-        })
-    }
-
-    /// The deepest zone whose servers we know an address for, from the
-    /// cache, else the root hints.
-    fn closest_servers(&self, name: &Name) -> (Name, Vec<SocketAddr>) {
+    /// One step of the algorithm, with the cache and RTTs locked only
+    /// for the step (never across a query).
+    fn step(&self, it: &mut Iteration, heard: Option<Heard<'_>>) -> Step {
+        let mut k = self.knowledge();
         let now = Instant::now();
-        let mut cache = self.cache();
-        for labels in (1..=name.num_labels()).rev() {
-            let zone = name.trim_to(labels as usize);
-            let Some(Cached::Records(ns)) = cache.get(&zone, RecordType::NS, now) else {
-                continue;
-            };
-            let mut addrs = Vec::new();
-            for r in &ns {
-                if let RData::NS(target) = &r.data
-                    && let Some(Cached::Records(a)) = cache.get(&target.0, RecordType::A, now)
-                {
-                    addrs.extend(self.server_addrs(&a));
-                }
-            }
-            if !addrs.is_empty() {
-                return (zone, addrs);
-            }
+        match heard {
+            None => it.start(&mut k, &self.settings, now),
+            Some(h) => it.on(h, &mut k, &self.settings, now),
         }
-        let roots = self
-            .cfg
-            .root_hints
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, self.cfg.upstream_port))
-            .collect();
-        (Name::root(), roots)
     }
 
     /// Sends one non-recursive query, over UDP and again over TCP when the
     /// answer comes back truncated (C10).
-    async fn ask(
-        &self,
-        ctx: Ctx,
-        server: SocketAddr,
-        name: &Name,
-        qtype: RecordType,
-    ) -> Result<Message, DnsError> {
+    async fn ask(&self, ctx: Ctx, ask: &Ask) -> Result<Message, DnsError> {
+        for why in &ask.why {
+            let note = self.rec.begin(ctx, Layer::Application);
+            self.rec.end(note, Event::Note { text: why.clone() });
+        }
+        let (server, name, qtype) = (ask.server, &ask.name, ask.qtype);
         let query = build_query(name, qtype, false);
         for transport in [Transport::Udp, Transport::Tcp] {
             let span = self.rec.begin(ctx, Layer::Application);
             let result = match transport {
-                Transport::Udp => {
-                    exchange_udp(self.cfg.bind, server, &query, self.cfg.timeout).await
-                }
-                Transport::Tcp => {
-                    exchange_tcp(self.cfg.bind, server, &query, self.cfg.timeout).await
-                }
+                Transport::Udp => exchange_udp(self.cfg.bind, server, &query, ask.wait).await,
+                Transport::Tcp => exchange_tcp(self.cfg.bind, server, &query, ask.wait).await,
             };
             let event = |outcome| Event::DnsExchange {
                 server: server.to_string(),
@@ -235,8 +201,8 @@ impl Resolver {
         Err(DnsError::malformed("truncated over TCP too"))
     }
 
-    /// The iterative algorithm, boxed because it recurses for CNAME targets
-    /// and for name servers given without glue.
+    /// Drives one question's [`Iteration`] to its answer; boxed because a
+    /// glueless name server's address is itself resolved first.
     fn iterate(
         &self,
         ctx: Ctx,
@@ -245,146 +211,32 @@ impl Resolver {
         depth: u8,
     ) -> BoxFuture<'_, Resolved> {
         Box::pin(async move {
-            if depth > MAX_DEPTH {
-                return Resolved::servfail();
-            }
-            let (mut zone, mut servers) = self.closest_servers(&name);
-            for _ in 0..MAX_REFERRALS {
-                let mut reply = None;
-                for server in &servers {
-                    match self.ask(ctx, *server, &name, qtype).await {
-                        Ok(m)
-                            if matches!(
-                                m.metadata.response_code,
-                                ResponseCode::NoError | ResponseCode::NXDomain
-                            ) =>
-                        {
-                            reply = Some(m);
-                            break;
-                        }
-                        _ => continue, // try the next server of the set
-                    }
-                }
-                let Some(m) = reply else {
-                    return Resolved::servfail();
-                };
-                let now = Instant::now();
-                let soa = m
-                    .authorities
-                    .iter()
-                    .find(|r| r.record_type() == RecordType::SOA)
-                    .cloned();
-                let negative_ttl = soa
-                    .as_ref()
-                    .map_or(NEGATIVE_WITHOUT_SOA, |s| match &s.data {
-                        RData::SOA(d) => s.ttl.min(d.minimum),
-                        _ => s.ttl,
-                    });
-                if m.metadata.response_code == ResponseCode::NXDomain {
-                    self.cache()
-                        .insert_negative(&name, qtype, true, negative_ttl, now);
-                    return Resolved {
-                        rcode: ResponseCode::NXDomain,
-                        answers: vec![],
-                        soa,
-                    };
-                }
-                // Bailiwick: a server may only tell us about its own zone;
-                // and only the records about the question are believed.
-                let in_zone: Vec<Record> = m
-                    .answers
-                    .iter()
-                    .filter(|r| zone.zone_of(&r.name))
-                    .cloned()
-                    .collect();
-                let answers = scrub::answer_chain(&in_zone, &name, qtype);
-                if !answers.is_empty() {
-                    self.cache().insert_records(&answers, now);
-                    let target = cname_target(&answers, &name, qtype);
-                    return match target {
-                        Some(next) if depth < MAX_DEPTH => {
-                            let mut more = self.iterate(ctx, next, qtype, depth + 1).await;
-                            let mut all = answers;
-                            all.append(&mut more.answers);
-                            more.answers = all;
-                            more
-                        }
-                        _ => Resolved {
-                            rcode: ResponseCode::NoError,
-                            answers,
-                            soa: None,
-                        },
-                    };
-                }
-                let found = match m.metadata.authoritative {
-                    true => None,
-                    false => scrub::referral(&m.authorities, &m.additionals, &name, &zone),
-                };
-                match found {
-                    Some(scrub::Referral { child, ns, glue }) => {
-                        {
-                            let mut cache = self.cache();
-                            cache.insert_records(&ns, now);
-                            cache.insert_records(&glue, now);
-                        }
-                        let mut next: Vec<SocketAddr> = self.server_addrs(&glue).collect();
-                        if next.is_empty() {
-                            // Glueless delegation: find a server's address first.
-                            for r in &ns {
-                                let RData::NS(target) = &r.data else { continue };
-                                let found = self
-                                    .iterate(ctx, target.0.clone(), RecordType::A, depth + 1)
-                                    .await;
-                                next.extend(self.server_addrs(&found.answers));
-                                if !next.is_empty() {
-                                    break;
-                                }
-                            }
-                        }
-                        if next.is_empty() {
-                            return Resolved::servfail();
-                        }
-                        zone = child;
-                        servers = next;
-                    }
-                    _ => {
-                        // NODATA: the name exists without this type.
-                        self.cache()
-                            .insert_negative(&name, qtype, false, negative_ttl, now);
-                        return Resolved {
-                            rcode: ResponseCode::NoError,
-                            answers: vec![],
-                            soa,
+            let mut it = Iteration::new(&name, qtype, &self.settings);
+            let mut step = self.step(&mut it, None);
+            loop {
+                step = match step {
+                    Step::Done(r) => return r,
+                    Step::FindAddress(server) => {
+                        let found = match depth < MAX_DEPTH {
+                            true => self.iterate(ctx, server, RecordType::A, depth + 1).await,
+                            false => Resolved::servfail(),
                         };
+                        self.step(&mut it, Some(Heard::Address(&found)))
                     }
-                }
+                    Step::Ask(ask) => {
+                        let sent = Instant::now();
+                        let heard = self.ask(ctx, &ask).await;
+                        let heard = match &heard {
+                            Ok(m) => Heard::Reply(m, sent.elapsed()),
+                            Err(e) if e.is_timeout() => Heard::Timeout,
+                            Err(_) => Heard::Failed,
+                        };
+                        self.step(&mut it, Some(heard))
+                    }
+                };
             }
-            Resolved::servfail()
         })
     }
-}
-
-/// When `answers` is a CNAME chain from `name` that does not end in a record
-/// of `qtype`, the name to resolve next.
-fn cname_target(answers: &[Record], name: &Name, qtype: RecordType) -> Option<Name> {
-    if qtype == RecordType::CNAME {
-        return None;
-    }
-    let mut current = name.to_lowercase();
-    for _ in 0..answers.len() {
-        if answers
-            .iter()
-            .any(|r| r.name.to_lowercase() == current && r.record_type() == qtype)
-        {
-            return None;
-        }
-        let next = answers.iter().find_map(|r| match &r.data {
-            RData::CNAME(t) if r.name.to_lowercase() == current => Some(t.0.to_lowercase()),
-            _ => None,
-        })?;
-        current = next;
-    }
-    Some(current)
 }
 
 impl Handler for Resolver {
@@ -415,9 +267,22 @@ impl Handler for Resolver {
         });
         let q = query.queries[0].clone();
         let recurse = query.metadata.recursion_desired;
-        let resolved = self
-            .resolve(span.ctx(), q.name(), q.query_type(), recurse)
-            .await;
+        let resolved = if self.cfg.allows(peer.remote.ip()) {
+            self.resolve(span.ctx(), q.name(), q.query_type(), recurse)
+                .await
+        } else {
+            let note = self.rec.begin(span.ctx(), Layer::Application);
+            let text = format!(
+                "{} is not in the resolver's allow list: REFUSED, nothing looked up",
+                peer.remote.ip()
+            );
+            self.rec.end(note, Event::Note { text });
+            Resolved {
+                rcode: ResponseCode::Refused,
+                answers: vec![],
+                soa: None,
+            }
+        };
         let mut r = response_to(&query);
         r.metadata.recursion_available = true;
         r.metadata.response_code = resolved.rcode;

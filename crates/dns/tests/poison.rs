@@ -71,6 +71,8 @@ async fn records_beside_the_answer_never_reach_the_cache() {
             upstream_port: upstream.port(),
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             timeout: Duration::from_secs(2),
+            qname_minimisation: false,
+            allow: ResolverConfig::loopback_only(),
         },
         rec,
     ));

@@ -163,6 +163,11 @@ impl RawClients {
 struct RawResolver {
     host: Name,
     root_hints: Vec<Name>,
+    /// QNAME minimisation (RFC 9156); off unless asked for.
+    #[serde(default)]
+    qname_minimisation: bool,
+    /// Who may ask for recursion (CIDRs); loopback when not given.
+    allow: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -436,6 +441,10 @@ pub struct World {
     pub client: ClientConfig,
     pub resolver_host: String,
     pub root_hints: Vec<String>,
+    /// The resolver tells each server only what it needs (RFC 9156).
+    pub qname_minimisation: bool,
+    /// Who may ask the resolver for recursion.
+    pub recursion_allow: Vec<ipnet::IpNet>,
     pub dns: Vec<DnsConfig>,
     pub lb: LbConfig,
     pub web: Vec<WebConfig>,
@@ -576,27 +585,35 @@ fn collector_addr(
     }
 }
 
+/// Networks from a list of CIDRs or bare addresses (a network of one);
+/// an error names `field` and the entry.
+fn nets(
+    src: &Source<'_>,
+    field: &str,
+    list: &[Spanned<String>],
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.iter()
+        .map(|n| {
+            let text = n.get_ref();
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    src.error(
+                        n.span(),
+                        format!("{field}: {text:?} is not an address or a CIDR like 127.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// Checks `[lb.firewall]`.
 fn firewall(
     src: &Source<'_>,
     raw: &RawFirewall,
 ) -> Result<weblab_edge::firewall::Rules, ConfigError> {
-    let nets = |field: &str, list: &[Spanned<String>]| {
-        list.iter()
-            .map(|n| {
-                let text = n.get_ref();
-                // A bare address is a network of one.
-                text.parse::<ipnet::IpNet>()
-                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        src.error(
-                            n.span(),
-                            format!("lb.firewall.{field}: {text:?} is not an address or a CIDR like 127.0.0.0/8"),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
+    let nets =
+        |field: &str, list: &[Spanned<String>]| nets(src, &format!("lb.firewall.{field}"), list);
     let rate = match &raw.rate {
         Some(r) if !(*r.get_ref() > 0.0 && r.get_ref().is_finite()) => {
             return Err(src.error(
@@ -1023,6 +1040,11 @@ impl World {
                 .iter()
                 .map(|r| host("resolver.root_hints", r))
                 .collect::<Result<_, _>>()?,
+            qname_minimisation: raw.resolver.qname_minimisation,
+            recursion_allow: match &raw.resolver.allow {
+                Some(list) => nets(&src, "resolver.allow", list)?,
+                None => weblab_dns::ResolverConfig::loopback_only(),
+            },
             dns,
             lb,
             web,
@@ -1145,6 +1167,10 @@ mod tests {
             (
                 base.replace("weights = { web1 = 3, web2 = 1 }", "weights = { web1 = 0 }"),
                 "dns.policy.weights: at least one weight above 0",
+            ),
+            (
+                base.replace("allow = [\"127.0.0.0/8\", \"::1\"]", "allow = [\"127.0.0.0/33\"]"),
+                "resolver.allow: \"127.0.0.0/33\" is not an address or a CIDR",
             ),
         ];
         for (text, want) in cases {

@@ -113,6 +113,8 @@ impl Service for Recursive {
                 upstream_port: boot.ports.dns,
                 bind: IpAddr::V4(ip),
                 timeout: Duration::from_secs(2),
+                qname_minimisation: world.qname_minimisation,
+                allow: world.recursion_allow.clone(),
             };
             let resolver = Resolver::new(cfg, boot.recorder(host, "resolver"));
             let s = weblab_dns::serve(addr, Arc::new(resolver), world.limits.dns)

@@ -281,3 +281,87 @@ async fn a_weighted_name_hands_out_its_first_address_by_weight_and_says_so() {
         .count();
     assert_eq!(said, 8);
 }
+
+/// One query from `from` to the world's resolver.
+async fn ask_from(
+    w: &crate::support::TestWorld,
+    from: &str,
+    name: &str,
+) -> hickory_proto::op::Message {
+    let q = weblab_dns::net::build_query(
+        &hickory_proto::rr::Name::from_ascii(name).unwrap(),
+        hickory_proto::rr::RecordType::A,
+        true,
+    );
+    let server = std::net::SocketAddr::new(w.addr("resolver"), w.ports.dns);
+    weblab_dns::net::exchange_udp(
+        from.parse().unwrap(),
+        server,
+        &q,
+        std::time::Duration::from_secs(3),
+    )
+    .await
+    .unwrap()
+    .response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minimising_resolver_tells_each_server_one_label_and_refuses_strangers() {
+    use hickory_proto::op::ResponseCode;
+    let w = crate::support::start_with(186, |world| {
+        world.qname_minimisation = true;
+        let client = world.hosts["client"];
+        world.recursion_allow = vec![ipnet::IpNet::from(std::net::IpAddr::V4(client))];
+    })
+    .await;
+    let client = ip(&w, "client");
+    let m = ask_from(&w, &client, "www.myapp.test.").await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let spans = w.collector.snapshot();
+    let told: Vec<(String, String)> = spans
+        .iter()
+        .filter(|s| s.addr == ip(&w, "resolver"))
+        .filter_map(|s| match &s.event {
+            Event::DnsExchange { server, name, .. } => Some((server.clone(), name.clone())),
+            _ => None,
+        })
+        .collect();
+    let at = |host: &str| format!("{}:{}", ip(&w, host), w.ports.dns);
+    assert_eq!(
+        told,
+        [
+            (at("root"), "test.".to_string()),
+            (at("tld"), "myapp.test.".to_string()),
+            (at("auth"), "www.myapp.test.".to_string()),
+        ]
+    );
+    let notes = spans
+        .iter()
+        .filter(|s| matches!(&s.event, Event::Note { text } if text.contains("RFC 9156")))
+        .count();
+    assert_eq!(notes, 2, "the two minimised queries say so");
+    // The root saw only "test.", never the whole name.
+    assert!(
+        !spans.iter().any(|s| s.addr == ip(&w, "root")
+            && matches!(&s.event, Event::DnsServe { name, .. } if name.starts_with("www"))),
+        "{:?}",
+        crate::support::kinds(&spans)
+    );
+    // Anyone outside the allow list is refused, even for a cached name.
+    let stranger = ask_from(&w, "127.0.0.1", "www.myapp.test.").await;
+    assert_eq!(stranger.metadata.response_code, ResponseCode::Refused);
+    assert!(stranger.answers.is_empty());
+    // A cached NXDOMAIN carries its SOA like the first answer (RFC 2308 §6).
+    let first = ask_from(&w, &client, "gone.myapp.test.").await;
+    let again = ask_from(&w, &client, "gone.myapp.test.").await;
+    for m in [&first, &again] {
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(m.authorities.len(), 1, "{m:?}");
+        assert_eq!(
+            m.authorities[0].record_type(),
+            hickory_proto::rr::RecordType::SOA
+        );
+    }
+    assert!(again.authorities[0].ttl <= first.authorities[0].ttl);
+    assert_eq!(resolver_hits(&w, "gone.myapp.test."), [false, true]);
+}
