@@ -19,11 +19,16 @@ pub const STATUS_PATH: &str = "/_weblab/status";
 pub struct Admin {
     pub role: String,
     pub pools: Vec<(String, Arc<Pool>)>,
+    /// The server's client-facing listeners: their open connections are
+    /// what a least-connection DNS policy reads (C12).
+    pub fronts: Vec<weblab_server::InFlight>,
 }
 
 #[derive(Serialize)]
 struct Status {
     role: String,
+    /// Client connections open now, over every client-facing listener.
+    connections: u32,
     pools: Vec<Named>,
 }
 
@@ -38,6 +43,7 @@ impl Admin {
     fn status(&self) -> Status {
         Status {
             role: self.role.clone(),
+            connections: self.fronts.iter().map(weblab_server::InFlight::get).sum(),
             pools: self
                 .pools
                 .iter()
@@ -61,8 +67,9 @@ fn html(s: &Status) -> String {
     let mut out = format!(
         "<!doctype html><meta charset=utf-8><title>{0} status</title>\
 <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}\
-.up{{color:#070}}.down{{color:#b00}}</style><h1>{0}</h1>",
-        escape(&s.role)
+.up{{color:#070}}.down{{color:#b00}}</style><h1>{0}</h1><p>client connections open: {1}</p>",
+        escape(&s.role),
+        s.connections
     );
     for p in &s.pools {
         out.push_str(&format!(

@@ -442,9 +442,12 @@ async fn the_status_page_lists_backends_as_json_and_html() {
         .await;
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     }
+    // A client connection held open to the proxy is counted on the page.
+    let held = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     let admin = Arc::new(Admin {
         role: "lb".into(),
         pools: vec![("backends".into(), p.pool.clone())],
+        fronts: vec![p._server.in_flight_reader()],
     });
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
@@ -456,6 +459,8 @@ async fn the_status_page_lists_backends_as_json_and_html() {
     .await;
     let json: serde_json::Value =
         serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(json["connections"], 1, "{json}");
+    drop(held);
     let pool = &json["pools"][0];
     assert_eq!(pool["algorithm"], "power-of-two");
     assert_eq!(pool["backends"][0]["name"], "b1");

@@ -53,6 +53,17 @@ impl Drop for ServerHandle {
     }
 }
 
+/// Reads a server's in-flight count (its open connections, for an HTTP
+/// server) from anywhere.
+#[derive(Clone, Debug, Default)]
+pub struct InFlight(Vec<Gauge>);
+
+impl InFlight {
+    pub fn get(&self) -> u32 {
+        self.0.iter().map(Gauge::in_use).sum()
+    }
+}
+
 /// The receiving side of a server's stop signal, given to every task and
 /// connection it runs.
 #[derive(Clone, Debug)]
@@ -124,6 +135,12 @@ impl ServerHandle {
     /// How many connections or tasks are in flight, summed over the gauges.
     pub fn in_flight(&self) -> u32 {
         self.gauges.iter().map(Gauge::in_use).sum()
+    }
+
+    /// A reader of [`Self::in_flight`] that outlives a move of the handle
+    /// (a status page publishes it).
+    pub fn in_flight_reader(&self) -> InFlight {
+        InFlight(self.gauges.clone())
     }
 
     /// Stops accepting, waits up to `grace` for in-flight work, then aborts

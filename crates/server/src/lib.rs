@@ -22,6 +22,6 @@ pub mod watched;
 
 pub use bucket::Bucket;
 pub use gauge::Gauge;
-pub use handle::{Exit, ServerHandle, StopSignal};
+pub use handle::{Exit, InFlight, ServerHandle, StopSignal};
 #[cfg(feature = "http")]
 pub use http::{Admission, ConnInfo, Handler, Limits, RequestBody, serve_http};

@@ -188,7 +188,10 @@ struct RawPolicy {
     name: Spanned<String>,
     /// Host name (of the world) -> weight; the host's address is the
     /// record's.
-    weights: Spanned<BTreeMap<String, u32>>,
+    weights: Option<Spanned<BTreeMap<String, u32>>>,
+    /// Hosts whose status pages report their open connections; the
+    /// least loaded host's address goes first.
+    least_connections: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -344,8 +347,17 @@ pub struct DnsConfig {
     pub host: String,
     pub role: String,
     pub zones: Vec<Zone>,
-    /// Weighted names (C12): the name, and each address's weight.
-    pub policies: Vec<(String, Vec<(Ipv4Addr, u32)>)>,
+    /// Names with an answer policy (C12).
+    pub policies: Vec<(String, PolicyConfig)>,
+}
+
+/// How one name's addresses are ordered (C12).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PolicyConfig {
+    /// Each address's weight.
+    Weighted(Vec<(Ipv4Addr, u32)>),
+    /// The addresses of hosts that publish their open connections.
+    LeastConnections(Vec<Ipv4Addr>),
 }
 
 /// The load balancer.
@@ -824,6 +836,7 @@ impl World {
             return Err(src.error(0..0, "no client: add a [[client]] with host and resolver"));
         };
         let mut dns = Vec::new();
+        let mut counted_hosts = Vec::new();
         for d in &raw.dns {
             let mut zones = Vec::new();
             for z in &d.zones {
@@ -840,23 +853,55 @@ impl World {
                         format!("dns.policy.name: {name:?} is not a domain name"),
                     ));
                 }
-                let mut weights = Vec::new();
-                for (h, w) in p.weights.get_ref() {
-                    let Some(ip) = hosts.get(h) else {
+                let policy = match (&p.weights, &p.least_connections) {
+                    (Some(ws), None) => {
+                        let mut weights = Vec::new();
+                        for (h, w) in ws.get_ref() {
+                            let Some(ip) = hosts.get(h) else {
+                                return Err(src.error(
+                                    ws.span(),
+                                    format!("dns.policy.weights: no host named {h:?} in the world's hosts"),
+                                ));
+                            };
+                            weights.push((*ip, *w));
+                        }
+                        if weights.iter().all(|(_, w)| *w == 0) {
+                            return Err(src.error(
+                                ws.span(),
+                                "dns.policy.weights: at least one weight above 0",
+                            ));
+                        }
+                        PolicyConfig::Weighted(weights)
+                    }
+                    (None, Some(list)) => {
+                        let mut addrs = Vec::new();
+                        for h in list.get_ref() {
+                            let Some(ip) = hosts.get(h) else {
+                                return Err(src.error(
+                                    list.span(),
+                                    format!("dns.policy.least_connections: no host named {h:?} in the world's hosts"),
+                                ));
+                            };
+                            // Checked once the services are known.
+                            counted_hosts.push((h.clone(), list.span()));
+                            addrs.push(*ip);
+                        }
+                        if addrs.is_empty() {
+                            return Err(src.error(
+                                list.span(),
+                                "dns.policy.least_connections: name at least one host",
+                            ));
+                        }
+                        PolicyConfig::LeastConnections(addrs)
+                    }
+                    _ => {
                         return Err(src.error(
-                            p.weights.span(),
-                            format!("dns.policy.weights: no host named {h:?} in the world's hosts"),
+                            p.name.span(),
+                            "dns.policy: give either weights or least_connections",
                         ));
-                    };
-                    weights.push((*ip, *w));
-                }
-                if weights.iter().all(|(_, w)| *w == 0) {
-                    return Err(src.error(
-                        p.weights.span(),
-                        "dns.policy.weights: at least one weight above 0",
-                    ));
-                }
-                policies.push((name.clone(), weights));
+                    }
+                };
+                policies.push((name.clone(), policy));
             }
             dns.push(DnsConfig {
                 host: host("dns.host", &d.host)?,
@@ -1063,6 +1108,19 @@ impl World {
             clients,
         };
         world.services = services(&src, &raw, &world)?;
+        for (h, span) in counted_hosts {
+            // Only these publish their open connections (/_weblab/status).
+            let publishes = world.services.get(&h).is_some_and(|s| {
+                s.iter()
+                    .any(|s| matches!(s.as_str(), "web" | "lb" | "cache"))
+            });
+            if !publishes {
+                return Err(src.error(
+                    span,
+                    format!("dns.policy.least_connections: host {h:?} runs no web, lb or cache service, which publish their connection counts"),
+                ));
+            }
+        }
         Ok(world)
     }
 
@@ -1099,9 +1157,14 @@ impl World {
             for z in &mut d.zones {
                 z.map_ipv4(&f);
             }
-            for (_, weights) in &mut d.policies {
-                for (ip, _) in weights {
-                    *ip = f(*ip);
+            for (_, policy) in &mut d.policies {
+                match policy {
+                    PolicyConfig::Weighted(weights) => {
+                        weights.iter_mut().for_each(|(ip, _)| *ip = f(*ip));
+                    }
+                    PolicyConfig::LeastConnections(addrs) => {
+                        addrs.iter_mut().for_each(|ip| *ip = f(*ip));
+                    }
                 }
             }
         }
@@ -1169,7 +1232,24 @@ mod tests {
                 "dns.policy.weights: at least one weight above 0",
             ),
             (
-                base.replace("allow = [\"127.0.0.0/8\", \"::1\"]", "allow = [\"127.0.0.0/33\"]"),
+                base.replace(
+                    "least_connections = [\"web1\", \"web2\"]",
+                    "least_connections = [\"app1\"]",
+                ),
+                "dns.policy.least_connections: host \"app1\" runs no web, lb or cache service",
+            ),
+            (
+                base.replace(
+                    "least_connections = [\"web1\", \"web2\"]",
+                    "weights = { web1 = 1 }\nleast_connections = [\"web1\"]",
+                ),
+                "dns.policy: give either weights or least_connections",
+            ),
+            (
+                base.replace(
+                    "allow = [\"127.0.0.0/8\", \"::1\"]",
+                    "allow = [\"127.0.0.0/33\"]",
+                ),
                 "resolver.allow: \"127.0.0.0/33\" is not an address or a CIDR",
             ),
         ];

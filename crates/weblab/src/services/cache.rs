@@ -41,17 +41,19 @@ impl Service for Cache {
             let rec = boot.recorder(host, "cache");
             let pool = super::passive_pool(boot, ip, &cfg.upstreams, rec.clone());
             let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
+            let cache = Arc::new(CacheServer::new(pool.clone(), cfg.max_bytes, trusted, rec));
+            let limits = world.limits.http;
+            let listener = listen(sock(ip, ports.http), host).await?;
+            let front = serve_http(listener, None, limits, cache)?;
             let status = super::status_page(
                 boot,
                 host,
                 "cache server",
-                vec![("web servers".into(), pool.clone())],
+                vec![("web servers".into(), pool)],
+                &[&front],
             )
             .await?;
-            let cache = Arc::new(CacheServer::new(pool, cfg.max_bytes, trusted, rec));
-            let limits = world.limits.http;
-            let listener = listen(sock(ip, ports.http), host).await?;
-            Ok(vec![serve_http(listener, None, limits, cache)?, status].into())
+            Ok(vec![front, status].into())
         })
     }
 

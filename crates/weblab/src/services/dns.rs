@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use weblab_dns::policy::{Loads, Policies, Policy};
 use weblab_dns::{AuthoritativeServer, Authority, Resolver, ResolverConfig};
 
 use super::{Service, Starting};
-use crate::config::World;
+use crate::config::{PolicyConfig, World};
 use crate::world::{Boot, sock};
 
 pub struct Authoritative;
@@ -50,23 +53,45 @@ impl Service for Authoritative {
                 .iter()
                 .find(|d| d.host == host)
                 .with_context(|| format!("host {host} runs no DNS server"))?;
-            let policies = d.policies.iter().filter_map(|(name, weights)| {
+            let policies = d.policies.iter().filter_map(|(name, policy)| {
                 let name = hickory_proto::rr::Name::from_ascii(name).ok()?;
-                let weights = weights
-                    .iter()
-                    .map(|(ip, w)| (std::net::IpAddr::V4(*ip), *w))
-                    .collect();
-                Some((name, weblab_dns::policy::Policy::Weighted(weights)))
+                Some((
+                    name,
+                    match policy {
+                        PolicyConfig::Weighted(weights) => Policy::Weighted(
+                            weights
+                                .iter()
+                                .map(|(ip, w)| (IpAddr::V4(*ip), *w))
+                                .collect(),
+                        ),
+                        PolicyConfig::LeastConnections(addrs) => Policy::LeastConnections(
+                            addrs.iter().map(|ip| IpAddr::V4(*ip)).collect(),
+                        ),
+                    },
+                ))
             });
+            let policies = Policies::new(policies);
+            let counted = policies.counted_addresses();
+            let loads = policies.loads();
             let server = AuthoritativeServer::new(
-                Authority::new(d.zones.clone())
-                    .with_policies(weblab_dns::policy::Policies::new(policies)),
+                Authority::new(d.zones.clone()).with_policies(policies),
                 &d.role,
                 boot.recorder(host, "dns"),
             );
-            let s = weblab_dns::serve(addr, Arc::new(server), world.limits.dns)
+            let mut s = weblab_dns::serve(addr, Arc::new(server), world.limits.dns)
                 .await
                 .with_context(|| bind_failed(host, addr))?;
+            if !counted.is_empty() {
+                let pages = counted
+                    .into_iter()
+                    .map(|ip| (ip, std::net::SocketAddr::new(ip, boot.ports.admin)))
+                    .collect();
+                s.watch_task(tokio::spawn(read_loads(
+                    pages,
+                    loads,
+                    IpAddr::V4(world.addr(host)),
+                )));
+            }
             Ok(vec![s].into())
         })
     }
@@ -134,4 +159,40 @@ impl Service for Recursive {
             ),
         ]
     }
+}
+
+/// How often a least-connection name's counts are read.
+const LOAD_EVERY: Duration = Duration::from_millis(250);
+
+/// Reads `GET /_weblab/status` of each counted server, forever (the task
+/// ends with the DNS server), into `loads`. A server that does not answer
+/// in time keeps its old count until it goes stale.
+async fn read_loads(pages: Vec<(IpAddr, std::net::SocketAddr)>, loads: Arc<Loads>, bind: IpAddr) {
+    loop {
+        for (ip, page) in &pages {
+            let read = tokio::time::timeout(LOAD_EVERY, open_connections(*page, bind)).await;
+            if let Ok(Ok(open)) = read {
+                loads.set(*ip, open, std::time::Instant::now());
+            }
+        }
+        tokio::time::sleep(LOAD_EVERY).await;
+    }
+}
+
+/// The `connections` a status page reports.
+async fn open_connections(page: std::net::SocketAddr, bind: IpAddr) -> anyhow::Result<u32> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(std::net::SocketAddr::new(bind, 0))?;
+    let tcp = sock.connect(page).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::get(weblab_edge::status::STATUS_PATH)
+        .header(http::header::HOST, page.to_string())
+        .body(Empty::<bytes::Bytes>::new())?;
+    let body = send.send_request(req).await?.into_body().collect().await?;
+    let json: serde_json::Value = serde_json::from_slice(&body.to_bytes())?;
+    json["connections"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .context("the status page has no connections count")
 }

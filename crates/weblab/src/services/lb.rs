@@ -64,13 +64,7 @@ impl Service for Lb {
             names.push(ip.to_string());
             let (chain, key) = boot.ca()?.issue(&names)?;
             let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
-            let status = super::status_page(
-                boot,
-                host,
-                "load balancer",
-                vec![("backends".into(), pool.clone())],
-            )
-            .await?;
+            let pools = vec![("backends".into(), pool.clone())];
             let mut lb = LoadBalancer::new(pool, boot.recorder(host, "lb"));
             if let Some(rules) = &world.lb.firewall {
                 let fw = weblab_edge::Firewall::new(rules.clone(), boot.recorder(host, "firewall"));
@@ -95,6 +89,8 @@ impl Service for Lb {
                 limits,
                 redirect,
             )?;
+            let status =
+                super::status_page(boot, host, "load balancer", pools, &[&https, &http]).await?;
             Ok(vec![https, http, status].into())
         })
     }

@@ -98,10 +98,12 @@ pub(crate) async fn status_page(
     host: &str,
     what: &str,
     pools: Vec<(String, std::sync::Arc<weblab_edge::Pool>)>,
+    fronts: &[&weblab_edge::ServerHandle],
 ) -> Result<weblab_edge::ServerHandle> {
     let admin = std::sync::Arc::new(weblab_edge::Admin {
         role: format!("{host} ({what})"),
         pools,
+        fronts: fronts.iter().map(|f| f.in_flight_reader()).collect(),
     });
     let addr = crate::world::sock(boot.world.addr(host), boot.ports.admin);
     let listener = crate::world::listen(addr, host).await?;

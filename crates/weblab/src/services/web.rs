@@ -100,7 +100,7 @@ impl Service for Web {
                 .chain(world.caches.iter().map(|c| &c.host))
                 .map(|h| IpAddr::V4(world.addr(h)))
                 .collect();
-            let status = super::status_page(boot, host, "web server", sites.pools()).await?;
+            let pools = sites.pools();
             let svc = Arc::new(WebServer::new(sites, trusted, rec));
             let limits = world.limits.http;
             // The world's web servers also speak HTTP/0.9 (C23).
@@ -109,7 +109,9 @@ impl Service for Web {
                 ..limits
             };
             let listener = listen(sock(ip, ports.http), host).await?;
-            Ok(vec![serve_http(listener, None, page_limits, svc)?, status].into())
+            let front = serve_http(listener, None, page_limits, svc)?;
+            let status = super::status_page(boot, host, "web server", pools, &[&front]).await?;
+            Ok(vec![front, status].into())
         })
     }
 }

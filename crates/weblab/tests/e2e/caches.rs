@@ -365,3 +365,75 @@ async fn a_minimising_resolver_tells_each_server_one_label_and_refuses_strangers
     assert!(again.authorities[0].ttl <= first.authorities[0].ttl);
     assert_eq!(resolver_hits(&w, "gone.myapp.test."), [false, true]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_least_connection_name_answers_the_less_busy_web_server_first() {
+    let w = start(187).await;
+    let world = &w.world.world;
+    let args = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let first = |out: &str| {
+        out.lines()
+            .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
+            .nth(1)
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The open-connection count the last decision read for `host`.
+    let count_in_last_note = |host: &str| -> Option<u32> {
+        let text = w
+            .collector
+            .snapshot()
+            .into_iter()
+            .rev()
+            .find_map(|s| match s.event {
+                Event::Note { text } if text.starts_with("least connections (C12)") => Some(text),
+                _ => None,
+            })?;
+        let at = text.find(&format!("{} ", ip(&w, host)))? + ip(&w, host).len() + 1;
+        text[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    // Keep some client connections open on one web server, then the other.
+    for (busy, idle) in [("web1", "web2"), ("web2", "web1")] {
+        let web = std::net::SocketAddr::new(w.addr(busy), w.ports.http);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(tokio::net::TcpStream::connect(web).await.unwrap());
+        }
+        // The counts are read every 250 ms: ask until the decision saw them.
+        let mut got = String::new();
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let out = weblab::dig::run(world, &args("least.myapp.test @auth"))
+                .await
+                .unwrap();
+            got = first(&out);
+            if count_in_last_note(busy).is_some_and(|n| n >= 4) {
+                break;
+            }
+        }
+        let (b, i) = (count_in_last_note(busy), count_in_last_note(idle));
+        assert!(b > i, "{busy} {b:?} vs {idle} {i:?}");
+        assert_eq!(got, ip(&w, idle), "with {busy} busy");
+        drop(held);
+    }
+    let said: Vec<String> = w
+        .collector
+        .snapshot()
+        .into_iter()
+        .filter_map(|s| match s.event {
+            Event::Note { text } if text.starts_with("least connections (C12)") => Some(text),
+            _ => None,
+        })
+        .collect();
+    let busy_web1 = format!("{} 4", ip(&w, "web1"));
+    assert!(
+        said.iter()
+            .any(|t| t.contains(&busy_web1) && t.contains("counts read")),
+        "{said:?}"
+    );
+}
