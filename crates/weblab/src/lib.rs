@@ -14,6 +14,7 @@
 pub mod commands;
 pub mod config;
 pub mod dig;
+pub mod dnslb;
 pub mod experiment;
 pub mod observe;
 pub mod services;

@@ -281,6 +281,28 @@ enum ExperimentCmd {
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         poll: Duration,
     },
+    /// DNS round robin (cached and not) against a load balancer with
+    /// health checks, over three web servers, one of which dies halfway:
+    /// each server's share, failed requests, and how long clients keep
+    /// going to the dead one (C11-C13). Hosts in 127.60.0.0/16 unless
+    /// --block is given.
+    DnsLb {
+        /// Clients (3-200); a quarter of them are busy.
+        #[arg(long, default_value = "12")]
+        clients: usize,
+        /// Caching resolvers the clients share (1-16).
+        #[arg(long, default_value = "2")]
+        resolvers: usize,
+        /// Length of each of the three runs (2s-60s).
+        #[arg(long, default_value = "6s", value_parser = parse_duration)]
+        duration: Duration,
+        /// TTL of the name's records, in seconds (1-30).
+        #[arg(long, default_value = "2")]
+        ttl: u32,
+        /// Also draw the three runs as an SVG chart into FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -367,6 +389,32 @@ async fn run(cli: Cli) -> Result<i32> {
                 },
         } => {
             weblab::experiment::realtime(duration.as_secs().max(1), *every, *poll).await?;
+            Ok(0)
+        }
+        Command::Experiment {
+            which:
+                ExperimentCmd::DnsLb {
+                    clients,
+                    resolvers,
+                    duration,
+                    ttl,
+                    svg,
+                },
+        } => {
+            let world = load_world(&cli)?;
+            let setup = weblab::dnslb::Setup {
+                clients: *clients,
+                resolvers: *resolvers,
+                duration: *duration,
+                ttl: *ttl,
+                block: cli.block.unwrap_or(60),
+                svg: svg.clone(),
+            };
+            let done = weblab::dnslb::run(setup, weblab::world::choose_ports(&world)).await?;
+            print!(
+                "{}",
+                weblab_trace::render::wrap(&done.report, weblab::tour::term_width())
+            );
             Ok(0)
         }
         Command::LintRoutes { file } => commands::lint_routes(file.as_deref()),

@@ -4,7 +4,7 @@ use weblab::tour::visit;
 use weblab_dns::HostCache;
 use weblab_trace::{CacheLevel, Event, Span};
 
-use crate::support::{ip, start};
+use crate::support::{data_dir, ip, start};
 
 fn hit_at(spans: &[Span], level: CacheLevel) -> bool {
     spans
@@ -436,4 +436,43 @@ async fn a_least_connection_name_answers_the_less_busy_web_server_first() {
             .any(|t| t.contains(&busy_web1) && t.contains("counts read")),
         "{said:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dns_lb_experiment_counts_failures_until_ttls_run_out_and_none_behind_the_balancer() {
+    let svg = data_dir(188).join("dnslb.svg");
+    std::fs::create_dir_all(svg.parent().unwrap()).unwrap();
+    let setup = weblab::dnslb::Setup {
+        clients: 6,
+        resolvers: 2,
+        duration: std::time::Duration::from_secs(3),
+        ttl: 2,
+        block: 188,
+        svg: Some(svg.clone()),
+    };
+    let world = weblab::config::World::default_world();
+    let done = weblab::dnslb::run(setup, weblab::world::choose_ports(&world))
+        .await
+        .unwrap();
+    let r = &done.report;
+    for run in ["DNS, cached answers", "DNS, no cache", "load balancer"] {
+        assert!(r.contains(run), "{r}");
+    }
+    let (cached, uncached, lb) = (done.failed[0], done.failed[1], done.failed[2]);
+    // The dead server's address was handed out until its record went.
+    assert!(uncached > 0, "{r}");
+    assert!(cached > 0, "{r}");
+    // The balancer sent each request to a live server (a failed attempt
+    // goes on to the next one).
+    assert!(lb < uncached, "{r}");
+    // Without caches, failures end when the record goes (0.5 s after the
+    // death); cached copies cannot outlive the record by more than the
+    // resolver's TTL plus the client's.
+    let uncached_last = done.last_failure[1].unwrap();
+    assert!(uncached_last < std::time::Duration::from_millis(1500), "{r}");
+    let cached_last = done.last_failure[0].unwrap();
+    assert!(cached_last < std::time::Duration::from_millis(500 + 4000 + 500), "{r}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("web2"), "svg");
+    let _ = std::fs::remove_dir_all(svg.parent().unwrap());
 }
