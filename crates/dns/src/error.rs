@@ -10,23 +10,59 @@ pub struct DnsError {
 
 #[derive(Debug)]
 enum Kind {
-    Zone { origin: String, message: String },
-    Hosts { line: usize, message: String },
+    Zone {
+        origin: String,
+        line: Option<usize>,
+        message: String,
+    },
+    Hosts {
+        line: usize,
+        message: String,
+    },
     Io(std::io::Error),
-    Timeout { server: String },
+    Timeout {
+        server: String,
+    },
     Malformed(String),
-    NxDomain { name: String },
-    NoData { name: String },
-    ServFail { name: String, why: String },
-    Refused { name: String },
+    NxDomain {
+        name: String,
+    },
+    NoData {
+        name: String,
+    },
+    ServFail {
+        name: String,
+        why: String,
+    },
+    Refused {
+        name: String,
+    },
 }
 
 impl DnsError {
     pub(crate) fn zone(origin: &str, message: impl Into<String>) -> Self {
         Self::from_kind(Kind::Zone {
             origin: origin.into(),
+            line: None,
             message: message.into(),
         })
+    }
+
+    pub(crate) fn zone_at(origin: &str, line: usize, message: impl Into<String>) -> Self {
+        Self::from_kind(Kind::Zone {
+            origin: origin.into(),
+            line: Some(line),
+            message: message.into(),
+        })
+    }
+
+    /// The line of a zone's text that an error is about, when known.
+    pub fn line(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Zone { line, .. } => *line,
+            Kind::Hosts { line, .. } => Some(*line),
+            _ => None,
+        }
     }
     pub(crate) fn hosts(line: usize, message: impl Into<String>) -> Self {
         Self::from_kind(Kind::Hosts {
@@ -88,7 +124,14 @@ impl DnsError {
 impl fmt::Display for DnsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Zone { origin, message } => write!(f, "zone {origin}: {message}"),
+            Kind::Zone {
+                origin,
+                line: Some(n),
+                message,
+            } => write!(f, "zone {origin}, line {n}: {message}"),
+            Kind::Zone {
+                origin, message, ..
+            } => write!(f, "zone {origin}: {message}"),
             Kind::Hosts { line, message } => write!(f, "hosts file line {line}: {message}"),
             Kind::Io(e) => write!(f, "network error: {e}"),
             Kind::Timeout { server } => write!(f, "no answer from {server} in time"),

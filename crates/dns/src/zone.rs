@@ -40,9 +40,12 @@ impl Zone {
     pub fn parse(text: &str, origin: &str) -> Result<Zone, DnsError> {
         let origin_name = Name::from_ascii(origin)
             .map_err(|e| DnsError::zone(origin, format!("bad origin: {e}")))?;
-        let (parsed_origin, sets) = Parser::new(text, None, Some(origin_name))
+        let (parsed_origin, sets) = Parser::new(text, None, Some(origin_name.clone()))
             .parse()
-            .map_err(|e| DnsError::zone(origin, e.to_string()))?;
+            .map_err(|e| match bad_line(text, &origin_name) {
+                Some(line) => DnsError::zone_at(origin, line, e.to_string()),
+                None => DnsError::zone(origin, e.to_string()),
+            })?;
         let mut by_name: BTreeMap<Name, Vec<Record>> = BTreeMap::new();
         for set in sets.values() {
             for r in set.records_without_rrsigs() {
@@ -199,6 +202,31 @@ impl Zone {
     }
 }
 
+/// The line where parsing `text` first fails. hickory's parser does not
+/// say, so the text is parsed a line more at a time until it fails;
+/// prefixes that end inside a parenthesised record are skipped (they fail
+/// for the wrong reason). Only run after a failure.
+fn bad_line(text: &str, origin: &Name) -> Option<usize> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut prefix = String::new();
+    let mut depth = 0i32;
+    for (i, line) in lines.iter().enumerate() {
+        prefix.push_str(line);
+        let code = line.split(';').next().unwrap_or("");
+        depth += code.matches('(').count() as i32 - code.matches(')').count() as i32;
+        if depth > 0 {
+            continue;
+        }
+        if Parser::new(prefix.as_str(), None, Some(origin.clone()))
+            .parse()
+            .is_err()
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +289,17 @@ deep.x.y IN A  127.0.3.9
             zone().lookup(&n("x.y.test."), RecordType::A),
             ZoneAnswer::NoData(_)
         ));
+    }
+
+    #[test]
+    fn a_bad_record_is_reported_with_its_line() {
+        let text = "$TTL 60\n@ IN SOA ns. h. (\n 1 1 1 1 30 )\n@ IN NS ns\nns IN A 127.0.0.1\nbad IN A 999.1.1.1\n";
+        let err = Zone::parse(text, "x.test.").unwrap_err();
+        assert_eq!(err.line(), Some(6), "{err}");
+        assert!(
+            err.to_string().starts_with("zone x.test., line 6: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -198,7 +198,10 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawZone {
     origin: Spanned<String>,
-    records: Spanned<String>,
+    /// The zone's records in master-file format, inline...
+    records: Option<Spanned<String>>,
+    /// ...or in a master file (RFC 1035 §5), relative to the world file.
+    file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -597,6 +600,50 @@ fn collector_addr(
     }
 }
 
+/// A `[[dns.zones]]` entry: its inline records or its master file. An
+/// error in the records names their line: in the world file for inline
+/// records, in the zone file for a file.
+fn zone(src: &Source<'_>, z: &RawZone) -> Result<Zone, ConfigError> {
+    let origin = z.origin.get_ref();
+    match (&z.records, &z.file) {
+        (Some(records), None) => Zone::parse(records.get_ref(), origin).map_err(|e| {
+            let mut err = src.error(records.span(), format!("dns.zones.records: {e}"));
+            if let Some(n) = e.line() {
+                // A newline right after the opening quotes is not part of
+                // the string: the records start on the next line.
+                let opening = &src.text[records.span().start.min(src.text.len())..];
+                let skip = usize::from(opening.starts_with("\"\"\"\n") || opening.starts_with("'''\n"));
+                err.line += skip + n - 1;
+                err.column = 1;
+            }
+            err
+        }),
+        (None, Some(file)) => {
+            let base = std::path::Path::new(src.file).parent();
+            let path = match base {
+                Some(dir) if !src.file.starts_with('<') => dir.join(file.get_ref()),
+                _ => std::path::PathBuf::from(file.get_ref()),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                src.error(
+                    file.span(),
+                    format!("dns.zones.file: cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Zone::parse(&text, origin).map_err(|e| ConfigError {
+                file: path.display().to_string(),
+                line: e.line().unwrap_or(1),
+                column: 1,
+                message: e.to_string(),
+            })
+        }
+        _ => Err(src.error(
+            z.origin.span(),
+            "dns.zones: give the zone's records inline (records = ...) or a master file (file = ...), one of the two",
+        )),
+    }
+}
+
 /// Networks from a list of CIDRs or bare addresses (a network of one);
 /// an error names `field` and the entry.
 fn nets(
@@ -840,9 +887,7 @@ impl World {
         for d in &raw.dns {
             let mut zones = Vec::new();
             for z in &d.zones {
-                let zone = Zone::parse(z.records.get_ref(), z.origin.get_ref())
-                    .map_err(|e| src.error(z.records.span(), format!("dns.zones.records: {e}")))?;
-                zones.push(zone);
+                zones.push(zone(&src, z)?);
             }
             let mut policies = Vec::new();
             for p in &d.policy {
@@ -1198,6 +1243,63 @@ mod tests {
         assert_eq!(w.services, new.services);
         assert_eq!(w.services["resolver"], ["resolver"]);
         assert_eq!(w.services["client"], ["client"]);
+    }
+
+    #[test]
+    fn a_zone_can_come_from_a_master_file_and_errors_name_its_line() {
+        let dir = std::env::temp_dir().join(format!("weblab-zonefile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The id.test. zone moved into a file beside the world file.
+        let start = DEFAULT_WORLD.find("origin = \"id.test.\"").unwrap();
+        let open = start + DEFAULT_WORLD[start..].find("records = \"\"\"").unwrap();
+        let close = open + 13 + DEFAULT_WORLD[open + 13..].find("\"\"\"").unwrap();
+        let records = &DEFAULT_WORLD[open + 14..close];
+        std::fs::write(dir.join("id.zone"), records).unwrap();
+        let text = format!(
+            "{}file = \"id.zone\"{}",
+            &DEFAULT_WORLD[..open],
+            &DEFAULT_WORLD[close + 3..]
+        );
+        let world_file = dir.join("world.toml");
+        let w = World::parse(world_file.to_str().unwrap(), &text).unwrap();
+        let inline = World::default_world();
+        let count = |w: &World| {
+            w.dns
+                .iter()
+                .flat_map(|d| &d.zones)
+                .find(|z| z.origin().to_string() == "id.test.")
+                .map(|z| z.records().count())
+        };
+        assert_eq!(count(&w), count(&inline));
+        assert!(count(&w).unwrap() > 2);
+        // A bad record: the file and its line.
+        let broken = records.replacen("IN A ", "IN A 999.", 1);
+        std::fs::write(dir.join("id.zone"), &broken).unwrap();
+        let e = World::parse(world_file.to_str().unwrap(), &text).unwrap_err();
+        let want = broken.lines().position(|l| l.contains("999.")).unwrap() + 1;
+        assert!(e.file.ends_with("id.zone"), "{e}");
+        assert_eq!(e.line, want, "{e}");
+        // Inline, the world file's own line.
+        let bad_inline = DEFAULT_WORLD.replacen(
+            "ns1        IN A   127.10.2.3",
+            "ns1        IN A   999.10.2.3",
+            1,
+        );
+        let e = World::parse("w.toml", &bad_inline).unwrap_err();
+        let want = bad_inline
+            .lines()
+            .position(|l| l.contains("999.10.2.3"))
+            .unwrap()
+            + 1;
+        assert_eq!(e.line, want, "{e}");
+        // Missing file, and neither form.
+        let e = World::parse(
+            world_file.to_str().unwrap(),
+            &text.replace("id.zone", "nope.zone"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("dns.zones.file: cannot read"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -469,9 +469,15 @@ async fn the_dns_lb_experiment_counts_failures_until_ttls_run_out_and_none_behin
     // death); cached copies cannot outlive the record by more than the
     // resolver's TTL plus the client's.
     let uncached_last = done.last_failure[1].unwrap();
-    assert!(uncached_last < std::time::Duration::from_millis(1500), "{r}");
+    assert!(
+        uncached_last < std::time::Duration::from_millis(1500),
+        "{r}"
+    );
     let cached_last = done.last_failure[0].unwrap();
-    assert!(cached_last < std::time::Duration::from_millis(500 + 4000 + 500), "{r}");
+    assert!(
+        cached_last < std::time::Duration::from_millis(500 + 4000 + 500),
+        "{r}"
+    );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("web2"), "svg");
     let _ = std::fs::remove_dir_all(svg.parent().unwrap());
