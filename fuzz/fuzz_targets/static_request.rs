@@ -34,11 +34,6 @@ fuzz_target!(|data: &[u8]| {
         resp.insert(http::header::EXPIRES, v);
         let _ = weblab_edge::cache::Directives::of(&resp);
         let _ = weblab_edge::cache::lifetime(&resp);
-        let _ = weblab_edge::cache::storable(
-            &http::Method::GET,
-            &h,
-            http::StatusCode::OK,
-            &resp,
-        );
+        let _ = weblab_edge::cache::storable(&http::Method::GET, &h, http::StatusCode::OK, &resp);
     }
 });

@@ -600,3 +600,96 @@ fn fetch_with_an_origin_enforces_cors_as_a_browser_does() {
     assert_eq!(code, Some(0), "{t}");
     assert!(t.contains("asks its own origin; no CORS"), "{t}");
 }
+
+/// One framed DNS-over-TCP exchange on a fresh connection: the answer,
+/// or `None` when the server closed or said nothing in time.
+async fn tcp_send(server: SocketAddr, frame: &[u8]) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server).await.ok()?;
+    s.write_all(frame).await.ok()?;
+    let read = async {
+        let len = s.read_u16().await.ok()?;
+        let mut buf = vec![0u8; usize::from(len)];
+        s.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    tokio::time::timeout(Duration::from_millis(500), read)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut f = (msg.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(msg);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_loops_truncated_and_oversized_messages_over_udp_and_tcp_leave_every_server_answering()
+ {
+    let w = start(189).await;
+    let good = weblab_dns::net::build_query(
+        &hickory_proto::rr::Name::from_ascii("myapp.test.").unwrap(),
+        hickory_proto::rr::RecordType::A,
+        true,
+    )
+    .to_vec()
+    .unwrap();
+    // A question whose name is a pointer to itself (offset 12).
+    let mut looped = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    looped.extend_from_slice(&[0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01]);
+    // A good query cut in the middle of its question.
+    let cut = &good[..good.len() - 7];
+    // Far more than any DNS message needs.
+    let huge: Vec<u8> = good
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0x41, 9000))
+        .collect();
+    for host in ["resolver", "root", "tld", "auth"] {
+        let server = SocketAddr::new(w.addr(host), w.ports.dns);
+        for bad in [&looped[..], cut, &huge[..]] {
+            if let Some(reply) = send(server, bad).await {
+                let m = Message::from_vec(&reply).unwrap();
+                assert_eq!(
+                    m.metadata.response_code,
+                    ResponseCode::FormErr,
+                    "{host} udp"
+                );
+            }
+            if let Some(reply) = tcp_send(server, &framed(bad)).await {
+                let m = Message::from_vec(&reply).unwrap();
+                assert_eq!(
+                    m.metadata.response_code,
+                    ResponseCode::FormErr,
+                    "{host} tcp"
+                );
+            }
+        }
+        // The self-pointing name is named malformed, not looped on.
+        let reply = send(server, &looped).await.expect("an answer to the loop");
+        assert_eq!(Message::from_vec(&reply).unwrap().metadata.id, 0x1234);
+        // A length prefix promising more than comes, then silence; a zero
+        // length; half a length prefix: the connection is closed, the
+        // server lives.
+        assert_eq!(
+            tcp_send(server, &[0xff, 0xff, 1, 2, 3]).await,
+            None,
+            "{host}"
+        );
+        assert_eq!(tcp_send(server, &[0x00, 0x00]).await, None, "{host}");
+        assert_eq!(tcp_send(server, &[0x00]).await, None, "{host}");
+        // And real queries still get their answers over both transports.
+        let udp = send(server, &good)
+            .await
+            .unwrap_or_else(|| panic!("{host} died (udp)"));
+        let tcp = tcp_send(server, &framed(&good))
+            .await
+            .unwrap_or_else(|| panic!("{host} died (tcp)"));
+        for reply in [udp, tcp] {
+            let m = Message::from_vec(&reply).unwrap();
+            assert_ne!(m.metadata.response_code, ResponseCode::FormErr, "{host}");
+        }
+    }
+}
