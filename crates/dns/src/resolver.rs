@@ -105,9 +105,33 @@ impl Resolver {
         qtype: RecordType,
         recurse: bool,
     ) -> Resolved {
+        if let Some(r) = self.cache_answer(ctx, name, qtype, true) {
+            return r;
+        }
+        match recurse {
+            true => self.iterate(ctx, name.clone(), qtype, 0).await,
+            false => Resolved {
+                rcode: ResponseCode::Refused,
+                answers: vec![],
+                soa: None,
+            },
+        }
+    }
+
+    /// The cache's answer, its check recorded under `ctx` (a miss only
+    /// when `record_miss`).
+    fn cache_answer(
+        &self,
+        ctx: Ctx,
+        name: &Name,
+        qtype: RecordType,
+        record_miss: bool,
+    ) -> Option<Resolved> {
         let span = self.rec.begin(ctx, Layer::Application);
         let cached = self.knowledge().cache.get(name, qtype, Instant::now());
-        let hit = cached.is_some();
+        if cached.is_none() && !record_miss {
+            return None;
+        }
         let answer: Vec<String> = match &cached {
             Some(Cached::Records(rs)) => rs.iter().map(record_text).collect(),
             Some(Cached::NxDomain(_)) => vec!["NXDOMAIN".into()],
@@ -119,24 +143,14 @@ impl Resolver {
             Event::CacheLookup {
                 level: CacheLevel::Resolver,
                 name: name.to_string(),
-                hit,
+                hit: cached.is_some(),
                 answer,
             },
         );
-        match cached {
-            Some(cached) => {
-                let mut r = Resolved::from_cache(cached);
-                // From the cache too, each RRset takes its turns (C11).
-                self.rotation.rotate(&mut r.answers);
-                r
-            }
-            None if !recurse => Resolved {
-                rcode: ResponseCode::Refused,
-                answers: vec![],
-                soa: None,
-            },
-            None => self.iterate(ctx, name.clone(), qtype, 0).await,
-        }
+        let mut r = Resolved::from_cache(cached?);
+        // From the cache too, each RRset takes its turns (C11).
+        self.rotation.rotate(&mut r.answers);
+        Some(r)
     }
 
     /// One step of the algorithm, with the cache and RTTs locked only
@@ -239,24 +253,83 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// The reply to `query` carrying `resolved`, and the serving span ended.
+    fn reply(
+        &self,
+        query: &Message,
+        peer: Peer,
+        span: weblab_trace::collector::Pending,
+        resolved: Resolved,
+    ) -> Vec<u8> {
+        let mut r = response_to(query);
+        r.metadata.recursion_available = true;
+        r.metadata.response_code = resolved.rcode;
+        r.add_answers(resolved.answers);
+        if let Some(soa) = resolved.soa {
+            r.add_authority(soa);
+        }
+        let outcome = outcome_of(&r);
+        let (reply, truncated) = encode(&r, query, peer.transport);
+        let outcome = if truncated {
+            DnsOutcome::Truncated
+        } else {
+            outcome
+        };
+        let q = &query.queries[0];
+        self.rec.end(
+            span,
+            serve_event(
+                peer,
+                outcome,
+                query.metadata.id,
+                q.name().to_string(),
+                q.query_type().to_string(),
+            ),
+        );
+        reply
+    }
+}
+
+fn serve_event(peer: Peer, outcome: DnsOutcome, id: u16, name: String, qtype: String) -> Event {
+    Event::DnsServe {
+        role: "recursive resolver".into(),
+        name,
+        qtype,
+        id,
+        transport: peer.transport.to_string(),
+        outcome,
+    }
+}
+
 impl Handler for Resolver {
+    /// A cache hit from an allowed client is answered on the spot.
+    fn answer_now(&self, bytes: &[u8], peer: Peer) -> Option<Option<Vec<u8>>> {
+        let query = check_query(bytes).ok()?;
+        if !self.cfg.allows(peer.remote.ip()) {
+            return None;
+        }
+        let span = self
+            .rec
+            .begin(Ctx::new_root(), Layer::Application)
+            .linked_to(Correlation::Dns {
+                from: peer.remote,
+                to: peer.local,
+                id: query.metadata.id,
+            });
+        let q = &query.queries[0];
+        let resolved = self.cache_answer(span.ctx(), q.name(), q.query_type(), false)?;
+        Some(Some(self.reply(&query, peer, span, resolved)))
+    }
+
     async fn handle(self: Arc<Self>, bytes: Vec<u8>, peer: Peer) -> Option<Vec<u8>> {
         let mut span = self.rec.begin(Ctx::new_root(), Layer::Application);
-        let serve = |outcome, id, name: String, qtype: String| Event::DnsServe {
-            role: "recursive resolver".into(),
-            name,
-            qtype,
-            id,
-            transport: peer.transport.to_string(),
-            outcome,
-        };
         let query = match check_query(&bytes) {
             Ok(q) => q,
             Err(rejected) => {
-                self.rec.end(
-                    span,
-                    serve(rejected.outcome, rejected.id, "?".into(), "?".into()),
-                );
+                let event =
+                    serve_event(peer, rejected.outcome, rejected.id, "?".into(), "?".into());
+                self.rec.end(span, event);
                 return rejected.reply;
             }
         };
@@ -283,29 +356,6 @@ impl Handler for Resolver {
                 soa: None,
             }
         };
-        let mut r = response_to(&query);
-        r.metadata.recursion_available = true;
-        r.metadata.response_code = resolved.rcode;
-        r.add_answers(resolved.answers);
-        if let Some(soa) = resolved.soa {
-            r.add_authority(soa);
-        }
-        let outcome = outcome_of(&r);
-        let (reply, truncated) = encode(&r, &query, peer.transport);
-        let outcome = if truncated {
-            DnsOutcome::Truncated
-        } else {
-            outcome
-        };
-        self.rec.end(
-            span,
-            serve(
-                outcome,
-                query.metadata.id,
-                q.name().to_string(),
-                q.query_type().to_string(),
-            ),
-        );
-        Some(reply)
+        Some(self.reply(&query, peer, span, resolved))
     }
 }

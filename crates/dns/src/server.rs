@@ -26,10 +26,11 @@ impl AuthoritativeServer {
     }
 }
 
-impl Handler for AuthoritativeServer {
-    async fn handle(self: Arc<Self>, bytes: Vec<u8>, peer: Peer) -> Option<Vec<u8>> {
+impl AuthoritativeServer {
+    /// Answers one query, recording its span. Nothing here waits.
+    fn answer(&self, bytes: &[u8], peer: Peer) -> Option<Vec<u8>> {
         let span = self.rec.begin(Ctx::new_root(), Layer::Application);
-        let served = self.authority.serve(&bytes, peer.transport);
+        let served = self.authority.serve(bytes, peer.transport);
         let span = span.linked_to(Correlation::Dns {
             from: peer.remote,
             to: peer.local,
@@ -51,5 +52,15 @@ impl Handler for AuthoritativeServer {
             },
         );
         served.reply
+    }
+}
+
+impl Handler for AuthoritativeServer {
+    async fn handle(self: Arc<Self>, bytes: Vec<u8>, peer: Peer) -> Option<Vec<u8>> {
+        self.answer(&bytes, peer)
+    }
+
+    fn answer_now(&self, bytes: &[u8], peer: Peer) -> Option<Option<Vec<u8>>> {
+        Some(self.answer(bytes, peer))
     }
 }

@@ -1,7 +1,7 @@
 //! Zones in master-file format (RFC 1035 §5) and the authoritative lookup
 //! over them (RFC 1034 §4.3.2). Pure: no sockets, no clock.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use hickory_proto::rr::rdata::A;
@@ -10,11 +10,35 @@ use hickory_proto::serialize::txt::Parser;
 
 use crate::error::DnsError;
 
+/// A name's key: its labels lowercased, each after its length byte (the
+/// wire form without the root's empty label). An ancestor's key is a
+/// suffix of it, so one key per question serves every level.
+fn key_of(name: &Name, key: &mut Vec<u8>, starts: &mut Vec<usize>) {
+    key.clear();
+    starts.clear();
+    for label in name.iter() {
+        starts.push(key.len());
+        key.push(label.len() as u8);
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+}
+
+/// What the zone holds at one name. Names that own nothing but have
+/// names below them (empty non-terminals) are here with no records.
+#[derive(Clone, Debug, Default)]
+struct Node {
+    records: Vec<Record>,
+    /// A delegation point: NS records below the origin.
+    cut: bool,
+}
+
 /// One zone: its origin and every record in it, by owner name.
 #[derive(Clone, Debug)]
 pub struct Zone {
     origin: Name,
-    by_name: BTreeMap<Name, Vec<Record>>,
+    nodes: HashMap<Box<[u8]>, Node>,
+    /// The SOA for negative answers, its TTL clamped to the minimum.
+    negative_soa: Record,
 }
 
 /// What a zone says about a question.
@@ -46,26 +70,66 @@ impl Zone {
                 Some(line) => DnsError::zone_at(origin, line, e.to_string()),
                 None => DnsError::zone(origin, e.to_string()),
             })?;
-        let mut by_name: BTreeMap<Name, Vec<Record>> = BTreeMap::new();
+        let origin_name = parsed_origin.to_lowercase();
+        let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
+        let (mut key, mut starts) = (Vec::new(), Vec::new());
         for set in sets.values() {
             for r in set.records_without_rrsigs() {
-                by_name
-                    .entry(r.name.to_lowercase())
+                key_of(&r.name, &mut key, &mut starts);
+                nodes
+                    .entry(key.as_slice().into())
                     .or_default()
+                    .records
                     .push(r.clone());
+                // Every ancestor inside the zone exists too (RFC 8020).
+                for labels in origin_name.num_labels() as usize..r.name.num_labels() as usize {
+                    let at = match labels {
+                        0 => key.len(), // the root
+                        l => starts[starts.len() - l],
+                    };
+                    nodes.entry(key[at..].into()).or_default();
+                }
             }
         }
-        let zone = Zone {
-            origin: parsed_origin.to_lowercase(),
-            by_name,
-        };
-        if zone.soa().is_none() {
+        let origin_len = origin_name.num_labels();
+        for (k, node) in nodes.iter_mut() {
+            let labels = {
+                let (mut i, mut n) = (0, 0u8);
+                while i < k.len() {
+                    i += 1 + usize::from(k[i]);
+                    n += 1;
+                }
+                n
+            };
+            node.cut = labels > origin_len
+                && node
+                    .records
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::NS);
+        }
+        key_of(&origin_name, &mut key, &mut starts);
+        let soa = nodes
+            .get(key.as_slice())
+            .and_then(|n| {
+                n.records
+                    .iter()
+                    .find(|r| r.record_type() == RecordType::SOA)
+            })
+            .cloned();
+        let Some(mut negative_soa) = soa else {
             return Err(DnsError::zone(
                 origin,
                 "the zone has no SOA record at its origin",
             ));
+        };
+        if let RData::SOA(s) = &negative_soa.data {
+            negative_soa.ttl = negative_soa.ttl.min(s.minimum);
         }
-        Ok(zone)
+        Ok(Zone {
+            origin: origin_name,
+            nodes,
+            negative_soa,
+        })
     }
 
     pub fn origin(&self) -> &Name {
@@ -74,34 +138,27 @@ impl Zone {
 
     /// Every record of the zone.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.by_name.values().flatten()
+        self.nodes.values().flat_map(|n| &n.records)
     }
 
     /// Rewrites every A record address with `f` (used to move a world to
     /// another loopback block).
     pub fn map_ipv4(&mut self, f: &dyn Fn(Ipv4Addr) -> Ipv4Addr) {
-        for r in self.by_name.values_mut().flatten() {
+        for r in self.nodes.values_mut().flat_map(|n| &mut n.records) {
             if let RData::A(a) = &r.data {
                 r.data = RData::A(A(f(a.0)));
             }
         }
     }
 
-    fn soa(&self) -> Option<&Record> {
-        self.by_name
-            .get(&self.origin)?
-            .iter()
-            .find(|r| r.record_type() == RecordType::SOA)
-    }
-
-    fn rrset(&self, name: &Name, rtype: RecordType) -> Vec<Record> {
-        // QTYPE ANY: every record the name owns, a non-empty answer where
-        // the name has data (RFC 8482 §4 allows a subset; all of a small
-        // zone's records is one).
-        self.by_name
-            .get(name)
-            .map(|v| {
-                v.iter()
+    /// The records of `rtype` at `key` (every type for ANY: a non-empty
+    /// answer where the name has data, a subset RFC 8482 §4 allows).
+    fn rrset(&self, key: &[u8], rtype: RecordType) -> Vec<Record> {
+        self.nodes
+            .get(key)
+            .map(|n| {
+                n.records
+                    .iter()
                     .filter(|r| rtype == RecordType::ANY || r.record_type() == rtype)
                     .cloned()
                     .collect()
@@ -109,44 +166,21 @@ impl Zone {
             .unwrap_or_default()
     }
 
-    /// True when `name` owns records or has descendants (an empty
-    /// non-terminal still exists, RFC 8020).
-    fn exists(&self, name: &Name) -> bool {
-        self.by_name.contains_key(name) || self.by_name.keys().any(|k| name.zone_of(k))
-    }
-
-    /// The SOA record to put in a negative answer, with its TTL clamped to
-    /// the SOA minimum (RFC 2308 §3).
-    fn negative_soa(&self) -> Record {
-        let mut soa = self.soa().cloned().expect("checked at parse");
-        if let RData::SOA(s) = &soa.data {
-            soa.ttl = soa.ttl.min(s.minimum);
-        }
-        soa
-    }
-
-    /// The closest delegation strictly below the origin that covers `qname`.
-    fn delegation(&self, qname: &Name) -> Option<(Name, Vec<Record>)> {
-        let depth = self.origin.num_labels();
-        // From just below the origin down to qname: the highest cut wins.
-        for labels in depth + 1..=qname.num_labels() {
-            let cut = qname.trim_to(labels as usize);
-            let ns = self.rrset(&cut, RecordType::NS);
-            if !ns.is_empty() {
-                return Some((cut, ns));
-            }
-        }
-        None
-    }
-
     /// Glue: addresses this zone holds for the targets of `ns`.
     fn glue(&self, ns: &[Record]) -> Vec<Record> {
+        let (mut key, mut starts) = (Vec::new(), Vec::new());
         let mut out = Vec::new();
         for r in ns {
             if let RData::NS(target) = &r.data {
-                let t = target.0.to_lowercase();
-                out.extend(self.rrset(&t, RecordType::A));
-                out.extend(self.rrset(&t, RecordType::AAAA));
+                key_of(&target.0, &mut key, &mut starts);
+                if let Some(n) = self.nodes.get(key.as_slice()) {
+                    out.extend(
+                        n.records
+                            .iter()
+                            .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+                            .cloned(),
+                    );
+                }
             }
         }
         out
@@ -155,43 +189,59 @@ impl Zone {
     /// Answers `qname`/`qtype` from this zone (the caller checked that the
     /// zone contains `qname`).
     pub fn lookup(&self, qname: &Name, qtype: RecordType) -> ZoneAnswer {
-        let mut name = qname.to_lowercase();
+        let mut name = qname.clone();
         let mut answer = Vec::new();
+        let (mut key, mut starts) = (Vec::with_capacity(64), Vec::with_capacity(8));
+        let depth = self.origin.num_labels() as usize;
         // Follow CNAMEs inside the zone, at most 8 deep (loops are config errors).
         for _ in 0..8 {
-            if let Some((zone, ns)) = self.delegation(&name) {
+            key_of(&name, &mut key, &mut starts);
+            let labels = starts.len();
+            // The highest cut strictly below the origin that covers the name.
+            let cut = (depth + 1..=labels).find_map(|l| {
+                let at = starts[labels - l];
+                let node = self.nodes.get(&key[at..]).filter(|n| n.cut)?;
+                Some((l, node))
+            });
+            if let Some((l, node)) = cut {
                 // A delegation is not authoritative data of ours (RFC 1034 §4.3.2 step 3b).
                 if answer.is_empty() {
+                    let ns: Vec<Record> = node
+                        .records
+                        .iter()
+                        .filter(|r| r.record_type() == RecordType::NS)
+                        .cloned()
+                        .collect();
                     let glue = self.glue(&ns);
+                    let zone = name.trim_to(l).to_lowercase();
                     return ZoneAnswer::Referral { zone, ns, glue };
                 }
                 return ZoneAnswer::Answer(answer);
             }
-            if !self.exists(&name) {
+            if !self.nodes.contains_key(key.as_slice()) {
                 return if answer.is_empty() {
-                    ZoneAnswer::NxDomain(self.negative_soa())
+                    ZoneAnswer::NxDomain(self.negative_soa.clone())
                 } else {
                     ZoneAnswer::Answer(answer)
                 };
             }
-            let direct = self.rrset(&name, qtype);
+            let direct = self.rrset(&key, qtype);
             if !direct.is_empty() {
                 answer.extend(direct);
                 return ZoneAnswer::Answer(answer);
             }
-            let cname = self.rrset(&name, RecordType::CNAME);
+            let cname = self.rrset(&key, RecordType::CNAME);
             match cname.first().map(|r| r.data.clone()) {
                 Some(RData::CNAME(target)) if qtype != RecordType::CNAME => {
                     answer.extend(cname);
-                    let target = target.0.to_lowercase();
-                    if !self.origin.zone_of(&target) {
+                    if !self.origin.zone_of(&target.0) {
                         return ZoneAnswer::Answer(answer);
                     }
-                    name = target;
+                    name = target.0;
                 }
                 _ => {
                     return if answer.is_empty() {
-                        ZoneAnswer::NoData(self.negative_soa())
+                        ZoneAnswer::NoData(self.negative_soa.clone())
                     } else {
                         ZoneAnswer::Answer(answer)
                     };
@@ -288,6 +338,32 @@ deep.x.y IN A  127.0.3.9
         assert!(matches!(
             zone().lookup(&n("x.y.test."), RecordType::A),
             ZoneAnswer::NoData(_)
+        ));
+    }
+
+    #[test]
+    fn the_root_zone_refers_and_knows_its_empty_non_terminals() {
+        let root = Zone::parse(
+            "$TTL 60\n@ IN SOA a.root. h. 1 1 1 1 30\n@ IN NS a.root\na.root IN A 127.0.0.1\ntest. IN NS ns.test.\nns.test. IN A 127.0.0.2\n",
+            ".",
+        )
+        .unwrap();
+        let ZoneAnswer::Referral { zone, glue, .. } = root.lookup(&n("www.Test."), RecordType::A)
+        else {
+            panic!()
+        };
+        assert_eq!((zone, glue.len()), (n("test."), 1));
+        assert!(matches!(
+            root.lookup(&n("nope."), RecordType::A),
+            ZoneAnswer::NxDomain(_)
+        ));
+        assert!(matches!(
+            root.lookup(&n("root."), RecordType::A),
+            ZoneAnswer::NoData(_)
+        ));
+        assert!(matches!(
+            root.lookup(&n("."), RecordType::NS),
+            ZoneAnswer::Answer(_)
         ));
     }
 

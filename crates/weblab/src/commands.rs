@@ -138,7 +138,15 @@ pub async fn serve(
             observe::say(&format!("spans go to {}", exporter.url));
             Collector::with_sinks(Detail::Full, None, vec![exporter])
         }
-        None => Collector::new(Detail::Full),
+        // Nothing could read a store of its own (a served role has no
+        // trace API), so none is kept: spans are made and dropped.
+        None => {
+            // On stderr: the first line on stdout says where the role listens.
+            eprintln!(
+                "spans are not kept: give --otlp URL to send them to `weblab collect` or `weblab up`"
+            );
+            Collector::with_sinks(Detail::Full, None, Vec::new())
+        }
     };
     // `dns` runs every DNS service: the authoritative servers and the resolver.
     let wanted = |name: &str| match role {
