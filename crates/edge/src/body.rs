@@ -125,6 +125,39 @@ pub struct Outgoing {
     /// The body was known to be empty: nothing to stream or lose.
     empty: bool,
     fault: Arc<Mutex<Option<ClientFault>>>,
+    clock: Arc<BodyClock>,
+}
+
+/// When a request body last moved toward the upstream. The wait for the
+/// upstream's answer counts from then: a long upload that keeps moving is
+/// not an upstream that fails to answer (a stalled one is cut by the
+/// server's own body timeout).
+#[derive(Debug)]
+pub struct BodyClock {
+    start: std::time::Instant,
+    /// Nanoseconds after `start` of the last frame handed on.
+    last_ns: std::sync::atomic::AtomicU64,
+}
+
+impl BodyClock {
+    fn new() -> Arc<BodyClock> {
+        Arc::new(BodyClock {
+            start: std::time::Instant::now(),
+            last_ns: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn tick(&self) {
+        let ns = self.start.elapsed().as_nanos() as u64;
+        self.last_ns.store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The last time a frame (or the body's end) was handed on, or the
+    /// time the request was lent when none was.
+    pub fn last(&self) -> std::time::Instant {
+        let ns = self.last_ns.load(std::sync::atomic::Ordering::Relaxed);
+        self.start + std::time::Duration::from_nanos(ns)
+    }
 }
 
 /// How the client's body failed while it was being sent upstream.
@@ -168,6 +201,7 @@ impl Outgoing {
                 taken: None,
                 empty,
                 fault: fault.clone(),
+                clock: BodyClock::new(),
             },
             Lender(slot, fault),
         )
@@ -183,9 +217,15 @@ impl Outgoing {
                 taken: None,
                 empty: true,
                 fault: fault.clone(),
+                clock: BodyClock::new(),
             },
             Lender(slot, fault),
         )
+    }
+
+    /// When this body last moved (see [`BodyClock`]).
+    pub fn clock(&self) -> Arc<BodyClock> {
+        self.clock.clone()
     }
 
     fn with_inner<T>(&self, f: impl FnOnce(Option<&RequestBody>) -> T) -> T {
@@ -215,6 +255,9 @@ impl HttpBody for Outgoing {
             Some(b) => Pin::new(b).poll_frame(cx),
             None => return Poll::Ready(None),
         };
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Ok(_)))) {
+            self.clock.tick();
+        }
         if let Poll::Ready(Some(Err(e))) = &polled {
             *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(ClientFault {
                 too_large: e.is_too_large(),

@@ -42,7 +42,7 @@ pub use error::EdgeError;
 pub use files::Files;
 pub use firewall::Firewall;
 pub use lb::{LoadBalancer, RedirectToHttps};
-pub use pool::{Checks, Pool};
+pub use pool::{Checks, Pool, Timeouts};
 pub use sites::{Action, Location, Site, Sites};
 pub use status::Admin;
 pub use tls::LocalCa;

@@ -125,7 +125,18 @@ impl Pool {
         checks: Checks,
         rec: Recorder,
     ) -> Arc<Pool> {
-        let timeouts = Timeouts::default();
+        Pool::with_timeouts(backends, balancer, bind, checks, Timeouts::default(), rec)
+    }
+
+    /// [`Pool::new`] with other timeouts.
+    pub fn with_timeouts(
+        backends: Vec<Arc<Backend>>,
+        balancer: Box<dyn Balancer>,
+        bind: IpAddr,
+        checks: Checks,
+        timeouts: Timeouts,
+        rec: Recorder,
+    ) -> Arc<Pool> {
         let connector = Connector {
             bind,
             timeout: timeouts.connect,
@@ -221,11 +232,25 @@ impl Pool {
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         );
         *req.uri_mut() = Uri::from_parts(uri).map_err(|e| SendError::Other(e.to_string()))?;
-        match tokio::time::timeout(self.timeouts.response, self.client.request(req)).await {
-            Err(_) => Err(SendError::Timeout(self.timeouts.response)),
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(chain(&e))),
-            Ok(Err(e)) => Err(match weblab_server::http::BodyError::within(&e) {
+        // The wait for the answer counts from the request body's last
+        // frame: an upload still moving is not an upstream failing to answer.
+        let clock = req.body().clock();
+        let wait = self.timeouts.response;
+        let answer = self.client.request(req);
+        tokio::pin!(answer);
+        let answered = loop {
+            let deadline = clock.last() + wait;
+            match tokio::time::timeout_at(deadline.into(), &mut answer).await {
+                Ok(r) => break Some(r),
+                Err(_) if clock.last() + wait > Instant::now() => continue,
+                Err(_) => break None,
+            }
+        };
+        match answered {
+            None => Err(SendError::Timeout(self.timeouts.response)),
+            Some(Ok(r)) => Ok(r),
+            Some(Err(e)) if e.is_connect() => Err(SendError::Connect(chain(&e))),
+            Some(Err(e)) => Err(match weblab_server::http::BodyError::within(&e) {
                 Some(b) => SendError::ClientBody {
                     too_large: b.is_too_large(),
                     timed_out: b.is_timeout(),

@@ -686,3 +686,83 @@ async fn checks_of_a_backend_that_never_answers_leave_no_connection_open() {
         open.load(Ordering::Relaxed)
     );
 }
+
+/// A proxy over `backend` whose wait for an answer is `wait`.
+async fn proxy_waiting(
+    backend: SocketAddr,
+    wait: Duration,
+) -> (SocketAddr, weblab_edge::ServerHandle) {
+    let names = vec!["b1".to_string()];
+    let rec = Recorder::new(Collector::new(Detail::Full), "lb", "127.0.0.1", "lb");
+    let timeouts = weblab_edge::Timeouts {
+        response: wait,
+        ..weblab_edge::Timeouts::default()
+    };
+    let pool = Pool::with_timeouts(
+        vec![Backend::new("b1", backend, 1)],
+        balance::by_name("round-robin", &names, &[1]).unwrap(),
+        LOCAL,
+        passive(),
+        timeouts,
+        rec.clone(),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = serve_http(
+        l,
+        None,
+        Limits::default(),
+        Arc::new(LoadBalancer::new(pool, rec)),
+    )
+    .unwrap();
+    (addr, server)
+}
+
+#[tokio::test]
+async fn a_slow_upload_that_keeps_moving_is_not_a_504_but_a_silent_upstream_is() {
+    // The backend answers with the size of the whole body once it has it;
+    // for "/silent" it then says nothing.
+    let b = backend(|req: Request<Incoming>| async move {
+        let silent = req.uri().path() == "/silent";
+        let n = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        if silent {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Response::new(full(format!("got {n}")))
+    })
+    .await;
+    let (p, _server) = proxy_waiting(b, Duration::from_millis(300)).await;
+    // Ten bytes, one every 100 ms: a second of upload against a 300 ms wait.
+    let upload = |path: &'static str| async move {
+        let mut s = TcpStream::connect(p).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            s.write_all(b"x").await.unwrap();
+        }
+        let sent = std::time::Instant::now();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        (String::from_utf8_lossy(&out).to_string(), sent.elapsed())
+    };
+    let (r, _) = upload("/echo").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.ends_with("got 10"),
+        "{r}"
+    );
+    // Once the body is all there, the wait starts: 504 about 300 ms later.
+    let (r, after) = upload("/silent").await;
+    assert!(r.starts_with("HTTP/1.1 504"), "{r}");
+    assert!(after < Duration::from_secs(3), "{after:?}");
+}
