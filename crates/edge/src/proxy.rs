@@ -173,6 +173,7 @@ pub async fn forward(
 ) -> Forwarded {
     let plan = pool.plan(key);
     let (mut parts, body) = req.into_parts();
+    let keep = parts.extensions.get::<weblab_server::Keep>().cloned();
     let mut attempts: Vec<Attempt> = Vec::new();
     if plan.order.is_empty() {
         return Forwarded {
@@ -299,6 +300,7 @@ pub async fn forward(
                             .and_then(|u| u.to_str().ok())
                             .unwrap_or("upgraded")
                             .to_ascii_lowercase(),
+                        keep: keep.clone(),
                     });
                     let (parts, _) = resp.into_parts();
                     Response::from_parts(parts, Body::empty())

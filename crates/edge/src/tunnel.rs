@@ -2,7 +2,9 @@
 //! `101 Switching Protocols`, both sides leave HTTP and the proxy relays
 //! bytes until one side closes or nothing moves for the idle timeout.
 //! The relay counts against the backend (least-connections sees it) and
-//! against the pool's tunnel limit, and ends as one `Tunnel` span.
+//! against the pool's tunnel limit, and ends as one `Tunnel` span. It
+//! also counts as a connection of the server the client came through,
+//! so a stopping server drains it like any other (up to its grace).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -31,6 +33,9 @@ pub(crate) struct Tunnel {
     pub rec: Recorder,
     pub ctx: Ctx,
     pub protocol: String,
+    /// The client's server: the relay holds a place in its connection
+    /// count, so that stopping the server waits for it (up to its grace).
+    pub keep: Option<weblab_server::Keep>,
 }
 
 /// Relays one upgraded connection in the background.
@@ -45,10 +50,13 @@ pub(crate) fn spawn(t: Tunnel) {
         rec,
         ctx,
         protocol,
+        keep,
     } = t;
     tunnels.fetch_add(1, Ordering::Relaxed);
+    let held = keep.as_ref().and_then(weblab_server::Keep::hold);
     tokio::spawn(async move {
         let _in_flight = in_flight;
+        let _held = held;
         let span = rec.begin(ctx, Layer::Application);
         let switched =
             tokio::time::timeout(SWITCH_TIMEOUT, async { tokio::join!(client, upstream) }).await;

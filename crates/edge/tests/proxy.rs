@@ -766,3 +766,83 @@ async fn a_slow_upload_that_keeps_moving_is_not_a_504_but_a_silent_upstream_is()
     assert!(r.starts_with("HTTP/1.1 504"), "{r}");
     assert!(after < Duration::from_secs(3), "{after:?}");
 }
+
+#[tokio::test]
+async fn a_stopping_proxy_waits_for_an_open_websocket_tunnel_within_its_grace() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() {
+                        ws.send(m).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let p = proxy(&[ws_addr], "round-robin", passive()).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/chat", p.addr), tcp)
+        .await
+        .unwrap();
+    ws.send("before".into()).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    // The tunnel is a connection of the proxy's server: a drain waits for it.
+    let server = p._server;
+    assert!(server.in_flight() >= 1, "{}", server.in_flight());
+    let drain = tokio::spawn(server.drain(Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !drain.is_finished(),
+        "the drain did not wait for the tunnel"
+    );
+    // Meanwhile the tunnel still carries messages.
+    ws.send("during".into()).await.unwrap();
+    let back = ws.next().await.unwrap().unwrap();
+    assert_eq!(back.into_text().unwrap().as_str(), "during");
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    drop(ws);
+    let finished = tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .expect("the drain ends once the tunnel closes")
+        .unwrap();
+    assert!(finished, "everything finished within the grace");
+}
+
+#[tokio::test]
+async fn a_stopping_server_closes_an_idle_connection_at_once_with_http09_on() {
+    let rec = Recorder::new(Collector::new(Detail::Full), "web", "127.0.0.1", "web");
+    let b = backend(|_req| async move { Response::new(full("hi")) }).await;
+    let names = vec!["b1".to_string()];
+    let pool = Pool::new(
+        vec![Backend::new("b1", b, 1)],
+        balance::by_name("round-robin", &names, &[1]).unwrap(),
+        LOCAL,
+        passive(),
+        rec.clone(),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let limits = Limits {
+        http09: true,
+        ..Limits::default()
+    };
+    let server = serve_http(l, None, limits, Arc::new(LoadBalancer::new(pool, rec))).unwrap();
+    // A client that connects and says nothing yet.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.in_flight(), 1);
+    let started = std::time::Instant::now();
+    assert!(server.drain(Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut buf = [0u8; 1];
+    assert_eq!(idle.read(&mut buf).await.unwrap_or(0), 0, "closed");
+}

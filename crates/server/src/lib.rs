@@ -24,4 +24,4 @@ pub use bucket::Bucket;
 pub use gauge::Gauge;
 pub use handle::{Exit, InFlight, ServerHandle, StopSignal};
 #[cfg(feature = "http")]
-pub use http::{Admission, ConnInfo, Handler, Limits, RequestBody, serve_http};
+pub use http::{Admission, ConnInfo, Handler, Keep, Limits, RequestBody, serve_http};

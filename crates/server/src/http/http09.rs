@@ -52,7 +52,19 @@ pub fn simple_request(line: &[u8]) -> Option<String> {
 
 /// Reads until the first line end (or `MAX_LINE`, or until the line can
 /// no longer be a simple request), within `within`.
-pub(crate) async fn sniff(tcp: &mut TcpStream, within: Duration) -> Sniffed {
+pub(crate) async fn sniff(
+    tcp: &mut TcpStream,
+    within: Duration,
+    stop: &mut crate::handle::StopSignal,
+) -> Sniffed {
+    // A connection that has sent nothing yet is idle: a stopping server
+    // closes it rather than wait out the head timeout.
+    let mut one = [0u8; 1];
+    tokio::select! {
+        _ = tcp.peek(&mut one) => {}
+        _ = stop.stopped() => return Sniffed::Gone,
+        _ = tokio::time::sleep(within) => return Sniffed::Gone,
+    }
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {

@@ -80,6 +80,29 @@ impl Default for Limits {
     }
 }
 
+/// What work that outlives its request (an upgraded connection's relay)
+/// needs from the server it came through: a place in its count of
+/// connections, so that a drain waits for the work, and its stop signal.
+/// Every request carries one in its extensions.
+#[derive(Clone, Debug)]
+pub struct Keep {
+    gauge: Gauge,
+    stop: StopSignal,
+}
+
+impl Keep {
+    /// A place in the server's connection count for as long as the slot
+    /// lives; `None` when the server is full.
+    pub fn hold(&self) -> Option<Slot> {
+        self.gauge.try_enter()
+    }
+
+    /// The server's stop signal.
+    pub fn stop_signal(&self) -> StopSignal {
+        self.stop.clone()
+    }
+}
+
 /// The connection a request came in on.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnInfo {
@@ -163,6 +186,10 @@ pub fn serve_http<H: Handler>(
                 tls: acceptor.is_some(),
             };
             let (acceptor, handler, stop) = (acceptor.clone(), handler.clone(), stop.clone());
+            let keep = Keep {
+                gauge: conns.clone(),
+                stop: stop.clone(),
+            };
             tokio::spawn(serve_conn(
                 tcp,
                 conn,
@@ -170,7 +197,7 @@ pub fn serve_http<H: Handler>(
                 limits,
                 handler,
                 (slot, ticket),
-                stop,
+                keep,
             ));
         }
     });
@@ -207,9 +234,10 @@ async fn serve_conn<H: Handler>(
     limits: Limits,
     handler: Arc<H>,
     _held: (Slot, Option<Box<dyn Send + Sync>>),
-    stop: StopSignal,
+    keep: Keep,
 ) {
     let _ = tcp.set_nodelay(true);
+    let mut stop = keep.stop.clone();
     let state = ConnState::new();
     match acceptor {
         Some(acceptor) => {
@@ -236,7 +264,7 @@ async fn serve_conn<H: Handler>(
                 limits,
                 handler,
                 state,
-                stop,
+                keep,
             )
             .await;
         }
@@ -245,7 +273,7 @@ async fn serve_conn<H: Handler>(
             // With HTTP/0.9 on, the first line is read here; whatever is
             // not a simple request goes to hyper with those bytes first.
             let prefix = if limits.http09 {
-                match http09::sniff(&mut tcp, limits.head_timeout).await {
+                match http09::sniff(&mut tcp, limits.head_timeout, &mut stop).await {
                     http09::Sniffed::Gone => return,
                     http09::Sniffed::Http09(path) => {
                         return http09::answer(tcp, path, conn, limits, handler).await;
@@ -261,7 +289,7 @@ async fn serve_conn<H: Handler>(
                 limits,
                 handler,
                 state,
-                stop,
+                keep,
             )
             .await
         }
@@ -312,14 +340,16 @@ async fn drive<H, IO>(
     limits: Limits,
     handler: Arc<H>,
     state: Arc<ConnState>,
-    mut stop: StopSignal,
+    keep: Keep,
 ) where
     H: Handler,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let mut stop = keep.stop.clone();
     let service_state = state.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let (handler, state) = (handler.clone(), service_state.clone());
+        req.extensions_mut().insert(keep.clone());
         async move {
             let in_flight = body::InFlight::enter(state);
             let resp = match precheck(&req, &limits) {
