@@ -44,6 +44,100 @@ pub struct BrowserConfig {
     pub hsts_file: Option<std::path::PathBuf>,
 }
 
+/// How to reach servers outside the world, as curl's flags do.
+#[derive(Clone, Debug, Default)]
+pub struct Reach {
+    /// `--resolve HOST:PORT:ADDR`: this host and port at this address,
+    /// with no lookup.
+    pub resolve: Vec<(String, u16, IpAddr)>,
+    /// `--cacert FILE`: more trust anchors (PEM), besides the world's CA.
+    pub extra_ca_pem: Vec<u8>,
+    /// `-k`: the certificate chain is not checked (the handshake's
+    /// signatures still are).
+    pub insecure: bool,
+}
+
+/// Accepts any certificate chain (`-k`), still checking that the server
+/// holds the key of the certificate it sent. rustls has no such verifier
+/// of its own: this is the documented "dangerous" hook.
+#[derive(Debug)]
+struct AnyChain(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyChain {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS settings of a browser: the world's CA and any extra anchors,
+/// or no chain check at all with `-k`.
+fn tls_config(cfg: &BrowserConfig, reach: &Reach) -> Result<rustls::ClientConfig, BrowserError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in [&cfg.ca_pem, &reach.extra_ca_pem] {
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| BrowserError::tls(format!("CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| BrowserError::tls(format!("CA file: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(BrowserError::tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if reach.insecure {
+        tls.dangerous()
+            .set_certificate_verifier(Arc::new(AnyChain(provider)));
+    }
+    tls.alpn_protocols = if cfg.http1_only {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
+    Ok(tls)
+}
+
 /// What a request fetched.
 #[derive(Clone, Debug)]
 pub struct Fetched {
@@ -172,6 +266,8 @@ pub struct Browser {
     tls: Arc<rustls::ClientConfig>,
     /// Idle HTTP/1.1 connections, and shared HTTP/2 connections, by origin.
     pool: Mutex<HashMap<Origin, Vec<Conn>>>,
+    /// Servers outside the world (`--resolve`, `--cacert`, `-k`).
+    reach: Reach,
     /// Cookies, sent back with every request they apply to.
     jar: Mutex<crate::cookies::Jar>,
     /// Hosts reached over HTTPS only (C33).
@@ -189,25 +285,7 @@ impl Browser {
         lookup: LookupChain,
         rec: Recorder,
     ) -> Result<Self, BrowserError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&cfg.ca_pem) {
-            let cert = cert.map_err(|e| BrowserError::tls(format!("CA file: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| BrowserError::tls(format!("CA file: {e}")))?;
-        }
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(BrowserError::tls)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tls.alpn_protocols = if cfg.http1_only {
-            vec![b"http/1.1".to_vec()]
-        } else {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        };
+        let tls = tls_config(&cfg, &Reach::default())?;
         // A store that cannot be read starts empty (it only ever makes
         // the browser safer than without it).
         let hsts = cfg
@@ -221,10 +299,19 @@ impl Browser {
             lookup,
             tls: Arc::new(tls),
             pool: Mutex::new(HashMap::new()),
+            reach: Reach::default(),
             jar: Mutex::new(Default::default()),
             hsts: Mutex::new(hsts),
             rec,
         })
+    }
+
+    /// The same browser reaching servers outside the world as `reach`
+    /// says (curl's `--resolve`, `--cacert`, `-k`).
+    pub fn reaching(mut self, reach: Reach) -> Result<Self, BrowserError> {
+        self.tls = Arc::new(tls_config(&self.cfg, &reach)?);
+        self.reach = reach;
+        Ok(self)
     }
 
     /// The lookup chain (to clear its browser cache, for instance).
@@ -669,9 +756,22 @@ impl Browser {
         host: &str,
         port: u16,
     ) -> Result<Conn, BrowserError> {
-        let ip: IpAddr = match host.trim_start_matches('[').trim_end_matches(']').parse() {
-            Ok(ip) => ip, // an address literal needs no lookup
-            Err(_) => {
+        let given = self
+            .reach
+            .resolve
+            .iter()
+            .find(|(h, p, _)| h.eq_ignore_ascii_case(host) && *p == port)
+            .map(|(_, _, ip)| *ip);
+        let literal = host.trim_start_matches('[').trim_end_matches(']').parse();
+        let ip: IpAddr = match (literal, given) {
+            (Ok(ip), _) => ip, // an address literal needs no lookup
+            (Err(_), Some(ip)) => {
+                let span = self.rec.begin(ctx, Layer::Application).request(Some(n));
+                let text = format!("{host}:{port} is at {ip} by --resolve: no lookup");
+                self.rec.end(span, Event::Note { text });
+                ip
+            }
+            (Err(_), None) => {
                 let answer = self
                     .lookup
                     .lookup(ctx, Some(n), host)
@@ -717,6 +817,13 @@ impl Browser {
                 .await
                 .map_err(|e| BrowserError::tls(format!("{host} ({remote}): {e}")))?;
             let summary = tls_summary(tls.get_ref().1);
+            if self.reach.insecure {
+                let span = self.rec.begin(ctx, Layer::Application).request(Some(n));
+                let text = format!(
+                    "{host}'s certificate chain was not checked (-k): only that it holds its key"
+                );
+                self.rec.end(span, Event::Note { text });
+            }
             self.rec.span(
                 ctx,
                 Layer::Session,

@@ -21,5 +21,5 @@ mod flows;
 pub mod hsts;
 pub mod html;
 
-pub use browser::{Browser, BrowserConfig, Destination, Fetched, Outgoing, Page};
+pub use browser::{Browser, BrowserConfig, Destination, Fetched, Outgoing, Page, Reach};
 pub use error::BrowserError;

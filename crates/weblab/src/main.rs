@@ -196,6 +196,17 @@ enum Command {
         /// unless it names the origin.
         #[arg(long, value_name = "ORIGIN", conflicts_with = "follow")]
         origin: Option<String>,
+        /// Reach HOST:PORT at ADDR without a lookup, as curl does
+        /// (e.g. nginx.test:443:127.0.0.1; repeatable).
+        #[arg(long, value_name = "HOST:PORT:ADDR", value_parser = parse_resolve)]
+        resolve: Vec<(String, u16, std::net::IpAddr)>,
+        /// Trust the CA certificates in this PEM file too.
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<PathBuf>,
+        /// Do not check the server's certificate chain (only that it holds
+        /// the key of the certificate it sends).
+        #[arg(short = 'k', long)]
+        insecure: bool,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -336,6 +347,23 @@ fn parse_size(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `HOST:PORT:ADDR`, ADDR an IPv4 or a bracketed IPv6 address (curl's form).
+fn parse_resolve(s: &str) -> Result<(String, u16, std::net::IpAddr), String> {
+    let bad = || format!("{s:?}: expected HOST:PORT:ADDR, e.g. nginx.test:443:127.0.0.1");
+    let (host, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let addr = addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port, addr))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     match weblab::units::duration(s)? {
         0 => Err("must be more than 0".into()),
@@ -438,9 +466,22 @@ async fn run(cli: Cli) -> Result<i32> {
             follow,
             output,
             origin,
+            resolve,
+            cacert,
+            insecure,
             view,
         } => {
             let world = load_world(&cli)?;
+            let extra_ca_pem = match cacert {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("--cacert: cannot read {}", path.display()))?,
+                None => Vec::new(),
+            };
+            let reach = weblab_browser::Reach {
+                resolve: resolve.clone(),
+                extra_ca_pem,
+                insecure: *insecure,
+            };
             let spec = tour::FetchSpec {
                 out: outgoing(method.as_deref(), headers, body.as_deref())?,
                 follow: *follow,
@@ -449,6 +490,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     Some(o) => Some(tour::origin_of(o)?),
                     None => None,
                 },
+                reach,
             };
             tour::run(
                 world,

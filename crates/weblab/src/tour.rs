@@ -64,6 +64,20 @@ pub struct FetchSpec {
     pub output: Option<PathBuf>,
     /// Make the request as a page of this origin would (CORS, C40).
     pub origin: Option<String>,
+    /// Servers outside the world: `--resolve`, `--cacert`, `-k`.
+    pub reach: weblab_browser::Reach,
+}
+
+/// The browser for `opts`: a fetch reaches servers outside the world as
+/// its flags say.
+fn for_action(
+    browser: weblab_browser::Browser,
+    opts: &TourOptions,
+) -> Result<weblab_browser::Browser> {
+    Ok(match &opts.action {
+        Action::Fetch(spec) => browser.reaching(spec.reach.clone())?,
+        _ => browser,
+    })
 }
 
 /// Redirects `fetch -L` follows at most (curl's default is 50; a browser
@@ -303,6 +317,7 @@ pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
         Arc::new(Mutex::new(Default::default())),
         opts.http1_only,
     )?;
+    let browser = for_action(browser, opts)?;
     let (trace, page) = browse(&browser, opts, world).await?;
     exporter.flush().await;
     let spans = observe::fetch_settled(world, trace, Duration::from_secs(3)).await?;
@@ -455,7 +470,7 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         let client = pick_client(&world, &opts)?.clone();
         let running =
             RunningWorld::start_with(world.clone(), opts.data_dir.clone(), collector).await?;
-        let browser = running.browser_on(&client, opts.http1_only)?;
+        let browser = for_action(running.browser_on(&client, opts.http1_only)?, &opts)?;
         let (trace, page) = browse(&browser, &opts, &world).await?;
         let result = TourResult {
             trace,

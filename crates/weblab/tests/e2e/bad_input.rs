@@ -693,3 +693,86 @@ async fn compression_loops_truncated_and_oversized_messages_over_udp_and_tcp_lea
         }
     }
 }
+
+/// A server outside the world, for `fetch --resolve/--cacert/-k`.
+struct Outside;
+
+impl weblab_server::Handler for Outside {
+    type Body = http_body_util::Full<bytes::Bytes>;
+
+    async fn call(
+        self: std::sync::Arc<Self>,
+        _req: http::Request<weblab_server::RequestBody>,
+        _conn: weblab_server::ConnInfo,
+    ) -> http::Response<Self::Body> {
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+            "hello from outside\n",
+        )))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_reaches_a_server_outside_the_world_with_resolve_cacert_or_k() {
+    // Its own CA, unknown to the world.
+    // (Not under the block's data directory: each run below removes that.)
+    let dir = std::env::temp_dir().join(format!("weblab-outside-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = weblab_edge::tls::LocalCa::load_or_create(&dir).unwrap();
+    let (chain, key) = ca.issue(&["outside.test".to_string()]).unwrap();
+    let tls = weblab_edge::tls::server_config(chain, key, &[b"http/1.1"]).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let _server = weblab_server::serve_http(
+        l,
+        Some(tls),
+        weblab_server::Limits::default(),
+        std::sync::Arc::new(Outside),
+    )
+    .unwrap();
+    let url = format!("https://outside.test:{port}/");
+    let resolve = format!("outside.test:{port}:127.0.0.1");
+    let ca_file = weblab_edge::tls::LocalCa::cert_path(&dir);
+    let run = |extra: Vec<String>| {
+        let mut args = vec![
+            "fetch".to_string(),
+            url.clone(),
+            "--resolve".into(),
+            resolve.clone(),
+        ];
+        args.extend(extra);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let a: Vec<&str> = args.iter().map(String::as_str).collect();
+                weblab(&a, 190)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // The world's CA alone does not vouch for it.
+    let out = run(vec![]).await;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    // With its CA: the answer, and no lookup was made for the name.
+    let out = run(vec!["--cacert".into(), ca_file.display().to_string()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("HTTP/1.1 200 OK") && text.contains("hello from outside"),
+        "{text}"
+    );
+    // With -k: the answer too, and the trace says the chain went unchecked.
+    let out = run(vec!["-k".into(), "--detail".into()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hello from outside"), "{text}");
+    assert!(text.contains("not checked (-k)"), "{text}");
+    assert!(text.contains("by --resolve: no lookup"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
