@@ -70,6 +70,15 @@ struct ViewArgs {
     /// Browse from this client host (a world may have several `[[client]]`).
     #[arg(long, value_name = "HOST")]
     client: Option<String>,
+    /// Do it N times (a fresh browser each time; the OS and resolver
+    /// caches stay warm) and print min / median / p95 per stage.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
+    /// Exit with code 4 when a stage is over its limit, e.g.
+    /// total=300ms,ttfb=100ms (stages: total ttfb blocked dns connect ssl
+    /// send wait receive processing); with --runs, the p95 is checked.
+    #[arg(long, value_name = "STAGE=TIME,...", value_parser = tour::parse_slo)]
+    slo: Option<tour::Slo>,
     /// Also print the full story: every step on every host, explained.
     #[arg(long)]
     detail: bool,
@@ -96,6 +105,8 @@ impl ViewArgs {
             client: self.client.clone(),
             full_story: self.detail,
             action,
+            runs: self.runs,
+            slo: self.slo.clone(),
         }
     }
 }

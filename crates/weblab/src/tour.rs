@@ -40,6 +40,139 @@ pub struct TourOptions {
     pub full_story: bool,
     /// What the browser does: load a page, sign in, or one request.
     pub action: Action,
+    /// How many times (`--runs`).
+    pub runs: u32,
+    /// Limits per stage (`--slo`).
+    pub slo: Option<Slo>,
+}
+
+/// `--slo`: a limit in nanoseconds per stage name (`total`, `ttfb` or a
+/// phase).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Slo(pub Vec<(String, u64)>);
+
+/// The stage names `--slo` and `--runs` know, in order.
+const STAGE_NAMES: [&str; 10] = [
+    "blocked",
+    "dns",
+    "connect",
+    "ssl",
+    "send",
+    "wait",
+    "receive",
+    "processing",
+    "ttfb",
+    "total",
+];
+
+/// Parses `total=300ms,ttfb=100ms`.
+pub fn parse_slo(text: &str) -> Result<Slo, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (name, limit) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected STAGE=TIME, e.g. total=300ms"))?;
+        let name = name.trim().to_ascii_lowercase();
+        if !STAGE_NAMES.contains(&name.as_str()) {
+            return Err(format!(
+                "{name:?} is not a stage; one of {}",
+                STAGE_NAMES.join(" ")
+            ));
+        }
+        let ns = crate::units::duration(limit.trim())?;
+        out.push((name, ns));
+    }
+    if out.is_empty() {
+        return Err("give at least one STAGE=TIME".into());
+    }
+    Ok(Slo(out))
+}
+
+/// One run's value of each stage name for its first request (ns; a stage
+/// that did not happen is 0 here, as nothing was spent on it).
+fn stage_values(spans: &[Span]) -> Option<Vec<(&'static str, u64)>> {
+    let t = weblab_trace::render::stages(spans).into_iter().next()?;
+    let mut out: Vec<(&'static str, u64)> = weblab_trace::Phase::ALL
+        .iter()
+        .zip(STAGE_NAMES)
+        .map(|(p, name)| (name, t.phases.get(p).copied().flatten().unwrap_or(0)))
+        .collect();
+    // Time to the first byte: everything up to and including the wait.
+    let ttfb = out
+        .iter()
+        .filter(|(n, _)| matches!(*n, "blocked" | "dns" | "connect" | "ssl" | "send" | "wait"))
+        .map(|(_, v)| *v)
+        .sum::<u64>()
+        .saturating_add(t.between_ns.max(0) as u64);
+    out.push(("ttfb", ttfb));
+    out.push(("total", t.total_ns()));
+    Some(out)
+}
+
+/// The `p`-th percentile (nearest rank) of sorted `v`.
+fn percentile(v: &[u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// Per stage: (name, min, median, p95) over the runs.
+fn summarize(runs: &[Vec<(&'static str, u64)>]) -> Vec<(&'static str, u64, u64, u64)> {
+    STAGE_NAMES
+        .iter()
+        .map(|name| {
+            let mut v: Vec<u64> = runs
+                .iter()
+                .filter_map(|r| r.iter().find(|(n, _)| n == name).map(|(_, x)| *x))
+                .collect();
+            v.sort_unstable();
+            (
+                *name,
+                v.first().copied().unwrap_or(0),
+                percentile(&v, 50.0),
+                percentile(&v, 95.0),
+            )
+        })
+        .collect()
+}
+
+fn runs_table(summary: &[(&'static str, u64, u64, u64)], n: usize) -> String {
+    let ms = |ns: u64| format!("{:.3}", ns as f64 / 1e6);
+    let mut out = format!(
+        "== {n} runs (first request of each; ms) ==\n{:<11} {:>9} {:>9} {:>9}\n",
+        "stage", "min", "median", "p95"
+    );
+    for (name, min, med, p95) in summary {
+        out.push_str(&format!(
+            "{name:<11} {:>9} {:>9} {:>9}\n",
+            ms(*min),
+            ms(*med),
+            ms(*p95)
+        ));
+    }
+    out.push_str(
+        "(ttfb: from the start to the first byte of the answer; a stage a run skipped counts 0)\n",
+    );
+    out
+}
+
+/// The limits broken: the p95 over the runs (the one value for one run).
+fn slo_broken(slo: &Slo, summary: &[(&'static str, u64, u64, u64)]) -> Vec<String> {
+    slo.0
+        .iter()
+        .filter_map(|(name, limit)| {
+            let (_, _, _, p95) = summary.iter().find(|(n, ..)| n == name)?;
+            (p95 > limit).then(|| {
+                format!(
+                    "{name} {:.3} ms is over its limit of {:.3} ms",
+                    *p95 as f64 / 1e6,
+                    *limit as f64 / 1e6
+                )
+            })
+        })
+        .collect()
 }
 
 /// What a tour's browser does in the world.
@@ -446,8 +579,13 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         ),
         None => opts.url.clone(),
     };
+    let mut runs: Vec<Vec<(&'static str, u64)>> = Vec::new();
+    if opts.attach && opts.runs > 1 {
+        anyhow::bail!("--runs works on a world of its own, not with --attach");
+    }
     let (result, header) = if opts.attach {
         let result = attach(&world, &opts).await?;
+        runs.extend(stage_values(&result.spans));
         let header = format!(
             "{verb} --attach {what}\nworld {:?} (running; collector http://{}), trace {}\n",
             world.name, world.collector, result.trace
@@ -477,6 +615,14 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
             spans: running.collector.assemble(trace),
             page,
         };
+        // More runs, each with a fresh browser (no browser cache, no open
+        // connections); the host's OS cache and the resolver stay warm.
+        runs.extend(stage_values(&result.spans));
+        for _ in 1..opts.runs {
+            let browser = for_action(running.browser_on(&client, opts.http1_only)?, &opts)?;
+            let (t, _) = browse(&browser, &opts, &world).await?;
+            runs.extend(stage_values(&running.collector.assemble(t)));
+        }
         if let Some(e) = &exporter {
             e.flush().await;
         }
@@ -514,20 +660,50 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         opts.lang,
         opts.full_story,
     )?;
-    match &result.page {
+    let summary = summarize(&runs);
+    if opts.runs > 1 && !opts.json {
+        print!("\n{}", runs_table(&summary, runs.len()));
+    }
+    let code = match &result.page {
         Ok(p) if sign_in.is_some() && !crate::signin::signed_in(p) => {
             eprintln!(
                 "error: the sign-in ended at {} with {}, not signed in",
                 p.main.url, p.main.status
             );
-            Ok(1)
+            1
         }
-        Ok(_) => Ok(0),
+        Ok(_) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(1)
+            1
+        }
+    };
+    if code != 0 {
+        return Ok(code);
+    }
+    if let Some(slo) = &opts.slo {
+        let broken = slo_broken(slo, &summary);
+        let which = if runs.len() > 1 {
+            "p95 over the runs"
+        } else {
+            "this run"
+        };
+        if !broken.is_empty() {
+            for b in &broken {
+                eprintln!("slo broken ({which}): {b}");
+            }
+            return Ok(4);
+        }
+        if !opts.json {
+            let limits: Vec<String> = slo
+                .0
+                .iter()
+                .map(|(n, l)| format!("{n} <= {:.3} ms", *l as f64 / 1e6))
+                .collect();
+            println!("slo met ({which}): {}", limits.join(", "));
         }
     }
+    Ok(0)
 }
 
 /// `weblab trace show ID`: one trace of the running world.

@@ -776,3 +776,55 @@ async fn fetch_reaches_a_server_outside_the_world_with_resolve_cacert_or_k() {
     assert!(text.contains("by --resolve: no lookup"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn runs_print_each_stage_over_the_runs_and_a_broken_slo_exits_4() {
+    let out = weblab(
+        &[
+            "fetch",
+            "https://myapp.test/api/users/1",
+            "--runs",
+            "4",
+            "--slo",
+            "total=60s,ttfb=60s",
+        ],
+        191,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("== 4 runs (first request of each; ms) =="),
+        "{text}"
+    );
+    let row = text.lines().find(|l| l.starts_with("total ")).unwrap();
+    let v: Vec<f64> = row
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(v[0] > 0.0 && v[0] <= v[1] && v[1] <= v[2], "{row}");
+    assert!(
+        text.contains("slo met (p95 over the runs): total <= 60000.000 ms"),
+        "{text}"
+    );
+    // One nanosecond is not enough for anything: exit code 4, and why.
+    let out = weblab(
+        &[
+            "fetch",
+            "https://myapp.test/api/users/1",
+            "--slo",
+            "ttfb=1ns",
+        ],
+        191,
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("slo broken (this run): ttfb"), "{err}");
+    // A stage that does not exist is named before anything runs.
+    let out = weblab(
+        &["fetch", "https://myapp.test/", "--slo", "firstpaint=1s"],
+        191,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"firstpaint\" is not a stage"));
+}
