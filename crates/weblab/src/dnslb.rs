@@ -163,17 +163,54 @@ fn zone(w: &World, with: &[usize]) -> Result<Zone> {
     Ok(Zone::parse(&text, "test.")?)
 }
 
-async fn serve_zone(w: &World, with: &[usize], rec: &Recorder) -> Result<ServerHandle> {
-    let auth = AuthoritativeServer::new(
+/// The authoritative server of the experiment, whose zone can be
+/// replaced while it serves (a reload: no query goes unanswered).
+struct Reloadable(std::sync::RwLock<Arc<AuthoritativeServer>>);
+
+impl Reloadable {
+    fn current(&self) -> Arc<AuthoritativeServer> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn reload(&self, next: AuthoritativeServer) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    }
+}
+
+impl weblab_dns::net::Handler for Reloadable {
+    async fn handle(
+        self: Arc<Self>,
+        query: Vec<u8>,
+        peer: weblab_dns::net::Peer,
+    ) -> Option<Vec<u8>> {
+        self.current().handle(query, peer).await
+    }
+
+    fn answer_now(&self, query: &[u8], peer: weblab_dns::net::Peer) -> Option<Option<Vec<u8>>> {
+        self.current().answer_now(query, peer)
+    }
+}
+
+fn authority(w: &World, with: &[usize], rec: &Recorder) -> Result<AuthoritativeServer> {
+    Ok(AuthoritativeServer::new(
         Authority::new(vec![zone(w, with)?]),
         "authoritative",
         rec.clone(),
-    );
-    let auth = Arc::new(auth);
-    // The address was just given up by the zone's previous server.
+    ))
+}
+
+async fn serve_zone(
+    w: &World,
+    with: &[usize],
+    rec: &Recorder,
+) -> Result<(ServerHandle, Arc<Reloadable>)> {
+    let auth = Arc::new(Reloadable(std::sync::RwLock::new(Arc::new(authority(
+        w, with, rec,
+    )?))));
+    // The address was just given up by the previous run's server.
     for _ in 0..50 {
         if let Ok(s) = weblab_dns::serve(w.auth, auth.clone(), DnsLimits::default()).await {
-            return Ok(s);
+            return Ok((s, auth));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -309,7 +346,7 @@ async fn run_once(w: Arc<World>, mode: Mode) -> Result<Run> {
         });
         webs.push(Some(serve_http(l, None, Limits::default(), web)?));
     }
-    let mut auth = Some(serve_zone(&w, &[0, 1, 2], &rec).await?);
+    let (auth, zone_now) = serve_zone(&w, &[0, 1, 2], &rec).await?;
     let mut resolvers = Vec::new();
     for addr in &w.resolvers {
         let cfg = ResolverConfig {
@@ -367,8 +404,7 @@ async fn run_once(w: Arc<World>, mode: Mode) -> Result<Run> {
     webs[VICTIM] = None;
     let died_at = start.elapsed();
     tokio::time::sleep(NOTICED_AFTER).await;
-    drop(auth.take());
-    auth = Some(serve_zone(&w, &[0, 2], &rec).await?);
+    zone_now.reload(authority(&w, &[0, 2], &rec)?);
     for t in tasks {
         let _ = t.await;
     }
