@@ -438,7 +438,10 @@ fn svg(path: &PathBuf, results: &[(&str, &SimResult)]) -> Result<()> {
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("cwnd over time (segments)", ("sans-serif", 18))
+        .caption(
+            "cwnd (and ssthresh, faint) over time (segments)",
+            ("sans-serif", 18),
+        )
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(50)
@@ -464,6 +467,20 @@ fn svg(path: &PathBuf, results: &[(&str, &SimResult)]) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label(name.to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        // ssthresh, as the ASCII chart has it: once it is set (before the
+        // first loss it is "infinite" and above the chart).
+        let faint = color.mix(0.45);
+        chart
+            .draw_series(LineSeries::new(
+                r.samples
+                    .iter()
+                    .filter(|s| s.flow == 0 && s.ssthresh > 0.0 && s.ssthresh <= y_max)
+                    .map(|s| (secs(s.time), s.ssthresh)),
+                faint.stroke_width(1),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(format!("{name} ssthresh"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], faint));
     }
     chart
         .configure_series_labels()

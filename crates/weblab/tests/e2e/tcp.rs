@@ -179,3 +179,24 @@ fn the_tcp_lab_help_lists_no_world_options_and_world_commands_keep_them() {
     let (_, out, _) = weblab(&["tour", "--help"]);
     assert!(out.contains("--block") && out.contains("--config"), "{out}");
 }
+
+#[test]
+fn the_svg_chart_draws_ssthresh_beside_cwnd_as_the_ascii_chart_does() {
+    let path = std::env::temp_dir().join(format!("weblab-ssthresh-{}.svg", std::process::id()));
+    let p = path.to_str().unwrap();
+    let (code, out, err) = weblab(&[
+        "tcp", "run", "--cc", "reno", "--bw", "10mbit", "--rtt", "50ms", "--loss", "1%", "--time",
+        "10s", "--svg", p,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let svg = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(svg.contains("reno ssthresh"), "no ssthresh legend");
+    // Two lines: cwnd, and the fainter ssthresh once a loss has set it.
+    assert_eq!(
+        svg.matches("<polyline fill=\"none\" opacity=\"0.45\"")
+            .count(),
+        2,
+        "ssthresh line and its legend"
+    );
+}
