@@ -105,12 +105,25 @@ impl Default for SimConfig {
     }
 }
 
+impl Sample {
+    /// The window a reader expects to see: `cwnd` without the
+    /// fast-recovery inflation.
+    pub fn window(&self) -> f64 {
+        self.cwnd - self.inflation
+    }
+}
+
 /// One point of a flow's time series.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample {
     pub time: Time,
     pub flow: usize,
+    /// The congestion window the sender uses, inflation included.
     pub cwnd: f64,
+    /// Of `cwnd`, the segments added by duplicate ACKs during fast
+    /// recovery (RFC 5681 §3.2 step 4): a window lent to keep data moving
+    /// while the hole is repaired, gone at the end of recovery. 0 outside.
+    pub inflation: f64,
     pub ssthresh: f64,
     /// The receiver's advertised window, segments.
     pub rwnd: u64,
@@ -1083,6 +1096,12 @@ impl<'a> Sim<'a> {
                         time: self.now,
                         flow: i,
                         cwnd: s.w.cwnd,
+                        inflation: match s.recover {
+                            Some(_) if s.w.ssthresh.is_finite() => {
+                                (s.w.cwnd - s.w.ssthresh).max(0.0)
+                            }
+                            _ => 0.0,
+                        },
                         ssthresh: if s.w.ssthresh.is_finite() {
                             s.w.ssthresh
                         } else {

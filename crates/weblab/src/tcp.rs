@@ -358,9 +358,9 @@ pub fn ascii_chart(r: &SimResult, width: usize, height: usize) -> String {
     let t_max = pts.last().map_or(1, |p| p.time).max(1) as f64;
     let y_max = pts
         .iter()
-        .map(|p| p.cwnd.max(p.ssthresh))
+        .map(|p| p.window().max(p.ssthresh))
         .fold(1.0f64, f64::max)
-        .min(pts.iter().map(|p| p.cwnd).fold(1.0, f64::max) * 2.0);
+        .min(pts.iter().map(|p| p.window()).fold(1.0, f64::max) * 2.0);
     let mut grid = vec![vec![' '; width]; height];
     for p in &pts {
         let x = ((p.time as f64 / t_max) * (width - 1) as f64) as usize;
@@ -368,7 +368,7 @@ pub fn ascii_chart(r: &SimResult, width: usize, height: usize) -> String {
         if p.ssthresh > 0.0 && p.ssthresh <= y_max {
             grid[row(p.ssthresh)][x] = '-';
         }
-        grid[row(p.cwnd)][x] = '*';
+        grid[row(p.window())][x] = '*';
     }
     let mut s = String::new();
     for (i, line) in grid.iter().enumerate() {
@@ -384,7 +384,7 @@ pub fn ascii_chart(r: &SimResult, width: usize, height: usize) -> String {
     let _ = writeln!(s, "{:>7} +{}", "", "-".repeat(width));
     let _ = writeln!(
         s,
-        "{:>9}0 s{:>w$.1} s   * cwnd  - ssthresh (segments)",
+        "{:>9}0 s{:>w$.1} s   * cwnd  - ssthresh (segments; fast-recovery inflation not drawn, see the CSV)",
         "",
         secs(t_max as u64),
         w = width - 4
@@ -396,13 +396,13 @@ pub fn ascii_chart(r: &SimResult, width: usize, height: usize) -> String {
 /// TCP_INFO trace can be laid beside it.
 pub fn csv(results: &[(&str, &SimResult)], mss: u32) -> String {
     let mut s = String::from(
-        "cc,flow,time_s,cwnd_segments,ssthresh_segments,rwnd_segments,inflight_segments,inflight_bytes,srtt_ms,rto_ms,delivered_bytes\n",
+        "cc,flow,time_s,cwnd_segments,ssthresh_segments,rwnd_segments,inflight_segments,inflight_bytes,srtt_ms,rto_ms,delivered_bytes,inflation_segments\n",
     );
     for (name, r) in results {
         for p in &r.samples {
             let _ = writeln!(
                 s,
-                "{name},{},{:.6},{:.3},{},{},{},{},{:.3},{:.3},{}",
+                "{name},{},{:.6},{:.3},{},{},{},{},{:.3},{:.3},{},{:.3}",
                 p.flow,
                 secs(p.time),
                 p.cwnd,
@@ -416,7 +416,8 @@ pub fn csv(results: &[(&str, &SimResult)], mss: u32) -> String {
                 p.in_flight * u64::from(mss),
                 p.srtt as f64 / 1e6,
                 p.rto as f64 / 1e6,
-                p.delivered
+                p.delivered,
+                p.inflation
             );
         }
     }
@@ -432,7 +433,7 @@ fn svg(path: &PathBuf, results: &[(&str, &SimResult)]) -> Result<()> {
         .fold(1.0, f64::max);
     let y_max = results
         .iter()
-        .flat_map(|r| r.1.samples.iter().map(|s| s.cwnd))
+        .flat_map(|r| r.1.samples.iter().map(|s| s.window()))
         .fold(1.0, f64::max)
         * 1.05;
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
@@ -461,7 +462,7 @@ fn svg(path: &PathBuf, results: &[(&str, &SimResult)]) -> Result<()> {
                 r.samples
                     .iter()
                     .filter(|s| s.flow == 0)
-                    .map(|s| (secs(s.time), s.cwnd)),
+                    .map(|s| (secs(s.time), s.window())),
                 color,
             ))
             .map_err(|e| anyhow::anyhow!("{e}"))?

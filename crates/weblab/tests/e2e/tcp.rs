@@ -60,7 +60,7 @@ fn tcp_run_prints_a_summary_a_chart_a_segment_log_and_a_deterministic_csv() {
         std::fs::read_to_string(&b).unwrap(),
     );
     let _ = (std::fs::remove_file(&a), std::fs::remove_file(&b));
-    assert!(ca.starts_with("cc,flow,time_s,cwnd_segments,ssthresh_segments,rwnd_segments,inflight_segments,inflight_bytes,srtt_ms,rto_ms,delivered_bytes\n"));
+    assert!(ca.starts_with("cc,flow,time_s,cwnd_segments,ssthresh_segments,rwnd_segments,inflight_segments,inflight_bytes,srtt_ms,rto_ms,delivered_bytes,inflation_segments\n"));
     assert!(ca.lines().count() > 100);
     assert_eq!(ca, cb, "same seed, same CSV");
 }
@@ -199,4 +199,50 @@ fn the_svg_chart_draws_ssthresh_beside_cwnd_as_the_ascii_chart_does() {
         2,
         "ssthresh line and its legend"
     );
+}
+
+#[test]
+fn the_chart_shows_cwnd_without_fast_recovery_inflation_and_the_csv_says_how_much() {
+    let path = std::env::temp_dir().join(format!("weblab-inflation-{}.csv", std::process::id()));
+    let p = path.to_str().unwrap();
+    let (code, out, err) = weblab(&[
+        "tcp", "run", "--cc", "newreno", "--bw", "10mbit", "--rtt", "50ms", "--loss", "3%",
+        "--time", "20s", "--csv", p,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let csv = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (cw, ss, inf) = (
+        col("cwnd_segments"),
+        col("ssthresh_segments"),
+        col("inflation_segments"),
+    );
+    let (mut inflated, mut max_window) = (0, 0f64);
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let (c, i): (f64, f64) = (f[cw].parse().unwrap(), f[inf].parse().unwrap());
+        max_window = max_window.max(c - i);
+        if i > 0.0 {
+            inflated += 1;
+            // In recovery, the window without the inflation is ssthresh.
+            let s: f64 = f[ss].parse().unwrap();
+            assert!((c - i - s).abs() < 0.01, "{line}");
+        }
+    }
+    assert!(inflated > 0, "no sample in fast recovery");
+    // The chart's scale is the uninflated window's (or ssthresh's).
+    let top: f64 = out
+        .lines()
+        .find(|l| l.contains(" |"))
+        .and_then(|l| l.split('|').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        top <= max_window.ceil() * 2.0 + 1.0,
+        "top {top} vs window {max_window}"
+    );
+    assert!(out.contains("fast-recovery inflation not drawn"), "{out}");
 }
