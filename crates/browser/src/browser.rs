@@ -246,6 +246,33 @@ struct Conn {
     remote: SocketAddr,
     fd: RawFd,
     times: Arc<IoTimes>,
+    /// Its place among the origin's open connections (none on the
+    /// shared copies of an HTTP/2 connection); held for its drop.
+    _slot: Option<Slot>,
+}
+
+/// Open connections per origin at most, as Chrome and Firefox allow for
+/// HTTP/1.1; a request beyond waits (`blocked`) for one to come free.
+pub const CONNECTIONS_PER_ORIGIN: usize = 6;
+
+/// The connection places of one origin, and a wake-up for requests
+/// waiting for one (a place freed, or a connection back in the pool).
+#[derive(Default)]
+struct Places {
+    sem: Option<Arc<tokio::sync::Semaphore>>,
+    freed: Arc<tokio::sync::Notify>,
+}
+
+/// One place, given back (and waiters woken) when its connection goes.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    freed: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.freed.notify_waiters();
+    }
 }
 
 impl Conn {
@@ -266,6 +293,8 @@ pub struct Browser {
     tls: Arc<rustls::ClientConfig>,
     /// Idle HTTP/1.1 connections, and shared HTTP/2 connections, by origin.
     pool: Mutex<HashMap<Origin, Vec<Conn>>>,
+    /// Connection places per origin (at most [`CONNECTIONS_PER_ORIGIN`]).
+    places: Mutex<HashMap<Origin, Places>>,
     /// Servers outside the world (`--resolve`, `--cacert`, `-k`).
     reach: Reach,
     /// Cookies, sent back with every request they apply to.
@@ -299,6 +328,7 @@ impl Browser {
             lookup,
             tls: Arc::new(tls),
             pool: Mutex::new(HashMap::new()),
+            places: Mutex::new(HashMap::new()),
             reach: Reach::default(),
             jar: Mutex::new(Default::default()),
             hsts: Mutex::new(hsts),
@@ -486,8 +516,8 @@ impl Browser {
         );
         // The connection first: its protocol decides the request's form.
         let origin = (scheme.clone(), host.clone(), port);
-        let conn = match self.take(&origin) {
-            Some(c) => {
+        let conn = match self.checkout(ctx, n, &origin).await {
+            Ok(c) => {
                 self.instant(
                     ctx,
                     n,
@@ -499,7 +529,7 @@ impl Browser {
                 );
                 c
             }
-            None => self.open(ctx, n, &scheme, &host, port).await?,
+            Err(slot) => self.open(ctx, n, &scheme, &host, port, slot).await?,
         };
         // C02: the request head. The fragment is never part of it.
         let target = match url.query() {
@@ -710,6 +740,61 @@ impl Browser {
         })
     }
 
+    /// A pooled connection for `origin`, or the place to open a new one
+    /// (`Err`): with all of the origin's places taken, waits for one to
+    /// come free or a connection to come back, and says so in the trace.
+    async fn checkout(&self, ctx: Ctx, n: u32, origin: &Origin) -> Result<Conn, Option<Slot>> {
+        let (sem, freed) = {
+            let mut places = lock(&self.places);
+            let p = places.entry(origin.clone()).or_default();
+            let sem = p
+                .sem
+                .get_or_insert_with(|| {
+                    Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_ORIGIN))
+                })
+                .clone();
+            (sem, p.freed.clone())
+        };
+        let started = now_ns();
+        let mut waited = false;
+        loop {
+            let notified = freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let found = match self.take(origin) {
+                Some(c) => Ok(c),
+                None => match sem.clone().try_acquire_owned() {
+                    Ok(permit) => Err(Some(Slot {
+                        _permit: permit,
+                        freed: freed.clone(),
+                    })),
+                    Err(_) => {
+                        waited = true;
+                        notified.await;
+                        continue;
+                    }
+                },
+            };
+            if waited {
+                let text = format!(
+                    "waited {:.3} ms for a connection: {CONNECTIONS_PER_ORIGIN} already open to {}://{}:{} (the browser's limit per origin for HTTP/1.1)",
+                    now_ns().saturating_sub(started) as f64 / 1e6,
+                    origin.0,
+                    origin.1,
+                    origin.2
+                );
+                self.rec.span(
+                    ctx,
+                    Layer::Application,
+                    (started, now_ns()),
+                    Some(n),
+                    Event::Note { text },
+                );
+            }
+            return found;
+        }
+    }
+
     fn take(&self, origin: &Origin) -> Option<Conn> {
         let mut pool = lock(&self.pool);
         let conns = pool.get_mut(origin)?;
@@ -727,6 +812,7 @@ impl Browser {
                 remote: c.remote,
                 fd: c.fd,
                 times: c.times.clone(),
+                _slot: None,
             });
         }
         let idx = conns.iter().position(|c| match &c.sender {
@@ -737,6 +823,10 @@ impl Browser {
     }
 
     fn put(&self, origin: Origin, conn: Conn) {
+        // Whoever waits for a connection to this origin may take this one.
+        if let Some(p) = lock(&self.places).get(&origin) {
+            p.freed.notify_waiters();
+        }
         let mut pool = lock(&self.pool);
         let conns = pool.entry(origin).or_default();
         // One entry per HTTP/2 connection is enough: it is shared.
@@ -755,6 +845,7 @@ impl Browser {
         scheme: &str,
         host: &str,
         port: u16,
+        slot: Option<Slot>,
     ) -> Result<Conn, BrowserError> {
         let given = self
             .reach
@@ -849,6 +940,7 @@ impl Browser {
                 remote,
                 fd,
                 times,
+                _slot: slot,
             })
         } else {
             let sender = handshake(Timed::new(tcp, times.clone()), false).await?;
@@ -857,6 +949,7 @@ impl Browser {
                 remote,
                 fd,
                 times,
+                _slot: slot,
             })
         }
     }

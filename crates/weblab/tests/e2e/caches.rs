@@ -482,3 +482,59 @@ async fn the_dns_lb_experiment_counts_failures_until_ttls_run_out_and_none_behin
     assert!(text.contains("<svg") && text.contains("web2"), "svg");
     let _ = std::fs::remove_dir_all(svg.parent().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http11_a_page_opens_six_connections_per_origin_and_the_rest_wait_blocked() {
+    let w = start(192).await;
+    let imgs: String = (0..10)
+        .map(|i| format!("<img src=\"/static/logo.png?i={i}\">"))
+        .collect();
+    std::fs::write(
+        w.dir.join("www/static/many.html"),
+        format!("<!doctype html><title>many</title><body>{imgs}</body>"),
+    )
+    .unwrap();
+    let client = ip(&w, "client");
+    let connects = |spans: &[Span]| {
+        spans
+            .iter()
+            .filter(|s| s.addr == client && matches!(s.event, Event::TcpConnect { .. }))
+            .count()
+    };
+    let r = visit(&w, "https://myapp.test/static/many.html", true)
+        .await
+        .unwrap();
+    let page = r.page.as_ref().expect("the page loads");
+    assert_eq!(page.subresources.len(), 10);
+    assert!(page.subresources.iter().all(|s| s.is_ok()));
+    assert_eq!(
+        connects(&r.spans),
+        6,
+        "{:?}",
+        crate::support::kinds(&r.spans)
+    );
+    let waited = r
+        .spans
+        .iter()
+        .filter(|s| matches!(&s.event, Event::Note { text } if text.contains("already open to https://myapp.test:")))
+        .count();
+    assert!(waited >= 4, "{waited} requests said they waited");
+    let blocked: Vec<u64> = weblab_trace::render::stages(&r.spans)
+        .iter()
+        .filter_map(|t| {
+            t.phases
+                .get(&weblab_trace::Phase::Blocked)
+                .copied()
+                .flatten()
+        })
+        .collect();
+    assert!(
+        blocked.iter().filter(|b| **b > 0).count() >= 4,
+        "{blocked:?}"
+    );
+    // HTTP/2: one connection carries all eleven requests.
+    let r = visit(&w, "https://myapp.test/static/many.html", false)
+        .await
+        .unwrap();
+    assert_eq!(connects(&r.spans), 1);
+}
