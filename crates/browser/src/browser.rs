@@ -24,6 +24,7 @@ use crate::conn::{IoTimes, Timed, connect, fd_of, tcp_info, tls_summary};
 use crate::decode::decode;
 use crate::error::BrowserError;
 use crate::html::{Kind, subresources};
+use crate::http_cache;
 
 /// How the browser is set up.
 #[derive(Clone, Debug)]
@@ -295,6 +296,8 @@ pub struct Browser {
     pool: Mutex<HashMap<Origin, Vec<Conn>>>,
     /// Connection places per origin (at most [`CONNECTIONS_PER_ORIGIN`]).
     places: Mutex<HashMap<Origin, Places>>,
+    /// Answers kept for reuse (C30).
+    cache: Mutex<crate::http_cache::HttpCache>,
     /// Servers outside the world (`--resolve`, `--cacert`, `-k`).
     reach: Reach,
     /// Cookies, sent back with every request they apply to.
@@ -329,6 +332,7 @@ impl Browser {
             tls: Arc::new(tls),
             pool: Mutex::new(HashMap::new()),
             places: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             reach: Reach::default(),
             jar: Mutex::new(Default::default()),
             hsts: Mutex::new(hsts),
@@ -417,7 +421,7 @@ impl Browser {
         out: &Outgoing,
     ) -> Result<Fetched, BrowserError> {
         let nav = self.rec.begin(ctx, Layer::Application).request(Some(n));
-        let result = self.fetch_stages(nav.ctx(), n, url, dest, out).await;
+        let result = self.through_cache(nav.ctx(), n, url, dest, out).await;
         self.rec.end(
             nav,
             Event::Navigate {
@@ -426,6 +430,127 @@ impl Browser {
             },
         );
         result
+    }
+
+    /// The request headers a stored answer's Vary may name, as this
+    /// request will carry them.
+    fn vary_view(&self, url: &Url, dest: Destination, out: &Outgoing) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        let mut add = |k: &str, v: &str| {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                h.append(k, v);
+            }
+        };
+        add("user-agent", &self.cfg.user_agent);
+        add("accept", dest.accept());
+        add("accept-encoding", "gzip, deflate, br");
+        if out.credentials
+            && let Some(c) = lock(&self.jar).header(url, unix_secs())
+        {
+            add("cookie", &c);
+        }
+        for (k, v) in &out.headers {
+            add(k, v);
+        }
+        h
+    }
+
+    /// A request through the private HTTP cache (C30): a fresh stored
+    /// answer is used with no request at all; a stale one is asked for
+    /// again with its validators, and a 304 brings the stored body back;
+    /// a cacheable answer is kept. Each decision is a step of the trace.
+    async fn through_cache(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        url: &Url,
+        dest: Destination,
+        out: &Outgoing,
+    ) -> Result<Fetched, BrowserError> {
+        if out.method != Method::GET || !out.body.is_empty() {
+            return self.fetch_stages(ctx, n, url, dest, out).await;
+        }
+        let req = self.vary_view(url, dest, out);
+        let looked = lock(&self.cache).lookup(url, &req, std::time::Instant::now());
+        let say = |text: String| self.instant(ctx, n, Layer::Application, Event::Note { text });
+        let mut asked = out.clone();
+        match looked {
+            http_cache::Lookup::Fresh(e) => {
+                let now = std::time::Instant::now();
+                say(format!(
+                    "HTTP cache (C30): {url} is fresh (age {} s of {} s): no request sent",
+                    e.age(now).as_secs(),
+                    e.lifetime.as_secs()
+                ));
+                let e = *e;
+                return Ok(Fetched {
+                    request: n,
+                    url: url.clone(),
+                    status: e.status,
+                    version: e.version,
+                    headers: e.headers,
+                    body: e.body,
+                    subresources: e.subresources,
+                });
+            }
+            http_cache::Lookup::Stale(validators) => {
+                let shown: Vec<String> = validators
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect();
+                say(format!(
+                    "HTTP cache (C30): the stored copy of {url} must be checked: asking with {}",
+                    shown.join(", ")
+                ));
+                asked.headers.extend(validators);
+            }
+            http_cache::Lookup::Miss => {}
+        }
+        let got = self.fetch_stages(ctx, n, url, dest, &asked).await?;
+        let now = std::time::Instant::now();
+        if got.status == 304 && asked.headers.len() > out.headers.len() {
+            let Some(e) = lock(&self.cache).refresh(url, &got.headers, now) else {
+                return Ok(got);
+            };
+            say(format!(
+                "HTTP cache (C30): 304 Not Modified: the stored body ({} bytes) is used, not sent again",
+                e.body.len()
+            ));
+            return Ok(Fetched {
+                request: n,
+                url: url.clone(),
+                status: e.status,
+                version: got.version,
+                headers: e.headers,
+                body: e.body,
+                subresources: e.subresources,
+            });
+        }
+        let kept = lock(&self.cache).store(
+            url,
+            &req,
+            got.status,
+            got.version,
+            &got.headers,
+            &got.body,
+            &got.subresources,
+            now,
+        );
+        if let Ok(lifetime) = kept {
+            say(format!(
+                "HTTP cache (C30): {url} kept, fresh for {} s{}",
+                lifetime.as_secs(),
+                if lifetime.is_zero() {
+                    " (checked with its validators each time)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(got)
     }
 
     /// The https:// URL to use instead of `url` when its host is a known

@@ -20,6 +20,7 @@ mod error;
 mod flows;
 pub mod hsts;
 pub mod html;
+pub mod http_cache;
 
 pub use browser::{Browser, BrowserConfig, Destination, Fetched, Outgoing, Page, Reach};
 pub use error::BrowserError;

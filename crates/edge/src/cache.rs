@@ -7,119 +7,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use weblab_trace::{Event, Layer, Recorder};
 
+pub use weblab_httpcache::{Directives, Kind, lifetime, storable, vary_of};
+
 use crate::http::{Body, ConnInfo, Handler, Line, RequestBody, served, trace_ctx};
 use crate::pool::Pool;
 use crate::proxy::{Forward, forward};
-
-/// The Cache-Control directives a shared cache acts on.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Directives {
-    pub max_age: Option<u64>,
-    pub s_maxage: Option<u64>,
-    pub no_store: bool,
-    pub no_cache: bool,
-    pub private: bool,
-    pub public: bool,
-    pub must_revalidate: bool,
-    /// A request's: answer from the store or not at all (504).
-    pub only_if_cached: bool,
-}
-
-impl Directives {
-    /// Reads every Cache-Control field of `h` (RFC 9111 §5.2).
-    pub fn of(h: &HeaderMap) -> Directives {
-        let mut d = Directives::default();
-        for item in h
-            .get_all(header::CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-        {
-            let (name, value) = match item.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-                None => (item.trim(), None),
-            };
-            let secs = || value.and_then(|v| v.parse::<u64>().ok());
-            match name.to_ascii_lowercase().as_str() {
-                "max-age" => d.max_age = secs(),
-                "s-maxage" => d.s_maxage = secs(),
-                "no-store" => d.no_store = true,
-                "no-cache" => d.no_cache = true,
-                "private" => d.private = true,
-                "public" => d.public = true,
-                "must-revalidate" | "proxy-revalidate" => d.must_revalidate = true,
-                "only-if-cached" => d.only_if_cached = true,
-                _ => {}
-            }
-        }
-        d
-    }
-}
-
-/// Why a response may not be stored, or `Ok` with its freshness lifetime.
-pub fn storable(
-    method: &Method,
-    req: &HeaderMap,
-    status: StatusCode,
-    resp: &HeaderMap,
-) -> Result<Duration, &'static str> {
-    let (rq, rs) = (Directives::of(req), Directives::of(resp));
-    if *method != Method::GET {
-        return Err("only GET responses are stored");
-    }
-    if rq.no_store || rs.no_store {
-        return Err("no-store");
-    }
-    if rs.private {
-        return Err("private: for the browser's cache only, not a shared one");
-    }
-    if req.contains_key(header::AUTHORIZATION) && !rs.public && rs.s_maxage.is_none() {
-        return Err("a request with Authorization, and the response is not public");
-    }
-    if resp
-        .get_all(header::VARY)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.trim() == "*"))
-    {
-        return Err("Vary: *");
-    }
-    // Heuristic freshness is allowed but guessed; this cache stores only
-    // what the origin gave a lifetime (or validators, to revalidate).
-    if !matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 404 | 410) {
-        return Err("status not cacheable by default");
-    }
-    match lifetime(resp) {
-        Some(l) => Ok(l),
-        None if resp.contains_key(header::ETAG) || resp.contains_key(header::LAST_MODIFIED) => {
-            Ok(Duration::ZERO)
-        }
-        None => Err("no freshness lifetime and no validator"),
-    }
-}
-
-/// The freshness lifetime (RFC 9111 §4.2.1): s-maxage, else max-age, else
-/// Expires minus Date.
-pub fn lifetime(resp: &HeaderMap) -> Option<Duration> {
-    let d = Directives::of(resp);
-    if let Some(s) = d.s_maxage.or(d.max_age) {
-        return Some(Duration::from_secs(s));
-    }
-    let date = |h| {
-        resp.get(h)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-    };
-    let expires = date(header::EXPIRES)?;
-    let now = date(header::DATE).unwrap_or_else(SystemTime::now);
-    Some(expires.duration_since(now).unwrap_or(Duration::ZERO))
-}
 
 /// One stored response.
 #[derive(Clone, Debug)]
@@ -144,46 +43,16 @@ impl Stored {
 
     /// Whether it may be served without asking the origin.
     pub fn fresh(&self, req: &HeaderMap, now: Instant) -> bool {
-        let rq = Directives::of(req);
-        let rs = Directives::of(&self.headers);
-        if rq.no_cache || rs.no_cache {
-            return false;
-        }
-        let age = self.age(now);
-        // A request's max-age caps the age it accepts (§5.2.1.1).
-        if rq.max_age.is_some_and(|m| age >= Duration::from_secs(m)) {
-            return false;
-        }
-        age < self.lifetime
+        weblab_httpcache::fresh(req, &self.headers, self.age(now), self.lifetime)
     }
 
     fn matches(&self, req: &HeaderMap) -> bool {
-        self.vary
-            .iter()
-            .all(|(name, v)| req.get(name.as_str()).and_then(|x| x.to_str().ok()) == v.as_deref())
+        weblab_httpcache::vary_matches(&self.vary, req)
     }
 
     fn weight(&self) -> usize {
         self.body.len() + 64 * self.headers.len() + 256
     }
-}
-
-/// The request headers a response varies on, with their values.
-fn vary_of(resp: &HeaderMap, req: &HeaderMap) -> Vec<(String, Option<String>)> {
-    resp.get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            let v = req
-                .get(n.as_str())
-                .and_then(|x| x.to_str().ok())
-                .map(str::to_string);
-            (n, v)
-        })
-        .collect()
 }
 
 /// Stored responses by key (host and target), a few variants each,
@@ -475,7 +344,7 @@ impl Handler for CacheServer {
             }
             s.at = now;
             s.initial_age = Duration::ZERO;
-            s.lifetime = lifetime(&s.headers).unwrap_or(Duration::ZERO);
+            s.lifetime = lifetime(&s.headers, Kind::Shared).unwrap_or(Duration::ZERO);
             self.store().put(key.clone(), s.clone());
             record(
                 "REVALIDATED",
@@ -486,7 +355,13 @@ impl Handler for CacheServer {
             return r;
         }
         // A HEAD is answered, not stored; what is stored is a GET's.
-        let verdict = storable(&Method::GET, &req_headers, status, resp.headers());
+        let verdict = storable(
+            &Method::GET,
+            &req_headers,
+            status,
+            resp.headers(),
+            Kind::Shared,
+        );
         let small = resp
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -545,6 +420,15 @@ impl Handler for CacheServer {
 mod tests {
     use super::*;
 
+    fn storable_shared(
+        m: &Method,
+        req: &HeaderMap,
+        status: StatusCode,
+        resp: &HeaderMap,
+    ) -> Result<Duration, &'static str> {
+        storable(m, req, status, resp, Kind::Shared)
+    }
+
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
@@ -559,12 +443,12 @@ mod tests {
         let ok = StatusCode::OK;
         let none = HeaderMap::new();
         assert_eq!(
-            storable(&get, &none, ok, &h(&[("cache-control", "max-age=60")])),
+            storable_shared(&get, &none, ok, &h(&[("cache-control", "max-age=60")])),
             Ok(Duration::from_secs(60))
         );
         // s-maxage wins for a shared cache.
         assert_eq!(
-            storable(
+            storable_shared(
                 &get,
                 &none,
                 ok,
@@ -578,11 +462,11 @@ mod tests {
             (h(&[("cache-control", "max-age=60"), ("vary", "*")]), "Vary"),
             (h(&[]), "no freshness"),
         ] {
-            let err = storable(&get, &none, ok, &resp).unwrap_err();
+            let err = storable_shared(&get, &none, ok, &resp).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
         assert!(
-            storable(
+            storable_shared(
                 &Method::POST,
                 &none,
                 ok,
@@ -591,9 +475,9 @@ mod tests {
             .is_err()
         );
         let auth = h(&[("authorization", "Bearer x")]);
-        assert!(storable(&get, &auth, ok, &h(&[("cache-control", "max-age=60")])).is_err());
+        assert!(storable_shared(&get, &auth, ok, &h(&[("cache-control", "max-age=60")])).is_err());
         assert!(
-            storable(
+            storable_shared(
                 &get,
                 &auth,
                 ok,
@@ -603,11 +487,11 @@ mod tests {
         );
         // Validators alone: stored, to be revalidated each time.
         assert_eq!(
-            storable(&get, &none, ok, &h(&[("etag", "\"a\"")])),
+            storable_shared(&get, &none, ok, &h(&[("etag", "\"a\"")])),
             Ok(Duration::ZERO)
         );
         assert!(
-            storable(
+            storable_shared(
                 &get,
                 &none,
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -70,6 +70,11 @@ struct ViewArgs {
     /// Browse from this client host (a world may have several `[[client]]`).
     #[arg(long, value_name = "HOST")]
     client: Option<String>,
+    /// Visit twice with the same browser and show the second visit: its
+    /// HTTP cache (fresh copies used with no request, stale ones asked
+    /// for again, C30) and the connections the first left open.
+    #[arg(long)]
+    reload: bool,
     /// Do it N times (a fresh browser each time; the OS and resolver
     /// caches stay warm) and print min / median / p95 per stage.
     #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -107,6 +112,7 @@ impl ViewArgs {
             action,
             runs: self.runs,
             slo: self.slo.clone(),
+            reload: self.reload,
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct TourOptions {
     pub runs: u32,
     /// Limits per stage (`--slo`).
     pub slo: Option<Slo>,
+    /// Visit twice with one browser; show the second (`--reload`).
+    pub reload: bool,
 }
 
 /// `--slo`: a limit in nanoseconds per stage name (`total`, `ttfb` or a
@@ -572,16 +574,21 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
             .open(path)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
+    let again = if opts.reload {
+        " (second visit, same browser)"
+    } else {
+        ""
+    };
     let what = match &sign_in {
         Some(p) => format!(
             "--oauth: sign in at {} through {} as {} (password {})",
             p.start, p.provider, p.email, p.password
         ),
-        None => opts.url.clone(),
+        None => format!("{}{again}", opts.url),
     };
     let mut runs: Vec<Vec<(&'static str, u64)>> = Vec::new();
-    if opts.attach && opts.runs > 1 {
-        anyhow::bail!("--runs works on a world of its own, not with --attach");
+    if opts.attach && (opts.runs > 1 || opts.reload) {
+        anyhow::bail!("--runs and --reload work on a world of their own, not with --attach");
     }
     let (result, header) = if opts.attach {
         let result = attach(&world, &opts).await?;
@@ -609,7 +616,11 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         let running =
             RunningWorld::start_with(world.clone(), opts.data_dir.clone(), collector).await?;
         let browser = for_action(running.browser_on(&client, opts.http1_only)?, &opts)?;
-        let (trace, page) = browse(&browser, &opts, &world).await?;
+        let (mut trace, mut page) = browse(&browser, &opts, &world).await?;
+        if opts.reload {
+            // The same browser again: its cache and open connections.
+            (trace, page) = browse(&browser, &opts, &world).await?;
+        }
         let result = TourResult {
             trace,
             spans: running.collector.assemble(trace),

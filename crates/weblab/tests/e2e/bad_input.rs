@@ -828,3 +828,25 @@ fn runs_print_each_stage_over_the_runs_and_a_broken_slo_exits_4() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"firstpaint\" is not a stage"));
 }
+
+#[test]
+fn tour_reload_shows_the_second_visit_with_its_subresources_from_the_cache() {
+    let out = weblab(&["tour", "--reload"], 194);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("(second visit, same browser)"), "{text}");
+    // No stage at all for a subresource answered from the cache.
+    let row = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/static/app.css"))
+        .unwrap();
+    assert_eq!(
+        row.split_whitespace().filter(|c| *c == "-").count(),
+        8,
+        "{row}"
+    );
+    // The trace says why, once per subresource.
+    let out = weblab(&["tour", "--reload", "--json"], 194);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(json.matches("is fresh (age").count(), 3, "{json}");
+}

@@ -538,3 +538,71 @@ async fn over_http11_a_page_opens_six_connections_per_origin_and_the_rest_wait_b
         .unwrap();
     assert_eq!(connects(&r.spans), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_cache_reuses_fresh_answers_without_a_request_and_revalidates_stale_ones() {
+    let w = start(193).await;
+    let browser = w.browser(false).unwrap();
+    let sent = |spans: &[Span]| {
+        spans
+            .iter()
+            .filter(|s| matches!(s.event, Event::RequestSent { .. }))
+            .count()
+    };
+    let notes = |spans: &[Span], what: &str| {
+        spans
+            .iter()
+            .filter(|s| matches!(&s.event, Event::Note { text } if text.starts_with("HTTP cache (C30)") && text.contains(what)))
+            .count()
+    };
+    let (t1, first) = browser.navigate("https://myapp.test/login").await;
+    let first = first.unwrap();
+    let one = w.collector.assemble(t1);
+    assert_eq!(sent(&one), 1 + first.subresources.len());
+    // Stylesheet, script and logo are public, max-age=3600: kept.
+    assert_eq!(
+        notes(&one, "kept, fresh for 3600 s"),
+        3,
+        "{:?}",
+        crate::support::kinds(&one)
+    );
+    let (t2, second) = browser.navigate("https://myapp.test/login").await;
+    let second = second.unwrap();
+    let two = w.collector.assemble(t2);
+    assert_eq!(notes(&two, "is fresh"), 3);
+    assert_eq!(sent(&two), 1, "only the page itself went out");
+    for (a, b) in first.subresources.iter().zip(&second.subresources) {
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        assert_eq!(a.body, b.body, "{}", a.url);
+    }
+    // The API says private, no-cache with an ETag: asked again each
+    // time, answered 304, the stored body used.
+    let api = url::Url::parse("https://myapp.test/api/users/1").unwrap();
+    let out = weblab_browser::Outgoing::default();
+    let ctx = weblab_trace::Ctx::new_root();
+    let a = browser
+        .send(ctx, 0, &api, weblab_browser::Destination::Document, &out)
+        .await
+        .unwrap();
+    let ctx2 = weblab_trace::Ctx::new_root();
+    let b = browser
+        .send(ctx2, 0, &api, weblab_browser::Destination::Document, &out)
+        .await
+        .unwrap();
+    assert_eq!(b.status, 200);
+    assert_eq!(a.body, b.body);
+    let spans = w.collector.assemble(ctx2.trace);
+    assert_eq!(
+        notes(&spans, "asking with If-None-Match"),
+        1,
+        "{:?}",
+        crate::support::kinds(&spans)
+    );
+    assert_eq!(notes(&spans, "304 Not Modified"), 1);
+    assert!(
+        spans
+            .iter()
+            .any(|s| matches!(s.event, Event::Waiting { status: 304 })),
+        "the wire said 304"
+    );
+}
