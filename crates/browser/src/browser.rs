@@ -781,7 +781,24 @@ impl Browser {
         );
         let status = resp.status().as_u16();
         wait.start_ns = t_written;
-        self.rec.end_at(wait, t_head, Event::Waiting { status });
+        let head: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        self.rec.end_at(
+            wait,
+            t_head,
+            Event::Waiting {
+                status,
+                headers: head,
+            },
+        );
         let version = resp.version();
         let (parts, body) = resp.into_parts();
         // C33: a host that asks, over HTTPS, to be reached that way only.

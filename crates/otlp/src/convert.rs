@@ -628,7 +628,10 @@ mod tests {
                 url: s("https://myapp.test/login"),
                 version: s("HTTP/2"),
             },
-            Event::Waiting { status: 200 },
+            Event::Waiting {
+                status: 200,
+                headers: vec![],
+            },
             Event::BodyReceived {
                 status: 404,
                 content_type: Some(s("text/html")),
@@ -816,7 +819,13 @@ mod tests {
     #[test]
     fn bad_ids_and_times_are_rejected_and_counted() {
         let now = 1_700_000_000_000_000_000;
-        let mut req = encode(&[span_with(Event::Waiting { status: 200 }, 1)]);
+        let mut req = encode(&[span_with(
+            Event::Waiting {
+                status: 200,
+                headers: vec![],
+            },
+            1,
+        )]);
         let good = req.resource_spans[0].scope_spans[0].spans[0].clone();
         let mut bad = Vec::new();
         let mut zero_trace = good.clone();

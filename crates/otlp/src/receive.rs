@@ -79,7 +79,7 @@ pub fn summarize(trace: TraceId, spans: &[Span]) -> Option<TraceSummary> {
             .unwrap_or_else(|| "GET".into()),
             url.clone(),
             first(&|e| match e {
-                Event::Waiting { status } => Some(status.to_string()),
+                Event::Waiting { status, .. } => Some(status.to_string()),
                 _ => None,
             })
             .unwrap_or_else(|| "failed".into()),

@@ -383,7 +383,10 @@ mod tests {
         );
         r.end(
             r.begin(Ctx::new_root(), Layer::Application),
-            Event::Waiting { status: 200 },
+            Event::Waiting {
+                status: 200,
+                headers: vec![],
+            },
         );
         let kinds: Vec<_> = c.snapshot().iter().map(|s| s.event.kind()).collect();
         assert_eq!(kinds, ["waiting"]);

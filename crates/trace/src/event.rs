@@ -230,8 +230,13 @@ pub enum Event {
         url: String,
         version: String,
     },
-    /// Waiting for the response head (time to first byte).
-    Waiting { status: u16 },
+    /// Waiting for the response head (time to first byte); the head's
+    /// fields as received (names lowercase), in order.
+    Waiting {
+        status: u16,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Vec<(String, String)>,
+    },
     /// C04: the response body read in full.
     BodyReceived {
         status: u16,
@@ -553,7 +558,7 @@ impl fmt::Display for Event {
                 url,
                 version,
             } => write!(f, "sent {method} {url} over {version}"),
-            Event::Waiting { status } => write!(f, "waited for the response head: {status}"),
+            Event::Waiting { status, .. } => write!(f, "waited for the response head: {status}"),
             Event::BodyReceived {
                 status,
                 content_type,

@@ -543,7 +543,10 @@ mod tests {
             Layer::Application,
             (3_000_000, 8_000_000),
             Some(0),
-            Event::Waiting { status: 200 },
+            Event::Waiting {
+                status: 200,
+                headers: vec![],
+            },
         );
         nav(1, "https://x.test/a.css", 9_000_000, 11_000_000);
         r.span(
@@ -551,7 +554,10 @@ mod tests {
             Layer::Application,
             (9_000_000, 11_000_000),
             Some(1),
-            Event::Waiting { status: 200 },
+            Event::Waiting {
+                status: 200,
+                headers: vec![],
+            },
         );
         c.assemble(ctx.trace)
     }

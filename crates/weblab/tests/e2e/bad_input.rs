@@ -850,3 +850,81 @@ fn tour_reload_shows_the_second_visit_with_its_subresources_from_the_cache() {
     let json = String::from_utf8_lossy(&out.stdout);
     assert_eq!(json.matches("is fresh (age").count(), 3, "{json}");
 }
+
+/// The HAR 1.2 rules every entry keeps (the spec's, and what HAR viewers
+/// check): `time` is the sum of the timings that apply, ssl inside
+/// connect, -1 only for phases that did not happen, no fragment in the
+/// URL, the query string listed, a status text, every response header.
+fn har_entries_keep_the_rules(har: &serde_json::Value) -> usize {
+    let entries = har["log"]["entries"].as_array().unwrap();
+    for e in entries {
+        let t = &e["timings"];
+        let get = |k: &str| t[k].as_f64().unwrap();
+        let sum: f64 = ["blocked", "dns", "connect", "send", "wait", "receive"]
+            .iter()
+            .map(|k| get(k))
+            .filter(|v| *v > 0.0)
+            .sum();
+        let time = e["time"].as_f64().unwrap();
+        assert!((time - sum).abs() < 0.002, "time {time} vs sum {sum}: {e}");
+        for k in [
+            "blocked", "dns", "connect", "ssl", "send", "wait", "receive",
+        ] {
+            assert!(get(k) == -1.0 || get(k) >= 0.0, "{k}: {e}");
+        }
+        assert!(get("send") >= 0.0 && get("wait") >= 0.0 && get("receive") >= 0.0);
+        if get("ssl") >= 0.0 {
+            assert!(get("connect") >= get("ssl"), "ssl is inside connect: {e}");
+        }
+        let url = e["request"]["url"].as_str().unwrap();
+        assert!(!url.contains('#'), "{url}");
+        let query = url.split_once('?').map_or(0, |(_, q)| q.split('&').count());
+        assert_eq!(
+            e["request"]["queryString"].as_array().unwrap().len(),
+            query,
+            "{url}"
+        );
+        assert!(
+            !e["response"]["statusText"].as_str().unwrap().is_empty(),
+            "{e}"
+        );
+        let headers = e["response"]["headers"].as_array().unwrap();
+        assert!(headers.len() >= 3, "{e}");
+        let status = e["response"]["status"].as_i64().unwrap();
+        let location = headers
+            .iter()
+            .find(|h| h["name"] == "location")
+            .map(|h| h["value"].clone());
+        if (300..400).contains(&status) {
+            assert_eq!(Some(e["response"]["redirectURL"].clone()), location, "{e}");
+        }
+    }
+    entries.len()
+}
+
+#[test]
+fn every_har_entry_keeps_the_har_rules_over_pages_http11_pools_and_redirects() {
+    let har_path = std::env::temp_dir().join(format!("weblab-rules-{}.har", std::process::id()));
+    let p = har_path.to_str().unwrap();
+    let runs: [&[&str]; 3] = [
+        &["tour", "https://myapp.test/login?x=1&y=2#top", "--har", p],
+        &["tour", "--http1.1", "--har", p],
+        &["fetch", "-L", "http://myapp.test/login", "--har", p],
+    ];
+    let mut redirects = 0;
+    for args in runs {
+        let out = weblab(args, 195);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let har: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&har_path).unwrap()).unwrap();
+        assert!(har_entries_keep_the_rules(&har) >= 2, "{args:?}");
+        redirects += har["log"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["response"]["redirectURL"] != "")
+            .count();
+    }
+    let _ = std::fs::remove_file(&har_path);
+    assert!(redirects >= 1, "the -L run followed a redirect");
+}

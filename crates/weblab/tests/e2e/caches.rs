@@ -602,7 +602,7 @@ async fn the_browser_cache_reuses_fresh_answers_without_a_request_and_revalidate
     assert!(
         spans
             .iter()
-            .any(|s| matches!(s.event, Event::Waiting { status: 304 })),
+            .any(|s| matches!(s.event, Event::Waiting { status: 304, .. })),
         "the wire said 304"
     );
 }

@@ -249,7 +249,7 @@ async fn a_python_service_with_the_opentelemetry_sdk_joins_the_trace_under_its_c
     let parent = spans.iter().find(|s| Some(s.id) == foreign.parent).unwrap();
     assert_eq!(parent.host, "client");
     assert!(
-        matches!(parent.event, Event::Waiting { status: 200 }),
+        matches!(parent.event, Event::Waiting { status: 200, .. }),
         "{:?}",
         parent.event
     );
