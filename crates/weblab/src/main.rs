@@ -174,7 +174,9 @@ enum DetailArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Boot the world, load a page through it and show every step.
+    /// Boot the world, load a page through it and show every step
+    /// (`weblab open URL` is the same: a page, its subresources, the waterfall).
+    #[command(alias = "open")]
     Tour {
         /// The URL to open.
         #[arg(default_value = "https://myapp.test/login")]
