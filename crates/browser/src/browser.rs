@@ -170,6 +170,9 @@ pub struct Outgoing {
     /// Send cookies and keep the ones set (off for cross-origin requests,
     /// as `fetch()`'s default "same-origin" credentials mode).
     pub credentials: bool,
+    /// The page (or previous redirect hop) that made this request; `None`
+    /// when the person typed the URL. Decides SameSite cookies.
+    pub initiator: Option<Url>,
 }
 
 impl Default for Outgoing {
@@ -179,6 +182,7 @@ impl Default for Outgoing {
             headers: Vec::new(),
             body: Bytes::new(),
             credentials: true,
+            initiator: None,
         }
     }
 }
@@ -197,6 +201,7 @@ impl Outgoing {
             )],
             body: Bytes::from(body),
             credentials: true,
+            initiator: None,
         }
     }
 }
@@ -366,10 +371,14 @@ impl Browser {
         let url = Url::parse(url).map_err(|e| BrowserError::url(format!("{url:?}: {e}")))?;
         let main = self.fetch(ctx, 0, &url, Destination::Document).await?;
         let subs = main.subresources.clone();
-        let fetches = subs
-            .iter()
-            .enumerate()
-            .map(|(i, (kind, u))| self.fetch(ctx, i as u32 + 1, u, Destination::Sub(*kind)));
+        // Each subresource is the page's request (SameSite asks whose).
+        let from_page = Outgoing {
+            initiator: Some(main.url.clone()),
+            ..Outgoing::default()
+        };
+        let fetches = subs.iter().enumerate().map(|(i, (kind, u))| {
+            self.send(ctx, i as u32 + 1, u, Destination::Sub(*kind), &from_page)
+        });
         let subresources = futures::future::join_all(fetches).await;
         Ok(Page { main, subresources })
     }
@@ -407,6 +416,18 @@ impl Browser {
         dest: Destination,
     ) -> Result<Fetched, BrowserError> {
         self.send(ctx, n, url, dest, &Outgoing::default()).await
+    }
+
+    /// Where a request comes from, for the jar's SameSite rules.
+    fn cookie_context(dest: Destination, out: &Outgoing) -> crate::cookies::Context {
+        crate::cookies::Context {
+            initiator: out.initiator.clone(),
+            top_level: matches!(dest, Destination::Document),
+            safe_method: matches!(
+                out.method,
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+            ),
+        }
     }
 
     /// One request with `out`'s method, fields and body, recorded as
@@ -448,7 +469,8 @@ impl Browser {
         add("accept", dest.accept());
         add("accept-encoding", "gzip, deflate, br");
         if out.credentials
-            && let Some(c) = lock(&self.jar).header(url, unix_secs())
+            && let Some(c) =
+                lock(&self.jar).header(url, unix_secs(), &Self::cookie_context(dest, out))
         {
             add("cookie", &c);
         }
@@ -696,7 +718,7 @@ impl Browser {
         }
         // C34: the cookies the jar holds for this URL.
         if let Some(c) = lock(&self.jar)
-            .header(url, unix_secs())
+            .header(url, unix_secs(), &Self::cookie_context(dest, out))
             .filter(|_| out.credentials)
         {
             common.push(("Cookie", c));

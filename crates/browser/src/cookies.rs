@@ -2,9 +2,11 @@
 //! (sending): host-only and Domain cookies, default and given paths,
 //! Secure only over https, Max-Age before Expires, replacement by (name,
 //! domain, path), and bounded storage (§6.1's minimums: 50 a domain,
-//! 3000 in all). Not yet: SameSite (every request here is a top-level
-//! navigation or a same-site subresource, which SameSite=Lax allows) and
-//! the public-suffix list. Time comes in as Unix seconds.
+//! 3000 in all), and SameSite (RFC 6265bis §5.6.7): Strict cookies only on
+//! same-site requests, Lax ones also on cross-site top-level navigations
+//! with a safe method, None ones everywhere (and only with Secure); no
+//! attribute counts as Lax, as Chrome does. A "site" is the host's last
+//! two labels (no public-suffix list yet). Time comes in as Unix seconds.
 
 use cookie::Cookie;
 use url::Url;
@@ -26,6 +28,56 @@ struct Stored {
     expires: Option<i64>,
     /// Order of creation (older first when paths tie, §5.4 step 2).
     created: u64,
+    same_site: SameSite,
+}
+
+/// A cookie's SameSite rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// Where a request comes from, for SameSite.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// The page (or previous redirect hop) that made the request; `None`
+    /// for one the person typed.
+    pub initiator: Option<Url>,
+    /// A top-level navigation (the page itself, not a subresource).
+    pub top_level: bool,
+    /// GET, HEAD, OPTIONS or TRACE (RFC 9110 §9.2.1).
+    pub safe_method: bool,
+}
+
+/// The site of a host: its last two labels (`id.test`, `myapp.test`).
+fn site(host: &str) -> String {
+    let labels: Vec<&str> = host.trim_end_matches('.').rsplit('.').take(2).collect();
+    labels.into_iter().rev().collect::<Vec<_>>().join(".")
+}
+
+impl Context {
+    /// Whether a request to `url` from here is same-site.
+    pub fn same_site(&self, url: &Url) -> bool {
+        match (&self.initiator, url.host_str()) {
+            (None, _) => true,
+            (Some(from), Some(to)) => {
+                from.host_str().map(|h| site(&h.to_ascii_lowercase()))
+                    == Some(site(&to.to_ascii_lowercase()))
+                    && from.scheme() == url.scheme()
+            }
+            (Some(_), None) => false,
+        }
+    }
+
+    fn sends(&self, rule: SameSite, url: &Url) -> bool {
+        match rule {
+            SameSite::None => true,
+            SameSite::Strict => self.same_site(url),
+            SameSite::Lax => self.same_site(url) || (self.top_level && self.safe_method),
+        }
+    }
 }
 
 /// What one Set-Cookie did.
@@ -96,6 +148,14 @@ impl Jar {
         if secure && url.scheme() != "https" {
             return Verdict::Ignored(format!("{name}: Secure, but sent over {}", url.scheme()));
         }
+        let same_site = match c.same_site() {
+            Some(cookie::SameSite::Strict) => SameSite::Strict,
+            Some(cookie::SameSite::None) if !secure => {
+                return Verdict::Ignored(format!("{name}: SameSite=None without Secure"));
+            }
+            Some(cookie::SameSite::None) => SameSite::None,
+            _ => SameSite::Lax,
+        };
         // §5.2.2: Max-Age wins over Expires.
         let expires = match (c.max_age(), c.expires_datetime()) {
             (Some(age), _) => Some(now.saturating_add(age.whole_seconds())),
@@ -130,6 +190,7 @@ impl Jar {
             secure,
             expires,
             created,
+            same_site,
         });
         self.evict(now, &domain);
         Verdict::Kept(name)
@@ -161,8 +222,9 @@ impl Jar {
     }
 
     /// The `Cookie` header for a request to `url` at `now` (§5.4), if any
-    /// cookie applies: longer paths first, then older first.
-    pub fn header(&self, url: &Url, now: i64) -> Option<String> {
+    /// cookie applies: longer paths first, then older first. `from` says
+    /// where the request comes from (SameSite).
+    pub fn header(&self, url: &Url, now: i64, from: &Context) -> Option<String> {
         let host = url.host_str()?.to_ascii_lowercase();
         let mut sent: Vec<&Stored> = self
             .cookies
@@ -177,6 +239,7 @@ impl Jar {
                     && path_match(url.path(), &c.path)
                     && (!c.secure || url.scheme() == "https")
                     && c.expires.is_none_or(|e| e > now)
+                    && from.sends(c.same_site, url)
             })
             .collect();
         if sent.is_empty() {
@@ -222,28 +285,36 @@ mod tests {
             Verdict::Kept("oauth_state".into())
         );
         assert_eq!(
-            j.header(&u("https://myapp.test/oauth/callback?code=1"), 1)
-                .as_deref(),
+            j.header(
+                &u("https://myapp.test/oauth/callback?code=1"),
+                1,
+                &Context::default()
+            )
+            .as_deref(),
             Some("oauth_state=abc")
         );
         assert_eq!(
-            j.header(&u("https://myapp.test/login"), 1),
+            j.header(&u("https://myapp.test/login"), 1, &Context::default()),
             None,
             "other path"
         );
         assert_eq!(
-            j.header(&u("https://myapp.test/oauthx"), 1),
+            j.header(&u("https://myapp.test/oauthx"), 1, &Context::default()),
             None,
             "a prefix is not a path match"
         );
         assert_eq!(
-            j.header(&u("https://www.myapp.test/oauth/x"), 1),
+            j.header(&u("https://www.myapp.test/oauth/x"), 1, &Context::default()),
             None,
             "host-only"
         );
-        assert_eq!(j.header(&u("http://myapp.test/oauth/x"), 1), None, "Secure");
         assert_eq!(
-            j.header(&u("https://myapp.test/oauth/x"), 600),
+            j.header(&u("http://myapp.test/oauth/x"), 1, &Context::default()),
+            None,
+            "Secure"
+        );
+        assert_eq!(
+            j.header(&u("https://myapp.test/oauth/x"), 600, &Context::default()),
             None,
             "expired"
         );
@@ -254,7 +325,8 @@ mod tests {
         let mut j = Jar::default();
         j.store(&u("https://www.myapp.test/"), "a=1; Domain=myapp.test", 0);
         assert_eq!(
-            j.header(&u("https://api.myapp.test/x"), 1).as_deref(),
+            j.header(&u("https://api.myapp.test/x"), 1, &Context::default())
+                .as_deref(),
             Some("a=1")
         );
         assert!(matches!(
@@ -273,11 +345,13 @@ mod tests {
         j.store(&u("https://h.test/a/b/page"), "deep=1", 0);
         j.store(&u("https://h.test/"), "top=2", 0);
         assert_eq!(
-            j.header(&u("https://h.test/a/b/other"), 1).as_deref(),
+            j.header(&u("https://h.test/a/b/other"), 1, &Context::default())
+                .as_deref(),
             Some("deep=1; top=2")
         );
         assert_eq!(
-            j.header(&u("https://h.test/a"), 1).as_deref(),
+            j.header(&u("https://h.test/a"), 1, &Context::default())
+                .as_deref(),
             Some("top=2")
         );
     }
@@ -288,7 +362,8 @@ mod tests {
         j.store(&u("https://h.test/"), "sid=old; Path=/", 0);
         j.store(&u("https://h.test/"), "sid=new; Path=/", 1);
         assert_eq!(
-            j.header(&u("https://h.test/"), 2).as_deref(),
+            j.header(&u("https://h.test/"), 2, &Context::default())
+                .as_deref(),
             Some("sid=new")
         );
         assert_eq!(
@@ -305,7 +380,69 @@ mod tests {
             j.store(&u("https://h.test/"), &format!("c{i}=v"), 0);
         }
         assert_eq!(j.len(), PER_DOMAIN);
-        let sent = j.header(&u("https://h.test/"), 1).unwrap();
+        let sent = j
+            .header(&u("https://h.test/"), 1, &Context::default())
+            .unwrap();
         assert!(!sent.contains("c0=") && sent.contains(&format!("c{}=", PER_DOMAIN + 9)));
+    }
+
+    #[test]
+    fn same_site_rules_decide_by_where_the_request_comes_from() {
+        let mut j = Jar::default();
+        let site = u("https://myapp.test/");
+        for set in [
+            "strict=1; Secure; SameSite=Strict",
+            "lax=1; Secure; SameSite=Lax",
+            "none=1; Secure; SameSite=None",
+            "plain=1; Secure",
+        ] {
+            assert!(matches!(j.store(&site, set, 0), Verdict::Kept(_)), "{set}");
+        }
+        assert!(matches!(
+            j.store(&site, "bad=1; SameSite=None", 0),
+            Verdict::Ignored(why) if why.contains("without Secure")
+        ));
+        let names = |from: Context| -> Vec<String> {
+            j.header(&u("https://myapp.test/account"), 1, &from)
+                .unwrap_or_default()
+                .split("; ")
+                .map(|c| c.split('=').next().unwrap().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        let typed = Context {
+            initiator: None,
+            top_level: true,
+            safe_method: true,
+        };
+        assert_eq!(names(typed), ["strict", "lax", "none", "plain"]);
+        // A link on another site: a top-level GET takes Lax, not Strict.
+        let other = Some(u("https://id.test/consent"));
+        let link = Context {
+            initiator: other.clone(),
+            top_level: true,
+            safe_method: true,
+        };
+        assert_eq!(names(link), ["lax", "none", "plain"]);
+        // A form POSTed from another site, or its image: None only.
+        let post = Context {
+            initiator: other.clone(),
+            top_level: true,
+            safe_method: false,
+        };
+        assert_eq!(names(post), ["none"]);
+        let image = Context {
+            initiator: other,
+            top_level: false,
+            safe_method: true,
+        };
+        assert_eq!(names(image), ["none"]);
+        // A subdomain is the same site.
+        let sub = Context {
+            initiator: Some(u("https://api.myapp.test/x")),
+            top_level: false,
+            safe_method: false,
+        };
+        assert_eq!(names(sub).len(), 4);
     }
 }

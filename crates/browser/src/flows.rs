@@ -41,9 +41,15 @@ impl Browser {
                     if !keep {
                         out = Outgoing::default();
                     }
+                    // The next hop comes from this one (SameSite).
+                    out.initiator = Some(f.url.clone());
                 }
                 _ => match act(&f) {
-                    Some((next, o)) => (url, out) = (next, o),
+                    Some((next, mut o)) => {
+                        // A form or link of the page just loaded.
+                        o.initiator.get_or_insert_with(|| f.url.clone());
+                        (url, out) = (next, o);
+                    }
                     None => return Ok(f),
                 },
             }

@@ -513,7 +513,7 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             tour::run(
                 world,
-                view.options(url, data_dir, tour::Action::Fetch(spec)),
+                view.options(url, data_dir, tour::Action::Fetch(Box::new(spec))),
             )
             .await
         }

@@ -186,7 +186,7 @@ pub enum Action {
     /// Sign in through the identity provider (`tour --oauth`).
     SignIn,
     /// One request, curl-like (`weblab fetch`).
-    Fetch(FetchSpec),
+    Fetch(Box<FetchSpec>),
 }
 
 /// `weblab fetch`: the request, and what to do with the answer.
