@@ -124,10 +124,10 @@ async fn exchange(addr: SocketAddr, req: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[tokio::test]
-async fn a_websocket_echo_passes_through_and_the_tunnel_is_one_span() {
+/// A WebSocket server that sends every text or binary message back.
+async fn ws_echo() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = l.local_addr().unwrap();
+    let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
             tokio::spawn(async move {
@@ -140,6 +140,12 @@ async fn a_websocket_echo_passes_through_and_the_tunnel_is_one_span() {
             });
         }
     });
+    addr
+}
+
+#[tokio::test]
+async fn a_websocket_echo_passes_through_and_the_tunnel_is_one_span() {
+    let ws_addr = ws_echo().await;
     let p = proxy(&[ws_addr], "round-robin", passive()).await;
     let tcp = TcpStream::connect(p.addr).await.unwrap();
     let url = format!("ws://{}/chat", p.addr);
@@ -769,20 +775,7 @@ async fn a_slow_upload_that_keeps_moving_is_not_a_504_but_a_silent_upstream_is()
 
 #[tokio::test]
 async fn a_stopping_proxy_waits_for_an_open_websocket_tunnel_within_its_grace() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ws_addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-                while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() {
-                        ws.send(m).await.unwrap();
-                    }
-                }
-            });
-        }
-    });
+    let ws_addr = ws_echo().await;
     let p = proxy(&[ws_addr], "round-robin", passive()).await;
     let tcp = TcpStream::connect(p.addr).await.unwrap();
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/chat", p.addr), tcp)
