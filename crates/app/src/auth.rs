@@ -251,43 +251,65 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// [`LOGIN_REFILL_SECS`].
 pub const LOGIN_BURST: u32 = 5;
 pub const LOGIN_REFILL_SECS: f64 = 12.0;
-const LOGIN_RATE: f64 = 1.0 / LOGIN_REFILL_SECS;
 /// Clients tracked at most; when full, those whose bucket is full again
 /// are forgotten first.
 const LOGIN_CLIENTS: usize = 10_000;
 
-/// Failed sign-ins per client address, as token buckets.
-#[derive(Default)]
+/// Sign-ins started with the identity provider per client, in a burst,
+/// then one more every [`OAUTH_REFILL_SECS`]: each start stores a pending
+/// state (bounded for everyone), so one client may not fill the store.
+pub const OAUTH_BURST: u32 = 20;
+pub const OAUTH_REFILL_SECS: f64 = 3.0;
+
+/// Events per client address (failed sign-ins, sign-ins started), as
+/// token buckets: `burst` at once, then one every `refill` seconds.
 pub struct LoginLimiter {
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    burst: u32,
+    rate: f64,
+}
+
+impl Default for LoginLimiter {
+    /// Failed sign-ins: [`LOGIN_BURST`], one more every [`LOGIN_REFILL_SECS`].
+    fn default() -> Self {
+        LoginLimiter::new(LOGIN_BURST, LOGIN_REFILL_SECS)
+    }
 }
 
 impl LoginLimiter {
-    /// `Err(seconds to wait)` when `ip` has used up its failed attempts.
+    pub fn new(burst: u32, refill_secs: f64) -> Self {
+        LoginLimiter {
+            buckets: Mutex::default(),
+            burst: burst.max(1),
+            rate: 1.0 / refill_secs.max(0.001),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `ip` has used up its events.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let wait = map
             .get(&ip)
-            .and_then(|b| b.wait(LOGIN_RATE, LOGIN_BURST, Instant::now()));
+            .and_then(|b| b.wait(self.rate, self.burst, Instant::now()));
         // Whole seconds, rounded up, never 0.
         wait.map_or(Ok(()), |w| Err(w.as_secs_f64().ceil().max(1.0) as u64))
     }
 
-    /// Counts one failed attempt from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
+    /// Counts one event (a failed attempt, a sign-in started) from `ip`.
+    pub fn count(&self, ip: IpAddr) {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if map.len() >= LOGIN_CLIENTS && !map.contains_key(&ip) {
-            let full = f64::from(LOGIN_BURST);
-            map.retain(|_, b| b.level(LOGIN_RATE, LOGIN_BURST, now) < full);
+            let full = f64::from(self.burst);
+            map.retain(|_, b| b.level(self.rate, self.burst, now) < full);
             if map.len() >= LOGIN_CLIENTS {
                 return;
             }
         }
         let b = map
             .entry(ip)
-            .or_insert_with(|| Bucket::full(LOGIN_BURST, now));
-        let _ = b.take(LOGIN_RATE, LOGIN_BURST, now);
+            .or_insert_with(|| Bucket::full(self.burst, now));
+        let _ = b.take(self.rate, self.burst, now);
     }
 
     /// A successful sign-in forgives the client's earlier failures.
@@ -302,12 +324,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sign_ins_started_are_limited_per_client_apart_from_failures() {
+        let l = LoginLimiter::new(OAUTH_BURST, OAUTH_REFILL_SECS);
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        for _ in 0..OAUTH_BURST {
+            assert!(l.check(ip).is_ok());
+            l.count(ip);
+        }
+        let wait = l.check(ip).unwrap_err();
+        assert!((1..=3).contains(&wait), "{wait}");
+        assert!(l.check("127.0.0.10".parse().unwrap()).is_ok());
+    }
+
+    #[test]
     fn the_sixth_failure_in_a_row_is_refused_and_success_forgives() {
         let l = LoginLimiter::default();
         let ip: IpAddr = "127.0.0.7".parse().unwrap();
         for _ in 0..5 {
             assert!(l.check(ip).is_ok());
-            l.failed(ip);
+            l.count(ip);
         }
         let wait = l.check(ip).unwrap_err();
         assert!((1..=12).contains(&wait), "{wait}");

@@ -100,7 +100,7 @@ impl Cx {
                 SignIn::Done(t)
             }
             None => {
-                self.s.logins.failed(ip);
+                self.s.logins.count(ip);
                 SignIn::Wrong
             }
         })

@@ -32,6 +32,8 @@ pub struct AppState {
     access_log: Mutex<VecDeque<String>>,
     /// Failed sign-ins per client address.
     pub logins: crate::auth::LoginLimiter,
+    /// Sign-ins started with the identity provider, per client.
+    pub oauth_starts: crate::auth::LoginLimiter,
     tokens: crate::auth::Tokens,
     /// The newest post id this server has written (feeds wait on it).
     pub new_posts: tokio::sync::watch::Sender<i64>,
@@ -62,6 +64,10 @@ impl AppState {
             trusted_proxies: Vec::new(),
             access_log: Mutex::new(VecDeque::new()),
             logins: crate::auth::LoginLimiter::default(),
+            oauth_starts: crate::auth::LoginLimiter::new(
+                crate::auth::OAUTH_BURST,
+                crate::auth::OAUTH_REFILL_SECS,
+            ),
             tokens: crate::auth::Tokens::new(&secret),
             new_posts: tokio::sync::watch::Sender::new(0),
             rooms: crate::routes::chat::Rooms::default(),

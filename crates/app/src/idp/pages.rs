@@ -258,7 +258,7 @@ pub async fn authorize(
                 }
                 None => {
                     if let Some(ip) = ip {
-                        s.logins.failed(ip);
+                        s.logins.count(ip);
                     }
                     decided(&s, ctx, "sign-in failed: wrong email or password".into());
                     let m = "Wrong email or password.";

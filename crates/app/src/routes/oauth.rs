@@ -43,6 +43,17 @@ fn client(cx: &Cx) -> Result<&OAuthClient, AppError> {
 /// GET /login/oauth: off to the identity provider.
 pub async fn start(cx: Cx, RawQuery(q): RawQuery) -> Result<Response, AppError> {
     let oauth = client(&cx)?;
+    // Each start keeps a pending state until the callback; one client may
+    // not fill that bounded store for everyone else.
+    if let Some(ip) = cx.ip {
+        if let Err(wait) = cx.s.oauth_starts.check(ip) {
+            return Err(AppError::too_many(
+                format!("too many sign-ins started from {ip}; try again in {wait} s"),
+                wait,
+            ));
+        }
+        cx.s.oauth_starts.count(ip);
+    }
     let next = query_next(q.as_deref());
     let state = random_secret();
     // 32 random bytes in base64url: 43 characters, as RFC 7636 §4.1 asks.

@@ -629,3 +629,23 @@ async fn curl_signs_in_through_the_identity_provider_with_consent_and_pkce() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_start_sign_ins_without_end_each_app_refuses_its_21st() {
+    let w = crate::support::start(196).await;
+    let ca = std::fs::read(w.dir.join("ca.pem")).unwrap();
+    let lb = std::net::SocketAddr::new(w.addr("lb"), w.ports.https);
+    let req = b"GET /login/oauth HTTP/1.1\r\nHost: myapp.test\r\nConnection: close\r\n\r\n";
+    // Each application server counts its own starts, and the load
+    // balancer alternates between the two: 20 each, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..42 {
+        let tls = crate::support::tls_connect(lb, &ca, b"http/1.1")
+            .await
+            .unwrap();
+        let r = crate::support::exchange(tls, req, std::time::Duration::from_secs(5)).await;
+        statuses.push(r.split_whitespace().nth(1).unwrap_or("?").to_string());
+    }
+    assert!(statuses[..40].iter().all(|s| s == "303"), "{statuses:?}");
+    assert_eq!(statuses[40..], ["429", "429"], "{statuses:?}");
+}
