@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# weblab's client beside curl, in one run: the same 1 KiB file over HTTPS
+# (TLS 1.3, ALPN) from nginx on loopback, RUNS requests each, every one on
+# a new connection (curl: a new process; weblab fetch --runs: a fresh
+# browser per run). Prints min / median / p95 of the total time of each
+# (curl's time_total; weblab's request total, connect to last byte) and
+# the ratio of medians. nginx on CPU 0, the clients on CPU 1; stopped by
+# its PID at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-50}
+PORT=${PORT:-18543}
+BLOCK=${BLOCK:-66}
+cargo build --release -q -p weblab
+BIN=$PWD/target/release/weblab
+W=$(mktemp -d /tmp/weblab-client.XXXXXX)
+cleanup() {
+    [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+    rm -rf "$W"
+}
+trap cleanup EXIT
+chmod 755 "$W"
+mkdir -p "$W/www" "$W/tmp"
+head -c 1024 /dev/urandom >"$W/www/1k.bin"
+chmod 644 "$W/www/1k.bin"
+
+# A CA of this run and nginx.test's certificate from it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$W/ca.key" -out "$W/ca.pem" -days 2 -subj /CN=bench-client-ca \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$W/key.pem" -out "$W/leaf.csr" -subj /CN=nginx.test 2>/dev/null
+printf 'subjectAltName=DNS:nginx.test\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$W/ext"
+openssl x509 -req -in "$W/leaf.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial \
+    -out "$W/cert.pem" -days 2 -extfile "$W/ext" 2>/dev/null
+
+cat >"$W/nginx.conf" <<CONF
+daemon on;
+master_process on;
+worker_processes 1;
+pid $W/nginx.pid;
+error_log $W/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p;
+    fastcgi_temp_path $W/tmp/f; uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+    server {
+        listen 127.0.0.1:$PORT ssl http2;
+        ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
+        ssl_protocols TLSv1.3;
+        root $W/www;
+    }
+}
+CONF
+taskset -c 0 nginx -e "$W/error.log" -p "$W" -c "$W/nginx.conf"
+for _ in $(seq 50); do [ -f "$W/nginx.pid" ] && break; sleep 0.1; done
+
+URL="https://nginx.test:$PORT/1k.bin"
+RESOLVE="nginx.test:$PORT:127.0.0.1"
+: >"$W/curl.txt"
+for _ in $(seq "$RUNS"); do
+    taskset -c 1 curl -s -o /dev/null --resolve "$RESOLVE" --cacert "$W/ca.pem" \
+        -w '%{time_total}\n' "$URL" >>"$W/curl.txt"
+done
+taskset -c 1 "$BIN" --block "$BLOCK" --data "$W/data" fetch "$URL" --resolve "$RESOLVE" \
+    --cacert "$W/ca.pem" --runs "$RUNS" >"$W/weblab.txt"
+
+python3 - "$W/curl.txt" "$W/weblab.txt" "$RUNS" <<'PY'
+import sys
+curl = sorted(float(x) * 1000 for x in open(sys.argv[1]) if x.strip())
+def pct(v, p):
+    k = max(1, -(-len(v) * p // 100))
+    return v[int(k) - 1]
+row = next(l for l in open(sys.argv[2]) if l.startswith("total "))
+w_min, w_med, w_p95 = (float(x) for x in row.split()[1:4])
+c = (curl[0], pct(curl, 50), pct(curl, 95))
+print(f"one 1 KiB GET over HTTPS from nginx, a new connection each, {sys.argv[3]} runs (ms)")
+print(f"{'':10} {'min':>8} {'median':>8} {'p95':>8}")
+print(f"{'weblab':10} {w_min:>8.3f} {w_med:>8.3f} {w_p95:>8.3f}")
+print(f"{'curl':10} {c[0]:>8.3f} {c[1]:>8.3f} {c[2]:>8.3f}")
+print(f"weblab / curl, median: {w_med / c[1]:.2f}x  (goal: <= 0.8x)")
+PY
