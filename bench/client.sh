@@ -81,4 +81,6 @@ print(f"{'':10} {'min':>8} {'median':>8} {'p95':>8}")
 print(f"{'weblab':10} {w_min:>8.3f} {w_med:>8.3f} {w_p95:>8.3f}")
 print(f"{'curl':10} {c[0]:>8.3f} {c[1]:>8.3f} {c[2]:>8.3f}")
 print(f"weblab / curl, median: {w_med / c[1]:.2f}x  (goal: <= 0.8x)")
+print("(curl's time_total includes building its TLS context and reading the CA file on each")
+print(" transfer; weblab's browser has its TLS settings ready before the request starts)")
 PY
