@@ -305,6 +305,8 @@ pub struct Browser {
     cache: Mutex<crate::http_cache::HttpCache>,
     /// Servers outside the world (`--resolve`, `--cacert`, `-k`).
     reach: Reach,
+    /// Speak HTTP/1.0 (C24): one request per connection, closed after.
+    http10: bool,
     /// Cookies, sent back with every request they apply to.
     jar: Mutex<crate::cookies::Jar>,
     /// Hosts reached over HTTPS only (C33).
@@ -339,6 +341,7 @@ impl Browser {
             places: Mutex::new(HashMap::new()),
             cache: Mutex::default(),
             reach: Reach::default(),
+            http10: false,
             jar: Mutex::new(Default::default()),
             hsts: Mutex::new(hsts),
             rec,
@@ -351,6 +354,14 @@ impl Browser {
         self.tls = Arc::new(tls_config(&self.cfg, &reach)?);
         self.reach = reach;
         Ok(self)
+    }
+
+    /// The same browser speaking HTTP/1.0 (C24): request lines say
+    /// `HTTP/1.0`, no keep-alive is asked for, so every request opens its
+    /// own connection and the server closes it after the answer.
+    pub fn speaking_http10(mut self) -> Self {
+        self.http10 = true;
+        self
     }
 
     /// The lookup chain (to clear its browser cache, for instance).
@@ -703,6 +714,10 @@ impl Browser {
             ]);
             req.uri(format!("{scheme}://{authority}{target}"))
                 .version(Version::HTTP_2)
+        } else if self.http10 {
+            req.uri(target.as_str())
+                .version(Version::HTTP_10)
+                .header(header::HOST, authority.as_str())
         } else {
             req.uri(target.as_str())
                 .header(header::HOST, authority.as_str())
@@ -713,7 +728,7 @@ impl Browser {
             ("Accept-Language", "en-US,en;q=0.9,ko;q=0.8".to_string()),
             ("Accept-Encoding", "gzip, deflate, br".to_string()),
         ];
-        if !h2 {
+        if !h2 && !self.http10 {
             common.push(("Connection", "keep-alive".to_string()));
         }
         // C34: the cookies the jar holds for this URL.

@@ -52,6 +52,9 @@ struct ViewArgs {
     /// Offer only HTTP/1.1 (no HTTP/2) in TLS ALPN.
     #[arg(long = "http1.1")]
     http1_only: bool,
+    /// Speak HTTP/1.0 (C24): a connection per request, closed after it.
+    #[arg(long = "http1.0", conflicts_with = "http1_only")]
+    http10: bool,
     /// How much the servers record (minimal: only the client's stages).
     #[arg(long, value_enum, default_value = "full")]
     trace: DetailArg,
@@ -98,7 +101,8 @@ impl ViewArgs {
                 LangArg::Ko => Lang::Ko,
             },
             json: self.json,
-            http1_only: self.http1_only,
+            http1_only: self.http1_only || self.http10,
+            http10: self.http10,
             detail: match self.trace {
                 DetailArg::Full => Detail::Full,
                 DetailArg::Minimal => Detail::Minimal,

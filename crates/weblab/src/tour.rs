@@ -46,6 +46,8 @@ pub struct TourOptions {
     pub slo: Option<Slo>,
     /// Visit twice with one browser; show the second (`--reload`).
     pub reload: bool,
+    /// Speak HTTP/1.0 (`--http1.0`, C24).
+    pub http10: bool,
 }
 
 /// `--slo`: a limit in nanoseconds per stage name (`total`, `ttfb` or a
@@ -209,6 +211,10 @@ fn for_action(
     browser: weblab_browser::Browser,
     opts: &TourOptions,
 ) -> Result<weblab_browser::Browser> {
+    let browser = match opts.http10 {
+        true => browser.speaking_http10(),
+        false => browser,
+    };
     Ok(match &opts.action {
         Action::Fetch(spec) => browser.reaching(spec.reach.clone())?,
         _ => browser,

@@ -606,3 +606,33 @@ async fn the_browser_cache_reuses_fresh_answers_without_a_request_and_revalidate
         "the wire said 304"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_speaking_http10_opens_a_connection_per_request_and_the_lb_sees_http10() {
+    let w = start(197).await;
+    let browser = w.browser(true).unwrap().speaking_http10();
+    let (trace, page) = browser.navigate("https://myapp.test/login").await;
+    let page = page.unwrap();
+    let spans = w.collector.assemble(trace);
+    let client = ip(&w, "client");
+    let requests = 1 + page.subresources.len();
+    let connects = spans
+        .iter()
+        .filter(|s| s.addr == client && matches!(s.event, Event::TcpConnect { .. }))
+        .count();
+    assert_eq!(connects, requests, "one connection per request (C24)");
+    let sent: Vec<&str> = spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::RequestPrepared { version, .. } => Some(version.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec!["HTTP/1.0"; requests]);
+    let at_lb = spans
+        .iter()
+        .filter(|s| s.addr == ip(&w, "lb"))
+        .filter(|s| matches!(&s.event, Event::HttpServe { version, .. } if version == "HTTP/1.0"))
+        .count();
+    assert_eq!(at_lb, requests, "{:?}", crate::support::kinds(&spans));
+}
