@@ -8,7 +8,9 @@
 #             world's test. zone to auth) vs Unbound
 # Each flat out (q/s; dnsperf's own core is the limit near 165k q/s) and at
 # a fixed DNS_FIXED_QPS (CPU share of one core: lower is better).
-# Tracing stays on in weblab (every query records its span).
+# Tracing: a `serve`d role without --otlp keeps no spans, so it builds
+# none; the "spans sent by OTLP" row is the same server exporting a span
+# per query to `weblab collect`: the cost of tracing.
 # Loopback only; every process is stopped by its PID (lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +57,17 @@ DNS_ADDR=$AUTH run_dnsperf weblab-auth "$PORT" "$WORK/queries.txt" "$A"
 DNS_ADDR=$AUTH run_dnsperf "weblab-auth-at$((DNS_FIXED_QPS / 1000))k" "$PORT" "$WORK/queries.txt" "$A" -Q "$DNS_FIXED_QPS"
 stop_pid "$A"
 
+# What tracing costs: the same server sending a span per query over OTLP
+# to `weblab collect` (on the aux CPU), at the fixed rate.
+start_bg weblab-collect "$AUX_CPU" "$BIN" "${W[@]}" collect
+C=$LAST_PID
+wait_tcp 4318 30 "127.$BLOCK.0.1"
+start_bg weblab-auth-otlp "$SERVER_CPU" "$BIN" "${W[@]}" serve dns --host auth --otlp "http://127.$BLOCK.0.1:4318"
+A=$LAST_PID
+wait_dns "$PORT" host0.example.test 30 "$AUTH"
+AUX_PIDS="$C" DNS_ADDR=$AUTH run_dnsperf "weblab-auth-traced-at$((DNS_FIXED_QPS / 1000))k" "$PORT" "$WORK/queries.txt" "$A" -Q "$DNS_FIXED_QPS"
+stop_pid "$A"; stop_pid "$C"
+
 # The resolver: the three name servers on the aux CPU, the resolver alone.
 D=""
 for h in root tld auth; do
@@ -95,13 +108,14 @@ print(f"{'':28} {'weblab':>10} {'peer':>10} {'ratio':>7}")
 for what, ours, peer, key, better in [
     ("auth q/s flat out", "weblab-auth", "dns-auth-nsd", "qps", "higher"),
     (f"auth CPU % at {k}k q/s", f"weblab-auth-at{k}k", f"dns-auth-nsd-at{k}k", "server_cpu_pct", "lower"),
+    (f"  same, spans sent by OTLP", f"weblab-auth-traced-at{k}k", f"dns-auth-nsd-at{k}k", "server_cpu_pct", "lower"),
     ("resolver q/s flat out", "weblab-resolver", "dns-recursive-unbound", "qps", "higher"),
     (f"resolver CPU % at {k}k q/s", f"weblab-resolver-at{k}k", f"dns-recursive-unbound-at{k}k", "server_cpu_pct", "lower"),
 ]:
     a, b = f(ours, key), f(peer, key)
     ratio = f"{a / b:.2f}x" if a and b else "?"
     print(f"{what:28} {a if a is not None else '?':>10} {b if b is not None else '?':>10} {ratio:>7}  ({better} is better)")
-for case in ["weblab-auth", f"weblab-auth-at{k}k", "weblab-resolver", f"weblab-resolver-at{k}k"]:
+for case in ["weblab-auth", f"weblab-auth-at{k}k", f"weblab-auth-traced-at{k}k", "weblab-resolver", f"weblab-resolver-at{k}k"]:
     lost = rows.get(case, {}).get("lost")
     if lost not in (None, "0"):
         print(f"{case}: {lost} queries lost")

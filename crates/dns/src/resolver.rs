@@ -262,13 +262,7 @@ impl Resolver {
         span: weblab_trace::collector::Pending,
         resolved: Resolved,
     ) -> Vec<u8> {
-        let mut r = response_to(query);
-        r.metadata.recursion_available = true;
-        r.metadata.response_code = resolved.rcode;
-        r.add_answers(resolved.answers);
-        if let Some(soa) = resolved.soa {
-            r.add_authority(soa);
-        }
+        let r = response(query, resolved);
         let outcome = outcome_of(&r);
         let (reply, truncated) = encode(&r, query, peer.transport);
         let outcome = if truncated {
@@ -291,6 +285,18 @@ impl Resolver {
     }
 }
 
+/// The response to `query` carrying `resolved`.
+fn response(query: &Message, resolved: Resolved) -> Message {
+    let mut r = response_to(query);
+    r.metadata.recursion_available = true;
+    r.metadata.response_code = resolved.rcode;
+    r.add_answers(resolved.answers);
+    if let Some(soa) = resolved.soa {
+        r.add_authority(soa);
+    }
+    r
+}
+
 fn serve_event(peer: Peer, outcome: DnsOutcome, id: u16, name: String, qtype: String) -> Event {
     Event::DnsServe {
         role: "recursive resolver".into(),
@@ -309,6 +315,19 @@ impl Handler for Resolver {
         if !self.cfg.allows(peer.remote.ip()) {
             return None;
         }
+        let q = &query.queries[0];
+        if !self.rec.keeps_server_spans() {
+            // Nobody keeps the spans: answer without building them.
+            let cached = self
+                .knowledge()
+                .cache
+                .get(q.name(), q.query_type(), Instant::now())?;
+            let mut resolved = Resolved::from_cache(cached);
+            self.rotation.rotate(&mut resolved.answers);
+            return Some(Some(
+                encode(&response(&query, resolved), &query, peer.transport).0,
+            ));
+        }
         let span = self
             .rec
             .begin(Ctx::new_root(), Layer::Application)
@@ -317,7 +336,6 @@ impl Handler for Resolver {
                 to: peer.local,
                 id: query.metadata.id,
             });
-        let q = &query.queries[0];
         let resolved = self.cache_answer(span.ctx(), q.name(), q.query_type(), false)?;
         Some(Some(self.reply(&query, peer, span, resolved)))
     }

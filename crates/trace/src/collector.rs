@@ -61,6 +61,12 @@ impl Collector {
         }
     }
 
+    /// Whether a server's spans go anywhere (a store or a sink, and full
+    /// detail): when not, a busy server may skip building them.
+    pub fn keeps_server_spans(&self) -> bool {
+        self.detail == Detail::Full && (self.store.is_some() || !self.sinks.is_empty())
+    }
+
     /// The local store, when this collector keeps one.
     pub fn store(&self) -> Option<&TraceStore> {
         self.store.as_ref()
@@ -208,6 +214,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Whether this recorder's server spans are kept anywhere; a busy
+    /// server skips building the ones nobody would see.
+    pub fn keeps_server_spans(&self) -> bool {
+        self.collector.keeps_server_spans()
+    }
+
     pub fn new(collector: Collector, host: &str, addr: &str, component: &str) -> Self {
         Recorder {
             collector,
