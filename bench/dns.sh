@@ -121,7 +121,7 @@ for case in ["weblab-auth", f"weblab-auth-at{k}k", f"weblab-auth-traced-at{k}k",
         print(f"{case}: {lost} queries lost")
 traced = f(f"weblab-auth-traced-at{k}k", "qps")
 if traced and traced < 0.99 * k * 1000:
-    print(f"(spans sent by OTLP: {traced:.0f} q/s reached of {k}k, the collector sharing the load generator's CPU: compare CPU per query, {f(f'weblab-auth-traced-at{k}k', 'server_cpu_pct') / traced * 1e3:.2f} vs {f(f'weblab-auth-at{k}k', 'server_cpu_pct') / (k * 10):.2f} % per 1000 q/s)")
+    print(f"(spans sent by OTLP: {traced:.0f} q/s reached of {k}k, the collector sharing the load generator's CPU: compare CPU per query, {f(f'weblab-auth-traced-at{k}k', 'server_cpu_pct') / traced * 1e3:.2f} vs {f(f'weblab-auth-at{k}k', 'server_cpu_pct') / k:.2f} % per 1000 q/s)")
 rss = rows.get("weblab-resolver-rss", {}).get("rss_kb")
 if rss:
     print(f"resolver RSS with 1000 names cached: {int(rss) / 1024:.1f} MB")
