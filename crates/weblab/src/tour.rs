@@ -492,29 +492,87 @@ pub fn print(
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         let width = term_width();
-        writeln!(out, "{header}")?;
-        writeln!(
-            out,
+        let mut text = String::new();
+        use std::fmt::Write as _;
+        let _ = writeln!(text, "{header}");
+        let _ = writeln!(
+            text,
             "== The path, a line per hop ==\n{}",
             path(spans, width, colour())
-        )?;
+        );
         if detail {
-            writeln!(out, "== The story ==\n{}", wrap(&story(spans, lang), width))?;
+            let _ = writeln!(
+                text,
+                "== The story ==\n{}",
+                wrap(&story(spans, lang), width)
+            );
         }
-        writeln!(out, "== Stages ==\n{}", stage_table(&timings))?;
-        writeln!(out, "== Waterfall ==\n{}", waterfall(spans, 60))?;
+        let _ = writeln!(text, "== Stages ==\n{}", stage_table(&timings));
+        let _ = writeln!(text, "== Waterfall ==\n{}", waterfall(spans, 60));
         if let Some(t) = weblab_trace::render::web_vs_app(spans) {
-            writeln!(out, "== Web server vs application server (C51) ==\n{t}")?;
+            let _ = writeln!(text, "== Web server vs application server (C51) ==\n{t}");
         }
         if let Some(Ok(page)) = page {
-            writeln!(out, "== Result ==\n{}", wrap(&page_summary(page), width))?;
+            let _ = writeln!(text, "== Result ==\n{}", wrap(&page_summary(page), width));
         }
         if !detail {
-            writeln!(out, "(every step, explained: --detail)")?;
+            let _ = writeln!(text, "(every step, explained: --detail)");
         }
+        let text = match lang {
+            Lang::Ko => korean(&text),
+            Lang::En => text,
+        };
+        write!(out, "{text}")?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// The view's own words in Korean (`--lang ko`): headings, the stage
+/// table's summary and the waterfall's legend. Column headers stay as
+/// they are, so the columns keep lining up (Korean letters are two
+/// columns wide); step lines are translated by the story itself.
+fn korean(text: &str) -> String {
+    const WORDS: [(&str, &str); 9] = [
+        ("== The path, a line per hop ==", "== 경로: 홉마다 한 줄 =="),
+        ("== The story ==", "== 모든 단계와 설명 =="),
+        ("== Stages ==", "== 단계별 시간 =="),
+        ("== Waterfall ==", "== 워터폴 =="),
+        (
+            "== Web server vs application server (C51) ==",
+            "== 웹 서버와 애플리케이션 서버 (C51) ==",
+        ),
+        ("== Result ==", "== 결과 =="),
+        (
+            "(every step, explained: --detail)",
+            "(모든 단계와 설명은 --detail)",
+        ),
+        (
+            "each row adds up: its stages + between = total (between: the browser's own work)",
+            "각 행은 단계들 + between = total 로 맞아떨어집니다 (between: 브라우저 자체의 작업 시간)",
+        ),
+        (
+            "legend: . blocked  D dns  C connect  S tls  > send  w wait  R receive  p processing",
+            "범례: . 대기  D DNS 조회  C TCP 연결  S TLS 핸드셰이크  > 요청 전송  w 응답 대기  R 수신  p 처리",
+        ),
+    ];
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let mut l = line.to_string();
+        for (en, ko) in WORDS {
+            l = l.replace(en, ko);
+        }
+        // "page: 4 requests, 25.880 ms from the first request to the last byte;"
+        if let Some(rest) = l.strip_prefix("page: ")
+            && let Some((n, rest)) = rest.split_once(" requests, ")
+            && let Some((ms, tail)) =
+                rest.split_once(" ms from the first request to the last byte;")
+        {
+            l = format!("페이지: 요청 {n}개, 첫 요청부터 마지막 바이트까지 {ms} ms;{tail}");
+        }
+        out.push_str(&l);
+    }
+    out
 }
 
 /// Writes the HAR file of `spans` when one was asked for.

@@ -124,15 +124,19 @@ fn the_tour_exits_zero_and_prints_path_story_stages_and_waterfall() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // With --lang ko the view's own words are Korean too.
     for heading in [
-        "== The path, a line per hop ==",
-        "== The story ==",
-        "== Stages ==",
-        "== Waterfall ==",
+        "== 경로: 홉마다 한 줄 ==",
+        "== 모든 단계와 설명 ==",
+        "== 단계별 시간 ==",
+        "== 워터폴 ==",
+        "범례: ",
+        "페이지: 요청 4개",
         "127.123.3.1",
     ] {
         assert!(text.contains(heading), "{heading} missing");
     }
+    assert!(!text.contains("== Stages =="), "{text}");
     assert!(
         text.contains("C08 자기 영역이 아니므로"),
         "Korean explanations missing"
