@@ -624,7 +624,20 @@ fn zone(src: &Source<'_>, z: &RawZone) -> Result<Zone, ConfigError> {
                 Some(dir) if !src.file.starts_with('<') => dir.join(file.get_ref()),
                 _ => std::path::PathBuf::from(file.get_ref()),
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+            // Bounded: a zone file is text, not a device or a stream.
+            const MAX_ZONE_FILE: u64 = 64 << 20;
+            let read = || -> std::io::Result<String> {
+                use std::io::Read as _;
+                let mut text = String::new();
+                std::fs::File::open(&path)?
+                    .take(MAX_ZONE_FILE + 1)
+                    .read_to_string(&mut text)?;
+                if text.len() as u64 > MAX_ZONE_FILE {
+                    return Err(std::io::Error::other("larger than 64 MiB"));
+                }
+                Ok(text)
+            };
+            let text = read().map_err(|e| {
                 src.error(
                     file.span(),
                     format!("dns.zones.file: cannot read {}: {e}", path.display()),
