@@ -108,6 +108,15 @@ pub fn path(spans: &[Span], width: usize, colour: bool) -> String {
             width
         )
     );
+    // Requests the browser answered from its HTTP cache (its note says so).
+    let cached: std::collections::HashSet<u32> = spans
+        .iter()
+        .filter(|s| {
+            matches!(&s.event, Event::Note { text }
+                if text.starts_with("HTTP cache (C30)") && text.contains(" is fresh "))
+        })
+        .filter_map(|s| s.request)
+        .collect();
     let mut n = 0;
     for s in spans {
         let crossed = match s.parent {
@@ -118,13 +127,22 @@ pub fn path(spans: &[Span], width: usize, colour: bool) -> String {
             continue;
         }
         n += 1;
+        let what = match (&s.event, s.request) {
+            (Event::Navigate { url, .. }, Some(r)) if cached.contains(&r) => {
+                let path = url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+                    .unwrap_or(url);
+                format!("from the HTTP cache (no request): {path}")
+            }
+            _ => s.event.to_string(),
+        };
         let line = format!(
-            "{n:>3}  {:<9} {:<11} {:>7.3}ms {:>7.3}ms  {}",
+            "{n:>3}  {:<9} {:<11} {:>7.3}ms {:>7.3}ms  {what}",
             s.host,
             s.addr,
             ms(s.start_ns - t0),
             ms(s.duration_ns()),
-            s.event
         );
         let line = fit(&line, width);
         // Colour goes on after fitting, so escape codes never count as width.

@@ -849,6 +849,13 @@ fn tour_reload_shows_the_second_visit_with_its_subresources_from_the_cache() {
         8,
         "{row}"
     );
+    // The hop lines say so.
+    assert_eq!(
+        text.matches("from the HTTP cache (no request): /static/")
+            .count(),
+        3,
+        "{text}"
+    );
     // The trace says why, once per subresource.
     let out = weblab(&["tour", "--reload", "--json"], 194);
     let json = String::from_utf8_lossy(&out.stdout);
