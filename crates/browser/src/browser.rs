@@ -263,10 +263,18 @@ pub const CONNECTIONS_PER_ORIGIN: usize = 6;
 
 /// The connection places of one origin, and a wake-up for requests
 /// waiting for one (a place freed, or a connection back in the pool).
-#[derive(Default)]
 struct Places {
-    sem: Option<Arc<tokio::sync::Semaphore>>,
+    sem: Arc<tokio::sync::Semaphore>,
     freed: Arc<tokio::sync::Notify>,
+}
+
+impl Default for Places {
+    fn default() -> Self {
+        Places {
+            sem: Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_ORIGIN)),
+            freed: Arc::default(),
+        }
+    }
 }
 
 /// One place, given back (and waiters woken) when its connection goes.
@@ -510,6 +518,7 @@ impl Browser {
         let looked = lock(&self.cache).lookup(url, &req, std::time::Instant::now());
         let say = |text: String| self.instant(ctx, n, Layer::Application, Event::Note { text });
         let mut asked = out.clone();
+        let mut revalidating = false;
         match looked {
             http_cache::Lookup::Fresh(e) => {
                 let now = std::time::Instant::now();
@@ -539,12 +548,13 @@ impl Browser {
                     shown.join(", ")
                 ));
                 asked.headers.extend(validators);
+                revalidating = true;
             }
             http_cache::Lookup::Miss => {}
         }
         let got = self.fetch_stages(ctx, n, url, dest, &asked).await?;
         let now = std::time::Instant::now();
-        if got.status == 304 && asked.headers.len() > out.headers.len() {
+        if got.status == 304 && revalidating {
             let Some(e) = lock(&self.cache).refresh(url, &got.headers, now) else {
                 return Ok(got);
             };
@@ -926,12 +936,7 @@ impl Browser {
         let (sem, freed) = {
             let mut places = lock(&self.places);
             let p = places.entry(origin.clone()).or_default();
-            let sem = p
-                .sem
-                .get_or_insert_with(|| {
-                    Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_ORIGIN))
-                })
-                .clone();
+            let sem = p.sem.clone();
             (sem, p.freed.clone())
         };
         let started = now_ns();
