@@ -101,13 +101,15 @@ fn stage_values(spans: &[Span]) -> Option<Vec<(&'static str, u64)>> {
         .zip(STAGE_NAMES)
         .map(|(p, name)| (name, t.phases.get(p).copied().flatten().unwrap_or(0)))
         .collect();
-    // Time to the first byte: everything up to and including the wait.
-    let ttfb = out
+    // Time to the first byte: from the request's start to the end of its
+    // wait for the response head, as recorded (0 when none was waited for).
+    let ttfb = spans
         .iter()
-        .filter(|(n, _)| matches!(*n, "blocked" | "dns" | "connect" | "ssl" | "send" | "wait"))
-        .map(|(_, v)| *v)
-        .sum::<u64>()
-        .saturating_add(t.between_ns.max(0) as u64);
+        .filter(|s| s.request == Some(t.request))
+        .filter(|s| matches!(s.event, weblab_trace::Event::Waiting { .. }))
+        .map(|s| s.end_ns.saturating_sub(t.start_ns))
+        .max()
+        .unwrap_or(0);
     out.push(("ttfb", ttfb));
     out.push(("total", t.total_ns()));
     Some(out)
