@@ -33,6 +33,7 @@ source "$1/lib.sh"
 BLOCK=$2 PORT=$3 BIN=$4 DATA=$5
 BODY=$(head -c 768 /dev/urandom | base64 -w0)
 chmod 755 "$WORK"; mkdir -p "$WORK/tmp"
+AUX_PIDS=""
 for i in 1 2; do
 cat >"$WORK/app$i.conf" <<CONF
 daemon off;
@@ -50,6 +51,7 @@ http {
 }
 CONF
 start_bg "app$i" "$AUX_CPU" nginx -e "$WORK/app$i.err" -p "$WORK" -c "$WORK/app$i.conf"
+AUX_PIDS+=" $LAST_PID"
 wait_tcp "$PORT" 10 "127.$BLOCK.5.$i"
 done
 # (any_http.sh would refuse: the backends already use the same port

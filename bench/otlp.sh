@@ -54,7 +54,7 @@ serve_web() { # $@ extra args
 }
 run_wrk() {
   local addr
-  addr=$(grep -o "web web1 on [0-9.:]*" "$DATA/web.log" | awk '{print $4}')
+  addr=$(grep -o "web web1 on [0-9.:]*" "$DATA/web.log" | head -1 | awk '{print $4}')
   wrk -t1 -c32 -d"${SECS}s" -H 'Host: myapp.test' "http://$addr/static/app.css" | awk '/Requests\/sec/ {print $2}'
 }
 serve_web
