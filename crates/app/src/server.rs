@@ -218,13 +218,13 @@ impl weblab_server::Handler for AxumHandler {
 
 /// Serves the application on `listener`.
 pub fn start(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     state: Arc<AppState>,
     allowed_origins: &[String],
     limits: weblab_server::Limits,
 ) -> std::io::Result<AppServer> {
     let app = router(state.clone(), allowed_origins);
-    let server = weblab_server::serve_http(listener, None, limits, Arc::new(AxumHandler(app)))?;
+    let server = weblab_server::serve_http_on(listeners, None, limits, Arc::new(AxumHandler(app)))?;
     // Upgraded connections (chat) are not requests the server drains:
     // tell them when it stops.
     tokio::spawn(crate::routes::feed::watch_newest(

@@ -20,7 +20,8 @@ async fn server() -> (SocketAddr, weblab_app::AppServer) {
     let state = Arc::new(AppState::new(db, rec, "app1").await.unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = weblab_app::start(listener, state, &[], weblab_server::Limits::default()).unwrap();
+    let app =
+        weblab_app::start(vec![listener], state, &[], weblab_server::Limits::default()).unwrap();
     (addr, app)
 }
 

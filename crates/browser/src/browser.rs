@@ -29,8 +29,12 @@ use crate::http_cache;
 /// How the browser is set up.
 #[derive(Clone, Debug)]
 pub struct BrowserConfig {
-    /// The client host's address: every socket is bound to it.
+    /// The client host's address: every socket to an IPv4 server is bound
+    /// to it.
     pub bind: IpAddr,
+    /// The client host's IPv6 address, for sockets to IPv6 servers (none:
+    /// the kernel picks the source, ::1 on loopback).
+    pub bind6: Option<std::net::Ipv6Addr>,
     /// The only trust anchor (PEM).
     pub ca_pem: Vec<u8>,
     /// The trust anchor's name, for traces.
@@ -1038,21 +1042,20 @@ impl Browser {
             .find(|(h, p, _)| h.eq_ignore_ascii_case(host) && *p == port)
             .map(|(_, _, ip)| *ip);
         let literal = host.trim_start_matches('[').trim_end_matches(']').parse();
-        let ip: IpAddr = match (literal, given) {
-            (Ok(ip), _) => ip, // an address literal needs no lookup
+        let ips: Vec<IpAddr> = match (literal, given) {
+            (Ok(ip), _) => vec![ip], // an address literal needs no lookup
             (Err(_), Some(ip)) => {
                 let span = self.rec.begin(ctx, Layer::Application).request(Some(n));
                 let text = format!("{host}:{port} is at {ip} by --resolve: no lookup");
                 self.rec.end(span, Event::Note { text });
-                ip
+                vec![ip]
             }
             (Err(_), None) => {
-                let answer = self
-                    .lookup
+                self.lookup
                     .lookup(ctx, Some(n), host)
                     .await
-                    .map_err(BrowserError::dns)?;
-                answer.addrs[0]
+                    .map_err(BrowserError::dns)?
+                    .addrs
             }
         };
         let real_port = self
@@ -1061,9 +1064,36 @@ impl Browser {
             .iter()
             .find(|(from, _)| *from == port)
             .map_or(port, |(_, to)| *to);
-        let remote = SocketAddr::new(ip, real_port);
-        let t0 = now_ns();
-        let tcp = connect(self.cfg.bind, remote).await?;
+        // The addresses in the order the lookup gave them (IPv6 first
+        // when there are both); a failed connect moves on to the next.
+        let mut t0 = now_ns();
+        let mut tried = ips.iter().peekable();
+        let (tcp, remote) = loop {
+            let Some(ip) = tried.next() else {
+                return Err(BrowserError::connect(format!("{host}: no address")));
+            };
+            let remote = SocketAddr::new(*ip, real_port);
+            let bind = match ip {
+                IpAddr::V4(_) => self.cfg.bind,
+                IpAddr::V6(_) => {
+                    IpAddr::V6(self.cfg.bind6.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED))
+                }
+            };
+            match connect(bind, remote).await {
+                Ok(tcp) => break (tcp, remote),
+                Err(e) => {
+                    let Some(next) = tried.peek() else {
+                        return Err(e);
+                    };
+                    let span = self.rec.begin(ctx, Layer::Transport).request(Some(n));
+                    let text = format!(
+                        "connect to {remote} failed ({e}); trying {host}'s next address, {next}"
+                    );
+                    self.rec.end(span, Event::Note { text });
+                    t0 = now_ns();
+                }
+            }
+        };
         let t1 = now_ns();
         let fd = fd_of(&tcp);
         let local = tcp.local_addr().map_err(BrowserError::connect)?;

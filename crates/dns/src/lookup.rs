@@ -116,6 +116,9 @@ pub struct LookupChain {
     resolver: SocketAddr,
     bind: IpAddr,
     timeout: Duration,
+    /// Ask for AAAA records too (the client host has an IPv6 address, as
+    /// getaddrinfo's AI_ADDRCONFIG decides).
+    aaaa: bool,
     rec: Recorder,
 }
 
@@ -138,8 +141,16 @@ impl LookupChain {
             resolver,
             bind,
             timeout: Duration::from_secs(3),
+            aaaa: false,
             rec,
         }
+    }
+
+    /// Also asks for IPv6 addresses (AAAA), first: a client that has an
+    /// IPv6 address prefers it (RFC 6724 ranks ::1 above IPv4).
+    pub fn asking_aaaa(mut self, yes: bool) -> Self {
+        self.aaaa = yes;
+        self
     }
 
     /// Records one level's answer; `span` began before that level was
@@ -236,7 +247,8 @@ impl LookupChain {
         })
     }
 
-    /// The stub resolver's query (RD=1) to the recursive resolver.
+    /// The stub resolver's queries (RD=1) to the recursive resolver: AAAA
+    /// then A when the client has IPv6, else A; IPv6 addresses first.
     async fn ask_resolver(
         &self,
         ctx: Ctx,
@@ -246,7 +258,36 @@ impl LookupChain {
             .map_err(|e| DnsError::malformed(format!("{host:?} is not a host name: {e}")))?;
         let mut name = name;
         name.set_fqdn(true);
-        let query = build_query(&name, RecordType::A, true);
+        let types: &[RecordType] = if self.aaaa {
+            &[RecordType::AAAA, RecordType::A]
+        } else {
+            &[RecordType::A]
+        };
+        let (mut addrs, mut ttl) = (Vec::new(), Duration::MAX);
+        for qtype in types {
+            let (found, t) = self.ask_one(ctx, host, &name, *qtype).await?;
+            if !found.is_empty() {
+                ttl = ttl.min(t);
+            }
+            addrs.extend(found);
+        }
+        if addrs.is_empty() {
+            Err(DnsError::nodata(host))
+        } else {
+            Ok((addrs, ttl))
+        }
+    }
+
+    /// One question (`qtype` of `name`) to the resolver, over UDP and then
+    /// TCP if truncated: the addresses (none for NODATA) and their TTL.
+    async fn ask_one(
+        &self,
+        ctx: Ctx,
+        host: &str,
+        name: &Name,
+        qtype: RecordType,
+    ) -> Result<(Vec<IpAddr>, Duration), DnsError> {
+        let query = build_query(name, qtype, true);
         for transport in [Transport::Udp, Transport::Tcp] {
             let span = self.rec.begin(ctx, Layer::Application);
             let result = match transport {
@@ -260,7 +301,7 @@ impl LookupChain {
             let event = |outcome| Event::DnsExchange {
                 server: self.resolver.to_string(),
                 name: name.to_string(),
-                qtype: "A".into(),
+                qtype: qtype.to_string(),
                 id: query.metadata.id,
                 transport: transport.to_string(),
                 outcome,
@@ -296,19 +337,17 @@ impl LookupChain {
                     let addrs: Vec<IpAddr> = m
                         .answers
                         .iter()
-                        .filter_map(|r| match &r.data {
-                            RData::A(a) => {
-                                ttl = ttl.min(r.ttl);
-                                Some(IpAddr::V4(a.0))
-                            }
-                            _ => None,
+                        .filter_map(|r| {
+                            let ip = match &r.data {
+                                RData::A(a) if qtype == RecordType::A => IpAddr::V4(a.0),
+                                RData::AAAA(a) if qtype == RecordType::AAAA => IpAddr::V6(a.0),
+                                _ => return None,
+                            };
+                            ttl = ttl.min(r.ttl);
+                            Some(ip)
                         })
                         .collect();
-                    if addrs.is_empty() {
-                        Err(DnsError::nodata(host))
-                    } else {
-                        Ok((addrs, Duration::from_secs(u64::from(ttl))))
-                    }
+                    Ok((addrs, Duration::from_secs(u64::from(ttl))))
                 }
                 ResponseCode::NXDomain => Err(DnsError::nxdomain(host)),
                 ResponseCode::Refused | ResponseCode::NotImp => Err(DnsError::refused(host)),

@@ -47,4 +47,4 @@ pub use sites::{Action, Location, Site, Sites};
 pub use status::Admin;
 pub use tls::LocalCa;
 pub use web::WebServer;
-pub use weblab_server::{Limits, ServerHandle, serve_http};
+pub use weblab_server::{Limits, ServerHandle, serve_http, serve_http_on};

@@ -24,4 +24,6 @@ pub use bucket::Bucket;
 pub use gauge::Gauge;
 pub use handle::{Exit, InFlight, ServerHandle, StopSignal};
 #[cfg(feature = "http")]
-pub use http::{Admission, ConnInfo, Handler, Keep, Limits, RequestBody, serve_http};
+pub use http::{
+    Admission, ConnInfo, Handler, Keep, Limits, RequestBody, serve_http, serve_http_on,
+};

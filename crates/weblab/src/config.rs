@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -99,6 +99,8 @@ type Name = Spanned<String>;
 struct RawHost {
     name: Name,
     addr: Spanned<String>,
+    /// An IPv6 address besides `addr` (only `::1` is loopback in IPv6).
+    addr6: Option<Spanned<String>>,
     services: Option<Spanned<Vec<String>>>,
 }
 
@@ -448,6 +450,9 @@ pub struct World {
     pub name: String,
     pub ports: PortsConfig,
     pub hosts: BTreeMap<String, Ipv4Addr>,
+    /// Hosts that also have an IPv6 address (`addr6`): their services
+    /// listen on it too, and a client with one asks for AAAA records.
+    pub hosts6: BTreeMap<String, Ipv6Addr>,
     /// Every client host (`[[client]]`); the first is the default one.
     pub clients: Vec<ClientConfig>,
     /// What each host runs, by service name (`client`, `resolver`, `dns`,
@@ -862,6 +867,49 @@ impl World {
                 return Err(src.error(addr.span(), format!("host {name:?} is listed twice")));
             }
         }
+        let mut hosts6: BTreeMap<String, Ipv6Addr> = BTreeMap::new();
+        for h in &raw.host {
+            let Some(addr6) = &h.addr6 else { continue };
+            let name = h.name.get_ref();
+            let ip: Ipv6Addr = addr6.get_ref().parse().map_err(|_| {
+                src.error(
+                    addr6.span(),
+                    format!(
+                        "hosts.{name}: addr6 {:?} is not an IPv6 address",
+                        addr6.get_ref()
+                    ),
+                )
+            })?;
+            if !ip.is_loopback() {
+                return Err(src.error(
+                    addr6.span(),
+                    format!("hosts.{name}: addr6 {ip} is not loopback; IPv6 has one loopback address, ::1"),
+                ));
+            }
+            // A client only opens connections, so it may share ::1 with
+            // one host that listens on it.
+            let listens = |h: &RawHost| {
+                h.services
+                    .as_ref()
+                    .is_none_or(|s| s.get_ref().iter().any(|x| x != CLIENT_SERVICE))
+            };
+            if listens(h)
+                && let Some(other) = raw.host.iter().find(|o| {
+                    o.name.get_ref() != name
+                        && listens(o)
+                        && hosts6.get(o.name.get_ref()) == Some(&ip)
+                })
+            {
+                return Err(src.error(
+                    addr6.span(),
+                    format!(
+                        "hosts.{name}: addr6 {ip} is already host {:?}'s; IPv6 has one loopback address, so one listening host may have it",
+                        other.name.get_ref()
+                    ),
+                ));
+            }
+            hosts6.insert(name.clone(), ip);
+        }
         let host = |field: &str, n: &Name| -> Result<String, ConfigError> {
             if hosts.contains_key(n.get_ref()) {
                 Ok(n.get_ref().clone())
@@ -1162,6 +1210,7 @@ impl World {
             limits: limits(&src, &raw.limits)?,
             collector: collector_addr(&src, &raw.trace, &hosts, &clients[0].host)?,
             hosts,
+            hosts6,
             services: BTreeMap::new(),
             clients,
         };
@@ -1185,6 +1234,18 @@ impl World {
     /// The address of host `name` (checked at parse time).
     pub fn addr(&self, name: &str) -> Ipv4Addr {
         self.hosts[name]
+    }
+
+    /// Host `name`'s IPv6 address, when it has one.
+    pub fn addr6(&self, name: &str) -> Option<Ipv6Addr> {
+        self.hosts6.get(name).copied()
+    }
+
+    /// Every address of host `name`: IPv4 first, then IPv6 if any.
+    pub fn addrs(&self, name: &str) -> Vec<std::net::IpAddr> {
+        let mut v = vec![std::net::IpAddr::V4(self.addr(name))];
+        v.extend(self.addr6(name).map(std::net::IpAddr::V6));
+        v
     }
 
     /// The client on `host`, or the default client when `None`.

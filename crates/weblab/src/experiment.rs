@@ -215,7 +215,7 @@ pub async fn realtime(seconds: u64, every: Duration, poll_every: Duration) -> Re
     let state = Arc::new(weblab_app::AppState::new(db, rec, "app1").await?);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let _app = weblab_app::start(listener, state, &[], weblab_server::Limits::default())?;
+    let _app = weblab_app::start(vec![listener], state, &[], weblab_server::Limits::default())?;
 
     println!(
         "realtime experiment: one writer posts every {} ms for {seconds} s; three clients follow the feed (app server on {addr})\n",

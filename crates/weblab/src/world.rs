@@ -249,6 +249,16 @@ pub(crate) fn sock(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), port)
 }
 
+/// Listeners on every address of `host`: its IPv4 one, and its IPv6 one
+/// when it has `addr6`.
+pub(crate) async fn listen_all(world: &World, host: &str, port: u16) -> Result<Vec<TcpListener>> {
+    let mut all = Vec::new();
+    for ip in world.addrs(host) {
+        all.push(listen(SocketAddr::new(ip, port), host).await?);
+    }
+    Ok(all)
+}
+
 pub(crate) async fn listen(addr: SocketAddr, host: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
         format!("host {host}: cannot listen on {addr} (is another weblab world using these addresses? try --block N)")
@@ -363,7 +373,9 @@ pub fn client_browser(
     let ip_text = ip.to_string();
     let resolver = SocketAddr::new(IpAddr::V4(world.addr(&client.resolver)), ports.dns);
     let stub = Recorder::new(collector.clone(), &client.host, &ip_text, "stub resolver");
-    let lookup = LookupChain::new(client.hosts_file.clone(), os_cache, resolver, ip, stub);
+    let ip6 = world.addr6(&client.host);
+    let lookup = LookupChain::new(client.hosts_file.clone(), os_cache, resolver, ip, stub)
+        .asking_aaaa(ip6.is_some());
     let port_map = if ports.is_standard() {
         vec![]
     } else {
@@ -373,6 +385,7 @@ pub fn client_browser(
     let ca_pem = std::fs::read(&ca_path).with_context(|| format!("read {}", ca_path.display()))?;
     let cfg = BrowserConfig {
         bind: ip,
+        bind6: ip6,
         ca_pem,
         ca_label: CA_NAME.into(),
         port_map,

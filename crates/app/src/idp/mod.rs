@@ -213,11 +213,11 @@ pub fn router(state: Arc<IdpState>) -> Router {
 /// Serves the provider on `listener` (over TLS when `tls` is given), on
 /// weblab's accept loop with its bounds.
 pub fn start(
-    listener: tokio::net::TcpListener,
+    listeners: Vec<tokio::net::TcpListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<IdpState>,
     limits: weblab_server::Limits,
 ) -> std::io::Result<weblab_server::ServerHandle> {
     let handler = crate::server::AxumHandler(router(state));
-    weblab_server::serve_http(listener, tls, limits, Arc::new(handler))
+    weblab_server::serve_http_on(listeners, tls, limits, Arc::new(handler))
 }

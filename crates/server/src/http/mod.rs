@@ -163,45 +163,71 @@ pub fn serve_http<H: Handler>(
     limits: Limits,
     handler: Arc<H>,
 ) -> std::io::Result<ServerHandle> {
-    let addr = listener.local_addr()?;
+    serve_http_on(vec![listener], tls, limits, handler)
+}
+
+/// Serves `handler` on every one of `listeners` (a host's IPv4 and IPv6
+/// addresses) as one server: one connection cap, one stop, one drain.
+/// The handle's address is the first listener's.
+pub fn serve_http_on<H: Handler>(
+    listeners: Vec<TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: Limits,
+    handler: Arc<H>,
+) -> std::io::Result<ServerHandle> {
+    let Some(first) = listeners.first() else {
+        return Err(std::io::Error::other("no listener to serve on"));
+    };
+    let first = first.local_addr()?;
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (stop_tx, stop) = stop_channel();
     let conns = Gauge::new(limits.max_connections);
     let refusals = Gauge::new(REFUSALS_IN_FLIGHT);
     let gauges = vec![conns.clone(), refusals.clone()];
-    let task = tokio::spawn(async move {
-        let mut stopping = stop.clone();
-        while let Some((tcp, peer)) = accept(&listener, &mut stopping).await {
-            let Some(slot) = conns.try_enter() else {
-                refuse(tcp, acceptor.is_some(), &refusals);
-                continue;
-            };
-            let ticket = match handler.admit(peer) {
-                Admission::Yes(t) => t,
-                Admission::No => continue,
-            };
-            let conn = ConnInfo {
-                peer,
-                local: addr,
-                tls: acceptor.is_some(),
-            };
-            let (acceptor, handler, stop) = (acceptor.clone(), handler.clone(), stop.clone());
-            let keep = Keep {
-                gauge: conns.clone(),
-                stop: stop.clone(),
-            };
-            tokio::spawn(serve_conn(
-                tcp,
-                conn,
-                acceptor,
-                limits,
-                handler,
-                (slot, ticket),
-                keep,
-            ));
-        }
-    });
-    Ok(ServerHandle::new(addr, vec![task], stop_tx, gauges))
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        let (acceptor, handler, stop, conns, refusals) = (
+            acceptor.clone(),
+            handler.clone(),
+            stop.clone(),
+            conns.clone(),
+            refusals.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut stopping = stop.clone();
+            while let Some((tcp, peer)) = accept(&listener, &mut stopping).await {
+                let Some(slot) = conns.try_enter() else {
+                    refuse(tcp, acceptor.is_some(), &refusals);
+                    continue;
+                };
+                let ticket = match handler.admit(peer) {
+                    Admission::Yes(t) => t,
+                    Admission::No => continue,
+                };
+                let conn = ConnInfo {
+                    peer,
+                    local: addr,
+                    tls: acceptor.is_some(),
+                };
+                let (acceptor, handler, stop) = (acceptor.clone(), handler.clone(), stop.clone());
+                let keep = Keep {
+                    gauge: conns.clone(),
+                    stop: stop.clone(),
+                };
+                tokio::spawn(serve_conn(
+                    tcp,
+                    conn,
+                    acceptor,
+                    limits,
+                    handler,
+                    (slot, ticket),
+                    keep,
+                ));
+            }
+        }));
+    }
+    Ok(ServerHandle::new(first, tasks, stop_tx, gauges))
 }
 
 /// The answer to a connection over the cap: a 503 on plain HTTP (the

@@ -7,7 +7,7 @@ use weblab_app::AppState;
 
 use super::{Needs, Service, Starting};
 use crate::config::World;
-use crate::world::{Boot, Started, listen, sock};
+use crate::world::{Boot, Started, listen_all, sock};
 
 pub struct App;
 
@@ -54,7 +54,7 @@ impl Service for App {
     fn start<'a>(&'a self, boot: &'a Boot, host: &'a str) -> Starting<'a> {
         Box::pin(async move {
             let world = &*boot.world;
-            let listener = listen(sock(world.addr(host), boot.ports.http), host).await?;
+            let listeners = listen_all(world, host, boot.ports.http).await?;
             // An application believes forwarded-client headers only from
             // the web servers.
             let proxies: Vec<IpAddr> = world
@@ -70,7 +70,7 @@ impl Service for App {
             }
             let state = Arc::new(state);
             let app = weblab_app::start(
-                listener,
+                listeners,
                 state,
                 &world.database.cors_origins,
                 world.limits.http,

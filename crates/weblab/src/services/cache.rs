@@ -6,11 +6,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::{CacheServer, serve_http};
+use weblab_edge::{CacheServer, serve_http_on};
 
 use super::{Service, Starting};
 use crate::config::World;
-use crate::world::{Boot, listen, sock};
+use crate::world::{Boot, listen_all};
 
 pub struct Cache;
 
@@ -43,8 +43,8 @@ impl Service for Cache {
             let trusted = vec![IpAddr::V4(world.addr(&world.lb.host))];
             let cache = Arc::new(CacheServer::new(pool.clone(), cfg.max_bytes, trusted, rec));
             let limits = world.limits.http;
-            let listener = listen(sock(ip, ports.http), host).await?;
-            let front = serve_http(listener, None, limits, cache)?;
+            let listeners = listen_all(world, host, ports.http).await?;
+            let front = serve_http_on(listeners, None, limits, cache)?;
             let status = super::status_page(
                 boot,
                 host,

@@ -13,7 +13,7 @@ use weblab_dns::{AuthoritativeServer, Authority, Resolver, ResolverConfig};
 
 use super::{Service, Starting};
 use crate::config::{PolicyConfig, World};
-use crate::world::{Boot, sock};
+use crate::world::Boot;
 
 pub struct Authoritative;
 pub struct Recursive;
@@ -47,7 +47,6 @@ impl Service for Authoritative {
     fn start<'a>(&'a self, boot: &'a Boot, host: &'a str) -> Starting<'a> {
         Box::pin(async move {
             let world = &*boot.world;
-            let addr = sock(world.addr(host), boot.ports.dns);
             let d = world
                 .dns
                 .iter()
@@ -78,10 +77,10 @@ impl Service for Authoritative {
                 &d.role,
                 boot.recorder(host, "dns"),
             );
-            let mut s = weblab_dns::serve(addr, Arc::new(server), world.limits.dns)
-                .await
-                .with_context(|| bind_failed(host, addr))?;
-            if !counted.is_empty() {
+            let mut servers = serve_everywhere(boot, host, Arc::new(server)).await?;
+            if !counted.is_empty()
+                && let Some(s) = servers.first_mut()
+            {
                 let pages = counted
                     .into_iter()
                     .map(|ip| (ip, std::net::SocketAddr::new(ip, boot.ports.admin)))
@@ -92,7 +91,7 @@ impl Service for Authoritative {
                     IpAddr::V4(world.addr(host)),
                 )));
             }
-            Ok(vec![s].into())
+            Ok(servers.into())
         })
     }
 
@@ -128,7 +127,6 @@ impl Service for Recursive {
         Box::pin(async move {
             let world = &*boot.world;
             let ip = world.addr(host);
-            let addr = sock(ip, boot.ports.dns);
             let cfg = ResolverConfig {
                 root_hints: world
                     .root_hints
@@ -142,10 +140,9 @@ impl Service for Recursive {
                 allow: world.recursion_allow.clone(),
             };
             let resolver = Resolver::new(cfg, boot.recorder(host, "resolver"));
-            let s = weblab_dns::serve(addr, Arc::new(resolver), world.limits.dns)
-                .await
-                .with_context(|| bind_failed(host, addr))?;
-            Ok(vec![s].into())
+            Ok(serve_everywhere(boot, host, Arc::new(resolver))
+                .await?
+                .into())
         })
     }
 
@@ -159,6 +156,24 @@ impl Service for Recursive {
             ),
         ]
     }
+}
+
+/// DNS `handler` on port 53 (or its offset) of every address of `host`:
+/// its IPv4 one, and its IPv6 one when it has `addr6`.
+async fn serve_everywhere<H: weblab_dns::net::Handler>(
+    boot: &Boot,
+    host: &str,
+    handler: Arc<H>,
+) -> anyhow::Result<Vec<weblab_dns::DnsServer>> {
+    let mut servers = Vec::new();
+    for ip in boot.world.addrs(host) {
+        let addr = std::net::SocketAddr::new(ip, boot.ports.dns);
+        let s = weblab_dns::serve(addr, handler.clone(), boot.world.limits.dns)
+            .await
+            .with_context(|| bind_failed(host, addr))?;
+        servers.push(s);
+    }
+    Ok(servers)
 }
 
 /// How often a least-connection name's counts are read.

@@ -11,7 +11,7 @@ use weblab_edge::tls::server_config;
 
 use super::{Needs, Service, Starting};
 use crate::config::World;
-use crate::world::{Boot, listen, sock};
+use crate::world::{Boot, listen_all};
 
 pub struct Idp;
 
@@ -101,7 +101,6 @@ impl Service for Idp {
                 .as_ref()
                 .filter(|i| i.host == host)
                 .with_context(|| format!("host {host} runs no identity provider"))?;
-            let ip = world.addr(host);
             let client = Client {
                 id: CLIENT_ID.into(),
                 name: world
@@ -119,12 +118,13 @@ impl Service for Idp {
                 boot.recorder(host, "idp"),
             )
             .await?;
-            let names = vec![cfg.server_name.clone(), ip.to_string()];
+            let mut names = vec![cfg.server_name.clone()];
+            names.extend(world.addrs(host).iter().map(ToString::to_string));
             let (chain, key) = boot.ca()?.issue(&names)?;
             let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
-            let listener = listen(sock(ip, ports.https), host).await?;
+            let listeners = listen_all(world, host, ports.https).await?;
             let server =
-                weblab_app::idp::start(listener, Some(tls), Arc::new(state), world.limits.http)?;
+                weblab_app::idp::start(listeners, Some(tls), Arc::new(state), world.limits.http)?;
             Ok(vec![server].into())
         })
     }

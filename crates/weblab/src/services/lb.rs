@@ -5,11 +5,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use weblab_edge::tls::server_config;
-use weblab_edge::{Backend, LoadBalancer, LocalCa, Pool, RedirectToHttps, serve_http};
+use weblab_edge::{Backend, LoadBalancer, LocalCa, Pool, RedirectToHttps, serve_http_on};
 
 use super::{Needs, Service, Starting};
 use crate::config::World;
-use crate::world::{Boot, listen, sock};
+use crate::world::{Boot, listen_all, sock};
 
 pub struct Lb;
 
@@ -61,7 +61,7 @@ impl Service for Lb {
             );
             pool.start_checks();
             let mut names = world.lb.server_names.clone();
-            names.push(ip.to_string());
+            names.extend(world.addrs(host).iter().map(ToString::to_string));
             let (chain, key) = boot.ca()?.issue(&names)?;
             let tls = server_config(chain, key, &[b"h2", b"http/1.1"])?;
             let pools = vec![("backends".into(), pool.clone())];
@@ -72,8 +72,8 @@ impl Service for Lb {
             }
             let lb = Arc::new(lb);
             let limits = world.limits.http;
-            let https = serve_http(
-                listen(sock(ip, ports.https), host).await?,
+            let https = serve_http_on(
+                listen_all(world, host, ports.https).await?,
                 Some(tls),
                 limits,
                 lb,
@@ -83,8 +83,8 @@ impl Service for Lb {
                 https_port: ports.https,
                 rec: boot.recorder(host, "lb (http)"),
             });
-            let http = serve_http(
-                listen(sock(ip, ports.http), host).await?,
+            let http = serve_http_on(
+                listen_all(world, host, ports.http).await?,
                 None,
                 limits,
                 redirect,
@@ -109,7 +109,14 @@ impl Service for Lb {
         } else {
             format!(":{}", p.http)
         };
-        vec![
+        let over_ipv6 = boot.world.addr6(host).map(|v6| {
+            format!(
+                "  curl -6 --cacert {} --resolve myapp.test:{}:[{v6}] https://myapp.test{https}/login   # over IPv6",
+                ca.display(),
+                p.https
+            )
+        });
+        let mut lines = vec![
             format!(
                 "The load balancer's backends, health and load: curl http://{lb}:{}/_weblab/status",
                 p.admin
@@ -120,6 +127,10 @@ impl Service for Lb {
                 ca.display(),
                 p.https
             ),
+        ];
+        lines.extend(over_ipv6);
+        lines.extend([
+
             format!(
                 "  curl -i --resolve myapp.test:{}:{lb} http://myapp.test{http}/login   # 301 to https",
                 p.http
@@ -140,6 +151,7 @@ impl Service for Lb {
                     boot.world.addr(&i.host)
                 )),
             ),
-        ]
+        ]);
+        lines
     }
 }

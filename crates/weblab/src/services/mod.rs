@@ -105,10 +105,9 @@ pub(crate) async fn status_page(
         pools,
         fronts: fronts.iter().map(|f| f.in_flight_reader()).collect(),
     });
-    let addr = crate::world::sock(boot.world.addr(host), boot.ports.admin);
-    let listener = crate::world::listen(addr, host).await?;
-    Ok(weblab_edge::serve_http(
-        listener,
+    let listeners = crate::world::listen_all(&boot.world, host, boot.ports.admin).await?;
+    Ok(weblab_edge::serve_http_on(
+        listeners,
         None,
         boot.world.limits.http,
         admin,

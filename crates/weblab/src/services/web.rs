@@ -4,11 +4,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use weblab_edge::{Action, Files, Location, Pool, Site, Sites, WebServer, serve_http};
+use weblab_edge::{Action, Files, Location, Pool, Site, Sites, WebServer, serve_http_on};
 
 use super::{Needs, Service, Starting};
 use crate::config::{LocationServe, World};
-use crate::world::{Boot, listen, sock};
+use crate::world::{Boot, listen_all};
 
 pub struct Web;
 
@@ -108,8 +108,8 @@ impl Service for Web {
                 http09: true,
                 ..limits
             };
-            let listener = listen(sock(ip, ports.http), host).await?;
-            let front = serve_http(listener, None, page_limits, svc)?;
+            let listeners = listen_all(world, host, ports.http).await?;
+            let front = serve_http_on(listeners, None, page_limits, svc)?;
             let status = super::status_page(boot, host, "web server", pools, &[&front]).await?;
             Ok(vec![front, status].into())
         })

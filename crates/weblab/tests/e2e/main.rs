@@ -7,6 +7,7 @@ mod caches;
 mod docs;
 mod edge;
 mod interop;
+mod ipv6;
 mod observe;
 mod roles;
 mod serve;
