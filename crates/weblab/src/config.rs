@@ -1422,9 +1422,11 @@ mod tests {
                 "dns.policy: give either weights or least_connections",
             ),
             (
-                base.replace(
+                // The resolver's list comes before the firewall's.
+                base.replacen(
                     "allow = [\"127.0.0.0/8\", \"::1\"]",
                     "allow = [\"127.0.0.0/33\"]",
+                    1,
                 ),
                 "resolver.allow: \"127.0.0.0/33\" is not an address or a CIDR",
             ),
