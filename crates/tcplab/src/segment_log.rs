@@ -17,6 +17,16 @@ pub enum SegmentFate {
     Arrives(Time),
 }
 
+impl SegmentFate {
+    fn fmt_into(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SegmentFate::QueueDrop => write!(f, "DROPPED (queue full)"),
+            SegmentFate::Lost => write!(f, "LOST on the wire"),
+            SegmentFate::Arrives(t) => write!(f, "arrives {:.6}", secs(*t)),
+        }
+    }
+}
+
 impl From<Fate> for SegmentFate {
     fn from(f: Fate) -> SegmentFate {
         match f {
@@ -49,10 +59,11 @@ pub enum SegmentEvent {
     PartialAck { ack: u64, seq: u64 },
     /// The retransmission timer fired.
     Timeout { seq: u64, next_rto: Time },
-    /// The receiver's window is zero: probe it.
-    ZeroWindowProbe,
-    /// The receiver opened its window again.
-    WindowUpdate,
+    /// The receiver's window is zero: a probe (a segment of one byte)
+    /// asks it again, and may be lost like any segment.
+    ZeroWindowProbe { seq: u64, fate: SegmentFate },
+    /// The receiver opened its window again (an ACK carrying it follows).
+    WindowUpdate { window: u64 },
 }
 
 /// One line of the log: when, which flow, what.
@@ -89,11 +100,7 @@ impl fmt::Display for LogLine {
             } => {
                 let rtx = if *retransmit { " RETRANSMIT" } else { "" };
                 write!(f, "flow{flow} -> DATA seq={seq} len={len}{rtx} ")?;
-                match fate {
-                    SegmentFate::QueueDrop => write!(f, "DROPPED (queue full)"),
-                    SegmentFate::Lost => write!(f, "LOST on the wire"),
-                    SegmentFate::Arrives(t) => write!(f, "arrives {:.6}", secs(*t)),
-                }
+                fate.fmt_into(f)
             }
             SegmentEvent::Ack { ack, window } => {
                 write!(f, "flow{flow} <- ACK ack={ack} win={window}")
@@ -119,8 +126,16 @@ impl fmt::Display for LogLine {
                 "flow{flow} RTO fired: retransmit {seq}, cwnd=1, next RTO {:.3}s",
                 secs(*next_rto)
             ),
-            SegmentEvent::ZeroWindowProbe => write!(f, "flow{flow} -> zero-window probe"),
-            SegmentEvent::WindowUpdate => write!(f, "flow{flow} <- window update"),
+            SegmentEvent::ZeroWindowProbe { seq, fate } => {
+                write!(f, "flow{flow} -> zero-window probe seq={seq} len=1 ")?;
+                fate.fmt_into(f)
+            }
+            SegmentEvent::WindowUpdate { window } => {
+                write!(
+                    f,
+                    "flow{flow} <- window update: the receiver's window is open again, win={window}"
+                )
+            }
         }
     }
 }

@@ -21,6 +21,9 @@ use crate::sack::{Block, MAX_BLOCKS, ReceiverBlocks, Scoreboard};
 use crate::segment_log::{LogLine, SegmentEvent};
 use crate::time::{MS, SEC, Time, secs};
 
+/// The longest wait between zero-window probes (Linux: TCP_RTO_MAX).
+const PERSIST_MAX: Time = 120 * SEC;
+
 /// One TCP flow.
 #[derive(Clone, Debug)]
 pub struct FlowConfig {
@@ -210,6 +213,9 @@ struct DataPkt {
     flow: u32,
     seq: u64,
     ts: Time,
+    /// A zero-window probe (RFC 9293 §3.8.6.1): one byte past the closed
+    /// window, which the receiver answers with an ACK carrying its window.
+    probe: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -288,6 +294,9 @@ struct Sender {
     rto_scheduled: bool,
     board: Scoreboard,
     persist_scheduled: bool,
+    /// Probes sent since the window was last seen open: the persist timer
+    /// doubles with each (RFC 1122 §4.2.2.17), up to [`PERSIST_MAX`].
+    persist_backoff: u32,
     started: bool,
     stats: FlowStats,
 }
@@ -397,6 +406,7 @@ impl<'a> Sim<'a> {
                     rto_scheduled: false,
                     board: Scoreboard::default(),
                     persist_scheduled: false,
+                    persist_backoff: 0,
                     started: false,
                     stats: FlowStats::default(),
                     cfg: f.clone(),
@@ -549,6 +559,7 @@ impl<'a> Sim<'a> {
             flow: f as u32,
             seq,
             ts: self.now,
+            probe: false,
         };
         let fate = self.data_link.send(self.now, bytes, &mut self.rng);
         self.logline(f, || SegmentEvent::Data {
@@ -565,6 +576,39 @@ impl<'a> Sim<'a> {
             }
         }
         self.arm_rto(f);
+    }
+
+    /// A zero-window probe: a real segment (header and one byte) over the
+    /// data link, so it queues and can be lost like any other; the persist
+    /// timer is set again, doubled, whatever becomes of it.
+    fn send_probe(&mut self, f: usize) {
+        let s = &mut self.senders[f];
+        s.stats.zero_window_probes += 1;
+        // The wait before this probe was one RTO; the next one doubles.
+        s.persist_backoff += 1;
+        let wait = (s.rto << s.persist_backoff.min(16)).min(PERSIST_MAX);
+        s.persist_scheduled = true;
+        let (seq, bytes) = (s.snd_nxt, s.cfg.header + 1);
+        let pkt = DataPkt {
+            flow: f as u32,
+            seq,
+            ts: self.now,
+            probe: true,
+        };
+        let fate = self.data_link.send(self.now, bytes, &mut self.rng);
+        self.logline(f, || SegmentEvent::ZeroWindowProbe {
+            seq,
+            fate: fate.into(),
+        });
+        if let Fate::Arrives(t, dup) = fate {
+            if self.data_link.is_fifo() {
+                self.data_fifo.push_back((t, pkt));
+            } else {
+                self.push_late(t, dup, Ev::Data(pkt));
+            }
+        }
+        let at = self.now + wait;
+        self.schedule(at, Timer::Persist, f as u32);
     }
 
     fn arm_rto(&mut self, f: usize) {
@@ -665,6 +709,9 @@ impl<'a> Sim<'a> {
         let now = self.now;
         self.senders[f].stats.acks += 1;
         self.senders[f].rwnd = p.rwnd;
+        if p.rwnd > 0 {
+            self.senders[f].persist_backoff = 0;
+        }
         if self.senders[f].cfg.sack {
             return self.on_ack_sack(p);
         }
@@ -952,6 +999,13 @@ impl<'a> Sim<'a> {
     fn on_data(&mut self, p: DataPkt) {
         let f = p.flow as usize;
         self.drain(f);
+        if p.probe {
+            // The probe's byte does not fit a closed window (and is sent
+            // again as data once it opens): the answer is the window.
+            let ts = p.ts;
+            self.send_ack(f, ts);
+            return;
+        }
         let now = self.now;
         let mss = u64::from(self.cfg.flows[f].mss);
         let delayed = self.cfg.flows[f].delayed_ack;
@@ -1060,23 +1114,19 @@ impl<'a> Sim<'a> {
                 }
             }
             Timer::Persist => {
-                // Zero-window probe: the receiver answers with its window.
                 self.senders[f].persist_scheduled = false;
                 if self.senders[f].rwnd == 0 {
-                    self.senders[f].stats.zero_window_probes += 1;
-                    self.drain(f);
-                    let ts = self.now;
-                    self.logline(f, || SegmentEvent::ZeroWindowProbe);
-                    self.send_ack(f, ts);
+                    self.send_probe(f);
                 }
             }
             Timer::WindowUpdate => {
                 // RFC 9293 §3.8.6.2.2: tell the sender once the window opens.
                 self.drain(f);
                 if self.receivers[f].zero_advertised {
-                    if self.rwnd(f) > 0 {
+                    let window = self.rwnd(f);
+                    if window > 0 {
                         let ts = self.receivers[f].ts_recent;
-                        self.logline(f, || SegmentEvent::WindowUpdate);
+                        self.logline(f, || SegmentEvent::WindowUpdate { window });
                         self.send_ack(f, ts);
                     } else {
                         let at = self.window_opens_at(f);

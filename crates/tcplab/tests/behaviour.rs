@@ -1,8 +1,11 @@
 //! The mechanisms, asserted on what the simulator recorded (C17, C18).
 
 use weblab_tcplab::models::jain;
-use weblab_tcplab::time::{MS, SEC};
-use weblab_tcplab::{CcKind, FlowConfig, LinkConfig, LossModel, ReactionKind, SimConfig, run};
+use weblab_tcplab::segment_log::{SegmentEvent, SegmentFate};
+use weblab_tcplab::time::{MS, SEC, Time};
+use weblab_tcplab::{
+    CcKind, FlowConfig, LinkConfig, LossModel, ReactionKind, SimConfig, SimResult, run,
+};
 
 /// 10 Mbit/s, 50 ms RTT, one scripted loss of the 60th packet.
 fn one_loss(cc: CcKind) -> SimConfig {
@@ -189,6 +192,92 @@ fn a_slow_reader_limits_the_sender_and_a_stalled_one_closes_the_window() {
         before.iter().all(|s| (s.in_flight as f64) < s.cwnd),
         "cwnd was the limit"
     );
+}
+
+/// The stalled reader of the test above, logging every segment; `lose`
+/// are data-link packets (counted from 0) lost on the wire.
+fn stalled_reader(lose: Vec<u64>) -> SimResult {
+    run(&SimConfig {
+        data: LinkConfig {
+            rate_bps: 10_000_000,
+            delay: 10 * MS,
+            queue_limit: 100,
+            loss: LossModel::Nth(lose),
+            ..Default::default()
+        },
+        ack: LinkConfig {
+            delay: 10 * MS,
+            ..Default::default()
+        },
+        flows: vec![FlowConfig {
+            rcv_buffer: 64 * 1024,
+            app_read_bps: 1_000_000,
+            app_stall: Some((4 * SEC, 12 * SEC)),
+            ..Default::default()
+        }],
+        duration: 16 * SEC,
+        log_segments: true,
+        ..Default::default()
+    })
+}
+
+/// (time, index among the data link's packets, fate) of each probe.
+fn probes(r: &SimResult) -> Vec<(Time, u64, SegmentFate)> {
+    let mut sent = 0;
+    let mut out = Vec::new();
+    for l in &r.log {
+        match &l.event {
+            SegmentEvent::Data { .. } => sent += 1,
+            SegmentEvent::ZeroWindowProbe { fate, .. } => {
+                out.push((l.at, sent, *fate));
+                sent += 1;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn zero_window_probes_are_segments_on_the_link_backing_off_and_can_be_lost() {
+    let r = stalled_reader(vec![]);
+    let p = probes(&r);
+    assert!(p.len() >= 3, "{p:?}");
+    // Each probe crosses the link (it arrives later than it left), and
+    // the persist timer doubles between them (RFC 1122 §4.2.2.17).
+    for (at, _, fate) in &p {
+        assert!(
+            matches!(fate, SegmentFate::Arrives(t) if t > at),
+            "{fate:?}"
+        );
+    }
+    let gaps: Vec<Time> = p.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    for g in gaps.windows(2) {
+        assert_eq!(g[1], 2 * g[0], "{gaps:?}");
+    }
+    // The receiver's window update reopens it, and data flows again.
+    let update = r
+        .log
+        .iter()
+        .position(|l| matches!(l.event, SegmentEvent::WindowUpdate { window } if window > 0))
+        .expect("no window update");
+    assert!(r.log[update].at >= 12 * SEC);
+    assert!(
+        r.log[update..]
+            .iter()
+            .any(|l| matches!(l.event, SegmentEvent::Data { .. }))
+    );
+    // Lose the first probe on the wire: the log says so, the next probe
+    // still comes, and the transfer goes on as before.
+    let lossy = stalled_reader(vec![p[0].1]);
+    let q = probes(&lossy);
+    assert_eq!(q[0].2, SegmentFate::Lost, "{q:?}");
+    assert!(matches!(q[1].2, SegmentFate::Arrives(_)), "{q:?}");
+    assert_eq!(
+        lossy.flows[0].retransmits, 0,
+        "a lost probe is not data to retransmit"
+    );
+    assert_eq!(lossy.flows[0].delivered, r.flows[0].delivered);
 }
 
 #[test]

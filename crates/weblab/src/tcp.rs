@@ -103,6 +103,10 @@ pub struct LinkArgs {
     /// The receiving application's read rate (0 = as fast as data comes).
     #[arg(long, default_value = "0", value_parser = units::rate)]
     app_read: u64,
+    /// The receiving application stops reading from FROM to TO (8s..12s):
+    /// its buffer fills, the window closes, the sender probes it.
+    #[arg(long, value_name = "FROM..TO", value_parser = units::duration_range)]
+    app_stall: Option<(u64, u64)>,
     /// Selective acknowledgments with SACK-based recovery (RFC 2018, 6675).
     #[arg(long)]
     sack: bool,
@@ -263,6 +267,7 @@ fn sim_config(l: &LinkArgs, cc: CcKind, sample: u64) -> Result<SimConfig> {
                 sack: l.sack,
                 rcv_buffer: l.rwnd,
                 app_read_bps: l.app_read,
+                app_stall: l.app_stall,
                 ..Default::default()
             })
             .collect(),
@@ -306,6 +311,13 @@ fn summary(cfg: &SimConfig, r: &SimResult, name: &str) -> String {
             f.timeouts,
             f.dup_acks
         );
+        if f.zero_window_probes > 0 {
+            let _ = writeln!(
+                s,
+                "  the receiver's window closed: {} zero-window probes sent (1-byte segments on the link, the wait doubling each time) until it opened again",
+                f.zero_window_probes
+            );
+        }
     }
     if r.flows.len() > 1 {
         let _ = writeln!(

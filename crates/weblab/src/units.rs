@@ -59,6 +59,18 @@ pub fn positive_duration(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A span of time `FROM..TO` (`8s..12s`), in nanoseconds, FROM before TO.
+pub fn duration_range(s: &str) -> Result<(u64, u64), String> {
+    let Some((from, to)) = s.split_once("..") else {
+        return Err(format!("{s:?}: give FROM..TO, like 8s..12s"));
+    };
+    let (from, to) = (duration(from)?, duration(to)?);
+    if from >= to {
+        return Err(format!("{s:?}: FROM must come before TO (try 8s..12s)"));
+    }
+    Ok((from, to))
+}
+
 /// A probability from `1%` or `0.01`.
 pub fn probability(s: &str) -> Result<f64, String> {
     let t = s.trim();
