@@ -296,6 +296,27 @@ fn simulate(cfg: &SimConfig, label: &str) -> SimResult {
     r
 }
 
+/// Why selective repeat measured well below the textbook's 1 - p, when it
+/// did: the formula has the sender always busy, which needs room in the
+/// window for a whole round trip while a lost frame waits for its timer.
+fn sr_below_formula(
+    mode: ArqMode,
+    window: u32,
+    a: f64,
+    measured: f64,
+    theory: f64,
+    timeouts: u64,
+) -> Option<String> {
+    let busy = (2.0 * (2.0 * a + 1.0)).ceil() as u32;
+    if mode != ArqMode::SelectiveRepeat || window >= busy || measured > 0.95 * theory {
+        return None;
+    }
+    Some(format!(
+        "selective repeat is below the formula ({measured:.3} vs {theory:.3}): the formula has the sender never idle, but a lost frame holds the window's left edge for at least a round trip ({rtt} frame times) before it is sent again ({timeouts} timer expiries here), and with a window of {window} frames the sender runs out of window and waits; with --window {busy} or more (2(2a+1)) it keeps sending and lands on the formula",
+        rtt = 2.0 * a + 1.0,
+    ))
+}
+
 fn summary(cfg: &SimConfig, r: &SimResult, name: &str) -> String {
     let mut s = String::new();
     for (i, f) in r.flows.iter().enumerate() {
@@ -588,6 +609,7 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
                 "timeouts",
                 "reorder"
             );
+            let mut notes = Vec::new();
             for mode in &a.mode {
                 let w = if *mode == ArqMode::StopAndWait {
                     1
@@ -630,12 +652,19 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
                         println!("{line}");
                     }
                 }
+                if let Some(why) = sr_below_formula(*mode, w, a.a, r.efficiency, theory, r.timeouts)
+                {
+                    notes.push(why);
+                }
             }
             println!(
                 "a = {} (propagation delay / frame time), frame loss {:.1}%",
                 a.a,
                 a.loss * 100.0
             );
+            for n in notes {
+                println!("{n}");
+            }
         }
         TcpCommand::Udp(a) => {
             use weblab_tcplab::transport::udp_vs_tcp;

@@ -97,6 +97,28 @@ fn tcp_compare_arq_and_the_state_machines_run() {
             && out.contains("go-back-n")
             && out.contains("selective-repeat")
     );
+    // Selective repeat: below 1 - p with a small window (and the output
+    // says why), on it with a window of 2(2a+1) frames or more.
+    let sr = |window: &str| {
+        let (code, out, _) = weblab(&["tcp", "arq", "--mode", "sr", "--window", window]);
+        assert_eq!(code, 0);
+        let row: Vec<f64> = out
+            .lines()
+            .find(|l| l.starts_with("selective-repeat"))
+            .unwrap()
+            .split_whitespace()
+            .skip(2)
+            .take(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        (row[0], row[1], out)
+    };
+    let (measured, theory, out) = sr("7");
+    assert!(measured < 0.8 * theory, "{out}");
+    assert!(out.contains("--window 14 or more"), "{out}");
+    let (measured, theory, out) = sr("24");
+    assert!((measured / theory - 1.0).abs() < 0.02, "{out}");
+    assert!(!out.contains("below the formula"), "{out}");
     let (_, out, _) = weblab(&["tcp", "handshake", "--lang", "ko"]);
     assert!(
         out.contains("SYN_SENT") && out.contains("SYN_RECEIVED") && out.contains("연결됨"),
