@@ -96,6 +96,10 @@ pub struct Tcb {
     rcv_nxt: u32,
     rcv_wnd: u32,
     time_wait_until: Option<Time>,
+    /// RFC 1337's fix: a reset does not end TIME_WAIT (Linux:
+    /// net.ipv4.tcp_rfc1337 = 1). Off, RFC 9293's rule applies and a
+    /// reset closes it early ("TIME-WAIT assassination").
+    pub rfc1337: bool,
     /// Bytes handed to the application.
     pub delivered: Vec<u32>,
 }
@@ -115,8 +119,14 @@ impl Tcb {
             rcv_nxt: 0,
             rcv_wnd: 65_535,
             time_wait_until: None,
+            rfc1337: true,
             delivered: Vec::new(),
         }
+    }
+
+    /// When TIME_WAIT's 2·MSL timer ends, while it runs.
+    pub fn time_wait_until(&self) -> Option<Time> {
+        self.time_wait_until
     }
 
     fn seg(&self, syn: bool, ack: bool, fin: bool) -> Segment {
@@ -234,8 +244,9 @@ impl Tcb {
             }
             _ => {
                 if seg.rst {
-                    if self.acceptable(seg) {
+                    if self.acceptable(seg) && !(self.state == State::TimeWait && self.rfc1337) {
                         self.state = State::Closed;
+                        self.time_wait_until = None;
                     }
                     return out;
                 }
@@ -324,6 +335,9 @@ pub enum Scenario {
     /// The same, with TIME_WAIT skipped and a new connection on the same
     /// ports: the stale segment is taken as new data.
     NoTimeWait,
+    /// The late segment's re-ACK draws a reset from the closed peer, and
+    /// without RFC 1337's fix that reset ends TIME_WAIT early.
+    Assassination,
 }
 
 impl std::str::FromStr for Scenario {
@@ -335,8 +349,9 @@ impl std::str::FromStr for Scenario {
             "close" => Ok(Scenario::Close),
             "time-wait" => Ok(Scenario::TimeWait),
             "no-time-wait" => Ok(Scenario::NoTimeWait),
+            "assassination" => Ok(Scenario::Assassination),
             o => Err(format!(
-                "unknown scenario {o:?} (handshake, simultaneous, close, time-wait, no-time-wait)"
+                "unknown scenario {o:?} (handshake, simultaneous, close, time-wait, no-time-wait, assassination)"
             )),
         }
     }
@@ -352,6 +367,8 @@ struct Pair {
     steps: Vec<Step>,
     /// Segments in flight: (arrival, to_b, segment).
     wire: Vec<(Time, bool, Segment)>,
+    /// The old connection's delayed copy, to say what became of it.
+    stale: Option<Segment>,
 }
 
 impl Pair {
@@ -390,6 +407,30 @@ impl Pair {
         self.note(line, before);
     }
 
+    /// Ends each TIME_WAIT whose 2·MSL timer runs out by `t`, at the
+    /// moment it does.
+    fn timers_until(&mut self, t: Time) {
+        loop {
+            let due = [self.a.time_wait_until(), self.b.time_wait_until()]
+                .into_iter()
+                .flatten()
+                .filter(|&at| at <= t)
+                .min();
+            let Some(at) = due else { return };
+            self.now = at;
+            let before = self.states();
+            self.a.tick(at);
+            self.b.tick(at);
+            self.note(
+                format!(
+                    "2·MSL ({:.0} s) since TIME_WAIT began: its timer ends",
+                    secs(2 * MSL)
+                ),
+                before,
+            );
+        }
+    }
+
     /// Delivers everything in flight, in arrival order, until quiet or `until`.
     fn run_until(&mut self, until: Time) {
         loop {
@@ -400,11 +441,11 @@ impl Pair {
             if t > until {
                 break;
             }
+            self.timers_until(t);
             let (t, to_b, seg) = self.wire.remove(0);
             self.now = t;
-            self.a.tick(t);
-            self.b.tick(t);
             let before = self.states();
+            let delivered = self.a.delivered.len();
             let iss = self.rng.next_u64() as u32;
             let (name, replies) = if to_b {
                 ("B", self.b.on_segment(&seg, t, iss))
@@ -416,17 +457,44 @@ impl Pair {
                 line.push_str(&format!("; {name} sends {r}"));
                 self.put(!to_b, *r, 0);
             }
+            line.push_str(&self.what_became_of(name, &seg, before, delivered));
             self.note(line, before);
         }
-        if self.now < until {
-            self.now = until;
-            let before = self.states();
-            self.a.tick(until);
-            self.b.tick(until);
-            if before != self.states() {
-                self.note(format!("{:.0} s pass (2·MSL)", secs(2 * MSL)), before);
+        self.timers_until(until);
+        self.now = self.now.max(until);
+    }
+
+    /// Words for what the step did with the stale copy or with a reset
+    /// in TIME_WAIT, read from the endpoints' state.
+    fn what_became_of(
+        &self,
+        name: &str,
+        seg: &Segment,
+        before: (State, State),
+        delivered: usize,
+    ) -> String {
+        if name != "A" {
+            return String::new();
+        }
+        if Some(*seg) == self.stale {
+            if self.a.delivered.len() > delivered {
+                return format!(
+                    " — the OLD connection's {} bytes, taken as NEW data: their sequence numbers fell inside the new connection's window",
+                    seg.len
+                );
+            }
+            if before.0 == State::TimeWait {
+                return " — an old duplicate: TIME_WAIT still knows this connection, drops it and ACKs again".into();
             }
         }
+        if seg.rst && before.0 == State::TimeWait {
+            return if self.a.state == State::TimeWait {
+                " — ignored: a reset does not end TIME_WAIT (RFC 1337; Linux with net.ipv4.tcp_rfc1337=1)".into()
+            } else {
+                " — and TIME_WAIT ends early: \"TIME-WAIT assassination\" (RFC 1337), as RFC 9293's rule and Linux's default (tcp_rfc1337=0) allow".into()
+            };
+        }
+        String::new()
     }
 }
 
@@ -441,6 +509,7 @@ pub fn run_scenario(scenario: Scenario, seed: u64) -> (Vec<Step>, Tcb, Tcb) {
         rng: Rng::new(seed),
         steps: Vec::new(),
         wire: Vec::new(),
+        stale: None,
     };
     let handshake = |p: &mut Pair| {
         p.act("B listens", |p| {
@@ -476,12 +545,14 @@ pub fn run_scenario(scenario: Scenario, seed: u64) -> (Vec<Step>, Tcb, Tcb) {
             let end = p.now + 2 * MSL;
             p.run_until(end);
         }
-        Scenario::TimeWait | Scenario::NoTimeWait => {
+        Scenario::TimeWait | Scenario::NoTimeWait | Scenario::Assassination => {
+            p.a.rfc1337 = scenario != Scenario::Assassination;
             handshake(&mut p);
             // B sends 100 bytes; a duplicate of it is held up in the network.
             let seg = p.b.send(100).expect("established");
             p.act("B sends 100 bytes", |_| vec![(false, seg)]);
             let stale = seg;
+            p.stale = Some(stale);
             p.wire.push((p.now + 5 * SEC, false, stale));
             p.steps.push(Step {
                 time: p.now,
@@ -514,7 +585,8 @@ pub fn run_scenario(scenario: Scenario, seed: u64) -> (Vec<Step>, Tcb, Tcb) {
                 let target = stale.seq.wrapping_sub(1);
                 p.run_until_with_iss(p.now + SEC, target);
             }
-            let end = p.now + 4 * SEC;
+            // Long enough for the late copy, and for TIME_WAIT to end.
+            let end = (p.now + 4 * SEC).max(p.a.time_wait_until().unwrap_or(0));
             p.run_until(end);
         }
     }
@@ -610,7 +682,42 @@ mod tests {
             })
             .unwrap()
             .time;
-        assert!(closed - tw >= 2 * MSL);
+        assert_eq!(
+            closed - tw,
+            2 * MSL,
+            "the timer ends 2·MSL after TIME_WAIT began"
+        );
+    }
+
+    #[test]
+    fn a_reset_in_time_wait_is_ignored_under_rfc_1337_and_ends_it_early_without() {
+        let closed_at = |steps: &[Step]| {
+            steps
+                .iter()
+                .find(|s| {
+                    s.transitions
+                        .iter()
+                        .any(|t| t.0 == "A" && t.1 == State::TimeWait)
+                })
+                .map(|s| (s.time, s.text.clone()))
+                .unwrap()
+        };
+        let (steps, _, _) = run_scenario(Scenario::TimeWait, 5);
+        let rst = steps
+            .iter()
+            .find(|s| s.text.starts_with("A receives RST"))
+            .unwrap();
+        assert!(
+            rst.text.contains("ignored") && rst.transitions.is_empty(),
+            "{}",
+            rst.text
+        );
+        let (at, text) = closed_at(&steps);
+        assert!(at > rst.time + 50 * SEC && text.contains("2·MSL"), "{text}");
+        let (steps, _, _) = run_scenario(Scenario::Assassination, 5);
+        let (at, text) = closed_at(&steps);
+        assert!(text.starts_with("A receives RST") && text.contains("TIME-WAIT assassination"));
+        assert!(at < 10 * SEC, "{at}");
     }
 
     #[test]
@@ -625,5 +732,11 @@ mod tests {
             "the new connection took old bytes as its own"
         );
         assert!(steps.iter().any(|s| s.text.contains("without TIME_WAIT")));
+        assert!(
+            steps.iter().any(|s| s
+                .text
+                .contains("OLD connection's 100 bytes, taken as NEW data")),
+            "the story does not say the old bytes were taken as new"
+        );
     }
 }

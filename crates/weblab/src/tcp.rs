@@ -190,7 +190,8 @@ pub struct ScenarioArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// handshake: `simultaneous` for a simultaneous open; close:
-    /// `time-wait` or `no-time-wait` to follow a late segment.
+    /// `time-wait` or `no-time-wait` to follow a late segment, or
+    /// `assassination` for a reset ending TIME_WAIT early (RFC 1337).
     #[arg(long)]
     variant: Option<String>,
 }
