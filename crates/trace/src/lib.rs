@@ -18,6 +18,7 @@ pub mod collector;
 pub mod event;
 pub mod explain;
 pub mod har;
+pub mod korean;
 pub mod render;
 pub mod span;
 pub mod store;

@@ -11,9 +11,23 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 use crate::event::{Event, Phase};
 use crate::explain::{Lang, explain};
+use crate::korean::said;
 use crate::span::{Span, SpanId};
+
+/// `text` padded with spaces to `width` terminal columns (Korean letters
+/// take two), on the right (`left`) or on the left.
+fn pad(text: &str, width: usize, left: bool) -> String {
+    let room = " ".repeat(width.saturating_sub(text.width()));
+    if left {
+        format!("{text}{room}")
+    } else {
+        format!("{room}{text}")
+    }
+}
 
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
@@ -38,12 +52,21 @@ fn depths(spans: &[Span]) -> HashMap<SpanId, usize> {
     out
 }
 
-/// `text` cut to `width` characters, with `…` where it was cut.
+/// `text` cut to `width` terminal columns, with `…` where it was cut.
 pub fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    if text.width() <= width {
         return text.to_string();
     }
-    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width.saturating_sub(1) {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
     out.push('…');
     out
 }
@@ -63,17 +86,26 @@ pub fn wrap(text: &str, width: usize) -> String {
             if !first {
                 out.push_str(&indent);
             }
-            if rest.len() <= room {
+            // How many characters fit in `room` columns.
+            let mut used = 0;
+            let fits = rest
+                .iter()
+                .take_while(|c| {
+                    used += c.width().unwrap_or(0);
+                    used <= room
+                })
+                .count();
+            if fits == rest.len() {
                 out.extend(rest.iter());
                 out.push('\n');
                 break;
             }
             // Break at the last space that fits (past the indent), or hard.
-            let cut = rest[..=room]
+            let cut = rest[..=fits]
                 .iter()
                 .rposition(|c| *c == ' ')
                 .filter(|&i| i > lead)
-                .unwrap_or(room);
+                .unwrap_or(fits.max(1));
             out.extend(rest[..cut].iter());
             out.push('\n');
             let skip = rest[cut..].iter().take_while(|c| **c == ' ').count();
@@ -91,19 +123,27 @@ pub fn wrap(text: &str, width: usize) -> String {
 /// a span that began the trace or whose parent ran on another host: the
 /// moment the request reached a host (client → resolver → root → … → LB →
 /// web → app and back).
-pub fn path(spans: &[Span], width: usize, colour: bool) -> String {
+pub fn path(spans: &[Span], width: usize, colour: bool, lang: Lang) -> String {
     let Some(t0) = spans.iter().map(|s| s.start_ns).min() else {
         return "(no spans recorded)\n".into();
     };
     let host_of: HashMap<SpanId, &str> = spans.iter().map(|s| (s.id, &*s.host)).collect();
     let mut out = String::new();
+    let [host, address, start, took, what] = match lang {
+        Lang::En => ["host", "address", "start", "took", "what happened there"],
+        Lang::Ko => ["호스트", "주소", "시작", "소요", "거기서 일어난 일"],
+    };
     let _ = writeln!(
         out,
         "{}",
         fit(
             &format!(
-                "{:>3}  {:<9} {:<11} {:>9} {:>9}  what happened there",
-                "#", "host", "address", "start", "took"
+                "{:>3}  {} {} {} {}  {what}",
+                "#",
+                pad(host, 9, true),
+                pad(address, 11, true),
+                pad(start, 9, false),
+                pad(took, 9, false),
             ),
             width
         )
@@ -133,9 +173,12 @@ pub fn path(spans: &[Span], width: usize, colour: bool) -> String {
                     .split_once("://")
                     .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
                     .unwrap_or(url);
-                format!("from the HTTP cache (no request): {path}")
+                match lang {
+                    Lang::En => format!("from the HTTP cache (no request): {path}"),
+                    Lang::Ko => format!("HTTP 캐시에서 꺼냄 (요청 없음): {path}"),
+                }
             }
-            _ => s.event.to_string(),
+            _ => said(&s.event, lang),
         };
         let line = format!(
             "{n:>3}  {:<9} {:<11} {:>7.3}ms {:>7.3}ms  {what}",
@@ -194,7 +237,7 @@ pub fn story(spans: &[Span], lang: Lang) -> String {
             s.addr,
             s.layer,
             s.component,
-            s.event
+            said(&s.event, lang)
         );
         if let Some(why) = explain(&s.event, lang)
             && !explained.contains_key(why)
@@ -283,7 +326,7 @@ pub fn stages(spans: &[Span]) -> Vec<RequestTimings> {
 /// took there, and for a proxied one how much of that was the trip to
 /// the application server (the forwarding span, which contains the app's
 /// work). `None` when no web server span is in the trace.
-pub fn web_vs_app(spans: &[Span]) -> Option<String> {
+pub fn web_vs_app(spans: &[Span], lang: Lang) -> Option<String> {
     use crate::event::WebAction;
     let ms = |ns: u64| ns as f64 / 1e6;
     let mut rows = Vec::new();
@@ -315,18 +358,25 @@ pub fn web_vs_app(spans: &[Span]) -> Option<String> {
                     continue;
                 };
                 let app = upstream.split(' ').next().unwrap_or(upstream);
-                format!(
-                    "  {path:<24} {:<6} {:>8.3} ms, of which {:.3} ms waiting for {app}",
-                    s.host.as_str(),
-                    ms(s.duration_ns()),
-                    ms(f.duration_ns())
-                )
+                let (total, waited) = (ms(s.duration_ns()), ms(f.duration_ns()));
+                let said = match lang {
+                    Lang::En => {
+                        format!("{total:>8.3} ms, of which {waited:.3} ms waiting for {app}")
+                    }
+                    Lang::Ko => {
+                        format!("{total:>8.3} ms, 그중 {waited:.3} ms는 {app}을(를) 기다림")
+                    }
+                };
+                format!("  {path:<24} {:<6} {said}", s.host.as_str())
             }
-            (None, true) => format!(
-                "  {path:<24} {:<6} {:>8.3} ms, the web server alone",
-                s.host.as_str(),
-                ms(s.duration_ns())
-            ),
+            (None, true) => {
+                let total = ms(s.duration_ns());
+                let said = match lang {
+                    Lang::En => format!("{total:>8.3} ms, the web server alone"),
+                    Lang::Ko => format!("{total:>8.3} ms, 웹 서버 혼자 응답"),
+                };
+                format!("  {path:<24} {:<6} {said}", s.host.as_str())
+            }
             (None, false) => continue,
         };
         rows.push((s.start_ns, row));
@@ -335,7 +385,15 @@ pub fn web_vs_app(spans: &[Span]) -> Option<String> {
         return None;
     }
     rows.sort();
-    let mut out = String::from("  path                     server       time\n");
+    let mut out = match lang {
+        Lang::En => String::from("  path                     server       time\n"),
+        Lang::Ko => format!(
+            "  {} {} {}\n",
+            pad("경로", 24, true),
+            pad("서버", 6, true),
+            pad("시간", 11, false)
+        ),
+    };
     for (_, r) in rows {
         out.push_str(&r);
         out.push('\n');
@@ -343,17 +401,26 @@ pub fn web_vs_app(spans: &[Span]) -> Option<String> {
     Some(out)
 }
 
-pub fn stage_table(timings: &[RequestTimings]) -> String {
+pub fn stage_table(timings: &[RequestTimings], lang: Lang) -> String {
     let mut out = String::new();
-    let _ = write!(out, "{:<3} {:<16}", "#", "request (ms)");
+    let request = match lang {
+        Lang::En => "request (ms)",
+        Lang::Ko => "요청 (ms)",
+    };
+    let _ = write!(out, "{:<3} {}", "#", pad(request, 16, true));
     for p in Phase::ALL {
-        let name = match p {
-            Phase::Processing => "process".to_string(),
-            other => other.to_string(),
+        let name = match (lang, p) {
+            (Lang::En, Phase::Processing) => "process".to_string(),
+            (Lang::En, other) => other.to_string(),
+            (Lang::Ko, other) => phase_ko(other).to_string(),
         };
-        let _ = write!(out, " {name:>7}");
+        let _ = write!(out, " {}", pad(&name, 7, false));
     }
-    let _ = writeln!(out, " {:>7} {:>7}", "between", "total");
+    let (between, total) = match lang {
+        Lang::En => ("between", "total"),
+        Lang::Ko => ("그 사이", "합계"),
+    };
+    let _ = writeln!(out, " {} {}", pad(between, 7, false), pad(total, 7, false));
     for t in timings {
         let path = t
             .url
@@ -378,15 +445,35 @@ pub fn stage_table(timings: &[RequestTimings]) -> String {
         timings.iter().map(|t| t.start_ns).min(),
         timings.iter().map(|t| t.end_ns).max(),
     ) {
-        let _ = writeln!(
-            out,
-            "page: {} requests, {:.3} ms from the first request to the last byte;\n\
-             each row adds up: its stages + between = total (between: the browser's own work)",
-            timings.len(),
-            ms(end - start)
-        );
+        let (n, page) = (timings.len(), ms(end - start));
+        let _ = match lang {
+            Lang::En => writeln!(
+                out,
+                "page: {n} requests, {page:.3} ms from the first request to the last byte;\n\
+                 each row adds up: its stages + between = total (between: the browser's own work)"
+            ),
+            Lang::Ko => writeln!(
+                out,
+                "페이지: 요청 {n}개, 첫 요청부터 마지막 바이트까지 {page:.3} ms;\n\
+                 각 행은 단계들 + 그 사이 = 합계 로 맞아떨어집니다 (그 사이: 브라우저 자체의 작업 시간)"
+            ),
+        };
     }
     out
+}
+
+/// A stage's name in Korean, short enough for a 7-column cell.
+fn phase_ko(p: Phase) -> &'static str {
+    match p {
+        Phase::Blocked => "대기",
+        Phase::Dns => "DNS",
+        Phase::Connect => "연결",
+        Phase::Ssl => "TLS",
+        Phase::Send => "전송",
+        Phase::Wait => "응답",
+        Phase::Receive => "수신",
+        Phase::Processing => "처리",
+    }
 }
 
 fn phase_char(p: Phase) -> char {
@@ -404,7 +491,7 @@ fn phase_char(p: Phase) -> char {
 
 /// A DevTools-style waterfall of the client requests in `spans`, `width`
 /// columns wide: every stage drawn where it was recorded on the time axis.
-pub fn waterfall(spans: &[Span], width: usize) -> String {
+pub fn waterfall(spans: &[Span], width: usize, lang: Lang) -> String {
     let timings = stages(spans);
     let (Some(start), Some(end)) = (
         timings.iter().map(|t| t.start_ns).min(),
@@ -442,9 +529,17 @@ pub fn waterfall(spans: &[Span], width: usize) -> String {
             ms(t.total_ns())
         );
     }
+    let legend = match lang {
+        Lang::En => {
+            "legend: . blocked  D dns  C connect  S tls  > send  w wait  R receive  p processing"
+        }
+        Lang::Ko => {
+            "범례: . 대기  D DNS 조회  C TCP 연결  S TLS 핸드셰이크  > 요청 전송  w 응답 대기  R 수신  p 처리"
+        }
+    };
     let _ = writeln!(
         out,
-        "{:<14}  0ms{:>w$.3}ms\n{:<16}legend: . blocked  D dns  C connect  S tls  > send  w wait  R receive  p processing",
+        "{:<14}  0ms{:>w$.3}ms\n{:<16}{legend}",
         "",
         ms(end - start),
         "",
@@ -512,7 +607,7 @@ mod tests {
                 },
             },
         );
-        let t = web_vs_app(&c.snapshot()).unwrap();
+        let t = web_vs_app(&c.snapshot(), Lang::En).unwrap();
         let lines: Vec<&str> = t.lines().collect();
         assert!(
             lines[1].contains("/login")
@@ -524,7 +619,7 @@ mod tests {
                 && lines[2].contains("0.500 ms, the web server alone"),
             "{t}"
         );
-        assert!(web_vs_app(&[]).is_none());
+        assert!(web_vs_app(&[], Lang::En).is_none());
     }
 
     fn demo() -> Vec<Span> {
@@ -590,7 +685,7 @@ mod tests {
         assert_eq!(t[0].phases[&Phase::Connect], None);
         assert_eq!(t[1].phases[&Phase::Dns], None);
         assert_eq!(t[1].phases[&Phase::Blocked], None);
-        let table = stage_table(&t);
+        let table = stage_table(&t, Lang::En);
         assert!(table.contains("  1.500 "), "{table}");
         assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
         assert!(table.lines().nth(2).unwrap().contains(" - "), "{table}");
@@ -599,10 +694,10 @@ mod tests {
     #[test]
     fn the_path_has_a_line_per_hop_and_colour_only_when_asked() {
         let spans = demo();
-        let plain = path(&spans, 80, false);
+        let plain = path(&spans, 80, false, Lang::En);
         assert!(!plain.contains('\x1b'));
         assert!(plain.lines().all(|l| l.chars().count() <= 80), "{plain}");
-        let coloured = path(&spans, 80, true);
+        let coloured = path(&spans, 80, true, Lang::En);
         assert!(coloured.contains("\x1b["));
         let stripped: String = coloured
             .split("\x1b[")
@@ -634,7 +729,7 @@ mod tests {
 
     #[test]
     fn waterfall_places_stages_on_one_axis() {
-        let w = waterfall(&demo(), 50);
+        let w = waterfall(&demo(), 50, Lang::En);
         let lines: Vec<&str> = w.lines().collect();
         // The page starts at column 0 and the subresource starts after it.
         let first_d = lines[0].find('D').unwrap();

@@ -144,12 +144,19 @@ fn summarize(runs: &[Vec<(&'static str, u64)>]) -> Vec<(&'static str, u64, u64, 
         .collect()
 }
 
-fn runs_table(summary: &[(&'static str, u64, u64, u64)], n: usize) -> String {
+fn runs_table(summary: &[(&'static str, u64, u64, u64)], n: usize, lang: Lang) -> String {
     let ms = |ns: u64| format!("{:.3}", ns as f64 / 1e6);
-    let mut out = format!(
-        "== {n} runs (first request of each; ms) ==\n{:<11} {:>9} {:>9} {:>9}\n",
-        "stage", "min", "median", "p95"
-    );
+    // The stage names stay: they are the names --slo takes.
+    let mut out = match lang {
+        Lang::En => format!(
+            "== {n} runs (first request of each; ms) ==\n{:<11} {:>9} {:>9} {:>9}\n",
+            "stage", "min", "median", "p95"
+        ),
+        // (Korean letters are two columns wide: the header is spaced by hand.)
+        Lang::Ko => format!(
+            "== {n}번 실행 (각 실행의 첫 요청; ms) ==\n단계             최소    중앙값       p95\n"
+        ),
+    };
     for (name, min, med, p95) in summary {
         out.push_str(&format!(
             "{name:<11} {:>9} {:>9} {:>9}\n",
@@ -158,9 +165,12 @@ fn runs_table(summary: &[(&'static str, u64, u64, u64)], n: usize) -> String {
             ms(*p95)
         ));
     }
-    out.push_str(
-        "(ttfb: from the start to the first byte of the answer; a stage a run skipped counts 0)\n",
-    );
+    out.push_str(match lang {
+        Lang::En => {
+            "(ttfb: from the start to the first byte of the answer; a stage a run skipped counts 0)\n"
+        }
+        Lang::Ko => "(ttfb: 시작부터 응답의 첫 바이트까지; 어떤 실행에서 일어나지 않은 단계는 0으로 셈)\n",
+    });
     out
 }
 
@@ -313,18 +323,20 @@ pub async fn visit_from(
     })
 }
 
-fn page_summary(page: &Page) -> String {
+fn page_summary(page: &Page, lang: Lang) -> String {
     let mut out = String::new();
     let m = &page.main;
     let ctype =
         weblab_browser::browser::header_value(&m.headers, "content-type").unwrap_or_default();
-    out.push_str(&format!(
-        "{} {} {:?}, {} bytes after decoding, content-type {ctype}\n",
-        m.url,
-        m.status,
-        m.version,
-        m.body.len()
-    ));
+    let (url, status, version, n) = (&m.url, m.status, m.version, m.body.len());
+    out.push_str(&match lang {
+        Lang::En => {
+            format!("{url} {status} {version:?}, {n} bytes after decoding, content-type {ctype}\n")
+        }
+        Lang::Ko => {
+            format!("{url} {status} {version:?}, 압축을 푼 뒤 {n}바이트, content-type {ctype}\n")
+        }
+    });
     if ctype.starts_with("application/json") {
         // C06: the API's answer as data.
         match serde_json::from_slice::<serde_json::Value>(&m.body) {
@@ -336,16 +348,25 @@ fn page_summary(page: &Page) -> String {
         }
     }
     for s in &page.subresources {
-        match s {
-            Ok(f) => out.push_str(&format!(
+        let line = match (s, lang) {
+            (Ok(f), Lang::En) => format!(
                 "  subresource {} {} {:?}, {} bytes\n",
                 f.url.path(),
                 f.status,
                 f.version,
                 f.body.len()
-            )),
-            Err(e) => out.push_str(&format!("  subresource failed: {e}\n")),
-        }
+            ),
+            (Ok(f), Lang::Ko) => format!(
+                "  하위 리소스 {} {} {:?}, {}바이트\n",
+                f.url.path(),
+                f.status,
+                f.version,
+                f.body.len()
+            ),
+            (Err(e), Lang::En) => format!("  subresource failed: {e}\n"),
+            (Err(e), Lang::Ko) => format!("  하위 리소스 실패: {e}\n"),
+        };
+        out.push_str(&line);
     }
     out
 }
@@ -500,7 +521,7 @@ pub fn print(
         let _ = writeln!(
             text,
             "== The path, a line per hop ==\n{}",
-            path(spans, width, colour())
+            path(spans, width, colour(), lang)
         );
         if detail {
             let _ = writeln!(
@@ -509,13 +530,17 @@ pub fn print(
                 wrap(&story(spans, lang), width)
             );
         }
-        let _ = writeln!(text, "== Stages ==\n{}", stage_table(&timings));
-        let _ = writeln!(text, "== Waterfall ==\n{}", waterfall(spans, 60));
-        if let Some(t) = weblab_trace::render::web_vs_app(spans) {
+        let _ = writeln!(text, "== Stages ==\n{}", stage_table(&timings, lang));
+        let _ = writeln!(text, "== Waterfall ==\n{}", waterfall(spans, 60, lang));
+        if let Some(t) = weblab_trace::render::web_vs_app(spans, lang) {
             let _ = writeln!(text, "== Web server vs application server (C51) ==\n{t}");
         }
         if let Some(Ok(page)) = page {
-            let _ = writeln!(text, "== Result ==\n{}", wrap(&page_summary(page), width));
+            let _ = writeln!(
+                text,
+                "== Result ==\n{}",
+                wrap(&page_summary(page, lang), width)
+            );
         }
         if !detail {
             let _ = writeln!(text, "(every step, explained: --detail)");
@@ -530,12 +555,11 @@ pub fn print(
     Ok(())
 }
 
-/// The view's own words in Korean (`--lang ko`): headings, the stage
-/// table's summary and the waterfall's legend. Column headers stay as
-/// they are, so the columns keep lining up (Korean letters are two
-/// columns wide); step lines are translated by the story itself.
+/// The view's own words in Korean (`--lang ko`): the headings and the
+/// world line. The hop lines, the story, the tables, the legend and the
+/// result are written in Korean by their renderers.
 fn korean(text: &str) -> String {
-    const WORDS: [(&str, &str); 9] = [
+    const WORDS: [(&str, &str); 7] = [
         ("== The path, a line per hop ==", "== 경로: 홉마다 한 줄 =="),
         ("== The story ==", "== 모든 단계와 설명 =="),
         ("== Stages ==", "== 단계별 시간 =="),
@@ -549,14 +573,6 @@ fn korean(text: &str) -> String {
             "(every step, explained: --detail)",
             "(모든 단계와 설명은 --detail)",
         ),
-        (
-            "each row adds up: its stages + between = total (between: the browser's own work)",
-            "각 행은 단계들 + between = total 로 맞아떨어집니다 (between: 브라우저 자체의 작업 시간)",
-        ),
-        (
-            "legend: . blocked  D dns  C connect  S tls  > send  w wait  R receive  p processing",
-            "범례: . 대기  D DNS 조회  C TCP 연결  S TLS 핸드셰이크  > 요청 전송  w 응답 대기  R 수신  p 처리",
-        ),
     ];
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
@@ -564,13 +580,13 @@ fn korean(text: &str) -> String {
         for (en, ko) in WORDS {
             l = l.replace(en, ko);
         }
-        // "page: 4 requests, 25.880 ms from the first request to the last byte;"
-        if let Some(rest) = l.strip_prefix("page: ")
-            && let Some((n, rest)) = rest.split_once(" requests, ")
-            && let Some((ms, tail)) =
-                rest.split_once(" ms from the first request to the last byte;")
+        // `world "default": 12 hosts, ports dns 53 http 80 https 443, data in DIR`
+        if let Some(rest) = l.strip_prefix("world ")
+            && let Some((name, rest)) = rest.split_once(": ")
+            && let Some((n, rest)) = rest.split_once(" hosts, ports ")
+            && let Some((ports, dir)) = rest.split_once(", data in ")
         {
-            l = format!("페이지: 요청 {n}개, 첫 요청부터 마지막 바이트까지 {ms} ms;{tail}");
+            l = format!("월드 {name}: 호스트 {n}개, 포트 {ports}, 데이터 위치 {dir}");
         }
         out.push_str(&l);
     }
@@ -739,7 +755,7 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
     )?;
     let summary = summarize(&runs);
     if opts.runs > 1 && !opts.json {
-        print!("\n{}", runs_table(&summary, runs.len()));
+        print!("\n{}", runs_table(&summary, runs.len(), opts.lang));
     }
     let code = match &result.page {
         Ok(p) if sign_in.is_some() && !crate::signin::signed_in(p) => {
@@ -760,14 +776,18 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
     }
     if let Some(slo) = &opts.slo {
         let broken = slo_broken(slo, &summary);
-        let which = if runs.len() > 1 {
-            "p95 over the runs"
-        } else {
-            "this run"
+        let which = match (runs.len() > 1, opts.lang) {
+            (true, Lang::En) => "p95 over the runs",
+            (false, Lang::En) => "this run",
+            (true, Lang::Ko) => "여러 실행의 p95",
+            (false, Lang::Ko) => "이번 실행",
         };
         if !broken.is_empty() {
             for b in &broken {
-                eprintln!("slo broken ({which}): {b}");
+                match opts.lang {
+                    Lang::En => eprintln!("slo broken ({which}): {b}"),
+                    Lang::Ko => eprintln!("SLO 위반 ({which}): {b}"),
+                }
             }
             return Ok(4);
         }
@@ -777,7 +797,10 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
                 .iter()
                 .map(|(n, l)| format!("{n} <= {:.3} ms", *l as f64 / 1e6))
                 .collect();
-            println!("slo met ({which}): {}", limits.join(", "));
+            match opts.lang {
+                Lang::En => println!("slo met ({which}): {}", limits.join(", ")),
+                Lang::Ko => println!("SLO 충족 ({which}): {}", limits.join(", ")),
+            }
         }
     }
     Ok(0)

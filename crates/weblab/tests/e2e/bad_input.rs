@@ -137,6 +137,29 @@ fn the_tour_exits_zero_and_prints_path_story_stages_and_waterfall() {
         assert!(text.contains(heading), "{heading} missing");
     }
     assert!(!text.contains("== Stages =="), "{text}");
+    // …and so are the hop lines, the story's steps, the table's columns
+    // and the result.
+    for said in [
+        "거기서 일어난 일",
+        "재귀 리졸버의 답 myapp.test. A",
+        "위임: test. 영역은",
+        "암호 스위트=",
+        "요청 (ms)",
+        "그 사이",
+        "하위 리소스 /static/app.css 200",
+        "월드 \"default\": 호스트 12개",
+    ] {
+        assert!(text.contains(said), "{said} missing: {text}");
+    }
+    for english in [
+        "what happened there",
+        "answers myapp.test.",
+        "referral:",
+        "subresource",
+        "request (ms)",
+    ] {
+        assert!(!text.contains(english), "{english} left in English: {text}");
+    }
     assert!(
         text.contains("C08 자기 영역이 아니므로"),
         "Korean explanations missing"

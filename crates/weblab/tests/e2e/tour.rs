@@ -446,7 +446,7 @@ async fn every_row_of_the_stage_table_adds_up_to_its_total() {
         );
         assert!(t.between_ns >= 0, "stages overlap in request {}", t.request);
     }
-    let table = weblab_trace::render::stage_table(&timings);
+    let table = weblab_trace::render::stage_table(&timings, weblab_trace::explain::Lang::En);
     assert!(table.lines().next().unwrap().contains("between"), "{table}");
 }
 
