@@ -13,3 +13,19 @@ taskset -c 0 cargo run --release -q -p weblab-tcplab --example speed -- --sack 1
 echo
 echo "== accuracy: goodput (Mbit/s), mean of 10 seeds x 200 s, beside ns-3 and the models =="
 cargo run --release -q -p weblab-tcplab --example ns3
+echo
+echo "== a fast long path beside ns-3 3.37: 1 Gbit/s, 50 ms RTT, p = 1e-4, NewReno + SACK, delayed ACKs, 60 s, seeds 1-10 =="
+# ns-3 runs the same dumbbell (bench/peer/ns3_dumbbell.cc; Debian: libns3-dev).
+if [ -d /usr/include/ns3 ] || [ -d /usr/include/ns3.37 ]; then
+  NS3=$(mktemp -d /tmp/weblab-ns3.XXXXXX)
+  trap 'rm -rf "$NS3"' EXIT
+  g++ -O2 -std=c++17 bench/peer/ns3_dumbbell.cc -o "$NS3/dumbbell" \
+    -lns3-core -lns3-network -lns3-internet -lns3-point-to-point -lns3-applications \
+    -lns3-traffic-control -lns3-bridge -lns3-stats 2>/dev/null
+  for seed in $(seq 10); do "$NS3/dumbbell" 1e9 50 0.0001 60 "$seed"; done > "$NS3/runs.txt"
+  read -r after whole < <(awk -F'[ =]' '{a += $2; w += $4} END {printf "%.3f %.3f\n", a / NR, w / NR}' "$NS3/runs.txt")
+  cargo run --release -q -p weblab-tcplab --example ns3 -- fast "$after" "$whole"
+else
+  echo "(ns-3 is not installed here: apt-get install libns3-dev; ours alone)"
+  cargo run --release -q -p weblab-tcplab --example ns3 -- fast
+fi

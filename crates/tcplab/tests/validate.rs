@@ -7,7 +7,8 @@
 
 use weblab_tcplab::CcKind;
 use weblab_tcplab::anchors::{
-    NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, NS3_NEWRENO_SACK, anchor_goodput,
+    NS3_FAST_PATH, NS3_NEWRENO_DELACK1, NS3_NEWRENO_DELACK2, NS3_NEWRENO_SACK, anchor_goodput,
+    fast_path,
 };
 use weblab_tcplab::models::{mathis_segments_per_sec, pftk_segments_per_sec};
 
@@ -49,5 +50,22 @@ fn newreno_matches_mathis_pftk_and_ns3() {
     assert!(
         failures.is_empty(),
         "outside the bounds: {failures:?}\n{report}"
+    );
+}
+
+#[test]
+fn a_fast_long_path_matches_ns3_both_ways_of_counting() {
+    // 1 Gbit/s, 50 ms, p = 1e-4: from 10 s on both sit on Mathis with
+    // b = 2; over the whole run slow start's first window adds half again.
+    let ours = fast_path(1_000_000_000, 50, 1e-4, 10, 60);
+    let after = ours.after_10s_mbps / NS3_FAST_PATH.after_10s_mbps;
+    let whole = ours.whole_run_mbps / NS3_FAST_PATH.whole_run_mbps;
+    assert!(
+        (0.9..=1.1).contains(&after),
+        "{ours:?} vs {NS3_FAST_PATH:?}"
+    );
+    assert!(
+        (0.9..=1.1).contains(&whole),
+        "{ours:?} vs {NS3_FAST_PATH:?}"
     );
 }
