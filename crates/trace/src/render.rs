@@ -86,12 +86,19 @@ pub fn wrap(text: &str, width: usize) -> String {
             if !first {
                 out.push_str(&indent);
             }
-            // How many characters fit in `room` columns.
+            // How many characters fit in `room` columns (colour escapes
+            // take none).
             let mut used = 0;
+            let mut in_escape = false;
             let fits = rest
                 .iter()
                 .take_while(|c| {
-                    used += c.width().unwrap_or(0);
+                    match (in_escape, **c) {
+                        (false, '\x1b') => in_escape = true,
+                        (true, 'm') => in_escape = false,
+                        (true, _) => {}
+                        (false, c) => used += c.width().unwrap_or(0),
+                    }
                     used <= room
                 })
                 .count();
@@ -202,6 +209,17 @@ pub fn path(spans: &[Span], width: usize, colour: bool, lang: Lang) -> String {
     out
 }
 
+/// An ANSI colour per layer: application, session, transport, network.
+fn layer_colour(layer: crate::span::Layer) -> u8 {
+    use crate::span::Layer;
+    match layer {
+        Layer::Application => 32,
+        Layer::Session => 35,
+        Layer::Transport => 33,
+        Layer::Network => 36,
+    }
+}
+
 /// An ANSI colour for a host, the same for every line of that host.
 fn host_colour(host: &str) -> u8 {
     let sum: u32 = host
@@ -216,7 +234,7 @@ fn host_colour(host: &str) -> u8 {
 /// The numbered story of a trace: one line per span, in start order,
 /// indented by nesting. The first step of each kind is followed by its
 /// explanation; later steps of the same kind point back to it.
-pub fn story(spans: &[Span], lang: Lang) -> String {
+pub fn story(spans: &[Span], lang: Lang, colour: bool) -> String {
     let mut out = String::new();
     let mut explained: HashMap<&'static str, usize> = HashMap::new();
     let Some(t0) = spans.iter().map(|s| s.start_ns).min() else {
@@ -227,15 +245,21 @@ pub fn story(spans: &[Span], lang: Lang) -> String {
         let indent = "  ".repeat(depth.get(&s.id).copied().unwrap_or(0).min(8));
         // Which of the page's requests a client step belongs to.
         let req = s.request.map(|r| format!("[req {r}] ")).unwrap_or_default();
+        let (host, layer) = (format!("{:<9}", s.host), s.layer.to_string());
+        let (host, layer) = match colour {
+            true => (
+                format!("\x1b[{}m{host}\x1b[0m", host_colour(&s.host)),
+                format!("\x1b[{}m{layer}\x1b[0m", layer_colour(s.layer)),
+            ),
+            false => (host, layer),
+        };
         let _ = writeln!(
             out,
-            "{:>3}. {:>9.3}ms {:>8.3}ms  {:<9} {:<11} {} {:<16} {indent}{req}{}",
+            "{:>3}. {:>9.3}ms {:>8.3}ms  {host} {:<11} {layer} {:<16} {indent}{req}{}",
             i + 1,
             ms(s.start_ns - t0),
             ms(s.duration_ns()),
-            s.host,
             s.addr,
-            s.layer,
             s.component,
             said(&s.event, lang)
         );
@@ -741,9 +765,29 @@ mod tests {
     #[test]
     fn story_numbers_every_span_and_explains_it() {
         let spans = demo();
-        let s = story(&spans, Lang::Ko);
+        let s = story(&spans, Lang::Ko, false);
         assert!(s.contains("  1. "));
         assert!(s.contains("C03"));
+        assert!(!s.contains('\x1b'), "colour without a terminal");
+        // On a terminal, hosts and layers are coloured, and wrapping a
+        // coloured line counts only what shows.
+        let c = story(&spans, Lang::En, true);
+        assert!(c.contains("\x1b[32mL7\x1b[0m"), "{c}");
+        let plain = story(&spans, Lang::En, false);
+        let strip = |t: &str| {
+            let mut out = String::new();
+            let mut esc = false;
+            for ch in t.chars() {
+                match (esc, ch) {
+                    (false, '\x1b') => esc = true,
+                    (true, 'm') => esc = false,
+                    (true, _) => {}
+                    (false, ch) => out.push(ch),
+                }
+            }
+            out
+        };
+        assert_eq!(strip(&wrap(&c, 60)), wrap(&plain, 60));
         // A client step names the request it belongs to.
         let r = spans
             .iter()

@@ -527,7 +527,7 @@ pub fn print(
             let _ = writeln!(
                 text,
                 "== The story ==\n{}",
-                wrap(&story(spans, lang), width)
+                wrap(&story(spans, lang, colour()), width)
             );
         }
         let _ = writeln!(text, "== Stages ==\n{}", stage_table(&timings, lang));
