@@ -166,10 +166,13 @@ pub fn path(spans: &[Span], width: usize, colour: bool, lang: Lang) -> String {
         .collect();
     let mut n = 0;
     for s in spans {
-        let crossed = match s.parent {
-            None => true,
-            Some(p) => host_of.get(&p).is_none_or(|h| *h != &*s.host),
-        };
+        // A statement is the application's trip to its database: a hop
+        // too, though the database has no spans of its own.
+        let crossed = matches!(s.event, Event::Sql { .. })
+            || match s.parent {
+                None => true,
+                Some(p) => host_of.get(&p).is_none_or(|h| *h != &*s.host),
+            };
         if !crossed {
             continue;
         }
@@ -185,6 +188,10 @@ pub fn path(spans: &[Span], width: usize, colour: bool, lang: Lang) -> String {
                     Lang::Ko => format!("HTTP 캐시에서 꺼냄 (요청 없음): {path}"),
                 }
             }
+            (Event::Sql { .. }, _) => match lang {
+                Lang::En => format!("to its database: {}", said(&s.event, lang)),
+                Lang::Ko => format!("데이터베이스로: {}", said(&s.event, lang)),
+            },
             _ => said(&s.event, lang),
         };
         let line = format!(
@@ -735,6 +742,38 @@ mod tests {
             })
             .collect();
         assert_eq!(stripped, plain, "colour adds escapes and nothing else");
+    }
+
+    #[test]
+    fn an_sql_statement_is_the_apps_hop_to_its_database() {
+        let c = Collector::new(Detail::Full);
+        let app = Recorder::new(c.clone(), "app1", "127.0.5.1", "app");
+        let ctx = Ctx::new_root();
+        let mw = app.span(
+            ctx,
+            Layer::Application,
+            (0, 2_000_000),
+            None,
+            Event::Middleware {
+                name: "request context".into(),
+                order: 1,
+            },
+        );
+        app.span(
+            ctx.child_of(mw),
+            Layer::Application,
+            (500_000, 900_000),
+            None,
+            Event::Sql {
+                statement: "SELECT name FROM users WHERE id = $1".into(),
+                params: 1,
+                rows: 1,
+            },
+        );
+        let p = path(&c.assemble(ctx.trace), 120, false, Lang::En);
+        let lines: Vec<&str> = p.lines().skip(1).collect();
+        assert_eq!(lines.len(), 2, "{p}");
+        assert!(lines[1].contains("to its database: SQL SELECT name"), "{p}");
     }
 
     #[test]
