@@ -383,18 +383,59 @@ pub fn jain_over_time(r: &SimResult, parts: u64) -> String {
         .join(" ")
 }
 
+/// The algorithms side by side: goodput and loss reactions summed over
+/// each run's flows, and Jain's fairness between its flows (with --flows).
+fn compare_table(results: &[(String, SimResult)]) -> String {
+    let mut out = format!(
+        "{:<10} {:>14} {:>12} {:>16} {:>9} {:>9}\n",
+        "algorithm", "goodput Mbit/s", "retransmits", "fast retransmits", "timeouts", "fairness"
+    );
+    for (name, r) in results {
+        let n = r.flows.len();
+        let goodput: f64 = (0..n).map(|i| r.goodput_bps(i)).sum::<f64>() / 1e6;
+        let sum =
+            |f: fn(&weblab_tcplab::sim::FlowStats) -> u64| -> u64 { r.flows.iter().map(f).sum() };
+        let fairness = match n {
+            1 => "-".to_string(),
+            _ => {
+                let shares: Vec<f64> = (0..n).map(|i| r.goodput_bps(i)).collect();
+                format!("{:.3}", weblab_tcplab::models::jain(&shares))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{name:<10} {goodput:>14.3} {:>12} {:>16} {:>9} {fairness:>9}",
+            sum(|f| f.retransmits),
+            sum(|f| f.fast_retransmits),
+            sum(|f| f.timeouts),
+        );
+    }
+    out
+}
+
+/// The top of flow 0's chart: the largest window or ssthresh, but at most
+/// twice the largest window (an early huge ssthresh would flatten it).
+fn chart_top(r: &SimResult) -> f64 {
+    let pts = || r.samples.iter().filter(|s| s.flow == 0);
+    pts()
+        .map(|p| p.window().max(p.ssthresh))
+        .fold(1.0f64, f64::max)
+        .min(pts().map(|p| p.window()).fold(1.0, f64::max) * 2.0)
+}
+
 /// An ASCII chart of cwnd (`*`) and ssthresh (`-`) of flow 0 over time.
 pub fn ascii_chart(r: &SimResult, width: usize, height: usize) -> String {
+    ascii_chart_to(r, width, height, chart_top(r))
+}
+
+/// The same chart on a given scale (`tcp compare` draws every algorithm
+/// on one).
+fn ascii_chart_to(r: &SimResult, width: usize, height: usize, y_max: f64) -> String {
     let pts: Vec<_> = r.samples.iter().filter(|s| s.flow == 0).collect();
     if pts.is_empty() {
         return String::new();
     }
     let t_max = pts.last().map_or(1, |p| p.time).max(1) as f64;
-    let y_max = pts
-        .iter()
-        .map(|p| p.window().max(p.ssthresh))
-        .fold(1.0f64, f64::max)
-        .min(pts.iter().map(|p| p.window()).fold(1.0, f64::max) * 2.0);
     let mut grid = vec![vec![' '; width]; height];
     for p in &pts {
         let x = ((p.time as f64 / t_max) * (width - 1) as f64) as usize;
@@ -582,8 +623,15 @@ pub fn run(cmd: TcpCommand) -> Result<()> {
             if let Some(t) = theory(&a.link) {
                 println!("{t}");
             }
+            println!("\n{}", compare_table(&results));
+            // One scale for every chart, so heights compare at a glance.
+            let top = results
+                .iter()
+                .map(|(_, r)| chart_top(r))
+                .fold(1.0, f64::max);
+            println!("(the charts share one scale: 0 to {top:.0} segments)");
             for (name, r) in &results {
-                println!("\n{name}:\n{}", ascii_chart(r, 72, 10));
+                println!("\n{name}:\n{}", ascii_chart_to(r, 72, 10, top));
             }
             let refs: Vec<(&str, &SimResult)> =
                 results.iter().map(|(n, r)| (n.as_str(), r)).collect();

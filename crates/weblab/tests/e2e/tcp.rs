@@ -81,6 +81,26 @@ fn tcp_compare_arq_and_the_state_machines_run() {
     for cc in ["tahoe", "reno", "newreno", "cubic"] {
         assert!(out.contains(&format!("{cc} flow 0")), "{cc} missing: {out}");
     }
+    // Side by side: a table of the algorithms, and charts on one scale
+    // (every chart's top label is the same number).
+    assert!(out.contains("algorithm  goodput Mbit/s"), "{out}");
+    let table_rows = out
+        .lines()
+        .skip_while(|l| !l.starts_with("algorithm"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .count();
+    assert_eq!(table_rows, 4, "{out}");
+    let scale = out
+        .lines()
+        .find_map(|l| l.strip_prefix("(the charts share one scale: 0 to "))
+        .expect("no shared scale");
+    let top = scale.split_whitespace().next().unwrap();
+    let labelled = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{top} |")))
+        .count();
+    assert_eq!(labelled, 4, "{out}");
     let (code, out, _) = weblab(&[
         "tcp",
         "arq",
