@@ -16,6 +16,7 @@ pub mod config;
 pub mod dig;
 pub mod dnslb;
 pub mod experiment;
+pub mod hol;
 pub mod observe;
 pub mod services;
 pub mod signin;

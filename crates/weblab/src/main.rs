@@ -315,6 +315,17 @@ enum ExperimentCmd {
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         poll: Duration,
     },
+    /// Head-of-line blocking: one slow resource, then fast ones, to one
+    /// server pipelined on an HTTP/1.1 connection, one by one, over six
+    /// connections and as HTTP/2 streams: when each answer came (C25, C26).
+    Hol {
+        /// How long /slow takes (10ms-5s).
+        #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+        delay: Duration,
+        /// How many fast requests follow it (1-50).
+        #[arg(long, default_value = "5")]
+        fast: usize,
+    },
     /// DNS round robin (cached and not) against a load balancer with
     /// health checks, over three web servers, one of which dies halfway:
     /// each server's share, failed requests, and how long clients keep
@@ -440,6 +451,22 @@ async fn run(cli: Cli) -> Result<i32> {
                 },
         } => {
             weblab::experiment::realtime(duration.as_secs().max(1), *every, *poll).await?;
+            Ok(0)
+        }
+        Command::Experiment {
+            which: ExperimentCmd::Hol { delay, fast },
+        } => {
+            if !(Duration::from_millis(10)..=Duration::from_secs(5)).contains(delay) {
+                anyhow::bail!("--delay must be between 10ms and 5s");
+            }
+            if !(1..=50).contains(fast) {
+                anyhow::bail!("--fast must be between 1 and 50");
+            }
+            let report = weblab::hol::hol(*delay, *fast).await?;
+            print!(
+                "{}",
+                weblab_trace::render::wrap(&report, weblab::tour::term_width())
+            );
             Ok(0)
         }
         Command::Experiment {

@@ -288,3 +288,32 @@ fn the_chart_shows_cwnd_without_fast_recovery_inflation_and_the_csv_says_how_muc
     );
     assert!(out.contains("fast-recovery inflation not drawn"), "{out}");
 }
+
+#[test]
+fn the_hol_experiment_shows_pipelined_answers_held_behind_the_slow_one_and_h2_streams_not() {
+    let (code, out, err) = weblab(&["experiment", "hol", "--delay", "200ms", "--fast", "3"]);
+    assert_eq!(code, 0, "{err}");
+    // (slow done, first fast, last fast) of a row, in ms.
+    let row = |how: &str| -> Vec<f64> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(how))
+            .unwrap_or_else(|| panic!("no row {how}: {out}"));
+        line[how.len()..]
+            .split_whitespace()
+            .take(3)
+            .map(|x| x.trim_end_matches("ms").parse().unwrap())
+            .collect()
+    };
+    let pipe = row("HTTP/1.1 pipelined, 1 connection");
+    assert!(pipe[1] >= pipe[0], "a fast answer overtook /slow: {out}");
+    let h2 = row("HTTP/2, 1 connection");
+    assert!(h2[2] < h2[0], "HTTP/2 streams waited for /slow: {out}");
+    let six = row("HTTP/1.1, 6 connections");
+    assert!(six[2] < six[0], "{out}");
+    assert!(
+        out.contains("3 of the 3 fast answers came only after /slow's"),
+        "{out}"
+    );
+    assert!(out.contains("Over HTTP/2, 0 of them waited"), "{out}");
+}
