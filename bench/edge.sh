@@ -4,7 +4,10 @@
 #   static  weblab's web server vs nginx: ~1 KiB file, HTTP/1.1 keep-alive
 #   proxy   weblab's web server proxying round robin to two nginx backends
 #           vs nginx and HAProxy doing the same (the peers' case b)
-# Tracing stays on in weblab (every request records its spans).
+# Tracing: a `serve`d role without --otlp keeps no spans, so it builds
+# none; the "spans exported" static row is the same server sending every
+# span over OTLP to `weblab collect` (pinned with the load generator): the
+# cost of tracing on this 2-core machine.
 # Loopback only; every process is stopped by its PID (lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +28,19 @@ bash "$PEERS/b_proxy.sh" | tee -a "$OUT"
 DATA=$(mktemp -d /tmp/weblab-edge.XXXXXX)
 bash "$PEERS/any_http.sh" weblab-static-1k-h1 "http://127.$BLOCK.4.1:$PORT/static/app.css" -- \
     "$BIN" --block "$BLOCK" --data "$DATA" serve web --host web1 | tee -a "$OUT"
+
+# Ours: static again, every span exported to a collector on the aux CPU.
+bash -c '
+source "$1/lib.sh"
+BLOCK=$2 BIN=$3 DATA=$4 PORT=$5
+start_bg weblab-collect "$AUX_CPU" "$BIN" --block "$BLOCK" --data "$DATA" collect
+COL=$LAST_PID
+export AUX_PIDS=$COL   # the collector is a helper, not "other" load
+wait_tcp 4318 30 "127.$BLOCK.0.1"
+bash "$1/any_http.sh" weblab-static-1k-h1-otlp "http://127.$BLOCK.4.1:$PORT/static/app.css" -- \
+    "$BIN" --block "$BLOCK" --data "$DATA" serve web --host web1 --otlp "http://127.$BLOCK.0.1:4318"
+stop_pid "$COL"
+' _ "$PEERS" "$BLOCK" "$BIN" "$DATA" "$PORT" | tee -a "$OUT"
 
 # Ours: proxy. The world's app1/app2 addresses get the same nginx backends
 # the peers' case b uses (1 KiB body from the config), on the aux CPU.
@@ -103,6 +119,7 @@ def show(ours, peer, what):
     print(f"{what:40} weblab {ra:8.0f} req/s p99 {a.get('p99_ms','-'):>6} ms | "
           f"{peer:16} {rb:8.0f} req/s p99 {b.get('p99_ms','-'):>6} ms | ratio {ra/rb:.2f}")
 show("weblab-static-1k-h1", "nginx-static-1k-h1", "static ~1 KiB, HTTP/1.1")
+show("weblab-static-1k-h1-otlp", "nginx-static-1k-h1", "static ~1 KiB, spans exported (OTLP)")
 show("weblab-proxy-rr", "lb-haproxy-rr", "round-robin proxy, 2 backends")
 show("weblab-proxy-rr", "lb-nginx-rr", "round-robin proxy, 2 backends")
 a, b = rows.get("weblab-conn-memory"), rows.get("nginx-conn-memory")

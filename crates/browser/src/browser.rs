@@ -417,14 +417,7 @@ impl Browser {
                     Layer::Transport,
                     (t, t),
                     None,
-                    Event::TcpInfo {
-                        remote: conn.remote.to_string(),
-                        rtt_us: info.rtt_us,
-                        cwnd: info.cwnd,
-                        total_retrans: info.total_retrans,
-                        bytes_sent: info.bytes_sent,
-                        bytes_received: info.bytes_received,
-                    },
+                    tcp_info_event(conn.remote, &info, false),
                 );
             }
         }
@@ -888,6 +881,15 @@ impl Browser {
                 wire_bytes: body.len() as u64,
             },
         );
+        // The kernel's view of the connection once this response is in.
+        if let Some(info) = tcp_info(conn.fd) {
+            self.instant(
+                ctx,
+                n,
+                Layer::Transport,
+                tcp_info_event(conn.remote, &info, true),
+            );
+        }
         self.put(origin, conn);
         // Client-side processing: decode, then scan HTML.
         let body = match encoding.as_deref() {
@@ -1107,9 +1109,12 @@ impl Browser {
                 local: local.to_string(),
                 remote: remote.to_string(),
                 rtt_us: info.rtt_us,
+                rttvar_us: info.rttvar_us,
                 cwnd: info.cwnd,
+                ssthresh: info.ssthresh,
                 mss: info.mss,
                 retransmits: info.total_retrans,
+                delivery_rate_bps: info.delivery_rate_bps,
             },
         );
         let times = Arc::new(IoTimes::default());
@@ -1220,4 +1225,20 @@ pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v: &HeaderValue| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// A TCP_INFO reading as an event: after a response, or at the end.
+fn tcp_info_event(remote: SocketAddr, info: &crate::conn::TcpInfo, after_response: bool) -> Event {
+    Event::TcpInfo {
+        remote: remote.to_string(),
+        after_response,
+        rtt_us: info.rtt_us,
+        rttvar_us: info.rttvar_us,
+        cwnd: info.cwnd,
+        ssthresh: info.ssthresh,
+        total_retrans: info.total_retrans,
+        delivery_rate_bps: info.delivery_rate_bps,
+        bytes_sent: info.bytes_sent,
+        bytes_received: info.bytes_received,
+    }
 }

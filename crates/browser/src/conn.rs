@@ -19,7 +19,13 @@ use crate::error::BrowserError;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpInfo {
     pub rtt_us: u32,
+    pub rttvar_us: u32,
     pub cwnd: u32,
+    /// Slow-start threshold in segments; none while it is still "infinite"
+    /// (no loss seen yet).
+    pub ssthresh: Option<u32>,
+    /// The kernel's delivery-rate estimate, in bits per second (Linux 4.9+).
+    pub delivery_rate_bps: Option<u64>,
     pub mss: u32,
     pub retransmits: u32,
     pub total_retrans: u32,
@@ -51,9 +57,17 @@ pub fn tcp_info(fd: RawFd) -> Option<TcpInfo> {
     let has = |end: usize| filled >= end;
     let bytes_sent_end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_sent) + 8;
     let bytes_received_end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+    let delivery_rate_end = std::mem::offset_of!(libc::tcp_info, tcpi_delivery_rate) + 8;
+    // The kernel's "infinite" threshold (TCP_INFINITE_SSTHRESH).
+    const INFINITE: u32 = 0x7fff_ffff;
     Some(TcpInfo {
         rtt_us: ti.tcpi_rtt,
+        rttvar_us: ti.tcpi_rttvar,
         cwnd: ti.tcpi_snd_cwnd,
+        ssthresh: (ti.tcpi_snd_ssthresh < INFINITE).then_some(ti.tcpi_snd_ssthresh),
+        // 0 until the first data is acknowledged: no sample yet.
+        delivery_rate_bps: (has(delivery_rate_end) && ti.tcpi_delivery_rate > 0)
+            .then_some(ti.tcpi_delivery_rate * 8),
         mss: ti.tcpi_snd_mss,
         retransmits: u32::from(ti.tcpi_retransmits),
         total_retrans: ti.tcpi_total_retrans,

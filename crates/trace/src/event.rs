@@ -199,16 +199,32 @@ pub enum Event {
         local: String,
         remote: String,
         rtt_us: u32,
+        #[serde(default)]
+        rttvar_us: u32,
         cwnd: u32,
+        /// None while the kernel's threshold is still "infinite".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssthresh: Option<u32>,
         mss: u32,
         retransmits: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivery_rate_bps: Option<u64>,
     },
-    /// TCP_INFO read when the client is done with a connection.
+    /// TCP_INFO read after a response was read in full
+    /// (`after_response`), or when the client is done with a connection.
     TcpInfo {
         remote: String,
+        #[serde(default)]
+        after_response: bool,
         rtt_us: u32,
+        #[serde(default)]
+        rttvar_us: u32,
         cwnd: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssthresh: Option<u32>,
         total_retrans: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivery_rate_bps: Option<u64>,
         bytes_sent: u64,
         bytes_received: u64,
     },
@@ -400,6 +416,21 @@ fn opt(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("-")
 }
 
+/// ssthresh as TCP_INFO gave it: "-" while no loss has set it.
+pub fn ssthresh_text(s: Option<u32>) -> String {
+    s.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// A delivery rate in bits per second, as a person reads it.
+pub fn rate_text(bps: Option<u64>) -> String {
+    match bps {
+        None => "-".into(),
+        Some(b) if b >= 1_000_000_000 => format!("{:.2}Gbit/s", b as f64 / 1e9),
+        Some(b) if b >= 1_000_000 => format!("{:.1}Mbit/s", b as f64 / 1e6),
+        Some(b) => format!("{:.0}kbit/s", b as f64 / 1e3),
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -518,23 +549,39 @@ impl fmt::Display for Event {
                 local,
                 remote,
                 rtt_us,
+                rttvar_us,
                 cwnd,
+                ssthresh,
                 mss,
                 retransmits,
+                delivery_rate_bps,
             } => write!(
                 f,
-                "TCP connect() {local} -> {remote} completed: ESTABLISHED; TCP_INFO rtt={rtt_us}us cwnd={cwnd} mss={mss} retransmits={retransmits}"
+                "TCP connect() {local} -> {remote} completed: ESTABLISHED; TCP_INFO rtt={rtt_us}us rttvar={rttvar_us}us cwnd={cwnd} ssthresh={} mss={mss} retransmits={retransmits} delivery rate={}",
+                ssthresh_text(*ssthresh),
+                rate_text(*delivery_rate_bps)
             ),
             Event::TcpInfo {
                 remote,
+                after_response,
                 rtt_us,
+                rttvar_us,
                 cwnd,
+                ssthresh,
                 total_retrans,
+                delivery_rate_bps,
                 bytes_sent,
                 bytes_received,
             } => write!(
                 f,
-                "TCP_INFO at the end ({remote}): rtt={rtt_us}us cwnd={cwnd} retransmits={total_retrans} sent={bytes_sent}B received={bytes_received}B"
+                "TCP_INFO {} ({remote}): rtt={rtt_us}us rttvar={rttvar_us}us cwnd={cwnd} ssthresh={} retransmits={total_retrans} delivery rate={} sent={bytes_sent}B received={bytes_received}B",
+                if *after_response {
+                    "after the response"
+                } else {
+                    "at the end"
+                },
+                ssthresh_text(*ssthresh),
+                rate_text(*delivery_rate_bps)
             ),
             Event::ConnectionReused { remote, version } => {
                 write!(f, "reused the open {version} connection to {remote}")

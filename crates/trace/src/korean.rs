@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::event::{CacheLevel, DnsOutcome, Event, WebAction};
+use crate::event::{CacheLevel, DnsOutcome, Event, WebAction, rate_text, ssthresh_text};
 use crate::explain::Lang;
 
 /// `event` as a line in `lang`.
@@ -183,21 +183,37 @@ fn ko(event: &Event) -> String {
             local,
             remote,
             rtt_us,
+            rttvar_us,
             cwnd,
+            ssthresh,
             mss,
             retransmits,
+            delivery_rate_bps,
         } => format!(
-            "TCP connect() {local} -> {remote} 완료: ESTABLISHED; TCP_INFO rtt={rtt_us}us cwnd={cwnd} mss={mss} 재전송={retransmits}"
+            "TCP connect() {local} -> {remote} 완료: ESTABLISHED; TCP_INFO rtt={rtt_us}us rttvar={rttvar_us}us cwnd={cwnd} ssthresh={} mss={mss} 재전송={retransmits} 전달 속도={}",
+            ssthresh_text(*ssthresh),
+            rate_text(*delivery_rate_bps)
         ),
         Event::TcpInfo {
             remote,
+            after_response,
             rtt_us,
+            rttvar_us,
             cwnd,
+            ssthresh,
             total_retrans,
+            delivery_rate_bps,
             bytes_sent,
             bytes_received,
         } => format!(
-            "마지막 TCP_INFO ({remote}): rtt={rtt_us}us cwnd={cwnd} 재전송={total_retrans} 보냄={bytes_sent}B 받음={bytes_received}B"
+            "{} TCP_INFO ({remote}): rtt={rtt_us}us rttvar={rttvar_us}us cwnd={cwnd} ssthresh={} 재전송={total_retrans} 전달 속도={} 보냄={bytes_sent}B 받음={bytes_received}B",
+            if *after_response {
+                "응답 직후"
+            } else {
+                "마지막"
+            },
+            ssthresh_text(*ssthresh),
+            rate_text(*delivery_rate_bps)
         ),
         Event::ConnectionReused { remote, version } => {
             format!("{remote}와(과) 열려 있던 {version} 연결을 재사용")

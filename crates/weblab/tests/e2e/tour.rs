@@ -77,6 +77,26 @@ async fn the_tour_records_every_hop_in_order_each_on_its_own_address() {
     };
     assert!(local.starts_with(&ip(&w, "client")));
     assert!(remote.starts_with(&ip(&w, "lb")));
+    // TCP_INFO again once each response is in: for every request of the
+    // page, with the counters of a connection that has carried data.
+    let requests: std::collections::BTreeSet<u32> = spans
+        .iter()
+        .filter(|s| matches!(s.event, Event::Navigate { .. }))
+        .filter_map(|s| s.request)
+        .collect();
+    let after: std::collections::BTreeSet<u32> = spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::TcpInfo {
+                after_response: true,
+                bytes_received,
+                rtt_us,
+                ..
+            } if *bytes_received > 0 && *rtt_us > 0 => s.request,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(after, requests, "a response without TCP_INFO after it");
     let (i_tls, tls) = find(spans, |s| matches!(s.event, Event::TlsHandshake { .. })).unwrap();
     assert!(i_tls > i_tcp);
     let Event::TlsHandshake {
