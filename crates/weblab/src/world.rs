@@ -89,20 +89,37 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// The static files the web servers serve, embedded.
-const ASSETS: [(&str, &[u8]); 3] = [
+const ASSETS: [(&str, &[u8]); 4] = [
     ("static/app.css", include_bytes!("../assets/static/app.css")),
     ("static/app.js", include_bytes!("../assets/static/app.js")),
     (
         "static/logo.png",
         include_bytes!("../assets/static/logo.png"),
     ),
+    // A page of twenty pictures (HTTP/2 vs HTTP/1.1 page loads, C26).
+    (
+        "static/gallery.html",
+        include_bytes!("../assets/static/gallery.html"),
+    ),
 ];
+
+/// The gallery's pictures: the logo under twenty names, each its own
+/// request.
+const GALLERY_PICTURES: usize = 20;
 
 /// Writes the document root into `data_dir/www` (only files that differ).
 pub fn write_document_root(data_dir: &Path) -> Result<PathBuf> {
     let root = data_dir.join("www");
-    for (rel, bytes) in ASSETS {
-        let path = root.join(rel);
+    let logo: &[u8] = ASSETS[2].1;
+    let pictures: Vec<(String, &[u8])> = (1..=GALLERY_PICTURES)
+        .map(|i| (format!("static/gallery/{i}.png"), logo))
+        .collect();
+    let all = ASSETS
+        .iter()
+        .map(|(rel, bytes)| (rel.to_string(), *bytes))
+        .chain(pictures);
+    for (rel, bytes) in all {
+        let path = root.join(&rel);
         if std::fs::read(&path).ok().as_deref() == Some(bytes) {
             continue;
         }
