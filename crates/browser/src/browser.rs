@@ -319,6 +319,7 @@ pub struct Browser {
     reach: Reach,
     /// Speak HTTP/1.0 (C24): one request per connection, closed after.
     http10: bool,
+    http09: bool,
     /// Cookies, sent back with every request they apply to.
     jar: Mutex<crate::cookies::Jar>,
     /// Hosts reached over HTTPS only (C33).
@@ -354,6 +355,7 @@ impl Browser {
             cache: Mutex::default(),
             reach: Reach::default(),
             http10: false,
+            http09: false,
             jar: Mutex::new(Default::default()),
             hsts: Mutex::new(hsts),
             rec,
@@ -371,6 +373,13 @@ impl Browser {
     /// The same browser speaking HTTP/1.0 (C24): request lines say
     /// `HTTP/1.0`, no keep-alive is asked for, so every request opens its
     /// own connection and the server closes it after the answer.
+    /// Speaks HTTP/0.9 (C23): `GET /path`, and the answer is the body
+    /// alone, ended by the server's close.
+    pub fn speaking_http09(mut self) -> Self {
+        self.http09 = true;
+        self
+    }
+
     pub fn speaking_http10(mut self) -> Self {
         self.http10 = true;
         self
@@ -679,6 +688,9 @@ impl Browser {
                 fragment: url.fragment().map(str::to_string),
             },
         );
+        if self.http09 {
+            return self.fetch_http09(ctx, n, url, &host, port, out).await;
+        }
         // The connection first: its protocol decides the request's form.
         let origin = (scheme.clone(), host.clone(), port);
         let conn = match self.checkout(ctx, n, &origin).await {
@@ -862,7 +874,13 @@ impl Browser {
             }
         }
         let recv = self.rec.begin(ctx, Layer::Application).request(Some(n));
-        let body = body.collect().await.map_err(BrowserError::http)?.to_bytes();
+        let body = http_body_util::Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                BrowserError::http(format!("reading the body: {e} (at most {MAX_BODY} bytes)"))
+            })?
+            .to_bytes();
         let header_str = |h: header::HeaderName| {
             parts
                 .headers
@@ -1028,6 +1046,126 @@ impl Browser {
 
     /// Lookup, TCP connect and (for https) TLS: the `dns`, `connect` and
     /// `ssl` stages.
+    /// HTTP/0.9 (C23): the request is `GET /path` and nothing more; the
+    /// answer is the body alone, no status and no headers, ended by the
+    /// server closing the connection. Written by hand: hyper has no
+    /// HTTP/0.9 client.
+    async fn fetch_http09(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        url: &Url,
+        host: &str,
+        port: u16,
+        out: &Outgoing,
+    ) -> Result<Fetched, BrowserError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if url.scheme() != "http" {
+            return Err(BrowserError::url(
+                "HTTP/0.9 has no TLS: give an http:// URL (e.g. a web server's own address)",
+            ));
+        }
+        if out.method != Method::GET || !out.body.is_empty() {
+            return Err(BrowserError::http(
+                "HTTP/0.9 knows only GET, without a body",
+            ));
+        }
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let (mut tcp, remote, fd) = self.reach_tcp(ctx, n, host, port).await?;
+        let t_send = now_ns();
+        tcp.write_all(format!("GET {target}\r\n").as_bytes())
+            .await
+            .map_err(|e| BrowserError::http(format!("sending the request: {e}")))?;
+        let t_written = now_ns();
+        self.rec.span(
+            ctx,
+            Layer::Application,
+            (t_send, t_send),
+            Some(n),
+            Event::RequestPrepared {
+                method: "GET".into(),
+                target,
+                version: "HTTP/0.9".into(),
+                headers: vec![],
+                header_block: None,
+            },
+        );
+        self.rec.span(
+            ctx,
+            Layer::Application,
+            (t_send, t_written),
+            Some(n),
+            Event::RequestSent {
+                method: "GET".into(),
+                url: url.to_string(),
+                version: "HTTP/0.9".into(),
+            },
+        );
+        let mut body = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut first = None;
+        loop {
+            let got = tokio::time::timeout(HTTP09_READ_TIMEOUT, tcp.read(&mut chunk))
+                .await
+                .map_err(|_| BrowserError::http("HTTP/0.9: no byte from the server in 30 s"))?
+                .map_err(|e| BrowserError::http(format!("reading the answer: {e}")))?;
+            if got == 0 {
+                break;
+            }
+            first.get_or_insert_with(now_ns);
+            if body.len() + got > MAX_BODY {
+                return Err(BrowserError::http(format!(
+                    "HTTP/0.9 answer over {MAX_BODY} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk[..got]);
+        }
+        let t_end = now_ns();
+        let t_first = first.unwrap_or(t_end);
+        self.rec.span(
+            ctx,
+            Layer::Application,
+            (t_written, t_first),
+            Some(n),
+            Event::Waiting {
+                status: 0,
+                headers: vec![],
+            },
+        );
+        self.rec.span(
+            ctx,
+            Layer::Application,
+            (t_first, t_end),
+            Some(n),
+            Event::BodyReceived {
+                status: 0,
+                content_type: None,
+                content_encoding: None,
+                wire_bytes: body.len() as u64,
+            },
+        );
+        if let Some(info) = tcp_info(fd) {
+            self.instant(
+                ctx,
+                n,
+                Layer::Transport,
+                tcp_info_event(remote, &info, true),
+            );
+        }
+        Ok(Fetched {
+            request: n,
+            url: url.clone(),
+            status: 0,
+            version: Version::HTTP_09,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body),
+            subresources: Vec::new(),
+        })
+    }
+
     async fn open(
         &self,
         ctx: Ctx,
@@ -1037,6 +1175,20 @@ impl Browser {
         port: u16,
         slot: Option<Slot>,
     ) -> Result<Conn, BrowserError> {
+        let (tcp, remote, fd) = self.reach_tcp(ctx, n, host, port).await?;
+        self.over(ctx, n, scheme, host, (tcp, remote, fd), slot)
+            .await
+    }
+
+    /// The name looked up (or given) and a TCP connection to it, each a
+    /// step of the trace: the stream, where it goes, its descriptor.
+    async fn reach_tcp(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        host: &str,
+        port: u16,
+    ) -> Result<(tokio::net::TcpStream, SocketAddr, RawFd), BrowserError> {
         let given = self
             .reach
             .resolve
@@ -1117,6 +1269,19 @@ impl Browser {
                 delivery_rate_bps: info.delivery_rate_bps,
             },
         );
+        Ok((tcp, remote, fd))
+    }
+
+    /// TLS when the scheme asks for it, then HTTP/2 or HTTP/1.x on `tcp`.
+    async fn over(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        scheme: &str,
+        host: &str,
+        (tcp, remote, fd): (tokio::net::TcpStream, SocketAddr, RawFd),
+        slot: Option<Slot>,
+    ) -> Result<Conn, BrowserError> {
         let times = Arc::new(IoTimes::default());
         if scheme == "https" {
             let name = ServerName::try_from(host.to_string())
@@ -1242,3 +1407,9 @@ fn tcp_info_event(remote: SocketAddr, info: &crate::conn::TcpInfo, after_respons
         bytes_received: info.bytes_received,
     }
 }
+
+/// The most of a response body the browser reads.
+const MAX_BODY: usize = 64 << 20;
+
+/// How long an HTTP/0.9 answer may go without a byte.
+const HTTP09_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -605,7 +605,20 @@ impl fmt::Display for Event {
                 url,
                 version,
             } => write!(f, "sent {method} {url} over {version}"),
+            // HTTP/0.9 answers have no status (recorded as 0) and no head.
+            Event::Waiting { status: 0, .. } => write!(
+                f,
+                "waited for the first byte (HTTP/0.9: no status line, no headers)"
+            ),
             Event::Waiting { status, .. } => write!(f, "waited for the response head: {status}"),
+            Event::BodyReceived {
+                status: 0,
+                wire_bytes,
+                ..
+            } => write!(
+                f,
+                "received the whole answer, {wire_bytes} bytes, ended by the server closing (HTTP/0.9: a body and nothing else)"
+            ),
             Event::BodyReceived {
                 status,
                 content_type,

@@ -236,7 +236,17 @@ fn ko(event: &Event) -> String {
             url,
             version,
         } => format!("{method} {url} 보냄 ({version})"),
+        Event::Waiting { status: 0, .. } => {
+            "첫 바이트를 기다림 (HTTP/0.9: 상태 줄도 헤더도 없음)".to_string()
+        }
         Event::Waiting { status, .. } => format!("응답 헤더를 기다림: {status}"),
+        Event::BodyReceived {
+            status: 0,
+            wire_bytes,
+            ..
+        } => format!(
+            "응답 전체 {wire_bytes}바이트를 받음, 서버가 연결을 닫아 끝을 알림 (HTTP/0.9: 본문뿐)"
+        ),
         Event::BodyReceived {
             status,
             content_type,

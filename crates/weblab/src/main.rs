@@ -55,6 +55,10 @@ struct ViewArgs {
     /// Speak HTTP/1.0 (C24): a connection per request, closed after it.
     #[arg(long = "http1.0", conflicts_with = "http1_only")]
     http10: bool,
+    /// Speak HTTP/0.9 (C23): `GET /path` only, the answer a body with no
+    /// status or headers (plain http:// to a web server, e.g. web1).
+    #[arg(long = "http0.9", conflicts_with_all = ["http1_only", "http10"])]
+    http09: bool,
     /// How much the servers record (minimal: only the client's stages).
     #[arg(long, value_enum, default_value = "full")]
     trace: DetailArg,
@@ -103,6 +107,7 @@ impl ViewArgs {
             json: self.json,
             http1_only: self.http1_only || self.http10,
             http10: self.http10,
+            http09: self.http09,
             detail: match self.trace {
                 DetailArg::Full => Detail::Full,
                 DetailArg::Minimal => Detail::Minimal,

@@ -48,6 +48,8 @@ pub struct TourOptions {
     pub reload: bool,
     /// Speak HTTP/1.0 (`--http1.0`, C24).
     pub http10: bool,
+    /// Speak HTTP/0.9.
+    pub http09: bool,
 }
 
 /// `--slo`: a limit in nanoseconds per stage name (`total`, `ttfb` or a
@@ -223,9 +225,10 @@ fn for_action(
     browser: weblab_browser::Browser,
     opts: &TourOptions,
 ) -> Result<weblab_browser::Browser> {
-    let browser = match opts.http10 {
-        true => browser.speaking_http10(),
-        false => browser,
+    let browser = match (opts.http10, opts.http09) {
+        (true, _) => browser.speaking_http10(),
+        (_, true) => browser.speaking_http09(),
+        _ => browser,
     };
     Ok(match &opts.action {
         Action::Fetch(spec) => browser.reaching(spec.reach.clone())?,
@@ -423,7 +426,17 @@ fn response(page: &Page, output: Option<&PathBuf>) -> Result<String> {
         http::Version::HTTP_09 => "HTTP/0.9",
         _ => "HTTP/1.1",
     };
-    let _ = writeln!(out, "{version} {} {reason}", m.status);
+    match m.version {
+        http::Version::HTTP_09 => {
+            let _ = writeln!(
+                out,
+                "(HTTP/0.9: no status line and no headers; the body follows)"
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "{version} {} {reason}", m.status);
+        }
+    }
     for (k, v) in &m.headers {
         let _ = writeln!(out, "{k}: {}", String::from_utf8_lossy(v.as_bytes()));
     }

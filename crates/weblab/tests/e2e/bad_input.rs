@@ -962,3 +962,47 @@ fn every_har_entry_keeps_the_har_rules_over_pages_http11_pools_and_redirects() {
     let _ = std::fs::remove_file(&har_path);
     assert!(redirects >= 1, "the -L run followed a redirect");
 }
+
+#[test]
+fn fetch_speaks_http09_to_a_web_server_and_refuses_it_over_tls() {
+    // (Block 199: this test's own world.)
+    let out = weblab(
+        &[
+            "fetch",
+            "--http0.9",
+            "--detail",
+            "http://127.199.4.1/static/app.js",
+        ],
+        199,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("(HTTP/0.9: no status line and no headers"),
+        "{text}"
+    );
+    assert!(
+        text.contains("document.addEventListener"),
+        "the body: {text}"
+    );
+    // The request went out as HTTP/0.9's one line, and the answer ended
+    // with the server's close (the story wraps: compare words).
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains("request: GET /static/app.js HTTP/0.9"),
+        "{text}"
+    );
+    assert!(words.contains("ended by the server closing"), "{text}");
+    let out = weblab(&["fetch", "--http0.9", "https://myapp.test/login"], 199);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP/0.9 has no TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
