@@ -62,14 +62,16 @@ RESOLVE="nginx.test:$PORT:127.0.0.1"
 : >"$W/curl.txt"
 for _ in $(seq "$RUNS"); do
     taskset -c 1 curl -s -o /dev/null --resolve "$RESOLVE" --cacert "$W/ca.pem" \
-        -w '%{time_total}\n' "$URL" >>"$W/curl.txt"
+        -w '%{time_total} %{time_connect} %{time_appconnect} %{time_starttransfer}\n' \
+        "$URL" >>"$W/curl.txt"
 done
 taskset -c 1 "$BIN" --block "$BLOCK" --data "$W/data" fetch "$URL" --resolve "$RESOLVE" \
     --cacert "$W/ca.pem" --runs "$RUNS" >"$W/weblab.txt"
 
 python3 - "$W/curl.txt" "$W/weblab.txt" "$RUNS" <<'PY'
 import sys
-curl = sorted(float(x) * 1000 for x in open(sys.argv[1]) if x.strip())
+rows = [[float(v) * 1000 for v in l.split()] for l in open(sys.argv[1]) if l.strip()]
+curl = sorted(r[0] for r in rows)
 def pct(v, p):
     k = max(1, -(-len(v) * p // 100))
     return v[int(k) - 1]
@@ -83,6 +85,26 @@ print(f"{'curl':10} {c[0]:>8.3f} {c[1]:>8.3f} {c[2]:>8.3f}")
 print(f"weblab / curl, median: {w_med / c[1]:.2f}x  (goal: <= 0.8x)")
 print("(curl's time_total includes building its TLS context and reading the CA file on each")
 print(" transfer; weblab's browser has its TLS settings ready before the request starts)")
+# The phases, as curl -w counts them (each from the start of the
+# transfer): TCP connected, TLS done, first byte. weblab's from its stage
+# medians, summed the same way.
+med = {}
+for l in open(sys.argv[2]):
+    p = l.split()
+    if len(p) == 4 and p[0] in ("blocked", "dns", "connect", "ssl", "send", "wait", "ttfb", "total"):
+        med[p[0]] = float(p[2])
+cw = [sorted(r[i] for r in rows) for i in range(4)]
+ours = {
+    "connected": med["blocked"] + med["dns"] + med["connect"],
+    "TLS done": med["blocked"] + med["dns"] + med["connect"] + med["ssl"],
+    "first byte": med["ttfb"],
+}
+theirs = {"connected": pct(cw[1], 50), "TLS done": pct(cw[2], 50), "first byte": pct(cw[3], 50)}
+print("\nphases, median ms from the start (curl -w time_connect, time_appconnect, time_starttransfer)")
+print(f"{'':12} {'weblab':>8} {'curl':>8}")
+for k in ("connected", "TLS done", "first byte"):
+    print(f"{k:12} {ours[k]:>8.3f} {theirs[k]:>8.3f}")
+print("(the TLS handshake itself: weblab %.3f ms, curl %.3f ms)" % (med["ssl"], pct(sorted(r[2] - r[1] for r in rows), 50)))
 PY
 
 # A page of twenty pictures from the world (its own servers, booted by
