@@ -76,9 +76,31 @@ fn value(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 /// Whether an answer lets a page of `origin` read it: its
-/// Access-Control-Allow-Origin names that origin, or is `*` (this
-/// browser sends no credentials cross-origin).
-pub fn readable(h: &HeaderMap, origin: &str) -> Result<(), String> {
+/// Access-Control-Allow-Origin names that origin, or is `*`. A request
+/// sent `with_credentials` (cookies) needs the origin named exactly and
+/// `Access-Control-Allow-Credentials: true` (Fetch, "CORS check").
+pub fn readable(h: &HeaderMap, origin: &str, with_credentials: bool) -> Result<(), String> {
+    if with_credentials {
+        match value(h, header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+            Some("*") => {
+                return Err(
+                    "with credentials, Access-Control-Allow-Origin may not be \"*\"".into(),
+                );
+            }
+            Some(o) if o == origin.trim_end_matches('/') => {}
+            _ => return readable(h, origin, false),
+        }
+        return match value(h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS) {
+            Some("true") => Ok(()),
+            Some(v) => Err(format!(
+                "Access-Control-Allow-Credentials is {v:?}, not \"true\", so no credentials"
+            )),
+            None => Err(
+                "the answer has no Access-Control-Allow-Credentials: true, so no credentials"
+                    .into(),
+            ),
+        };
+    }
     match value(h, header::ACCESS_CONTROL_ALLOW_ORIGIN) {
         Some("*") => Ok(()),
         Some(o) if o == origin.trim_end_matches('/') => Ok(()),
@@ -97,11 +119,14 @@ pub fn preflight_allows(
     origin: &str,
     method: &Method,
     names: &[String],
+    with_credentials: bool,
 ) -> Result<(), String> {
     if !(200..300).contains(&status) {
         return Err(format!("the preflight was answered {status}, not 2xx"));
     }
-    readable(h, origin)?;
+    readable(h, origin, with_credentials)?;
+    // With credentials a "*" in the lists is just a name, not a wildcard.
+    let any = if with_credentials { "\u{0}" } else { "*" };
     let listed = |name: header::HeaderName| -> Vec<String> {
         h.get_all(name)
             .iter()
@@ -116,7 +141,7 @@ pub fn preflight_allows(
     if !simple_method
         && !methods
             .iter()
-            .any(|m| m == "*" || m.eq_ignore_ascii_case(method.as_str()))
+            .any(|m| m == any || m.eq_ignore_ascii_case(method.as_str()))
     {
         return Err(format!(
             "{method} is not in Access-Control-Allow-Methods ({})",
@@ -126,7 +151,7 @@ pub fn preflight_allows(
     let allowed = listed(header::ACCESS_CONTROL_ALLOW_HEADERS);
     if let Some(missing) = names
         .iter()
-        .find(|n| !allowed.iter().any(|a| a == "*" || a == *n))
+        .find(|n| !allowed.iter().any(|a| a == any || a == *n))
     {
         return Err(format!(
             "header {missing} is not in Access-Control-Allow-Headers ({})",
@@ -203,26 +228,29 @@ mod tests {
         assert!(
             readable(
                 &h(&[("access-control-allow-origin", "https://a.test")]),
-                "https://a.test"
+                "https://a.test",
+                false
             )
             .is_ok()
         );
         assert!(
             readable(
                 &h(&[("access-control-allow-origin", "*")]),
-                "https://a.test"
+                "https://a.test",
+                false
             )
             .is_ok()
         );
         assert!(
             readable(
                 &h(&[("access-control-allow-origin", "https://b.test")]),
-                "https://a.test"
+                "https://a.test",
+                false
             )
             .is_err()
         );
         assert!(
-            readable(&h(&[]), "https://a.test")
+            readable(&h(&[]), "https://a.test", false)
                 .unwrap_err()
                 .contains("no Access-Control-Allow-Origin")
         );
@@ -236,8 +264,9 @@ mod tests {
             ("access-control-allow-headers", "content-type,authorization"),
         ]);
         let names = vec!["content-type".to_string()];
-        assert!(preflight_allows(204, &ok, "https://a.test", &Method::PUT, &names).is_ok());
-        let e = preflight_allows(204, &ok, "https://a.test", &Method::DELETE, &names).unwrap_err();
+        assert!(preflight_allows(204, &ok, "https://a.test", &Method::PUT, &names, false).is_ok());
+        let e = preflight_allows(204, &ok, "https://a.test", &Method::DELETE, &names, false)
+            .unwrap_err();
         assert!(e.contains("DELETE"), "{e}");
         let e = preflight_allows(
             204,
@@ -245,10 +274,48 @@ mod tests {
             "https://a.test",
             &Method::PUT,
             &["x-secret".into()],
+            false,
         )
         .unwrap_err();
         assert!(e.contains("x-secret"), "{e}");
-        assert!(preflight_allows(204, &h(&[]), "https://a.test", &Method::PUT, &[]).is_err());
-        assert!(preflight_allows(405, &ok, "https://a.test", &Method::PUT, &[]).is_err());
+        assert!(
+            preflight_allows(204, &h(&[]), "https://a.test", &Method::PUT, &[], false).is_err()
+        );
+        assert!(preflight_allows(405, &ok, "https://a.test", &Method::PUT, &[], false).is_err());
+    }
+
+    #[test]
+    fn with_credentials_the_origin_is_named_exactly_and_credentials_allowed() {
+        let o = "https://a.test";
+        let exact = h(&[("access-control-allow-origin", o)]);
+        let e = readable(&exact, o, true).unwrap_err();
+        assert!(e.contains("Access-Control-Allow-Credentials"), "{e}");
+        let both = h(&[
+            ("access-control-allow-origin", o),
+            ("access-control-allow-credentials", "true"),
+        ]);
+        assert!(readable(&both, o, true).is_ok());
+        let star = h(&[
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-credentials", "true"),
+        ]);
+        assert!(readable(&star, o, true).unwrap_err().contains("may not be"));
+        assert!(readable(&star, o, false).is_ok());
+        // "*" in the preflight's lists is no wildcard with credentials.
+        let pre = h(&[
+            ("access-control-allow-origin", o),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "*"),
+        ]);
+        let e = preflight_allows(204, &pre, o, &Method::PUT, &[], true).unwrap_err();
+        assert!(
+            e.contains("PUT is not in Access-Control-Allow-Methods"),
+            "{e}"
+        );
+        let pre = h(&[
+            ("access-control-allow-origin", o),
+            ("access-control-allow-methods", "*"),
+        ]);
+        assert!(preflight_allows(204, &pre, o, &Method::PUT, &[], false).is_ok());
     }
 }

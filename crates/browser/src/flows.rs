@@ -71,6 +71,7 @@ impl Browser {
         url: &Url,
         origin: &str,
         out: &Outgoing,
+        with_credentials: bool,
     ) -> Result<Fetched, BrowserError> {
         use crate::cors::{Mode, classify, preflight_allows, readable};
         let mode = classify(origin, url, &out.method, &out.headers);
@@ -86,7 +87,9 @@ impl Browser {
             return self.send(ctx, 0, url, Destination::Document, out).await;
         }
         let mut cross = out.clone();
-        cross.credentials = false;
+        // Cookies go cross-origin only when the page asks (fetch's
+        // credentials: "include", XHR's withCredentials).
+        cross.credentials = with_credentials;
         cross.headers.push(("Origin".into(), origin.to_string()));
         if let Mode::Preflight { method, headers } = &mode {
             note(
@@ -113,9 +116,14 @@ impl Browser {
                     .push(("Access-Control-Request-Headers".into(), headers.join(",")));
             }
             let answer = self.send(ctx, 0, url, Destination::Document, &ask).await?;
-            if let Err(why) =
-                preflight_allows(answer.status, &answer.headers, origin, method, headers)
-            {
+            if let Err(why) = preflight_allows(
+                answer.status,
+                &answer.headers,
+                origin,
+                method,
+                headers,
+                with_credentials,
+            ) {
                 note(
                     0,
                     format!(
@@ -133,15 +141,20 @@ impl Browser {
             note(
                 0,
                 format!(
-                    "CORS (C40): a simple {} from {origin}: sent at once, without cookies",
-                    out.method
+                    "CORS (C40): a simple {} from {origin}: sent at once, {}",
+                    out.method,
+                    if with_credentials {
+                        "with its cookies (credentials asked for)"
+                    } else {
+                        "without cookies"
+                    }
                 ),
             );
         }
         let got = self
             .send(ctx, n, url, Destination::Document, &cross)
             .await?;
-        match readable(&got.headers, origin) {
+        match readable(&got.headers, origin, with_credentials) {
             Ok(()) => {
                 note(
                     n,

@@ -224,6 +224,11 @@ enum Command {
         /// unless it names the origin.
         #[arg(long, value_name = "ORIGIN", conflicts_with = "follow")]
         origin: Option<String>,
+        /// With --origin: send the cookies cross-origin too, as fetch()
+        /// with credentials "include" does; the answer must then name the
+        /// origin exactly and carry Access-Control-Allow-Credentials: true.
+        #[arg(long, requires = "origin")]
+        with_credentials: bool,
         /// Reach HOST:PORT at ADDR without a lookup, as curl does
         /// (e.g. nginx.test:443:127.0.0.1; repeatable).
         #[arg(long, value_name = "HOST:PORT:ADDR", value_parser = parse_resolve)]
@@ -521,6 +526,7 @@ async fn run(cli: Cli) -> Result<i32> {
             follow,
             output,
             origin,
+            with_credentials,
             resolve,
             cacert,
             insecure,
@@ -545,6 +551,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     Some(o) => Some(tour::origin_of(o)?),
                     None => None,
                 },
+                with_credentials: *with_credentials,
                 reach,
             };
             tour::run(

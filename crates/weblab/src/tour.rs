@@ -215,6 +215,8 @@ pub struct FetchSpec {
     pub output: Option<PathBuf>,
     /// Make the request as a page of this origin would (CORS, C40).
     pub origin: Option<String>,
+    /// …sending its cookies cross-origin (`credentials: "include"`).
+    pub with_credentials: bool,
     /// Servers outside the world: `--resolve`, `--cacert`, `-k`.
     pub reach: weblab_browser::Reach,
 }
@@ -392,7 +394,9 @@ async fn browse(
             let ctx = weblab_trace::Ctx::new_root();
             let dest = weblab_browser::Destination::Document;
             let got = if let Some(origin) = &spec.origin {
-                browser.cors_send(ctx, &url, origin, &spec.out).await
+                browser
+                    .cors_send(ctx, &url, origin, &spec.out, spec.with_credentials)
+                    .await
             } else if spec.follow {
                 let first = (&url, spec.out.clone());
                 browser.walk(ctx, first, MAX_REDIRECTS, |_| None).await

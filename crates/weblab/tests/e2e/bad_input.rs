@@ -588,6 +588,25 @@ fn fetch_with_an_origin_enforces_cors_as_a_browser_does() {
         "{t}"
     );
     assert!(t.contains("the page may read it"), "{t}");
+    // The same with the page's cookies (credentials "include"): the app
+    // names the origin but does not allow credentials, so the answer is
+    // kept from the page.
+    let (code, t) = run(&[
+        "fetch",
+        "--origin",
+        "https://partner.test",
+        "--with-credentials",
+        api,
+    ]);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(
+        t.contains("with its cookies (credentials asked for)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("no Access-Control-Allow-Credentials: true"),
+        "{t}"
+    );
     // Another origin: the request goes, the answer is kept from the page.
     let (code, t) = run(&["fetch", "--origin", "https://other.test", api]);
     assert_eq!(code, Some(1), "{t}");
