@@ -380,6 +380,17 @@ impl Browser {
         self
     }
 
+    /// Loads cookies from a Netscape cookie file (curl's `-b FILE`);
+    /// returns how many.
+    pub fn load_cookies(&self, text: &str) -> Result<usize, String> {
+        lock(&self.jar).load_netscape(text, unix_secs())
+    }
+
+    /// The jar as a Netscape cookie file (curl's `-c FILE`).
+    pub fn cookie_file(&self) -> String {
+        lock(&self.jar).to_netscape(unix_secs())
+    }
+
     pub fn speaking_http10(mut self) -> Self {
         self.http10 = true;
         self

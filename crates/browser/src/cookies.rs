@@ -259,6 +259,97 @@ impl Jar {
         )
     }
 
+    /// The jar in the Netscape cookie-file format that curl reads with
+    /// `-b FILE` and writes with `-c FILE`: a line per cookie, seven
+    /// tab-separated fields (domain, subdomains too, path, secure,
+    /// expiry in Unix seconds or 0 for a session cookie, name, value).
+    /// The format has no SameSite; expired cookies are left out.
+    pub fn to_netscape(&self, now: i64) -> String {
+        let mut out = String::from(
+            "# Netscape HTTP Cookie File\n# Written by weblab; curl reads it with -b and writes it with -c.\n\n",
+        );
+        for c in self
+            .cookies
+            .iter()
+            .filter(|c| c.expires.is_none_or(|e| e > now))
+        {
+            let domain = match c.host_only {
+                true => c.domain.clone(),
+                false => format!(".{}", c.domain),
+            };
+            let flag = |b: bool| if b { "TRUE" } else { "FALSE" };
+            out.push_str(&format!(
+                "{domain}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                flag(!c.host_only),
+                c.path,
+                flag(c.secure),
+                c.expires.unwrap_or(0),
+                c.name,
+                c.value
+            ));
+        }
+        out
+    }
+
+    /// Reads a Netscape cookie file (curl's `-c` output, or `to_netscape`)
+    /// into the jar as of `now`: expired cookies are skipped, the jar's
+    /// bounds hold, SameSite is Lax (the format cannot say). A malformed
+    /// line is an error naming its number.
+    pub fn load_netscape(&mut self, text: &str, now: i64) -> Result<usize, String> {
+        let mut loaded = 0;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            // curl marks HttpOnly cookies by prefixing the domain.
+            let line = line.strip_prefix("#HttpOnly_").unwrap_or(line);
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let f: Vec<&str> = line.trim_end_matches('\r').split('\t').collect();
+            let [domain, sub, path, secure, expires, name, value] = f[..] else {
+                return Err(format!(
+                    "line {n}: {} tab-separated fields, not 7 (domain, subdomains, path, secure, expires, name, value)",
+                    f.len()
+                ));
+            };
+            let flag = |v: &str, what: &str| match v {
+                "TRUE" => Ok(true),
+                "FALSE" => Ok(false),
+                other => Err(format!("line {n}: {what} is {other:?}, not TRUE or FALSE")),
+            };
+            let (sub, secure) = (flag(sub, "the subdomains field")?, flag(secure, "secure")?);
+            let expires: i64 = expires
+                .parse()
+                .map_err(|_| format!("line {n}: expiry {expires:?} is not a number"))?;
+            let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || name.is_empty() || !path.starts_with('/') {
+                return Err(format!(
+                    "line {n}: needs a domain, a name and a path from /"
+                ));
+            }
+            let expires = (expires != 0).then_some(expires);
+            if expires.is_some_and(|e| e <= now) {
+                continue;
+            }
+            self.counter += 1;
+            let key = |s: &Stored| s.name == name && s.domain == domain && s.path == path;
+            self.cookies.retain(|s| !key(s));
+            self.cookies.push(Stored {
+                name: name.into(),
+                value: value.into(),
+                domain: domain.clone(),
+                host_only: !sub,
+                path: path.into(),
+                secure,
+                expires,
+                created: self.counter,
+                same_site: SameSite::Lax,
+            });
+            self.evict(now, &domain);
+            loaded += 1;
+        }
+        Ok(loaded)
+    }
+
     pub fn len(&self) -> usize {
         self.cookies.len()
     }
@@ -444,5 +535,40 @@ mod tests {
             safe_method: false,
         };
         assert_eq!(names(sub).len(), 4);
+    }
+
+    #[test]
+    fn the_jar_reads_and_writes_curls_cookie_file() {
+        let now = 1_700_000_000;
+        let mut jar = Jar::default();
+        let u = Url::parse("https://myapp.test/login").unwrap();
+        jar.store(&u, "sid=abc; Path=/; Secure; HttpOnly", now);
+        jar.store(&u, "pref=dark; Domain=myapp.test; Max-Age=3600", now);
+        let text = jar.to_netscape(now);
+        assert!(
+            text.contains("myapp.test\tFALSE\t/\tTRUE\t0\tsid\tabc"),
+            "{text}"
+        );
+        assert!(
+            text.contains(".myapp.test\tTRUE\t/\tFALSE\t1700003600\tpref\tdark"),
+            "{text}"
+        );
+        // Read back (and curl's HttpOnly prefix), the same Cookie header.
+        let mut back = Jar::default();
+        let curl = text.replace("myapp.test\tFALSE", "#HttpOnly_myapp.test\tFALSE");
+        assert_eq!(back.load_netscape(&curl, now), Ok(2));
+        let from = Context::default();
+        assert_eq!(back.header(&u, now, &from), jar.header(&u, now, &from));
+        // Later, the hour-long one has expired and is not loaded.
+        let mut later = Jar::default();
+        assert_eq!(later.load_netscape(&text, now + 7200), Ok(1));
+        let e = Jar::default()
+            .load_netscape("# c\nmyapp.test\tFALSE\t/\n", now)
+            .unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = Jar::default()
+            .load_netscape("a.test\tMAYBE\t/\tFALSE\t0\tn\tv", now)
+            .unwrap_err();
+        assert!(e.contains("MAYBE"), "{e}");
     }
 }

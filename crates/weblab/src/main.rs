@@ -229,6 +229,13 @@ enum Command {
         /// origin exactly and carry Access-Control-Allow-Credentials: true.
         #[arg(long, requires = "origin")]
         with_credentials: bool,
+        /// Start with the cookies of this Netscape cookie file, as curl's
+        /// -b FILE (curl -c writes one).
+        #[arg(short = 'b', long = "cookie", value_name = "FILE")]
+        cookie: Option<PathBuf>,
+        /// Write the cookie jar to this file afterwards, as curl's -c FILE.
+        #[arg(short = 'c', long = "cookie-jar", value_name = "FILE")]
+        cookie_jar: Option<PathBuf>,
         /// Reach HOST:PORT at ADDR without a lookup, as curl does
         /// (e.g. nginx.test:443:127.0.0.1; repeatable).
         #[arg(long, value_name = "HOST:PORT:ADDR", value_parser = parse_resolve)]
@@ -527,6 +534,8 @@ async fn run(cli: Cli) -> Result<i32> {
             output,
             origin,
             with_credentials,
+            cookie,
+            cookie_jar,
             resolve,
             cacert,
             insecure,
@@ -552,6 +561,8 @@ async fn run(cli: Cli) -> Result<i32> {
                     None => None,
                 },
                 with_credentials: *with_credentials,
+                cookies_in: cookie.clone(),
+                cookies_out: cookie_jar.clone(),
                 reach,
             };
             tour::run(

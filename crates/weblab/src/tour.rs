@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde_json::json;
 use weblab_browser::Page;
 use weblab_otlp::OtlpExporter;
@@ -217,6 +217,10 @@ pub struct FetchSpec {
     pub origin: Option<String>,
     /// …sending its cookies cross-origin (`credentials: "include"`).
     pub with_credentials: bool,
+    /// Cookies to start with, from a Netscape cookie file (`-b`).
+    pub cookies_in: Option<PathBuf>,
+    /// Where to write the jar afterwards (`-c`).
+    pub cookies_out: Option<PathBuf>,
     /// Servers outside the world: `--resolve`, `--cacert`, `-k`.
     pub reach: weblab_browser::Reach,
 }
@@ -393,6 +397,14 @@ async fn browse(
             let url = url::Url::parse(&opts.url)?;
             let ctx = weblab_trace::Ctx::new_root();
             let dest = weblab_browser::Destination::Document;
+            if let Some(path) = &spec.cookies_in {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("-b {}: cannot read the cookie file", path.display())
+                })?;
+                browser
+                    .load_cookies(&text)
+                    .map_err(|e| anyhow::anyhow!("-b {}: {e}", path.display()))?;
+            }
             let got = if let Some(origin) = &spec.origin {
                 browser
                     .cors_send(ctx, &url, origin, &spec.out, spec.with_credentials)
@@ -404,6 +416,11 @@ async fn browse(
                 browser.send(ctx, 0, &url, dest, &spec.out).await
             };
             browser.report_connections(ctx);
+            if let Some(path) = &spec.cookies_out {
+                std::fs::write(path, browser.cookie_file()).with_context(|| {
+                    format!("-c {}: cannot write the cookie jar", path.display())
+                })?;
+            }
             let page = got.map(|main| Page {
                 main,
                 subresources: Vec::new(),

@@ -1025,3 +1025,61 @@ fn fetch_speaks_http09_to_a_web_server_and_refuses_it_over_tls() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn fetch_keeps_cookies_in_curls_cookie_file_format_between_runs() {
+    let dir = data_dir(200);
+    let jar = dir.with_extension("cookies");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+            .args(["--block", "200", "--data"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let jar_arg = jar.to_str().unwrap();
+    let (code, t) = run(&[
+        "fetch",
+        "-X",
+        "POST",
+        "-d",
+        "email=ada@myapp.test&password=weblab-demo",
+        "-c",
+        jar_arg,
+        "https://myapp.test/login",
+    ]);
+    assert_eq!(code, Some(0), "{t}");
+    let file = std::fs::read_to_string(&jar).unwrap();
+    let line = file
+        .lines()
+        .find(|l| l.contains("\tsid\t"))
+        .unwrap_or_else(|| panic!("no session cookie in {file}"));
+    // Host-only, secure, with an expiry: as curl -c would write it.
+    assert!(line.starts_with("myapp.test\tFALSE\t/\tTRUE\t"), "{line}");
+    // A later run (a new process, a new browser) starts from the file.
+    let (_, t) = run(&["fetch", "-b", jar_arg, "https://myapp.test/api/me"]);
+    assert!(
+        t.starts_with("weblab fetch") && t.contains("HTTP/2 200"),
+        "{t}"
+    );
+    let (_, t) = run(&["fetch", "https://myapp.test/api/me"]);
+    assert!(t.contains("HTTP/2 401"), "without the file: {t}");
+    // A broken file is refused, naming the line.
+    std::fs::write(&jar, "# comment\nmyapp.test\tFALSE\t/\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+        .args(["--block", "200", "--data"])
+        .arg(&dir)
+        .args(["fetch", "-b", jar_arg, "https://myapp.test/api/me"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("line 2:"), "{err}");
+    let _ = std::fs::remove_file(&jar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
