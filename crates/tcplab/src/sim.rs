@@ -555,19 +555,26 @@ impl<'a> Sim<'a> {
         }
         let bytes = s.cfg.mss + s.cfg.header;
         self.segments += 1;
-        let pkt = DataPkt {
-            flow: f as u32,
-            seq,
-            ts: self.now,
-            probe: false,
-        };
-        let fate = self.data_link.send(self.now, bytes, &mut self.rng);
+        let fate = self.put_on_data_link(f, seq, bytes, false);
         self.logline(f, || SegmentEvent::Data {
             seq,
             len: u64::from(bytes - 52),
             retransmit: retx,
             fate: fate.into(),
         });
+        self.arm_rto(f);
+    }
+
+    /// Sends a data packet (or a probe) of `bytes` over the data link and
+    /// queues its arrival; what became of it.
+    fn put_on_data_link(&mut self, f: usize, seq: u64, bytes: u32, probe: bool) -> Fate {
+        let pkt = DataPkt {
+            flow: f as u32,
+            seq,
+            ts: self.now,
+            probe,
+        };
+        let fate = self.data_link.send(self.now, bytes, &mut self.rng);
         if let Fate::Arrives(t, dup) = fate {
             if self.data_link.is_fifo() {
                 self.data_fifo.push_back((t, pkt));
@@ -575,7 +582,7 @@ impl<'a> Sim<'a> {
                 self.push_late(t, dup, Ev::Data(pkt));
             }
         }
-        self.arm_rto(f);
+        fate
     }
 
     /// A zero-window probe: a real segment (header and one byte) over the
@@ -589,24 +596,11 @@ impl<'a> Sim<'a> {
         let wait = (s.rto << s.persist_backoff.min(16)).min(PERSIST_MAX);
         s.persist_scheduled = true;
         let (seq, bytes) = (s.snd_nxt, s.cfg.header + 1);
-        let pkt = DataPkt {
-            flow: f as u32,
-            seq,
-            ts: self.now,
-            probe: true,
-        };
-        let fate = self.data_link.send(self.now, bytes, &mut self.rng);
+        let fate = self.put_on_data_link(f, seq, bytes, true);
         self.logline(f, || SegmentEvent::ZeroWindowProbe {
             seq,
             fate: fate.into(),
         });
-        if let Fate::Arrives(t, dup) = fate {
-            if self.data_link.is_fifo() {
-                self.data_fifo.push_back((t, pkt));
-            } else {
-                self.push_late(t, dup, Ev::Data(pkt));
-            }
-        }
         let at = self.now + wait;
         self.schedule(at, Timer::Persist, f as u32);
     }

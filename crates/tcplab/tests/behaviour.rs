@@ -142,26 +142,9 @@ fn a_slow_reader_limits_the_sender_and_a_stalled_one_closes_the_window() {
     // The application reads 1 Mbit/s from a 64 KiB buffer on a 10 Mbit/s
     // path, and stops reading between 8 s and 12 s.
     let cfg = SimConfig {
-        data: LinkConfig {
-            rate_bps: 10_000_000,
-            delay: 10 * MS,
-            queue_limit: 100,
-            ..Default::default()
-        },
-        ack: LinkConfig {
-            delay: 10 * MS,
-            ..Default::default()
-        },
-        flows: vec![FlowConfig {
-            rcv_buffer: 64 * 1024,
-            app_read_bps: 1_000_000,
-            app_stall: Some((8 * SEC, 12 * SEC)),
-            ..Default::default()
-        }],
-        duration: 20 * SEC,
         measure_from: 2 * SEC,
         sample_every: 10 * MS,
-        ..Default::default()
+        ..slow_reader((8 * SEC, 12 * SEC), 20 * SEC)
     };
     let r = run(&cfg);
     // 18 s measured, 4 of them stalled: about 14 s at 1 Mbit/s.
@@ -194,15 +177,14 @@ fn a_slow_reader_limits_the_sender_and_a_stalled_one_closes_the_window() {
     );
 }
 
-/// The stalled reader of the test above, logging every segment; `lose`
-/// are data-link packets (counted from 0) lost on the wire.
-fn stalled_reader(lose: Vec<u64>) -> SimResult {
-    run(&SimConfig {
+/// A reader of 1 Mbit/s from a 64 KiB buffer on a 10 Mbit/s path that
+/// stops reading for `stall`.
+fn slow_reader(stall: (Time, Time), duration: Time) -> SimConfig {
+    SimConfig {
         data: LinkConfig {
             rate_bps: 10_000_000,
             delay: 10 * MS,
             queue_limit: 100,
-            loss: LossModel::Nth(lose),
             ..Default::default()
         },
         ack: LinkConfig {
@@ -212,13 +194,21 @@ fn stalled_reader(lose: Vec<u64>) -> SimResult {
         flows: vec![FlowConfig {
             rcv_buffer: 64 * 1024,
             app_read_bps: 1_000_000,
-            app_stall: Some((4 * SEC, 12 * SEC)),
+            app_stall: Some(stall),
             ..Default::default()
         }],
-        duration: 16 * SEC,
-        log_segments: true,
+        duration,
         ..Default::default()
-    })
+    }
+}
+
+/// A reader stalled from 4 s to 12 s, every segment logged; `lose` are
+/// data-link packets (counted from 0) lost on the wire.
+fn stalled_reader(lose: Vec<u64>) -> SimResult {
+    let mut cfg = slow_reader((4 * SEC, 12 * SEC), 16 * SEC);
+    cfg.data.loss = LossModel::Nth(lose);
+    cfg.log_segments = true;
+    run(&cfg)
 }
 
 /// (time, index among the data link's packets, fate) of each probe.
