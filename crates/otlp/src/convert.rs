@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span::SpanKind};
@@ -97,37 +97,6 @@ fn kv(key: &str, value: Value) -> KeyValue {
     }
 }
 
-/// JSON → OTLP value (null has no OTLP form and is left out by callers).
-fn to_any(v: &Json) -> Option<AnyValue> {
-    let value = match v {
-        Json::Null => return None,
-        Json::Bool(b) => Value::BoolValue(*b),
-        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::IntValue(i),
-            // Above i64::MAX: kept exactly as text.
-            (None, Some(u)) => Value::StringValue(u.to_string()),
-            (None, None) => Value::DoubleValue(n.as_f64().unwrap_or(0.0)),
-        },
-        Json::String(s) => Value::StringValue(s.clone()),
-        Json::Array(items) => Value::ArrayValue(ArrayValue {
-            values: items.iter().filter_map(to_any).collect(),
-        }),
-        Json::Object(map) => Value::KvlistValue(KeyValueList {
-            values: map
-                .iter()
-                .filter_map(|(k, v)| {
-                    to_any(v).map(|value| KeyValue {
-                        key: k.clone(),
-                        value: Some(value),
-                        ..Default::default()
-                    })
-                })
-                .collect(),
-        }),
-    };
-    any(value)
-}
-
 /// OTLP value → JSON.
 fn to_json(v: &AnyValue) -> Json {
     match &v.value {
@@ -173,32 +142,26 @@ fn kind_of(event: &Event) -> SpanKind {
     }
 }
 
-/// The attributes of one weblab span.
+/// The attributes of one weblab span: the event's fields under their
+/// semantic-convention names where there are some (`weblab.<kind>.<field>`
+/// otherwise), then the span's layer, request and DNS keys.
 fn span_attributes(span: &Span) -> Vec<KeyValue> {
-    let mut attrs = Vec::new();
+    let mut attrs = Vec::with_capacity(12);
     let kind = span.event.kind();
     attrs.push(kv(EVENT_KEY, Value::StringValue(kind.into())));
-    if let Ok(Json::Object(fields)) = serde_json::to_value(&span.event) {
-        for (field, value) in fields.iter().filter(|(f, _)| *f != "kind") {
-            if let Some(v) = to_any(value) {
-                attrs.push(KeyValue {
-                    key: key_for(kind, field),
-                    value: Some(v),
-                    ..Default::default()
-                });
-            }
+    if let Ok(Some(AnyValue {
+        value: Some(Value::KvlistValue(fields)),
+    })) = crate::attrs::to_any(&span.event)
+    {
+        for f in fields.values.into_iter().filter(|f| f.key != "kind") {
+            attrs.push(KeyValue {
+                key: key_for(kind, &f.key),
+                ..f
+            });
         }
     }
-    let text = |k: &str, v: &str| kv(k, Value::StringValue(v.to_string()));
-    if let Ok(Json::String(layer)) = serde_json::to_value(span.layer) {
-        attrs.push(text("weblab.layer", &layer));
-    }
-    if let Some(r) = span.request {
-        attrs.push(kv("weblab.request", Value::IntValue(i64::from(r))));
-    }
-    // The DNS keys that tie spans across hosts, as structured values.
-    let mut structured = |key: &str, value: Option<Json>| {
-        if let Some(v) = value.as_ref().and_then(to_any) {
+    let mut structured = |key: &str, value: Option<AnyValue>| {
+        if let Some(v) = value {
             attrs.push(KeyValue {
                 key: key.into(),
                 value: Some(v),
@@ -207,13 +170,20 @@ fn span_attributes(span: &Span) -> Vec<KeyValue> {
         }
     };
     structured(
-        "weblab.link",
-        span.link.and_then(|l| serde_json::to_value(l).ok()),
+        "weblab.layer",
+        crate::attrs::to_any(&span.layer).ok().flatten(),
     );
+    if let Some(r) = span.request {
+        structured("weblab.request", any(Value::IntValue(i64::from(r))));
+    }
+    // The DNS keys that tie spans across hosts, as structured values.
+    if let Some(link) = &span.link {
+        structured("weblab.link", crate::attrs::to_any(link).ok().flatten());
+    }
     if !span.correlates.is_empty() {
         structured(
             "weblab.correlates",
-            serde_json::to_value(&span.correlates).ok(),
+            crate::attrs::to_any(&span.correlates).ok().flatten(),
         );
     }
     attrs

@@ -9,6 +9,7 @@
 //!   the small JSON API that `trace list`, `trace show` and `tour --attach`
 //!   read.
 
+mod attrs;
 pub mod convert;
 pub mod export;
 pub mod receive;
