@@ -383,7 +383,10 @@ mod tests {
     fn values_keep_the_json_routes_shapes() {
         assert_eq!(text(&to_any("x").unwrap()), Some("x"));
         // Above i64::MAX an integer travels as its exact text.
-        assert_eq!(text(&to_any(&u64::MAX).unwrap()), Some("18446744073709551615"));
+        assert_eq!(
+            text(&to_any(&u64::MAX).unwrap()),
+            Some("18446744073709551615")
+        );
         assert!(matches!(
             to_any(&7u64).unwrap().and_then(|v| v.value),
             Some(Value::IntValue(7))
@@ -403,9 +406,8 @@ mod tests {
             a: u8,
             b: Option<u8>,
         }
-        let Some(Value::KvlistValue(l)) = to_any(&S { a: 1, b: None })
-            .unwrap()
-            .and_then(|v| v.value)
+        let Some(Value::KvlistValue(l)) =
+            to_any(&S { a: 1, b: None }).unwrap().and_then(|v| v.value)
         else {
             panic!("not a list")
         };

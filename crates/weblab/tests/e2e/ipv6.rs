@@ -34,6 +34,11 @@ const AAAA: (&str, &str) = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_with_ipv6_asks_for_aaaa_and_reaches_the_balancer_over_ipv6() {
+    // A machine whose loopback has no IPv6 cannot run this world.
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipping: ::1 cannot be bound here (IPv6 is off on loopback)");
+        return;
+    }
     let mut world = World::parse("ipv6 world", &world_text(&[CLIENT, LB, AAAA])).unwrap();
     world.relocate(198);
     let dir = data_dir(198);
