@@ -212,9 +212,13 @@ impl Outgoing {
 
 /// Seconds since 1970, for cookie lifetimes.
 fn unix_secs() -> i64 {
+    (unix_millis() / 1000) as i64
+}
+
+fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What a request is for; decides Accept and the initiator shown.
@@ -315,6 +319,8 @@ pub struct Browser {
     places: Mutex<HashMap<Origin, Places>>,
     /// Answers kept for reuse (C30).
     cache: Mutex<crate::http_cache::HttpCache>,
+    /// Where the HTTP cache is kept between runs, if anywhere.
+    disk_cache: Option<std::path::PathBuf>,
     /// Servers outside the world (`--resolve`, `--cacert`, `-k`).
     reach: Reach,
     /// Speak HTTP/1.0 (C24): one request per connection, closed after.
@@ -353,6 +359,7 @@ impl Browser {
             pool: Mutex::new(HashMap::new()),
             places: Mutex::new(HashMap::new()),
             cache: Mutex::default(),
+            disk_cache: None,
             reach: Reach::default(),
             http10: false,
             http09: false,
@@ -360,6 +367,41 @@ impl Browser {
             hsts: Mutex::new(hsts),
             rec,
         })
+    }
+
+    /// The same browser with a disk cache: its HTTP cache starts from
+    /// `path` (a file `save_cache` wrote; an unreadable one starts empty,
+    /// with a note why in the result) and is written back by `save_cache`.
+    pub fn with_disk_cache(self, path: std::path::PathBuf) -> (Self, Option<String>) {
+        let now = (std::time::Instant::now(), unix_millis());
+        let (cache, trouble) = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Default::default(), None),
+            Err(e) => (Default::default(), Some(format!("{}: {e}", path.display()))),
+            Ok(bytes) => match crate::http_cache::HttpCache::from_disk(&bytes, now.0, now.1) {
+                Ok(c) => (c, None),
+                Err(e) => (Default::default(), Some(format!("{}: {e}", path.display()))),
+            },
+        };
+        *lock(&self.cache) = cache;
+        (
+            Browser {
+                disk_cache: Some(path),
+                ..self
+            },
+            trouble,
+        )
+    }
+
+    /// Writes the HTTP cache to the disk-cache file, when there is one
+    /// (through a temporary file, so a crash never leaves half a file).
+    pub fn save_cache(&self) -> std::io::Result<()> {
+        let Some(path) = &self.disk_cache else {
+            return Ok(());
+        };
+        let bytes = lock(&self.cache).to_disk(std::time::Instant::now(), unix_millis());
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
     }
 
     /// The same browser reaching servers outside the world as `reach`

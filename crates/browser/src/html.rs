@@ -7,7 +7,7 @@ use lol_html::{HtmlRewriter, Settings, element};
 use url::Url;
 
 /// What kind of subresource a URL is (it decides the Accept header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Stylesheet,
     Script,

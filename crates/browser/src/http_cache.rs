@@ -73,7 +73,140 @@ fn age_header(h: &HeaderMap) -> Duration {
         .map_or(Duration::ZERO, Duration::from_secs)
 }
 
+/// One stored answer as the disk file keeps it: times on the wall clock
+/// (an `Instant` means nothing to the next process), the body in base64.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OnDisk {
+    key: String,
+    status: u16,
+    version: String,
+    headers: Vec<(String, String)>,
+    body: String,
+    subresources: Vec<(Kind, String)>,
+    stored_unix_ms: u64,
+    initial_age_s: u64,
+    lifetime_s: u64,
+    vary: Vec<(String, Option<String>)>,
+}
+
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn version_of(name: &str) -> Version {
+    match name {
+        "HTTP/0.9" => Version::HTTP_09,
+        "HTTP/1.0" => Version::HTTP_10,
+        "HTTP/2" => Version::HTTP_2,
+        _ => Version::HTTP_11,
+    }
+}
+
 impl HttpCache {
+    /// The cache as a file (a browser's disk cache): oldest first, each
+    /// entry's time on the wall clock (`now` is `now_unix_ms`).
+    pub fn to_disk(&self, now: Instant, now_unix_ms: u64) -> Vec<u8> {
+        use base64::Engine as _;
+        let entries: Vec<OnDisk> = self
+            .order
+            .iter()
+            .filter_map(|k| Some((k, self.by_url.get(k)?)))
+            .map(|(k, e)| OnDisk {
+                key: k.clone(),
+                status: e.status,
+                version: version_name(e.version).into(),
+                headers: e
+                    .headers
+                    .iter()
+                    .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
+                    .collect(),
+                body: base64::engine::general_purpose::STANDARD.encode(&e.body),
+                subresources: e
+                    .subresources
+                    .iter()
+                    .map(|(k, u)| (*k, u.to_string()))
+                    .collect(),
+                stored_unix_ms: now_unix_ms
+                    .saturating_sub(now.saturating_duration_since(e.stored).as_millis() as u64),
+                initial_age_s: e.initial_age.as_secs(),
+                lifetime_s: e.lifetime.as_secs(),
+                vary: e.vary.clone(),
+            })
+            .collect();
+        serde_json::to_vec(&entries).unwrap_or_default()
+    }
+
+    /// A cache from a file `to_disk` wrote; the bounds hold as entries go
+    /// in. A file that is not one is an error (the caller starts empty).
+    pub fn from_disk(bytes: &[u8], now: Instant, now_unix_ms: u64) -> Result<HttpCache, String> {
+        use base64::Engine as _;
+        let entries: Vec<OnDisk> =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a cache file: {e}"))?;
+        let mut c = HttpCache::default();
+        for d in entries {
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(&d.body)
+                .map_err(|e| format!("{}: body: {e}", d.key))?;
+            if body.len() > MAX_ENTRY {
+                continue;
+            }
+            let mut headers = HeaderMap::new();
+            for (n, v) in &d.headers {
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::from_bytes(n.as_bytes()),
+                    http::HeaderValue::from_str(v),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+            let subresources = d
+                .subresources
+                .iter()
+                .filter_map(|(k, u)| Some((*k, Url::parse(u).ok()?)))
+                .collect();
+            // Time spent on disk counts as age, as if it had stayed here.
+            let away = Duration::from_millis(now_unix_ms.saturating_sub(d.stored_unix_ms));
+            let entry = Entry {
+                status: d.status,
+                version: version_of(&d.version),
+                headers,
+                body: Bytes::from(body),
+                subresources,
+                stored: now,
+                initial_age: Duration::from_secs(d.initial_age_s) + away,
+                lifetime: Duration::from_secs(d.lifetime_s),
+                vary: d.vary,
+            };
+            c.insert(d.key, entry);
+        }
+        Ok(c)
+    }
+
+    /// Puts `entry` under `k`, the oldest going first while over the byte
+    /// bound.
+    fn insert(&mut self, k: String, entry: Entry) {
+        if let Some(old) = self.by_url.remove(&k) {
+            self.bytes -= old.body.len();
+            self.order.retain(|o| *o != k);
+        }
+        while self.bytes + entry.body.len() > MAX_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(e) = self.by_url.remove(&oldest) {
+                self.bytes -= e.body.len();
+            }
+        }
+        self.bytes += entry.body.len();
+        self.order.push_back(k.clone());
+        self.by_url.insert(k, entry);
+    }
+
     pub fn len(&self) -> usize {
         self.by_url.len()
     }
@@ -130,23 +263,8 @@ impl HttpCache {
         if body.len() > MAX_ENTRY {
             return Err("larger than the cache keeps");
         }
-        let k = key(url);
-        if let Some(old) = self.by_url.remove(&k) {
-            self.bytes -= old.body.len();
-            self.order.retain(|o| *o != k);
-        }
-        while self.bytes + body.len() > MAX_BYTES {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(e) = self.by_url.remove(&oldest) {
-                self.bytes -= e.body.len();
-            }
-        }
-        self.bytes += body.len();
-        self.order.push_back(k.clone());
-        self.by_url.insert(
-            k,
+        self.insert(
+            key(url),
             Entry {
                 status,
                 version,
@@ -292,5 +410,38 @@ mod tests {
         );
         assert!(matches!(c.lookup(&n, &none, t0), Lookup::Miss));
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn the_cache_survives_a_restart_through_its_file_with_its_age() {
+        let mut c = HttpCache::default();
+        let t0 = Instant::now();
+        let u = url("https://myapp.test/static/app.css");
+        let resp = h(&[("cache-control", "max-age=60"), ("etag", "\"v1\"")]);
+        c.store(
+            &u,
+            &h(&[]),
+            200,
+            Version::HTTP_2,
+            &resp,
+            &Bytes::from_static(b"body{}"),
+            &[],
+            t0,
+        )
+        .unwrap();
+        let file = c.to_disk(t0, 1_000_000);
+        // Read back 10 s later by the wall clock: still fresh, 10 s old.
+        let t1 = Instant::now();
+        let back = HttpCache::from_disk(&file, t1, 1_010_000).unwrap();
+        let Lookup::Fresh(e) = back.lookup(&u, &h(&[]), t1) else {
+            panic!("not fresh after the restart")
+        };
+        assert_eq!(e.body, Bytes::from_static(b"body{}"));
+        assert_eq!(e.version, Version::HTTP_2);
+        assert_eq!(e.age(t1).as_secs(), 10);
+        // 70 s later it is stale and asks with its validator.
+        let later = HttpCache::from_disk(&file, t1, 1_070_000).unwrap();
+        assert!(matches!(later.lookup(&u, &h(&[]), t1), Lookup::Stale(v) if v[0].1 == "\"v1\""));
+        assert!(HttpCache::from_disk(b"not json", t1, 0).is_err());
     }
 }

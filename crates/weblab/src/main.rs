@@ -94,6 +94,11 @@ struct ViewArgs {
     /// Also print the full story: every step on every host, explained.
     #[arg(long)]
     detail: bool,
+    /// Keep the browser's HTTP cache in the data directory between runs,
+    /// as a browser's disk cache (fresh answers are then used with no
+    /// request, C30).
+    #[arg(long)]
+    disk_cache: bool,
 }
 
 impl ViewArgs {
@@ -108,6 +113,7 @@ impl ViewArgs {
             http1_only: self.http1_only || self.http10,
             http10: self.http10,
             http09: self.http09,
+            disk_cache: self.disk_cache,
             detail: match self.trace {
                 DetailArg::Full => Detail::Full,
                 DetailArg::Minimal => Detail::Minimal,

@@ -36,6 +36,8 @@ pub struct TourOptions {
     pub otlp: Option<String>,
     /// Browse from this client host (default: the world's first client).
     pub client: Option<String>,
+    /// Keep the browser's HTTP cache in the data directory between runs.
+    pub disk_cache: bool,
     /// Also print the full story: every step, explained.
     pub full_story: bool,
     /// What the browser does: load a page, sign in, or one request.
@@ -240,6 +242,31 @@ fn for_action(
         Action::Fetch(spec) => browser.reaching(spec.reach.clone())?,
         _ => browser,
     })
+}
+
+/// The browser with its disk cache when `--disk-cache` asks for one: the
+/// file of `host`'s browser in the data directory.
+fn with_disk_cache(
+    browser: weblab_browser::Browser,
+    opts: &TourOptions,
+    host: &str,
+) -> weblab_browser::Browser {
+    if !opts.disk_cache {
+        return browser;
+    }
+    let path = opts.data_dir.join(format!("http-cache-{host}.json"));
+    let (browser, trouble) = browser.with_disk_cache(path);
+    if let Some(t) = trouble {
+        eprintln!("disk cache not used ({t}); starting with an empty one");
+    }
+    browser
+}
+
+/// Writes the disk cache back, saying so when it cannot.
+fn save_disk_cache(browser: &weblab_browser::Browser) {
+    if let Err(e) = browser.save_cache() {
+        eprintln!("disk cache not written: {e}");
+    }
 }
 
 /// Redirects `fetch -L` follows at most (curl's default is 50; a browser
@@ -515,8 +542,10 @@ pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
         Arc::new(Mutex::new(Default::default())),
         opts.http1_only,
     )?;
-    let browser = for_action(browser, opts)?;
+    let host = pick_client(world, opts)?.host.clone();
+    let browser = with_disk_cache(for_action(browser, opts)?, opts, &host);
     let (trace, page) = browse(&browser, opts, world).await?;
+    save_disk_cache(&browser);
     exporter.flush().await;
     let spans = observe::fetch_settled(world, trace, Duration::from_secs(3)).await?;
     Ok(TourResult { trace, spans, page })
@@ -732,11 +761,13 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         let running =
             RunningWorld::start_with(world.clone(), opts.data_dir.clone(), collector).await?;
         let browser = for_action(running.browser_on(&client, opts.http1_only)?, &opts)?;
+        let browser = with_disk_cache(browser, &opts, &client.host);
         let (mut trace, mut page) = browse(&browser, &opts, &world).await?;
         if opts.reload {
             // The same browser again: its cache and open connections.
             (trace, page) = browse(&browser, &opts, &world).await?;
         }
+        save_disk_cache(&browser);
         let result = TourResult {
             trace,
             spans: running.collector.assemble(trace),

@@ -1083,3 +1083,40 @@ fn fetch_keeps_cookies_in_curls_cookie_file_format_between_runs() {
     let _ = std::fs::remove_file(&jar);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn with_a_disk_cache_a_second_tour_takes_fresh_subresources_from_it() {
+    let dir = data_dir(201);
+    let tour = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+            .args(["--block", "201", "--data"])
+            .arg(&dir)
+            .args(["tour", "--disk-cache", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Requests that went on the wire: those with a "sent" step.
+        v["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["event"]["kind"] == "request_sent")
+            .count()
+    };
+    assert_eq!(
+        tour(),
+        4,
+        "the first tour asks for the page and its three files"
+    );
+    assert!(dir.join("http-cache-client.json").exists());
+    // A new process: the page (no-store) is asked for again, the static
+    // files (max-age) come from the disk cache.
+    assert_eq!(tour(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
