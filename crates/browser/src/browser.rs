@@ -349,7 +349,7 @@ impl Browser {
         let hsts = cfg
             .hsts_file
             .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|p| read_bounded(p, 4 << 20).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Ok(Browser {
@@ -374,7 +374,7 @@ impl Browser {
     /// with a note why in the result) and is written back by `save_cache`.
     pub fn with_disk_cache(self, path: std::path::PathBuf) -> (Self, Option<String>) {
         let now = (std::time::Instant::now(), unix_millis());
-        let (cache, trouble) = match std::fs::read(&path) {
+        let (cache, trouble) = match read_bounded(&path, MAX_CACHE_FILE) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Default::default(), None),
             Err(e) => (Default::default(), Some(format!("{}: {e}", path.display()))),
             Ok(bytes) => match crate::http_cache::HttpCache::from_disk(&bytes, now.0, now.1) {
@@ -1459,6 +1459,24 @@ fn tcp_info_event(remote: SocketAddr, info: &crate::conn::TcpInfo, after_respons
         bytes_sent: info.bytes_sent,
         bytes_received: info.bytes_received,
     }
+}
+
+/// The largest disk-cache file read (its bodies are bounded to 32 MiB,
+/// which base64 makes ~43 MiB).
+const MAX_CACHE_FILE: u64 = 64 << 20;
+
+/// A file's bytes, refused when it is larger than `max` (never read
+/// whole first: `/dev/zero` or a huge file is named as too large).
+pub fn read_bounded(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// The most of a response body the browser reads.

@@ -425,9 +425,13 @@ async fn browse(
             let ctx = weblab_trace::Ctx::new_root();
             let dest = weblab_browser::Destination::Document;
             if let Some(path) = &spec.cookies_in {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("-b {}: cannot read the cookie file", path.display())
-                })?;
+                // A cookie file holds at most 3000 cookies: 16 MiB is plenty.
+                let bytes =
+                    weblab_browser::browser::read_bounded(path, 16 << 20).with_context(|| {
+                        format!("-b {}: cannot read the cookie file", path.display())
+                    })?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| anyhow::anyhow!("-b {}: not UTF-8 text", path.display()))?;
                 browser
                     .load_cookies(&text)
                     .map_err(|e| anyhow::anyhow!("-b {}: {e}", path.display()))?;
