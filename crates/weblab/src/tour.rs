@@ -626,7 +626,7 @@ pub fn print(
 /// world line. The hop lines, the story, the tables, the legend and the
 /// result are written in Korean by their renderers.
 fn korean(text: &str) -> String {
-    const WORDS: [(&str, &str); 7] = [
+    const WORDS: [(&str, &str); 8] = [
         ("== The path, a line per hop ==", "== 경로: 홉마다 한 줄 =="),
         ("== The story ==", "== 모든 단계와 설명 =="),
         ("== Stages ==", "== 단계별 시간 =="),
@@ -636,6 +636,7 @@ fn korean(text: &str) -> String {
             "== 웹 서버와 애플리케이션 서버 (C51) ==",
         ),
         ("== Result ==", "== 결과 =="),
+        ("== Response ==", "== 응답 =="),
         (
             "(every step, explained: --detail)",
             "(모든 단계와 설명은 --detail)",
