@@ -307,6 +307,17 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
             .unwrap_or(&[]);
         let service =
             attr_text(resource, "service.name").unwrap_or_else(|| "unknown_service".into());
+        // weblab's own labels, once per resource: every span of it shares
+        // them (a pointer each, not a copy of the text).
+        let host: weblab_trace::Label = attr_text(resource, "host.name")
+            .unwrap_or_else(|| service.clone())
+            .into();
+        let addr: weblab_trace::Label = attr_text(resource, "weblab.addr")
+            .unwrap_or_default()
+            .into();
+        let component: weblab_trace::Label = attr_text(resource, "weblab.component")
+            .unwrap_or_else(|| service.clone())
+            .into();
         for ss in &rs.scope_spans {
             for s in &ss.spans {
                 let Some(trace) = id_of::<16>(&s.trace_id) else {
@@ -342,9 +353,9 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
                 let (event, host, addr, component, layer) = match ours {
                     Some(event) => (
                         event,
-                        attr_text(resource, "host.name").unwrap_or_else(|| service.clone()),
-                        attr_text(resource, "weblab.addr").unwrap_or_default(),
-                        attr_text(resource, "weblab.component").unwrap_or_else(|| service.clone()),
+                        host.clone(),
+                        addr.clone(),
+                        component.clone(),
                         attr(attrs, "weblab.layer")
                             .and_then(|v| serde_json::from_value(to_json(v)).ok())
                             .unwrap_or(Layer::Application),
@@ -363,15 +374,17 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
                                 })
                                 .collect(),
                         },
-                        service.clone(),
+                        service.as_str().into(),
                         attr_text(resource, "host.ip")
                             .or_else(|| attr_text(attrs, "server.address"))
-                            .unwrap_or_default(),
+                            .unwrap_or_default()
+                            .into(),
                         ss.scope
                             .as_ref()
                             .map(|sc| sc.name.clone())
                             .filter(|n| !n.is_empty())
-                            .unwrap_or_else(|| service.clone()),
+                            .unwrap_or_else(|| service.clone())
+                            .into(),
                         Layer::Application,
                     ),
                 };
@@ -380,8 +393,8 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
                     trace: TraceId(u128::from_be_bytes(trace)),
                     id: SpanId(u64::from_be_bytes(id)),
                     parent,
-                    host: host.into(),
-                    addr: addr.into(),
+                    host,
+                    addr,
                     layer,
                     component: component.into(),
                     start_ns: start,
