@@ -396,7 +396,7 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
                     host,
                     addr,
                     layer,
-                    component: component.into(),
+                    component,
                     start_ns: start,
                     end_ns: end,
                     request: json_of("weblab.request").and_then(|v| serde_json::from_value(v).ok()),
