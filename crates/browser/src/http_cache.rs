@@ -89,15 +89,6 @@ struct OnDisk {
     vary: Vec<(String, Option<String>)>,
 }
 
-fn version_name(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        _ => "HTTP/1.1",
-    }
-}
-
 fn version_of(name: &str) -> Version {
     match name {
         "HTTP/0.9" => Version::HTTP_09,
@@ -119,7 +110,7 @@ impl HttpCache {
             .map(|(k, e)| OnDisk {
                 key: k.clone(),
                 status: e.status,
-                version: version_name(e.version).into(),
+                version: weblab_trace::event::version_name(e.version).into(),
                 headers: e
                     .headers
                     .iter()

@@ -63,14 +63,4 @@ pub fn served(line: &Line, conn: &ConnInfo, status: StatusCode) -> weblab_trace:
     }
 }
 
-/// `HTTP/1.1`, `HTTP/2` …
-pub fn version_name(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/?",
-    }
-}
+pub use weblab_trace::event::version_name;

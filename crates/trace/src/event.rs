@@ -412,6 +412,18 @@ impl Event {
     }
 }
 
+/// `HTTP/1.1`, `HTTP/2` … as traces, HAR and the CLI write a version.
+pub fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
 fn opt(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("-")
 }

@@ -472,12 +472,7 @@ fn response(page: &Page, output: Option<&PathBuf>) -> Result<String> {
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
-    let version = match m.version {
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_09 => "HTTP/0.9",
-        _ => "HTTP/1.1",
-    };
+    let version = weblab_trace::event::version_name(m.version);
     match m.version {
         http::Version::HTTP_09 => {
             let _ = writeln!(

@@ -161,14 +161,7 @@ async fn observe(State(s): State<Arc<IdpState>>, mut req: Request, next: Next) -
         .insert(crate::middleware::TraceCtx(span.ctx()));
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let version = match req.version() {
-        axum::http::Version::HTTP_09 => "HTTP/0.9",
-        axum::http::Version::HTTP_10 => "HTTP/1.0",
-        axum::http::Version::HTTP_2 => "HTTP/2",
-        axum::http::Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
-    }
-    .to_string();
+    let version = weblab_trace::event::version_name(req.version()).to_string();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
