@@ -617,9 +617,9 @@ pub fn print(
     Ok(())
 }
 
-/// The view's own words in Korean (`--lang ko`): the headings and the
-/// world line. The hop lines, the story, the tables, the legend and the
-/// result are written in Korean by their renderers.
+/// The view's own words in Korean (`--lang ko`): the headings. The world
+/// line, the hop lines, the story, the tables, the legend and the result
+/// are written in Korean where they are made.
 fn korean(text: &str) -> String {
     const WORDS: [(&str, &str); 8] = [
         ("== The path, a line per hop ==", "== 경로: 홉마다 한 줄 =="),
@@ -642,14 +642,6 @@ fn korean(text: &str) -> String {
         let mut l = line.to_string();
         for (en, ko) in WORDS {
             l = l.replace(en, ko);
-        }
-        // `world "default": 12 hosts, ports dns 53 http 80 https 443, data in DIR`
-        if let Some(rest) = l.strip_prefix("world ")
-            && let Some((name, rest)) = rest.split_once(": ")
-            && let Some((n, rest)) = rest.split_once(" hosts, ports ")
-            && let Some((ports, dir)) = rest.split_once(", data in ")
-        {
-            l = format!("월드 {name}: 호스트 {n}개, 포트 {ports}, 데이터 위치 {dir}");
         }
         out.push_str(&l);
     }
@@ -785,15 +777,18 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
             e.flush().await;
         }
         let (w, p) = (&running.world, running.ports);
-        let header = format!(
-            "{verb} {what}\nworld {:?}: {} hosts, ports dns {} http {} https {}, data in {}\n",
-            w.name,
-            w.hosts.len(),
-            p.dns,
-            p.http,
-            p.https,
-            running.data_dir.display()
-        );
+        let (name, n, dir) = (&w.name, w.hosts.len(), running.data_dir.display());
+        let ports = format!("dns {} http {} https {}", p.dns, p.http, p.https);
+        let header = match opts.lang {
+            Lang::En => {
+                format!("{verb} {what}\nworld {name:?}: {n} hosts, ports {ports}, data in {dir}\n")
+            }
+            Lang::Ko => {
+                format!(
+                    "{verb} {what}\n월드 {name:?}: 호스트 {n}개, 포트 {ports}, 데이터 위치 {dir}\n"
+                )
+            }
+        };
         (result, header)
     };
     write_har(&result.spans, opts.har.as_ref())?;
