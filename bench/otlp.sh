@@ -80,3 +80,6 @@ print(f"{'tour page load, median ms':<34} {med(off_page):>10.2f} {med(on_page):>
 print(f"{'tour process wall time, median ms':<34} {med(off_wall):>10.1f} {med(on_wall):>10.1f} {med(on_wall)/med(off_wall):>8.3f}")
 print(f"{'web server static file, req/s':<34} {off_rps:>10.0f} {on_rps:>10.0f} {on_rps/off_rps:>8.3f}")
 PY
+echo
+echo "Per span, in one process (encode to protobuf, decode back):"
+cargo run --release -q -p weblab-otlp --example convert_speed
