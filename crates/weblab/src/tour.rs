@@ -532,17 +532,17 @@ pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
     let exporter =
         OtlpExporter::start(&format!("http://{}", world.collector)).map_err(anyhow::Error::msg)?;
     let collector = Collector::with_sinks(opts.detail, None, vec![exporter.clone()]);
+    let client = pick_client(world, opts)?;
     let browser = client_browser(
         world,
-        pick_client(world, opts)?,
+        client,
         choose_ports(world),
         &opts.data_dir,
         &collector,
         Arc::new(Mutex::new(Default::default())),
         opts.http1_only,
     )?;
-    let host = pick_client(world, opts)?.host.clone();
-    let browser = with_disk_cache(for_action(browser, opts)?, opts, &host);
+    let browser = with_disk_cache(for_action(browser, opts)?, opts, &client.host);
     let (trace, page) = browse(&browser, opts, world).await?;
     save_disk_cache(&browser);
     exporter.flush().await;
