@@ -21,6 +21,7 @@ mod flows;
 pub mod hsts;
 pub mod html;
 pub mod http_cache;
+pub mod pipe;
 
 pub use browser::{Browser, BrowserConfig, Destination, Fetched, Outgoing, Page, Reach};
 pub use error::BrowserError;

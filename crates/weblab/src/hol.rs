@@ -12,11 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Answers `/slow` after `delay`, anything else at once, 1 KiB each.
@@ -54,52 +53,25 @@ fn paths(fast: usize) -> Vec<String> {
 /// When each response (by request index) was complete, from the start.
 type Done = Vec<Duration>;
 
-/// All requests written at once on one connection, the answers read in
-/// order. Written by hand: hyper's client never pipelines.
+/// All requests written back to back on one connection, the answers
+/// read in order: the browser's pipelined transport (hyper's client
+/// never pipelines).
 async fn pipelined(addr: std::net::SocketAddr, paths: &[String]) -> Result<Done> {
     let t0 = Instant::now();
-    let mut tcp = TcpStream::connect(addr).await?;
+    let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let mut out = Vec::new();
+    let pipe = weblab_browser::pipe::Pipe::start(Box::new(tcp));
+    let mut answers = Vec::new();
     for p in paths {
-        out.extend_from_slice(format!("GET {p} HTTP/1.1\r\nHost: hol.test\r\n\r\n").as_bytes());
+        answers.push(pipe.send(get(p)?).await?.1);
     }
-    tcp.write_all(&out).await?;
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut done = Vec::new();
-    while done.len() < paths.len() {
-        // One whole response at the front of `buf`?
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        if let httparse::Status::Complete(head) = resp.parse(&buf)? {
-            let length = resp
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| {
-                    std::str::from_utf8(h.value)
-                        .ok()?
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                })
-                .context("a response without Content-Length")?;
-            if buf.len() >= head + length {
-                buf.drain(..head + length);
-                done.push(t0.elapsed());
-                continue;
-            }
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        let n = tcp.read(&mut chunk).await?;
-        if n == 0 {
-            bail!(
-                "the server closed after {} of {} answers",
-                done.len(),
-                paths.len()
-            );
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    for (i, a) in answers.into_iter().enumerate() {
+        let resp = a
+            .await
+            .with_context(|| format!("the server closed after {i} of {} answers", paths.len()))??;
+        resp.into_body().collect().await?;
+        done.push(t0.elapsed());
     }
     Ok(done)
 }

@@ -97,8 +97,22 @@ struct ViewArgs {
     /// Keep the browser's HTTP cache in the data directory between runs,
     /// as a browser's disk cache (fresh answers are then used with no
     /// request, C30).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_cache")]
     disk_cache: bool,
+    /// Pipeline HTTP/1.1 requests (C25): one connection per origin, each
+    /// request written without waiting for the answers before it; the
+    /// answers come back in order, so a slow one holds up the rest.
+    #[arg(long, conflicts_with_all = ["http10", "http09"])]
+    pipeline: bool,
+    /// Leave the HTTP cache out: nothing used or kept, and stores asked
+    /// for a fresh copy (Cache-Control: no-cache), as DevTools' "Disable
+    /// cache".
+    #[arg(long)]
+    no_cache: bool,
+    /// Start as a new browser: forget this client's HSTS store and disk
+    /// cache in the data directory first.
+    #[arg(long)]
+    clean: bool,
 }
 
 impl ViewArgs {
@@ -110,9 +124,12 @@ impl ViewArgs {
                 LangArg::Ko => Lang::Ko,
             },
             json: self.json,
-            http1_only: self.http1_only || self.http10,
+            http1_only: self.http1_only || self.http10 || self.pipeline,
             http10: self.http10,
             http09: self.http09,
+            pipeline: self.pipeline,
+            no_cache: self.no_cache,
+            clean: self.clean,
             disk_cache: self.disk_cache,
             detail: match self.trace {
                 DetailArg::Full => Detail::Full,

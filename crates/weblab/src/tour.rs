@@ -52,6 +52,12 @@ pub struct TourOptions {
     pub http10: bool,
     /// Speak HTTP/0.9.
     pub http09: bool,
+    /// Pipeline HTTP/1.1 requests (`--pipeline`, C25).
+    pub pipeline: bool,
+    /// Leave the HTTP cache out (`--no-cache`).
+    pub no_cache: bool,
+    /// Forget the client's HSTS store and disk cache first (`--clean`).
+    pub clean: bool,
 }
 
 /// `--slo`: a limit in nanoseconds per stage name (`total`, `ttfb` or a
@@ -238,10 +244,37 @@ fn for_action(
         (_, true) => browser.speaking_http09(),
         _ => browser,
     };
+    let browser = if opts.pipeline {
+        browser.pipelining()?
+    } else {
+        browser
+    };
+    let browser = if opts.no_cache {
+        browser.without_cache()
+    } else {
+        browser
+    };
     Ok(match &opts.action {
         Action::Fetch(spec) => browser.reaching(spec.reach.clone())?,
         _ => browser,
     })
+}
+
+/// `--clean`: the client's HSTS store and disk cache are removed, so the
+/// browser starts as a new one (each removal said on stderr).
+fn forget(data_dir: &std::path::Path, host: &str) -> Result<()> {
+    for name in [
+        format!("hsts-{host}.json"),
+        format!("http-cache-{host}.json"),
+    ] {
+        let path = data_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => eprintln!("--clean: removed {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("--clean: cannot remove {}: {e}", path.display()),
+        }
+    }
+    Ok(())
 }
 
 /// The browser with its disk cache when `--disk-cache` asks for one: the
@@ -724,6 +757,9 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         None => format!("{}{again}", opts.url),
     };
     let mut runs: Vec<Vec<(&'static str, u64)>> = Vec::new();
+    if opts.clean {
+        forget(&opts.data_dir, &pick_client(&world, &opts)?.host)?;
+    }
     if opts.attach && (opts.runs > 1 || opts.reload) {
         anyhow::bail!("--runs and --reload work on a world of their own, not with --attach");
     }

@@ -1087,36 +1087,55 @@ fn fetch_keeps_cookies_in_curls_cookie_file_format_between_runs() {
 #[test]
 fn with_a_disk_cache_a_second_tour_takes_fresh_subresources_from_it() {
     let dir = data_dir(201);
-    let tour = || {
+    // How many requests went on the wire (those with a "sent" step), how
+    // many asked for no cached copy, and what was said on stderr.
+    let tour = |extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
             .args(["--block", "201", "--data"])
             .arg(&dir)
-            .args(["tour", "--disk-cache", "--json"])
+            .args(["tour", "--json"])
+            .args(extra)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        // Requests that went on the wire: those with a "sent" step.
-        v["spans"]
-            .as_array()
-            .unwrap()
+        let spans = v["spans"].as_array().unwrap();
+        let count = |kind: &str| spans.iter().filter(|s| s["event"]["kind"] == kind).count();
+        let no_cache = spans
             .iter()
-            .filter(|s| s["event"]["kind"] == "request_sent")
-            .count()
+            .filter(|s| s["event"]["kind"] == "request_prepared")
+            .filter(|s| {
+                s["event"]["headers"].as_array().unwrap().iter().any(|h| {
+                    h[0].as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("cache-control"))
+                        && h[1] == "no-cache"
+                })
+            })
+            .count();
+        (count("request_sent"), no_cache, err)
     };
+    let (sent, no_cache, _) = tour(&["--disk-cache"]);
     assert_eq!(
-        tour(),
-        4,
+        (sent, no_cache),
+        (4, 0),
         "the first tour asks for the page and its three files"
     );
     assert!(dir.join("http-cache-client.json").exists());
+    assert!(dir.join("hsts-client.json").exists());
     // A new process: the page (no-store) is asked for again, the static
     // files (max-age) come from the disk cache.
-    assert_eq!(tour(), 1);
+    assert_eq!(tour(&["--disk-cache"]).0, 1);
+    // --no-cache: nothing taken from the cache, every request says so.
+    let (sent, no_cache, _) = tour(&["--no-cache"]);
+    assert_eq!((sent, no_cache), (4, 4));
+    // --clean: the client's stores are gone before the visit.
+    let (sent, _, err) = tour(&["--disk-cache", "--clean"]);
+    assert_eq!(sent, 4, "{err}");
+    assert!(
+        err.contains("--clean: removed") && err.contains("http-cache-client.json"),
+        "{err}"
+    );
+    assert!(err.contains("hsts-client.json"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

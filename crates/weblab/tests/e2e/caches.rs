@@ -636,3 +636,51 @@ async fn a_browser_speaking_http10_opens_a_connection_per_request_and_the_lb_see
         .count();
     assert_eq!(at_lb, requests, "{:?}", crate::support::kinds(&spans));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelining_browser_writes_requests_before_earlier_answers_on_one_connection() {
+    let w = start(202).await;
+    let browser = w.browser(true).unwrap().pipelining().unwrap();
+    let (trace, page) = browser.navigate("https://myapp.test/login").await;
+    let page = page.unwrap();
+    assert!(page.subresources.iter().all(|s| s.is_ok()));
+    let spans = w.collector.assemble(trace);
+    let client = ip(&w, "client");
+    let connects = spans
+        .iter()
+        .filter(|s| s.addr == client && matches!(s.event, Event::TcpConnect { .. }))
+        .count();
+    assert_eq!(connects, 1, "every request on one connection");
+    // At the load balancer, every request came from the same client port.
+    let peers: std::collections::BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s.addr == ip(&w, "lb"))
+        .filter_map(|s| match &s.event {
+            Event::HttpServe { peer, version, .. } if version == "HTTP/1.1" => Some(peer.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    // Pipelined for real: some request was on the wire before the answer
+    // of an earlier one was complete, and the trace says so.
+    let ends = |pick: fn(&Event) -> bool| -> Vec<(u32, u64)> {
+        spans
+            .iter()
+            .filter(|s| pick(&s.event))
+            .filter_map(|s| Some((s.request?, s.end_ns)))
+            .collect()
+    };
+    let sent = ends(|e| matches!(e, Event::RequestSent { .. }));
+    let received = ends(|e| matches!(e, Event::BodyReceived { .. }));
+    let overlapped = sent.iter().any(|(n, at)| {
+        received.iter().any(|(m, done)| {
+            m != n && *m > 0 && *done > *at && sent.iter().any(|(k, t)| k == m && t < at)
+        })
+    });
+    assert!(overlapped, "sent {sent:?} received {received:?}");
+    let notes = spans
+        .iter()
+        .filter(|s| matches!(&s.event, Event::Note { text } if text.starts_with("pipelined (C25)")))
+        .count();
+    assert!(notes >= 1, "{:?}", crate::support::kinds(&spans));
+}
