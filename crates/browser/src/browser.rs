@@ -522,11 +522,29 @@ impl Browser {
                 .await;
         }
         // The connection first: its protocol decides the request's form.
-        let conn = self.connection_for(ctx, n, &target.origin).await?;
+        let (conn, reused) = self.connection_for(ctx, n, &target.origin).await?;
         let prep = self.request(&target, matches!(conn.sender, Sender::H2(_)), dest, out);
-        let answer = self
+        let answer = match self
             .exchange(ctx, n, (target.origin.clone(), conn), &target.url, prep)
-            .await?;
+            .await
+        {
+            // A kept-alive connection the server closed as the request
+            // went out: sent again on a new one, as browsers do, when
+            // the method is idempotent (RFC 9110 §9.2.2).
+            Err(e) if reused && e.is_unanswered() && out.method.is_idempotent() => {
+                let text = format!(
+                    "the reused connection failed before any answer ({e}); {} is idempotent, so it is sent again on a new connection",
+                    out.method
+                );
+                self.instant(ctx, n, Layer::Transport, Event::Note { text });
+                let (scheme, host, port) = &target.origin;
+                let conn = self.open(ctx, n, scheme, host, *port, None).await?;
+                let prep = self.request(&target, matches!(conn.sender, Sender::H2(_)), dest, out);
+                self.exchange(ctx, n, (target.origin.clone(), conn), &target.url, prep)
+                    .await?
+            }
+            other => other?,
+        };
         self.after(ctx, n, &target.url, dest, out, answer)
     }
 }

@@ -7,6 +7,9 @@ use std::fmt;
 pub struct BrowserError {
     kind: Kind,
     message: String,
+    /// The request got no answer at all (not a byte of it): it may be
+    /// sent again on a new connection when that is safe.
+    unanswered: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,19 @@ impl BrowserError {
         BrowserError {
             kind,
             message: m.to_string(),
+            unanswered: false,
         }
+    }
+
+    /// The same error, marked as one that came before any answer.
+    pub(crate) fn before_answer(mut self) -> Self {
+        self.unanswered = true;
+        self
+    }
+
+    /// Whether the request failed before any of its answer came.
+    pub(crate) fn is_unanswered(&self) -> bool {
+        self.unanswered
     }
 
     /// The name lookup failed (NXDOMAIN, SERVFAIL, timeout).

@@ -121,7 +121,30 @@ impl LocalCa {
         &self,
         names: &[String],
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), EdgeError> {
+        self.issue_valid(names, None)
+    }
+
+    /// A certificate valid only between two dates (year, month, day):
+    /// an expired one, for a browser's certificate check to refuse.
+    pub fn issue_between(
+        &self,
+        names: &[String],
+        from: Ymd,
+        to: Ymd,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), EdgeError> {
+        self.issue_valid(names, Some((from, to)))
+    }
+
+    fn issue_valid(
+        &self,
+        names: &[String],
+        between: Option<(Ymd, Ymd)>,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), EdgeError> {
         let mut params = CertificateParams::new(names.to_vec()).map_err(EdgeError::setup)?;
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = between {
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         let mut dn = DistinguishedName::new();
         dn.push(
             DnType::CommonName,
@@ -137,6 +160,9 @@ impl LocalCa {
         Ok((vec![cert.der().clone(), self.cert_der.clone()], key))
     }
 }
+
+/// A calendar day: year, month, day.
+pub type Ymd = (i32, u8, u8);
 
 /// A TLS 1.2/1.3 server configuration offering `alpn` in order.
 pub fn server_config(

@@ -117,7 +117,7 @@ impl Browser {
             }
             Err(e) => {
                 conn.times.take_capture();
-                return Err(e);
+                return Err(e.before_answer());
             }
         };
         self.rec

@@ -89,14 +89,14 @@ pub(super) fn tls_config(
 }
 
 impl Browser {
-    /// A connection for `origin`: a pooled one (a step of the trace) or a
-    /// new one.
+    /// A connection for `origin`: a pooled one (a step of the trace, and
+    /// `true`) or a new one.
     pub(super) async fn connection_for(
         &self,
         ctx: Ctx,
         n: u32,
         origin: &Origin,
-    ) -> Result<Conn, BrowserError> {
+    ) -> Result<(Conn, bool), BrowserError> {
         match self.checkout(ctx, n, origin).await {
             Ok(c) => {
                 self.instant(
@@ -108,11 +108,11 @@ impl Browser {
                         version: c.version().into(),
                     },
                 );
-                Ok(c)
+                Ok((c, true))
             }
             Err(slot) => {
                 let (scheme, host, port) = origin;
-                self.open(ctx, n, scheme, host, *port, slot).await
+                Ok((self.open(ctx, n, scheme, host, *port, slot).await?, false))
             }
         }
     }

@@ -1139,3 +1139,117 @@ fn with_a_disk_cache_a_second_tour_takes_fresh_subresources_from_it() {
     assert!(err.contains("hsts-client.json"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server that answers each path with broken bytes, then closes.
+async fn broken_server() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Bounded: the test makes a handful of requests.
+        for _ in 0..64 {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head).into_owned();
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let answer: &[u8] = match path.as_str() {
+                    "/truncated" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+                    "/badchunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                    "/badgzip" => {
+                        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello"
+                    }
+                    _ => b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n",
+                };
+                let _ = s.write_all(answer).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_names_the_stage_that_failed_for_broken_answers_and_certificates() {
+    let fetch = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut a = vec!["fetch"];
+            a.extend(args.iter().map(String::as_str));
+            let out = weblab(&a, 203);
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.code(), err)
+        })
+        .await
+        .unwrap()
+    };
+    let plain = broken_server().await;
+    let cases = [
+        ("/truncated", "HTTP exchange failed"),
+        ("/badchunk", "HTTP exchange failed"),
+        ("/badgzip", "cannot decode the body"),
+        ("/loop", "redirect loop"),
+    ];
+    for (path, says) in cases {
+        let (code, err) = fetch(vec!["-L".into(), format!("http://{plain}{path}")]).await;
+        assert_eq!(code, Some(1), "{path}: {err}");
+        assert!(err.contains(says), "{path}: {err}");
+        assert!(!err.contains("panicked"), "{path}: {err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{err}"
+        );
+    }
+    // Certificates: a name the certificate does not carry, and one that
+    // expired; both from a CA the browser is told to trust.
+    let dir = std::env::temp_dir().join(format!("weblab-broken-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = weblab_edge::tls::LocalCa::load_or_create(&dir).unwrap();
+    let ca_file = weblab_edge::tls::LocalCa::cert_path(&dir);
+    let mut servers = Vec::new();
+    let issued = [
+        ca.issue(&["other.test".to_string()]).unwrap(),
+        ca.issue_between(&["old.test".to_string()], (2020, 1, 1), (2021, 1, 1))
+            .unwrap(),
+    ];
+    for (chain, key) in issued {
+        let tls = weblab_edge::tls::server_config(chain, key, &[b"http/1.1"]).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let handle = weblab_server::serve_http(
+            l,
+            Some(tls),
+            weblab_server::Limits::default(),
+            std::sync::Arc::new(Outside),
+        )
+        .unwrap();
+        servers.push((port, handle));
+    }
+    let tls_cases = [
+        ("wrong.test", servers[0].0, "not valid for name"),
+        ("old.test", servers[1].0, "expired"),
+    ];
+    for (name, port, says) in tls_cases {
+        let (code, err) = fetch(vec![
+            format!("https://{name}:{port}/"),
+            "--resolve".into(),
+            format!("{name}:{port}:127.0.0.1"),
+            "--cacert".into(),
+            ca_file.display().to_string(),
+        ])
+        .await;
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains("TLS handshake failed"), "{name}: {err}");
+        assert!(err.to_lowercase().contains(says), "{name}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
