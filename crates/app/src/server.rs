@@ -146,7 +146,9 @@ pub fn router(state: Arc<AppState>, allowed_origins: &[String]) -> Router {
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             HeaderName::from_static("x-request-id"),
-        ]);
+        ])
+        // Browsers keep a preflight's answer this long (C40).
+        .max_age(std::time::Duration::from_secs(600));
     let chain = ServiceBuilder::new()
         .layer(from_fn_with_state(
             state.clone(),

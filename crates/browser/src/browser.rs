@@ -209,10 +209,12 @@ pub struct Browser {
     jar: Mutex<crate::cookies::Jar>,
     /// Hosts reached over HTTPS only (C33).
     hsts: Mutex<crate::hsts::Hsts>,
+    /// What CORS preflights allowed, for their Access-Control-Max-Age.
+    pub(crate) preflights: Mutex<crate::cors::PreflightCache>,
     rec: Recorder,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -246,6 +248,7 @@ impl Browser {
             no_cache: false,
             jar: Mutex::new(Default::default()),
             hsts: Mutex::new(hsts),
+            preflights: Mutex::default(),
             rec,
         })
     }

@@ -161,6 +161,130 @@ pub fn preflight_allows(
     Ok(())
 }
 
+/// How long a preflight's answer is kept when it gives no
+/// Access-Control-Max-Age (Fetch §4.8: 5 seconds).
+pub const DEFAULT_MAX_AGE: u64 = 5;
+/// The longest a preflight's answer is kept, whatever it asks (Chromium's
+/// cap: 2 hours).
+pub const MAX_MAX_AGE: u64 = 7200;
+/// Preflight answers kept at most (the oldest to expire goes first).
+const MAX_ENTRIES: usize = 1000;
+
+/// The CORS-preflight cache (Fetch §4.8): what a preflight allowed, per
+/// (origin, URL, credentials), for as long as its Access-Control-Max-Age
+/// says; a request it covers goes without a new preflight. Pure: the
+/// clock is passed in.
+#[derive(Debug, Default)]
+pub struct PreflightCache {
+    entries: std::collections::HashMap<(String, String, bool), Allowed>,
+}
+
+/// What one preflight allowed, until when.
+#[derive(Clone, Debug)]
+struct Allowed {
+    methods: Vec<String>,
+    headers: Vec<String>,
+    /// `*` counts as a wildcard (only without credentials).
+    wildcard: bool,
+    stored: std::time::Instant,
+    expires: std::time::Instant,
+    max_age: u64,
+}
+
+/// A preflight found in the cache: how old it is and how long it lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub age_secs: u64,
+    pub max_age_secs: u64,
+}
+
+impl PreflightCache {
+    /// Keeps what an allowing preflight's answer (`h`) said; returns how
+    /// many seconds it is kept (0: not kept).
+    pub fn store(
+        &mut self,
+        origin: &str,
+        url: &Url,
+        credentials: bool,
+        h: &HeaderMap,
+        now: std::time::Instant,
+    ) -> u64 {
+        let max_age = h
+            .get(header::ACCESS_CONTROL_MAX_AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_MAX_AGE)
+            .min(MAX_MAX_AGE);
+        let key = (origin.to_string(), url.as_str().to_string(), credentials);
+        if max_age == 0 {
+            self.entries.remove(&key);
+            return 0;
+        }
+        self.entries.retain(|_, e| e.expires > now);
+        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&key) {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.expires)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.entries.remove(&k);
+            }
+        }
+        let listed = |name: header::HeaderName| -> Vec<String> {
+            h.get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        self.entries.insert(
+            key,
+            Allowed {
+                methods: listed(header::ACCESS_CONTROL_ALLOW_METHODS),
+                headers: listed(header::ACCESS_CONTROL_ALLOW_HEADERS),
+                wildcard: !credentials,
+                stored: now,
+                expires: now + std::time::Duration::from_secs(max_age),
+                max_age,
+            },
+        );
+        max_age
+    }
+
+    /// Whether a kept preflight covers `method` with header `names` from
+    /// `origin` to `url`.
+    pub fn covers(
+        &self,
+        origin: &str,
+        url: &Url,
+        credentials: bool,
+        method: &Method,
+        names: &[String],
+        now: std::time::Instant,
+    ) -> Option<Hit> {
+        let key = (origin.to_string(), url.as_str().to_string(), credentials);
+        let e = self.entries.get(&key).filter(|e| e.expires > now)?;
+        let has = |list: &[String], x: &str| {
+            list.iter()
+                .any(|m| (e.wildcard && m == "*") || m.eq_ignore_ascii_case(x))
+        };
+        let simple_method = matches!(*method, Method::GET | Method::HEAD | Method::POST);
+        if !simple_method && !has(&e.methods, method.as_str()) {
+            return None;
+        }
+        if !names.iter().all(|n| has(&e.headers, n)) {
+            return None;
+        }
+        Some(Hit {
+            age_secs: now.duration_since(e.stored).as_secs(),
+            max_age_secs: e.max_age,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +441,70 @@ mod tests {
             ("access-control-allow-methods", "*"),
         ]);
         assert!(preflight_allows(204, &pre, o, &Method::PUT, &[], false).is_ok());
+    }
+
+    #[test]
+    fn a_preflight_is_kept_for_its_max_age_and_covers_only_what_it_allowed() {
+        let now = std::time::Instant::now();
+        let url = u("https://myapp.test/api/users/1");
+        let o = "https://partner.test";
+        let pre = h(&[
+            ("access-control-allow-origin", o),
+            ("access-control-allow-methods", "GET, PUT, DELETE"),
+            ("access-control-allow-headers", "content-type"),
+            ("access-control-max-age", "600"),
+        ]);
+        let mut c = PreflightCache::default();
+        assert_eq!(c.store(o, &url, false, &pre, now), 600);
+        let later = now + std::time::Duration::from_secs(599);
+        let names = ["content-type".to_string()];
+        let hit = c.covers(o, &url, false, &Method::DELETE, &names, later);
+        assert_eq!(
+            hit,
+            Some(Hit {
+                age_secs: 599,
+                max_age_secs: 600
+            })
+        );
+        // Not another method, header, origin, URL or credentials mode,
+        // and not once it has expired.
+        assert!(
+            c.covers(o, &url, false, &Method::PATCH, &[], later)
+                .is_none()
+        );
+        let other = ["x-other".to_string()];
+        assert!(
+            c.covers(o, &url, false, &Method::PUT, &other, later)
+                .is_none()
+        );
+        assert!(
+            c.covers("https://a.test", &url, false, &Method::PUT, &[], later)
+                .is_none()
+        );
+        let elsewhere = u("https://myapp.test/api/users/2");
+        assert!(
+            c.covers(o, &elsewhere, false, &Method::PUT, &[], later)
+                .is_none()
+        );
+        assert!(c.covers(o, &url, true, &Method::PUT, &[], later).is_none());
+        let expired = now + std::time::Duration::from_secs(600);
+        assert!(
+            c.covers(o, &url, false, &Method::PUT, &[], expired)
+                .is_none()
+        );
+        // No Max-Age: 5 seconds; a huge one: capped at 2 hours; 0: not kept.
+        let bare = h(&[("access-control-allow-methods", "PUT")]);
+        assert_eq!(c.store(o, &url, false, &bare, now), DEFAULT_MAX_AGE);
+        let huge = h(&[("access-control-max-age", "86400")]);
+        assert_eq!(c.store(o, &url, false, &huge, now), MAX_MAX_AGE);
+        let zero = h(&[("access-control-max-age", "0")]);
+        assert_eq!(c.store(o, &url, false, &zero, now), 0);
+        assert!(c.covers(o, &url, false, &Method::GET, &[], now).is_none());
+        // "*" is a wildcard only without credentials.
+        let star = h(&[("access-control-allow-methods", "*")]);
+        c.store(o, &url, false, &star, now);
+        assert!(c.covers(o, &url, false, &Method::PATCH, &[], now).is_some());
+        c.store(o, &url, true, &star, now);
+        assert!(c.covers(o, &url, true, &Method::PATCH, &[], now).is_none());
     }
 }

@@ -6,7 +6,7 @@ use http::Method;
 use url::Url;
 use weblab_trace::{Ctx, Event, Layer};
 
-use crate::browser::{Browser, Destination, Fetched, Outgoing, header_value};
+use crate::browser::{Browser, Destination, Fetched, Outgoing, header_value, lock};
 use crate::error::BrowserError;
 
 impl Browser {
@@ -73,7 +73,7 @@ impl Browser {
         out: &Outgoing,
         with_credentials: bool,
     ) -> Result<Fetched, BrowserError> {
-        use crate::cors::{Mode, classify, preflight_allows, readable};
+        use crate::cors::{Mode, classify, preflight_allows};
         let mode = classify(origin, url, &out.method, &out.headers);
         let note =
             |n: u32, text: String| self.instant(ctx, n, Layer::Application, Event::Note { text });
@@ -103,6 +103,21 @@ impl Browser {
                     }
                 ),
             );
+            let now = std::time::Instant::now();
+            let kept =
+                lock(&self.preflights).covers(origin, url, with_credentials, method, headers, now);
+            if let Some(hit) = kept {
+                note(
+                    0,
+                    format!(
+                        "CORS (C40): a preflight {} s ago allowed it and is kept for {} s (Access-Control-Max-Age): no preflight this time",
+                        hit.age_secs, hit.max_age_secs
+                    ),
+                );
+                return self
+                    .cors_request(ctx, 0, url, origin, out, cross, with_credentials)
+                    .await;
+            }
             let mut ask = Outgoing {
                 method: Method::OPTIONS,
                 credentials: false,
@@ -132,9 +147,16 @@ impl Browser {
                 );
                 return Err(blocked(why));
             }
+            let kept = lock(&self.preflights).store(
+                origin,
+                url,
+                with_credentials,
+                &answer.headers,
+                std::time::Instant::now(),
+            );
             note(
                 0,
-                "CORS (C40): the preflight allows it; now the request".into(),
+                format!("CORS (C40): the preflight allows it (kept {kept} s); now the request"),
             );
             n = 1;
         } else {
@@ -151,10 +173,29 @@ impl Browser {
                 ),
             );
         }
+        self.cors_request(ctx, n, url, origin, out, cross, with_credentials)
+            .await
+    }
+
+    /// The cross-origin request itself, and whether the page may read
+    /// its answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn cors_request(
+        &self,
+        ctx: Ctx,
+        n: u32,
+        url: &Url,
+        origin: &str,
+        out: &Outgoing,
+        cross: Outgoing,
+        with_credentials: bool,
+    ) -> Result<Fetched, BrowserError> {
+        let note =
+            |n: u32, text: String| self.instant(ctx, n, Layer::Application, Event::Note { text });
         let got = self
             .send(ctx, n, url, Destination::Document, &cross)
             .await?;
-        match readable(&got.headers, origin, with_credentials) {
+        match crate::cors::readable(&got.headers, origin, with_credentials) {
             Ok(()) => {
                 note(
                     n,
@@ -167,7 +208,7 @@ impl Browser {
                     n,
                     format!("CORS (C40): {why}: the browser keeps the answer from the page"),
                 );
-                Err(blocked(format!(
+                Err(BrowserError::cors(format!(
                     "{} {} answered {}, but {why}",
                     got.url, out.method, got.status
                 )))

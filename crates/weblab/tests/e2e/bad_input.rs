@@ -640,6 +640,25 @@ fn fetch_with_an_origin_enforces_cors_as_a_browser_does() {
         t.contains("the preflight allows it") && t.contains("DELETE /api/users/1"),
         "{t}"
     );
+    // A second visit by the same browser: the kept preflight (the app's
+    // Access-Control-Max-Age is 600 s) covers it, no OPTIONS goes out.
+    let (_, t) = run(&[
+        "fetch",
+        "-X",
+        "DELETE",
+        "--origin",
+        "https://partner.test",
+        "--reload",
+        api,
+    ]);
+    assert!(
+        t.contains("is kept for 600 s (Access-Control-Max-Age): no preflight this time"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("OPTIONS /api/users/1") && t.contains("DELETE /api/users/1"),
+        "{t}"
+    );
     // Same origin: no CORS at all.
     let (code, t) = run(&["fetch", "--origin", "https://myapp.test", api]);
     let _ = std::fs::remove_dir_all(&dir);
