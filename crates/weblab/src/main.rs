@@ -109,10 +109,15 @@ struct ViewArgs {
     /// cache".
     #[arg(long)]
     no_cache: bool,
-    /// Start as a new browser: forget this client's HSTS store and disk
-    /// cache in the data directory first.
+    /// Start as a new browser: forget this client's HSTS store, disk
+    /// cache and kept cookies in the data directory first.
     #[arg(long)]
     clean: bool,
+    /// Browse with a profile kept in the data directory, as a browser
+    /// does: its cookies and HTTP cache stay between runs (the HSTS store
+    /// always does); `--clean` forgets them.
+    #[arg(long, conflicts_with = "no_cache")]
+    profile: bool,
 }
 
 impl ViewArgs {
@@ -131,6 +136,7 @@ impl ViewArgs {
             no_cache: self.no_cache,
             clean: self.clean,
             disk_cache: self.disk_cache,
+            profile: self.profile,
             detail: match self.trace {
                 DetailArg::Full => Detail::Full,
                 DetailArg::Minimal => Detail::Minimal,

@@ -38,6 +38,8 @@ pub struct TourOptions {
     pub client: Option<String>,
     /// Keep the browser's HTTP cache in the data directory between runs.
     pub disk_cache: bool,
+    /// Keep cookies and the HTTP cache there (`--profile`).
+    pub profile: bool,
     /// Also print the full story: every step, explained.
     pub full_story: bool,
     /// What the browser does: load a page, sign in, or one request.
@@ -260,12 +262,13 @@ fn for_action(
     })
 }
 
-/// `--clean`: the client's HSTS store and disk cache are removed, so the
+/// `--clean`: the client's HSTS store, disk cache and cookies are removed, so the
 /// browser starts as a new one (each removal said on stderr).
 fn forget(data_dir: &std::path::Path, host: &str) -> Result<()> {
     for name in [
         format!("hsts-{host}.json"),
         format!("http-cache-{host}.json"),
+        format!("cookies-{host}.txt"),
     ] {
         let path = data_dir.join(name);
         match std::fs::remove_file(&path) {
@@ -277,28 +280,63 @@ fn forget(data_dir: &std::path::Path, host: &str) -> Result<()> {
     Ok(())
 }
 
-/// The browser with its disk cache when `--disk-cache` asks for one: the
-/// file of `host`'s browser in the data directory.
-fn with_disk_cache(
+/// The browser with what `--disk-cache` or `--profile` keeps in the data
+/// directory for `host`'s browser: its HTTP cache and (with `--profile`)
+/// its cookie jar. A file that cannot be read is said, and the browser
+/// starts without it.
+fn with_profile(
     browser: weblab_browser::Browser,
     opts: &TourOptions,
     host: &str,
 ) -> weblab_browser::Browser {
-    if !opts.disk_cache {
-        return browser;
-    }
-    let path = opts.data_dir.join(format!("http-cache-{host}.json"));
-    let (browser, trouble) = browser.with_disk_cache(path);
-    if let Some(t) = trouble {
-        eprintln!("disk cache not used ({t}); starting with an empty one");
+    let browser = if opts.disk_cache || opts.profile {
+        let path = opts.data_dir.join(format!("http-cache-{host}.json"));
+        let (browser, trouble) = browser.with_disk_cache(path);
+        if let Some(t) = trouble {
+            eprintln!("disk cache not used ({t}); starting with an empty one");
+        }
+        browser
+    } else {
+        browser
+    };
+    if opts.profile {
+        let path = cookie_path(&opts.data_dir, host);
+        // A jar holds at most 3000 cookies: 16 MiB is plenty.
+        match weblab_browser::browser::read_bounded(&path, 16 << 20) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("cookies not loaded ({}: {e})", path.display()),
+            Ok(bytes) => {
+                let loaded = String::from_utf8(bytes)
+                    .map_err(|_| "not UTF-8 text".to_string())
+                    .and_then(|t| browser.load_cookies(&t));
+                if let Err(e) = loaded {
+                    eprintln!("cookies not loaded ({}: {e})", path.display());
+                }
+            }
+        }
     }
     browser
 }
 
-/// Writes the disk cache back, saying so when it cannot.
-fn save_disk_cache(browser: &weblab_browser::Browser) {
+/// Where `--profile` keeps `host`'s cookies (Netscape format, as curl's
+/// `-c` writes it).
+fn cookie_path(data_dir: &std::path::Path, host: &str) -> PathBuf {
+    data_dir.join(format!("cookies-{host}.txt"))
+}
+
+/// Writes what the profile keeps back, saying so when it cannot.
+fn save_profile(browser: &weblab_browser::Browser, opts: &TourOptions, host: &str) {
     if let Err(e) = browser.save_cache() {
         eprintln!("disk cache not written: {e}");
+    }
+    if opts.profile {
+        let path = cookie_path(&opts.data_dir, host);
+        let tmp = path.with_extension("tmp");
+        let written =
+            std::fs::write(&tmp, browser.cookie_file()).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            eprintln!("cookies not written ({}: {e})", path.display());
+        }
     }
 }
 
@@ -397,13 +435,14 @@ fn page_summary(page: &Page, lang: Lang) -> String {
     let m = &page.main;
     let ctype =
         weblab_browser::browser::header_value(&m.headers, "content-type").unwrap_or_default();
-    let (url, status, version, n) = (&m.url, m.status, m.version, m.body.len());
+    let (url, status, n) = (&m.url, m.status, m.body.len());
+    let version = weblab_trace::event::version_name(m.version);
     out.push_str(&match lang {
         Lang::En => {
-            format!("{url} {status} {version:?}, {n} bytes after decoding, content-type {ctype}\n")
+            format!("{url} {status} {version}, {n} bytes after decoding, content-type {ctype}\n")
         }
         Lang::Ko => {
-            format!("{url} {status} {version:?}, 압축을 푼 뒤 {n}바이트, content-type {ctype}\n")
+            format!("{url} {status} {version}, 압축을 푼 뒤 {n}바이트, content-type {ctype}\n")
         }
     });
     if ctype.starts_with("application/json") {
@@ -419,17 +458,17 @@ fn page_summary(page: &Page, lang: Lang) -> String {
     for s in &page.subresources {
         let line = match (s, lang) {
             (Ok(f), Lang::En) => format!(
-                "  subresource {} {} {:?}, {} bytes\n",
+                "  subresource {} {} {}, {} bytes\n",
                 f.url.path(),
                 f.status,
-                f.version,
+                weblab_trace::event::version_name(f.version),
                 f.body.len()
             ),
             (Ok(f), Lang::Ko) => format!(
-                "  하위 리소스 {} {} {:?}, {}바이트\n",
+                "  하위 리소스 {} {} {}, {}바이트\n",
                 f.url.path(),
                 f.status,
-                f.version,
+                weblab_trace::event::version_name(f.version),
                 f.body.len()
             ),
             (Err(e), Lang::En) => format!("  subresource failed: {e}\n"),
@@ -575,9 +614,9 @@ pub async fn attach(world: &World, opts: &TourOptions) -> Result<TourResult> {
         Arc::new(Mutex::new(Default::default())),
         opts.http1_only,
     )?;
-    let browser = with_disk_cache(for_action(browser, opts)?, opts, &client.host);
+    let browser = with_profile(for_action(browser, opts)?, opts, &client.host);
     let (trace, page) = browse(&browser, opts, world).await?;
-    save_disk_cache(&browser);
+    save_profile(&browser, opts, &client.host);
     exporter.flush().await;
     let spans = observe::fetch_settled(world, trace, Duration::from_secs(3)).await?;
     Ok(TourResult { trace, spans, page })
@@ -789,13 +828,13 @@ pub async fn run(world: World, mut opts: TourOptions) -> Result<i32> {
         let running =
             RunningWorld::start_with(world.clone(), opts.data_dir.clone(), collector).await?;
         let browser = for_action(running.browser_on(&client, opts.http1_only)?, &opts)?;
-        let browser = with_disk_cache(browser, &opts, &client.host);
+        let browser = with_profile(browser, &opts, &client.host);
         let (mut trace, mut page) = browse(&browser, &opts, &world).await?;
         if opts.reload {
             // The same browser again: its cache and open connections.
             (trace, page) = browse(&browser, &opts, &world).await?;
         }
-        save_disk_cache(&browser);
+        save_profile(&browser, &opts, &client.host);
         let result = TourResult {
             trace,
             spans: running.collector.assemble(trace),

@@ -1272,3 +1272,39 @@ async fn fetch_names_the_stage_that_failed_for_broken_answers_and_certificates()
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_profile_keeps_the_sign_in_cookie_between_runs_until_clean() {
+    let dir = data_dir(204);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weblab"))
+            .args(["--block", "204", "--data"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let account = "https://myapp.test/account";
+    let (code, t) = run(&["tour", "--oauth", "--profile"]);
+    assert_eq!(code, Some(0), "{t}");
+    let jar = std::fs::read_to_string(dir.join("cookies-client.txt")).unwrap();
+    assert!(jar.contains("\tsid\t"), "{jar}");
+    // A later run with the profile is still signed in; one without is not.
+    let (_, t) = run(&["fetch", "--profile", account]);
+    assert!(t.contains("HTTP/2 200 OK"), "{t}");
+    let (_, t) = run(&["fetch", account]);
+    assert!(t.contains("HTTP/2 303 See Other"), "{t}");
+    // --clean forgets the cookies: signed out again.
+    let (_, t) = run(&["fetch", "--profile", "--clean", account]);
+    assert!(
+        t.contains("--clean: removed") && t.contains("cookies-client.txt"),
+        "{t}"
+    );
+    assert!(t.contains("HTTP/2 303 See Other"), "{t}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
