@@ -413,6 +413,14 @@ impl Event {
 }
 
 /// `HTTP/1.1`, `HTTP/2` … as traces, HAR and the CLI write a version.
+/// How much smaller the compressed body was than the decoded one, in
+/// whole percent (none for an empty body).
+pub fn saved_percent(wire_bytes: u64, decoded_bytes: u64) -> Option<i64> {
+    (decoded_bytes > 0).then(|| {
+        ((decoded_bytes as f64 - wire_bytes as f64) * 100.0 / decoded_bytes as f64).floor() as i64
+    })
+}
+
 pub fn version_name(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -646,10 +654,20 @@ impl fmt::Display for Event {
                 encoding,
                 wire_bytes,
                 decoded_bytes,
-            } => write!(
-                f,
-                "decoded {encoding}: {wire_bytes} -> {decoded_bytes} bytes"
-            ),
+            } => {
+                write!(
+                    f,
+                    "decoded {encoding}: {wire_bytes} -> {decoded_bytes} bytes"
+                )?;
+                match saved_percent(*wire_bytes, *decoded_bytes) {
+                    Some(p) if p > 0 => write!(f, " (the wire carried {p} % less)"),
+                    _ => write!(
+                        f,
+                        " (compression saved nothing: {} bytes more on the wire)",
+                        wire_bytes.saturating_sub(*decoded_bytes)
+                    ),
+                }
+            }
             Event::HtmlParsed { subresources } => {
                 write!(f, "HTML parsed: found {}", subresources.join(", "))
             }
@@ -760,5 +778,40 @@ impl fmt::Display for Event {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decoded_step_says_whether_compression_saved_bytes() {
+        let step = |wire_bytes, decoded_bytes| {
+            Event::Decoded {
+                encoding: "gzip".into(),
+                wire_bytes,
+                decoded_bytes,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            step(429, 989),
+            "decoded gzip: 429 -> 989 bytes (the wire carried 56 % less)"
+        );
+        assert_eq!(
+            step(40, 20),
+            "decoded gzip: 40 -> 20 bytes (compression saved nothing: 20 bytes more on the wire)"
+        );
+        assert!(step(20, 0).contains("saved nothing"));
+        let ko = crate::korean::said(
+            &Event::Decoded {
+                encoding: "br".into(),
+                wire_bytes: 40,
+                decoded_bytes: 20,
+            },
+            crate::explain::Lang::Ko,
+        );
+        assert!(ko.contains("압축 이득 없음"), "{ko}");
     }
 }

@@ -261,7 +261,16 @@ fn ko(event: &Event) -> String {
             encoding,
             wire_bytes,
             decoded_bytes,
-        } => format!("{encoding} 압축 해제: {wire_bytes} -> {decoded_bytes}바이트"),
+        } => {
+            let saved = match crate::event::saved_percent(*wire_bytes, *decoded_bytes) {
+                Some(p) if p > 0 => format!("전송량 {p}% 절약"),
+                _ => format!(
+                    "압축 이득 없음: 전송 {}바이트 더 많음",
+                    wire_bytes.saturating_sub(*decoded_bytes)
+                ),
+            };
+            format!("{encoding} 압축 해제: {wire_bytes} -> {decoded_bytes}바이트 ({saved})")
+        }
         Event::HtmlParsed { subresources } => {
             format!("HTML 파싱: {} 발견", subresources.join(", "))
         }

@@ -52,6 +52,10 @@ struct ViewArgs {
     /// Offer only HTTP/1.1 (no HTTP/2) in TLS ALPN.
     #[arg(long = "http1.1")]
     http1_only: bool,
+    /// Offer HTTP/2 first in TLS ALPN, HTTP/1.1 as the fallback (the
+    /// default; accepted as curl's flag).
+    #[arg(long = "http2", conflicts_with_all = ["http1_only", "http10", "http09", "pipeline"])]
+    _http2: bool,
     /// Speak HTTP/1.0 (C24): a connection per request, closed after it.
     #[arg(long = "http1.0", conflicts_with = "http1_only")]
     http10: bool,
@@ -276,6 +280,10 @@ enum Command {
         /// the key of the certificate it sends).
         #[arg(short = 'k', long)]
         insecure: bool,
+        /// Accepted for curl habits: the status line and every header are
+        /// always printed before the body.
+        #[arg(short = 'i', long = "include")]
+        _include: bool,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -569,6 +577,7 @@ async fn run(cli: Cli) -> Result<i32> {
             cacert,
             insecure,
             view,
+            ..
         } => {
             let world = load_world(&cli)?;
             let extra_ca_pem = match cacert {

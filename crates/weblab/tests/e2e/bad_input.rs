@@ -491,13 +491,17 @@ fn fetch_shows_the_answer_head_and_body_then_the_hops_and_takes_curls_flags() {
     // A method, a header and a body.
     let body =
         r#"{"name":"Barbara Liskov","email":"barbara@myapp.test","password":"substitution"}"#;
+    // (curl's -i and --http2 are taken as curl takes them; --data is
+    // weblab's data directory, so a body is -d or --data-binary)
     let args = [
         "fetch",
+        "-i",
+        "--http2",
         "-X",
         "POST",
         "-H",
         "content-type: application/json",
-        "-d",
+        "--data-binary",
         body,
         "https://myapp.test/api/users",
     ];
