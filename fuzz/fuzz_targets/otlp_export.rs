@@ -9,7 +9,7 @@ use weblab_otlp::convert::{Accept, Encoding, decode, encode, parse};
 fuzz_target!(|data: &[u8]| {
     let now = 1_700_000_000_000_000_000;
     for enc in [Encoding::Protobuf, Encoding::Json] {
-        if let Ok(req) = parse(enc, data) {
+        if let Ok(req) = parse(enc, bytes::Bytes::copy_from_slice(data)) {
             let out = decode(&req, now, Accept::default());
             for s in &out.spans {
                 assert!(s.trace.0 != 0 && s.id.0 != 0);

@@ -45,14 +45,14 @@ fn main() {
     let t = Instant::now();
     let mut bodies = Vec::new();
     for chunk in spans.chunks(512) {
-        bodies.push(to_protobuf(&encode(chunk)));
+        bodies.push(bytes::Bytes::from(to_protobuf(&encode(chunk))));
     }
     let enc = t.elapsed();
     let t = Instant::now();
     let mut n = 0;
     for b in &bodies {
         n += decode(
-            &parse(Encoding::Protobuf, b).unwrap(),
+            &parse(Encoding::Protobuf, b.clone()).unwrap(),
             now,
             Accept::default(),
         )
@@ -62,7 +62,7 @@ fn main() {
     let dec = t.elapsed();
     assert_eq!(n, spans.len());
     let per = |d: std::time::Duration| d.as_nanos() as f64 / spans.len() as f64 / 1000.0;
-    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    let bytes: usize = bodies.iter().map(bytes::Bytes::len).sum();
     println!(
         "{} spans: encode {:.2} us/span, decode {:.2} us/span, {:.0} bytes/span on the wire",
         spans.len(),

@@ -11,9 +11,10 @@
 
 use std::fmt;
 
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
+use bytes::Bytes;
 use serde::ser::{self, Serialize};
+
+use crate::wire::{AnyValue, ArrayValue, KeyValue, KeyValueList, Value};
 
 /// Why a value has no OTLP form (a map with non-string keys).
 #[derive(Debug)]
@@ -42,12 +43,16 @@ fn some(v: Value) -> Result<Option<AnyValue>, Error> {
     Ok(Some(AnyValue { value: Some(v) }))
 }
 
-fn pair(key: String, value: AnyValue) -> KeyValue {
+fn pair(key: Bytes, value: AnyValue) -> KeyValue {
     KeyValue {
         key,
         value: Some(value),
-        ..Default::default()
     }
+}
+
+/// A name serde gives as `&'static str` (a field, a variant): no copy.
+fn name(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
 }
 
 /// A list as one value.
@@ -61,13 +66,8 @@ fn kvlist(values: Vec<KeyValue>) -> Result<Option<AnyValue>, Error> {
 }
 
 /// `{variant: inner}`, as serde writes an enum's non-unit variant.
-fn tagged(variant: &str, inner: Option<AnyValue>) -> Result<Option<AnyValue>, Error> {
-    kvlist(
-        inner
-            .map(|v| pair(variant.to_string(), v))
-            .into_iter()
-            .collect(),
-    )
+fn tagged(variant: &'static str, inner: Option<AnyValue>) -> Result<Option<AnyValue>, Error> {
+    kvlist(inner.map(|v| pair(name(variant), v)).into_iter().collect())
 }
 
 struct Ser;
@@ -82,7 +82,7 @@ struct Seq {
 struct Fields {
     entries: Vec<KeyValue>,
     variant: Option<&'static str>,
-    key: Option<String>,
+    key: Option<Bytes>,
 }
 
 impl ser::Serializer for Ser {
@@ -124,7 +124,7 @@ impl ser::Serializer for Ser {
         match i64::try_from(v) {
             Ok(i) => some(Value::IntValue(i)),
             // Above i64::MAX: kept exactly as text.
-            Err(_) => some(Value::StringValue(v.to_string())),
+            Err(_) => some(Value::StringValue(v.to_string().into())),
         }
     }
     fn serialize_f32(self, v: f32) -> Result<Self::Ok, Error> {
@@ -134,10 +134,10 @@ impl ser::Serializer for Ser {
         some(Value::DoubleValue(v))
     }
     fn serialize_char(self, v: char) -> Result<Self::Ok, Error> {
-        some(Value::StringValue(v.to_string()))
+        some(Value::StringValue(v.to_string().into()))
     }
     fn serialize_str(self, v: &str) -> Result<Self::Ok, Error> {
-        some(Value::StringValue(v.to_string()))
+        some(Value::StringValue(Bytes::copy_from_slice(v.as_bytes())))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Self::Ok, Error> {
         array(
@@ -166,7 +166,7 @@ impl ser::Serializer for Ser {
         _: u32,
         variant: &'static str,
     ) -> Result<Self::Ok, Error> {
-        some(Value::StringValue(variant.to_string()))
+        some(Value::StringValue(name(variant)))
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
@@ -276,7 +276,7 @@ seq_like!(
 );
 
 impl Fields {
-    fn field<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Result<(), Error> {
+    fn field<T: Serialize + ?Sized>(&mut self, key: Bytes, value: &T) -> Result<(), Error> {
         if let Some(v) = value.serialize(Ser)? {
             self.entries.push(pair(key, v));
         }
@@ -329,7 +329,7 @@ macro_rules! struct_like {
                 key: &'static str,
                 value: &T,
             ) -> Result<(), Error> {
-                self.field(key.to_string(), value)
+                self.field(name(key), value)
             }
             fn end(self) -> Result<Self::Ok, Error> {
                 self.done()
@@ -346,7 +346,7 @@ mod tests {
 
     fn text(v: &Option<AnyValue>) -> Option<&str> {
         match v.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s),
+            Value::StringValue(s) => crate::wire::as_str(s),
             _ => None,
         }
     }
@@ -383,7 +383,7 @@ mod tests {
         else {
             panic!("not a list")
         };
-        let keys: Vec<&str> = l.values.iter().map(|kv| kv.key.as_str()).collect();
-        assert_eq!(keys, ["a"]);
+        let keys: Vec<&[u8]> = l.values.iter().map(|kv| &kv.key[..]).collect();
+        assert_eq!(keys, [b"a"]);
     }
 }

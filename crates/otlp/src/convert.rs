@@ -10,15 +10,16 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, span::SpanKind};
 use prost::Message;
 use serde_json::Value as Json;
 use weblab_trace::{Event, Layer, Span, SpanId, TraceId};
+
+pub use crate::wire::ExportRequest;
+use crate::wire::{
+    AnyValue, InstrumentationScope, KeyValue, Resource, ResourceSpans, ScopeSpans, Value, as_str,
+};
 
 /// (event kind, field) → semantic-convention attribute name.
 const SEMCONV: &[(&str, &str, &str)] = &[
@@ -63,13 +64,20 @@ const SEMCONV: &[(&str, &str, &str)] = &[
 
 const EVENT_KEY: &str = "weblab.event";
 
-fn key_for(kind: &str, field: &str) -> String {
+fn key_for(kind: &str, field: &[u8]) -> Bytes {
     SEMCONV
         .iter()
-        .find(|(k, f, _)| *k == kind && *f == field)
+        .find(|(k, f, _)| *k == kind && f.as_bytes() == field)
         .map_or_else(
-            || format!("weblab.{kind}.{field}"),
-            |(_, _, key)| key.to_string(),
+            || {
+                let mut key = Vec::with_capacity(8 + kind.len() + field.len());
+                key.extend_from_slice(b"weblab.");
+                key.extend_from_slice(kind.as_bytes());
+                key.push(b'.');
+                key.extend_from_slice(field);
+                Bytes::from(key)
+            },
+            |(_, _, key)| Bytes::from_static(key.as_bytes()),
         )
 }
 
@@ -89,19 +97,23 @@ fn any(value: Value) -> Option<AnyValue> {
     Some(AnyValue { value: Some(value) })
 }
 
-fn kv(key: &str, value: Value) -> KeyValue {
+fn kv(key: &'static str, value: Value) -> KeyValue {
     KeyValue {
-        key: key.to_string(),
+        key: Bytes::from_static(key.as_bytes()),
         value: any(value),
-        ..Default::default()
     }
+}
+
+/// A protobuf string as owned text (invalid UTF-8 replaced).
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// OTLP value → JSON.
 fn to_json(v: &AnyValue) -> Json {
     match &v.value {
         None | Some(Value::StringValueStrindex(_)) => Json::Null,
-        Some(Value::StringValue(s)) => Json::String(s.clone()),
+        Some(Value::StringValue(s)) => Json::String(lossy(s)),
         Some(Value::BoolValue(b)) => Json::Bool(*b),
         Some(Value::IntValue(i)) => Json::from(*i),
         Some(Value::DoubleValue(d)) => Json::from(*d),
@@ -112,7 +124,7 @@ fn to_json(v: &AnyValue) -> Json {
                 .iter()
                 .map(|kv| {
                     (
-                        kv.key.clone(),
+                        lossy(&kv.key),
                         kv.value.as_ref().map_or(Json::Null, to_json),
                     )
                 })
@@ -129,16 +141,23 @@ fn to_text(v: &AnyValue) -> String {
     }
 }
 
-fn kind_of(event: &Event) -> SpanKind {
+/// OTLP's `Span.SpanKind` values.
+mod span_kind {
+    pub const INTERNAL: i32 = 1;
+    pub const SERVER: i32 = 2;
+    pub const CLIENT: i32 = 3;
+}
+
+fn kind_of(event: &Event) -> i32 {
     match event {
-        Event::HttpServe { .. } | Event::DnsServe { .. } => SpanKind::Server,
+        Event::HttpServe { .. } | Event::DnsServe { .. } => span_kind::SERVER,
         Event::DnsExchange { .. }
         | Event::RequestSent { .. }
         | Event::ProxyForward { .. }
         | Event::HttpCall { .. }
         | Event::TcpConnect { .. }
-        | Event::TlsHandshake { .. } => SpanKind::Client,
-        _ => SpanKind::Internal,
+        | Event::TlsHandshake { .. } => span_kind::CLIENT,
+        _ => span_kind::INTERNAL,
     }
 }
 
@@ -148,24 +167,26 @@ fn kind_of(event: &Event) -> SpanKind {
 fn span_attributes(span: &Span) -> Vec<KeyValue> {
     let mut attrs = Vec::with_capacity(12);
     let kind = span.event.kind();
-    attrs.push(kv(EVENT_KEY, Value::StringValue(kind.into())));
+    attrs.push(kv(
+        EVENT_KEY,
+        Value::StringValue(Bytes::from_static(kind.as_bytes())),
+    ));
     if let Ok(Some(AnyValue {
         value: Some(Value::KvlistValue(fields)),
     })) = crate::attrs::to_any(&span.event)
     {
-        for f in fields.values.into_iter().filter(|f| f.key != "kind") {
+        for f in fields.values.into_iter().filter(|f| &f.key[..] != b"kind") {
             attrs.push(KeyValue {
                 key: key_for(kind, &f.key),
                 ..f
             });
         }
     }
-    let mut structured = |key: &str, value: Option<AnyValue>| {
+    let mut structured = |key: &'static str, value: Option<AnyValue>| {
         if let Some(v) = value {
             attrs.push(KeyValue {
-                key: key.into(),
+                key: Bytes::from_static(key.as_bytes()),
                 value: Some(v),
-                ..Default::default()
             });
         }
     };
@@ -190,7 +211,7 @@ fn span_attributes(span: &Span) -> Vec<KeyValue> {
 }
 
 /// weblab spans as one OTLP export request, a resource (service) per host.
-pub fn encode(spans: &[Span]) -> ExportTraceServiceRequest {
+pub fn encode(spans: &[Span]) -> ExportRequest {
     // Host, address and component are the same for every span of a
     // recorder: they travel once per resource, not once per span.
     type Origin<'a> = (&'a str, &'a str, &'a str);
@@ -206,46 +227,42 @@ pub fn encode(spans: &[Span]) -> ExportTraceServiceRequest {
         .map(|((host, addr, component), spans)| ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
-                    kv("service.name", Value::StringValue(host.to_string())),
-                    kv("host.name", Value::StringValue(host.to_string())),
-                    kv("weblab.addr", Value::StringValue(addr.to_string())),
-                    kv(
-                        "weblab.component",
-                        Value::StringValue(component.to_string()),
-                    ),
+                    kv("service.name", Value::StringValue(copy(host))),
+                    kv("host.name", Value::StringValue(copy(host))),
+                    kv("weblab.addr", Value::StringValue(copy(addr))),
+                    kv("weblab.component", Value::StringValue(copy(component))),
                 ],
-                ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
                 scope: Some(InstrumentationScope {
-                    name: "weblab".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
+                    name: Bytes::from_static(b"weblab"),
+                    version: Bytes::from_static(env!("CARGO_PKG_VERSION").as_bytes()),
                 }),
                 spans: spans
                     .into_iter()
-                    .map(|s| opentelemetry_proto::tonic::trace::v1::Span {
-                        trace_id: s.trace.0.to_be_bytes().to_vec(),
-                        span_id: s.id.0.to_be_bytes().to_vec(),
+                    .map(|s| crate::wire::Span {
+                        trace_id: copy(s.trace.0.to_be_bytes()),
+                        span_id: copy(s.id.0.to_be_bytes()),
                         parent_span_id: s
                             .parent
-                            .map(|p| p.0.to_be_bytes().to_vec())
+                            .map(|p| copy(p.0.to_be_bytes()))
                             .unwrap_or_default(),
                         flags: 0x01,
-                        name: s.event.kind().to_string(),
-                        kind: kind_of(&s.event) as i32,
+                        name: Bytes::from_static(s.event.kind().as_bytes()),
+                        kind: kind_of(&s.event),
                         start_time_unix_nano: s.start_ns,
                         end_time_unix_nano: s.end_ns,
                         attributes: span_attributes(s),
-                        ..Default::default()
                     })
                     .collect(),
-                ..Default::default()
             }],
-            ..Default::default()
         })
         .collect();
-    ExportTraceServiceRequest { resource_spans }
+    ExportRequest { resource_spans }
+}
+
+fn copy(b: impl AsRef<[u8]>) -> Bytes {
+    Bytes::copy_from_slice(b.as_ref())
 }
 
 /// The bounds a receiver puts on what it accepts.
@@ -278,7 +295,7 @@ pub struct Decoded {
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
     attrs
         .iter()
-        .find(|kv| kv.key == key)
+        .find(|kv| kv.key == key.as_bytes())
         .and_then(|kv| kv.value.as_ref())
 }
 
@@ -293,7 +310,7 @@ fn id_of<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
 
 /// Checks and converts every span of `req`; `now_ns` is the receiver's
 /// wall clock (Unix ns).
-pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> Decoded {
+pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
     let mut out = Decoded::default();
     let reject = |out: &mut Decoded, why: &str| {
         out.rejected += 1;
@@ -363,12 +380,12 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
                     None => (
                         Event::Foreign {
                             service: service.clone(),
-                            name: s.name.clone(),
+                            name: lossy(&s.name),
                             attributes: attrs
                                 .iter()
                                 .map(|kv| {
                                     (
-                                        kv.key.clone(),
+                                        lossy(&kv.key),
                                         kv.value.as_ref().map(to_text).unwrap_or_default(),
                                     )
                                 })
@@ -381,7 +398,7 @@ pub fn decode(req: &ExportTraceServiceRequest, now_ns: u64, accept: Accept) -> D
                             .into(),
                         ss.scope
                             .as_ref()
-                            .map(|sc| sc.name.clone())
+                            .map(|sc| lossy(&sc.name))
                             .filter(|n| !n.is_empty())
                             .unwrap_or_else(|| service.clone())
                             .into(),
@@ -421,7 +438,7 @@ fn weblab_event(kind: &str, attrs: &[KeyValue]) -> Option<Event> {
     text.extend_from_slice(b"{\"kind\":");
     serde_json::to_writer(&mut text, kind).ok()?;
     for a in attrs {
-        if let Some(field) = field_for(kind, &a.key)
+        if let Some(field) = as_str(&a.key).and_then(|k| field_for(kind, k))
             && let Some(v) = &a.value
         {
             text.push(b',');
@@ -438,7 +455,7 @@ fn weblab_event(kind: &str, attrs: &[KeyValue]) -> Option<Event> {
 fn write_json(out: &mut Vec<u8>, v: &AnyValue) -> Option<()> {
     match &v.value {
         None | Some(Value::StringValueStrindex(_)) => out.extend_from_slice(b"null"),
-        Some(Value::StringValue(s)) => serde_json::to_writer(&mut *out, s).ok()?,
+        Some(Value::StringValue(s)) => serde_json::to_writer(&mut *out, as_str(s)?).ok()?,
         Some(Value::BoolValue(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Some(Value::IntValue(i)) => out.extend_from_slice(i.to_string().as_bytes()),
         Some(Value::DoubleValue(d)) => serde_json::to_writer(&mut *out, d).ok()?,
@@ -459,7 +476,7 @@ fn write_json(out: &mut Vec<u8>, v: &AnyValue) -> Option<()> {
                 if i > 0 {
                     out.push(b',');
                 }
-                serde_json::to_writer(&mut *out, &kv.key).ok()?;
+                serde_json::to_writer(&mut *out, as_str(&kv.key)?).ok()?;
                 out.push(b':');
                 match &kv.value {
                     Some(v) => write_json(out, v)?,
@@ -498,19 +515,33 @@ impl Encoding {
     }
 }
 
-/// Parses an export request body.
-pub fn parse(encoding: Encoding, body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
+/// Parses an export request body. Protobuf is read in place (every
+/// string a slice of `body`); JSON through opentelemetry-proto's types.
+pub fn parse(encoding: Encoding, body: Bytes) -> Result<ExportRequest, String> {
     match encoding {
         Encoding::Protobuf => {
-            ExportTraceServiceRequest::decode(body).map_err(|e| format!("malformed protobuf: {e}"))
+            ExportRequest::decode(body).map_err(|e| format!("malformed protobuf: {e}"))
         }
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}")),
+        Encoding::Json => {
+            let req: ExportTraceServiceRequest =
+                serde_json::from_slice(&body).map_err(|e| format!("malformed JSON: {e}"))?;
+            ExportRequest::decode(Bytes::from(req.encode_to_vec()))
+                .map_err(|e| format!("malformed JSON: {e}"))
+        }
     }
 }
 
 /// The protobuf bytes of an export request.
-pub fn to_protobuf(req: &ExportTraceServiceRequest) -> Vec<u8> {
+pub fn to_protobuf(req: &ExportRequest) -> Vec<u8> {
     req.encode_to_vec()
+}
+
+/// The same request in OTLP's JSON encoding.
+pub fn to_json_body(req: &ExportRequest) -> Vec<u8> {
+    ExportTraceServiceRequest::decode(&req.encode_to_vec()[..])
+        .ok()
+        .and_then(|r| serde_json::to_vec(&r).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -763,9 +794,13 @@ mod tests {
         let now = 1_700_000_000_000_000_000;
         for (encoding, bytes) in [
             (Encoding::Protobuf, to_protobuf(&req)),
-            (Encoding::Json, serde_json::to_vec(&req).unwrap()),
+            (Encoding::Json, to_json_body(&req)),
         ] {
-            let back = decode(&parse(encoding, &bytes).unwrap(), now, Accept::default());
+            let back = decode(
+                &parse(encoding, Bytes::from(bytes)).unwrap(),
+                now,
+                Accept::default(),
+            );
             assert_eq!(back.rejected, 0, "{:?}", back.reasons);
             assert_eq!(back.spans.len(), spans.len());
             for a in &spans {
@@ -787,14 +822,14 @@ mod tests {
         );
         let keys: Vec<String> = span_attributes(&span)
             .into_iter()
-            .map(|kv| kv.key)
+            .map(|kv| lossy(&kv.key))
             .collect();
         assert!(keys.contains(&s("db.query.text")), "{keys:?}");
         assert!(keys.contains(&s("weblab.sql.rows")), "{keys:?}");
         let span = span_with(every_event().remove(16), 1);
         let keys: Vec<String> = span_attributes(&span)
             .into_iter()
-            .map(|kv| kv.key)
+            .map(|kv| lossy(&kv.key))
             .collect();
         for k in [
             "http.request.method",
@@ -819,10 +854,10 @@ mod tests {
         let good = req.resource_spans[0].scope_spans[0].spans[0].clone();
         let mut bad = Vec::new();
         let mut zero_trace = good.clone();
-        zero_trace.trace_id = vec![0; 16];
+        zero_trace.trace_id = Bytes::from(vec![0; 16]);
         bad.push(zero_trace);
         let mut short_span = good.clone();
-        short_span.span_id = vec![1, 2, 3];
+        short_span.span_id = Bytes::from(vec![1, 2, 3]);
         bad.push(short_span);
         let mut future = good.clone();
         future.start_time_unix_nano = now + 10 * 3600 * 1_000_000_000;
@@ -840,19 +875,21 @@ mod tests {
 
     #[test]
     fn a_span_from_another_sdk_becomes_a_foreign_event() {
-        use opentelemetry_proto::tonic::trace::v1::Span as Otlp;
-        let req = ExportTraceServiceRequest {
+        use crate::wire::Span as Otlp;
+        let req = ExportRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![kv("service.name", Value::StringValue(s("shop")))],
-                    ..Default::default()
+                    attributes: vec![kv(
+                        "service.name",
+                        Value::StringValue(Bytes::from_static(b"shop")),
+                    )],
                 }),
                 scope_spans: vec![ScopeSpans {
                     spans: vec![Otlp {
-                        trace_id: vec![1; 16],
-                        span_id: vec![2; 8],
-                        parent_span_id: vec![3; 8],
-                        name: s("GET /cart"),
+                        trace_id: Bytes::from(vec![1; 16]),
+                        span_id: Bytes::from(vec![2; 8]),
+                        parent_span_id: Bytes::from(vec![3; 8]),
+                        name: Bytes::from_static(b"GET /cart"),
                         start_time_unix_nano: 10,
                         end_time_unix_nano: 20,
                         attributes: vec![kv("http.response.status_code", Value::IntValue(200))],
@@ -860,7 +897,6 @@ mod tests {
                     }],
                     ..Default::default()
                 }],
-                ..Default::default()
             }],
         };
         let out = decode(&req, 15, Accept::default());

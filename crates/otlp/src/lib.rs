@@ -13,6 +13,7 @@ mod attrs;
 pub mod convert;
 pub mod export;
 pub mod receive;
+pub mod wire;
 
 pub use export::OtlpExporter;
 pub use receive::{Receiver, TraceSummary};

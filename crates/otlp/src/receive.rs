@@ -172,12 +172,11 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 
 impl Receiver {
     /// Handles one OTLP export body.
-    pub fn export(&self, encoding: Encoding, gzip: bool, body: &[u8]) -> Response<Full<Bytes>> {
-        let inflated;
+    pub fn export(&self, encoding: Encoding, gzip: bool, body: Bytes) -> Response<Full<Bytes>> {
         let body = if gzip {
             let mut out = Vec::new();
             let limit = self.max_body as u64 + 1;
-            if let Err(e) = flate2::read::GzDecoder::new(body)
+            if let Err(e) = flate2::read::GzDecoder::new(&body[..])
                 .take(limit)
                 .read_to_end(&mut out)
             {
@@ -189,8 +188,7 @@ impl Receiver {
                     &format!("body larger than {} bytes once inflated", self.max_body),
                 );
             }
-            inflated = out;
-            &inflated[..]
+            Bytes::from(out)
         } else {
             body
         };
@@ -294,7 +292,7 @@ impl Handler for Receiver {
                         );
                     }
                 };
-                self.export(encoding, gzip, &body)
+                self.export(encoding, gzip, body)
             }
             (&Method::GET, "/v1/weblab/health") => json(
                 StatusCode::OK,

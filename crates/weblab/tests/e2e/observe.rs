@@ -377,8 +377,8 @@ async fn the_otlp_receiver_answers_bad_input_clearly_and_keeps_serving() {
     bad[1].start_ns = 1;
     bad[1].end_ns = 2;
     let mut req = weblab_otlp::convert::encode(&bad);
-    req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![0; 16];
-    let json = serde_json::to_vec(&req).unwrap();
+    req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![0u8; 16].into();
+    let json = weblab_otlp::convert::to_json_body(&req);
     let r = post(addr, "application/json", &json).await;
     assert_eq!(status(&r), "200", "{r}");
     assert!(
