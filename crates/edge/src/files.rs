@@ -42,6 +42,13 @@ const CHUNK: usize = 64 * 1024;
 pub struct Files {
     root: PathBuf,
     cache: Mutex<Cache>,
+    /// Paths being loaded now, one lock each: requests that miss the
+    /// cache for the same path at once wait for one load instead of each
+    /// reading the file on its own thread of tokio's blocking pool (1000
+    /// cold requests at once had started 500 threads, ~45 MB).
+    loading: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Files read from disk into the cache, ever.
+    loads: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -87,11 +94,18 @@ impl Files {
         Ok(Files {
             root: root.canonicalize()?,
             cache: Mutex::new(Cache::default()),
+            loading: Mutex::new(HashMap::new()),
+            loads: Default::default(),
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How many times a file was read from disk into the cache.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Serves `url_path` (percent-encoded, as it arrived).
@@ -128,20 +142,51 @@ impl Files {
         s
     }
 
-    async fn entry(&self, rel: &Path) -> Result<Arc<Entry>, String> {
-        let now = Instant::now();
-        let cached = self
-            .cache
+    fn cached(&self, rel: &Path) -> Option<Arc<Entry>> {
+        self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .map
             .get(rel)
-            .cloned();
-        if let Some(e) = cached {
+            .cloned()
+    }
+
+    async fn entry(&self, rel: &Path) -> Result<Arc<Entry>, String> {
+        if let Some(e) = self.fresh(rel) {
+            return Ok(e);
+        }
+        // One load per path at a time; whoever waited finds it cached.
+        let gate = self
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(rel.to_path_buf())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = gate.lock().await;
+            match self.fresh(rel) {
+                Some(e) => Ok(e),
+                None => self.load_and_keep(rel).await,
+            }
+        };
+        let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        // The last one out (the map's reference and ours) removes the gate.
+        if Arc::strong_count(&gate) <= 2 {
+            loading.remove(rel);
+        }
+        result
+    }
+
+    /// The cached entry when it is still good (re-checked with one `stat`
+    /// after `REVALIDATE`).
+    fn fresh(&self, rel: &Path) -> Option<Arc<Entry>> {
+        let now = Instant::now();
+        if let Some(e) = self.cached(rel) {
             let mut checked = e.checked.lock().unwrap_or_else(|p| p.into_inner());
             if now.duration_since(*checked) < REVALIDATE {
                 drop(checked);
-                return Ok(e);
+                return Some(e);
             }
             // One stat: unchanged files keep their entry. It runs on the
             // worker thread, as nginx's does, rather than waking a thread
@@ -154,10 +199,16 @@ impl Files {
             {
                 *checked = now;
                 drop(checked);
-                return Ok(e);
+                return Some(e);
             }
         }
+        None
+    }
+
+    async fn load_and_keep(&self, rel: &Path) -> Result<Arc<Entry>, String> {
         let entry = Arc::new(self.load(rel).await?);
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let size = entry.weight();
         if size <= CACHE_BYTES / 4 {
@@ -744,6 +795,43 @@ mod tests {
     async fn body_of(r: Response<Body>) -> Vec<u8> {
         use http_body_util::BodyExt;
         r.into_body().collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cold_requests_for_one_file_at_once_read_it_once() {
+        let (_d, files) = root_with(&[("static/app.css", b"body {}"), ("a.txt", b"a")]);
+        let files = Arc::new(files);
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let files = files.clone();
+                tokio::spawn(async move {
+                    let path = if i % 2 == 0 {
+                        "/static/app.css"
+                    } else {
+                        "/a.txt"
+                    };
+                    files
+                        .serve(path, &Method::GET, &HeaderMap::new())
+                        .await
+                        .response
+                        .status()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+        assert_eq!(files.loads(), 2, "one read per file");
+        assert!(
+            files.loading.lock().unwrap().is_empty(),
+            "no gate left behind"
+        );
+        // A missing file is not cached, and leaves no gate either.
+        let s = files
+            .serve("/nope.txt", &Method::GET, &HeaderMap::new())
+            .await;
+        assert_eq!(s.response.status(), 404);
+        assert!(files.loading.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

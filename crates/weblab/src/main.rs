@@ -8,6 +8,9 @@ use std::path::PathBuf;
 /// here compares allocators side by side yet.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Threads for blocking file-system work, at most.
+const BLOCKING_THREADS: usize = 32;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -712,6 +715,10 @@ fn main() -> ExitCode {
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
+    // tokio's blocking pool (files, canonicalize) would grow to 512
+    // threads under a burst of cold requests, each with its own stack and
+    // malloc arena; a server bounds it like its other queues.
+    builder.max_blocking_threads(BLOCKING_THREADS);
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
