@@ -3,6 +3,10 @@
 
 use std::time::Instant;
 
+// The allocator of the weblab binary, so the numbers are the servers'.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use weblab_otlp::convert::{Accept, Encoding, decode, encode, parse, to_protobuf};
 use weblab_trace::event::WebAction;
 use weblab_trace::{Event, Layer, Span, SpanId, TraceId, now_ns};
@@ -42,24 +46,36 @@ fn main() {
             },
         })
         .collect();
+    // ROUNDS=N repeats both halves (for a profiler); the times are per span.
+    let rounds: u32 = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let t = Instant::now();
     let mut bodies = Vec::new();
-    for chunk in spans.chunks(512) {
-        bodies.push(bytes::Bytes::from(to_protobuf(&encode(chunk))));
+    for _ in 0..rounds {
+        bodies.clear();
+        for chunk in spans.chunks(512) {
+            bodies.push(bytes::Bytes::from(to_protobuf(&encode(chunk))));
+        }
     }
-    let enc = t.elapsed();
+    let enc = t.elapsed() / rounds;
     let t = Instant::now();
     let mut n = 0;
-    for b in &bodies {
-        n += decode(
-            &parse(Encoding::Protobuf, b.clone()).unwrap(),
-            now,
-            Accept::default(),
-        )
-        .spans
-        .len();
+    for _ in 0..rounds {
+        n = 0;
+        for b in &bodies {
+            n += decode(
+                &parse(Encoding::Protobuf, b.clone()).unwrap(),
+                now,
+                Accept::default(),
+            )
+            .spans
+            .len();
+        }
     }
-    let dec = t.elapsed();
+    let dec = t.elapsed() / rounds;
     assert_eq!(n, spans.len());
     let per = |d: std::time::Duration| d.as_nanos() as f64 / spans.len() as f64 / 1000.0;
     let bytes: usize = bodies.iter().map(bytes::Bytes::len).sum();

@@ -55,6 +55,33 @@ fn name(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
 }
 
+/// Bytes of one chunk of the copy arena.
+const ARENA_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// Where the exporter copies the text and ids of the spans it encodes:
+    /// each copy is a slice of a shared chunk (a reference count), not an
+    /// allocation of its own. A chunk is freed when the last slice of it
+    /// is (after the batch is encoded and sent).
+    static ARENA: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// `b` copied into the arena.
+pub(crate) fn copy(b: &[u8]) -> Bytes {
+    if b.len() > ARENA_CHUNK / 4 {
+        return Bytes::copy_from_slice(b);
+    }
+    ARENA.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        if arena.capacity() - arena.len() < b.len() {
+            // Earlier slices keep the old chunk alive; this starts a new one.
+            *arena = bytes::BytesMut::with_capacity(ARENA_CHUNK);
+        }
+        arena.extend_from_slice(b);
+        arena.split().freeze()
+    })
+}
+
 /// A list as one value.
 fn array(values: Vec<AnyValue>) -> Result<Option<AnyValue>, Error> {
     some(Value::ArrayValue(ArrayValue { values }))
@@ -137,7 +164,7 @@ impl ser::Serializer for Ser {
         some(Value::StringValue(v.to_string().into()))
     }
     fn serialize_str(self, v: &str) -> Result<Self::Ok, Error> {
-        some(Value::StringValue(Bytes::copy_from_slice(v.as_bytes())))
+        some(Value::StringValue(copy(v.as_bytes())))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Self::Ok, Error> {
         array(

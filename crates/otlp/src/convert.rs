@@ -16,6 +16,7 @@ use prost::Message;
 use serde_json::Value as Json;
 use weblab_trace::{Event, Layer, Span, SpanId, TraceId};
 
+use crate::read::{from_any, from_fields};
 pub use crate::wire::ExportRequest;
 use crate::wire::{
     AnyValue, InstrumentationScope, KeyValue, Resource, ResourceSpans, ScopeSpans, Value, as_str,
@@ -64,33 +65,43 @@ const SEMCONV: &[(&str, &str, &str)] = &[
 
 const EVENT_KEY: &str = "weblab.event";
 
-fn key_for(kind: &str, field: &[u8]) -> Bytes {
-    SEMCONV
-        .iter()
-        .find(|(k, f, _)| *k == kind && f.as_bytes() == field)
-        .map_or_else(
-            || {
-                let mut key = Vec::with_capacity(8 + kind.len() + field.len());
-                key.extend_from_slice(b"weblab.");
-                key.extend_from_slice(kind.as_bytes());
-                key.push(b'.');
-                key.extend_from_slice(field);
-                Bytes::from(key)
-            },
-            |(_, _, key)| Bytes::from_static(key.as_bytes()),
-        )
+/// Attribute names made so far, by (event kind, field): a name is made
+/// once and leaked, since there are only as many as the event types have
+/// fields (the bound below holds even if that were ever not so).
+type KeyCache = std::collections::HashMap<(&'static str, Bytes), &'static [u8]>;
+const KEY_CACHE_MAX: usize = 4096;
+
+thread_local! {
+    static KEYS: std::cell::RefCell<KeyCache> = Default::default();
 }
 
-fn field_for<'a>(kind: &str, key: &'a str) -> Option<&'a str> {
-    if let Some(rest) = key.strip_prefix("weblab.")
-        && let Some(field) = rest.strip_prefix(kind).and_then(|r| r.strip_prefix('.'))
-    {
-        return Some(field);
-    }
-    SEMCONV
+fn key_for(kind: &'static str, field: &Bytes) -> Bytes {
+    if let Some((_, _, key)) = SEMCONV
         .iter()
-        .find(|(k, _, name)| *k == kind && *name == key)
-        .map(|(_, f, _)| *f)
+        .find(|(k, f, _)| *k == kind && f.as_bytes() == &field[..])
+    {
+        return Bytes::from_static(key.as_bytes());
+    }
+    let make = || {
+        let mut key = Vec::with_capacity(8 + kind.len() + field.len());
+        key.extend_from_slice(b"weblab.");
+        key.extend_from_slice(kind.as_bytes());
+        key.push(b'.');
+        key.extend_from_slice(field);
+        key
+    };
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(k) = keys.get(&(kind, field.clone())) {
+            return Bytes::from_static(k);
+        }
+        if keys.len() >= KEY_CACHE_MAX {
+            return Bytes::from(make());
+        }
+        let leaked: &'static [u8] = Box::leak(make().into_boxed_slice());
+        keys.insert((kind, field.clone()), leaked);
+        Bytes::from_static(leaked)
+    })
 }
 
 fn any(value: Value) -> Option<AnyValue> {
@@ -262,7 +273,7 @@ pub fn encode(spans: &[Span]) -> ExportRequest {
 }
 
 fn copy(b: impl AsRef<[u8]>) -> Bytes {
-    Bytes::copy_from_slice(b.as_ref())
+    crate::attrs::copy(b.as_ref())
 }
 
 /// The bounds a receiver puts on what it accepts.
@@ -301,6 +312,14 @@ fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
 
 fn attr_text(attrs: &[KeyValue], key: &str) -> Option<String> {
     attr(attrs, key).map(to_text)
+}
+
+/// A text attribute, borrowed.
+fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match &attr(attrs, key)?.value {
+        Some(Value::StringValue(s)) => as_str(s),
+        _ => None,
+    }
 }
 
 fn id_of<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
@@ -366,7 +385,7 @@ pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
                     continue;
                 }
                 let attrs = s.attributes.as_slice();
-                let ours = attr_text(attrs, EVENT_KEY).and_then(|kind| weblab_event(&kind, attrs));
+                let ours = attr_str(attrs, EVENT_KEY).and_then(|kind| weblab_event(kind, attrs));
                 let (event, host, addr, component, layer) = match ours {
                     Some(event) => (
                         event,
@@ -374,7 +393,7 @@ pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
                         addr.clone(),
                         component.clone(),
                         attr(attrs, "weblab.layer")
-                            .and_then(|v| serde_json::from_value(to_json(v)).ok())
+                            .and_then(|v| from_any(v).ok())
                             .unwrap_or(Layer::Application),
                     ),
                     None => (
@@ -405,7 +424,6 @@ pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
                         Layer::Application,
                     ),
                 };
-                let json_of = |key: &str| attr(attrs, key).map(to_json);
                 out.spans.push(Span {
                     trace: TraceId(u128::from_be_bytes(trace)),
                     id: SpanId(u64::from_be_bytes(id)),
@@ -416,10 +434,10 @@ pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
                     component,
                     start_ns: start,
                     end_ns: end,
-                    request: json_of("weblab.request").and_then(|v| serde_json::from_value(v).ok()),
-                    link: json_of("weblab.link").and_then(|v| serde_json::from_value(v).ok()),
-                    correlates: json_of("weblab.correlates")
-                        .and_then(|v| serde_json::from_value(v).ok())
+                    request: attr(attrs, "weblab.request").and_then(|v| from_any(v).ok()),
+                    link: attr(attrs, "weblab.link").and_then(|v| from_any(v).ok()),
+                    correlates: attr(attrs, "weblab.correlates")
+                        .and_then(|v| from_any(v).ok())
                         .unwrap_or_default(),
                     event,
                 });
@@ -429,64 +447,29 @@ pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
     out
 }
 
-/// Rebuilds a weblab event of `kind` from its attributes.
-fn weblab_event(kind: &str, attrs: &[KeyValue]) -> Option<Event> {
-    // Written as JSON text and parsed straight into the typed event: a
-    // collector decodes every span of every role, and this skips building
-    // a tree of JSON values per span.
-    let mut text = Vec::with_capacity(256);
-    text.extend_from_slice(b"{\"kind\":");
-    serde_json::to_writer(&mut text, kind).ok()?;
-    for a in attrs {
-        if let Some(field) = as_str(&a.key).and_then(|k| field_for(kind, k))
-            && let Some(v) = &a.value
+/// Rebuilds a weblab event of `kind` from its attributes, read straight
+/// into the typed event (a collector does this for every span of every
+/// role).
+fn weblab_event<'a>(kind: &'a str, attrs: &'a [KeyValue]) -> Option<Event> {
+    // The semantic-convention names of this kind, looked up once per span.
+    let semconv: Vec<(&str, &str)> = SEMCONV
+        .iter()
+        .filter(|(k, _, _)| *k == kind)
+        .map(|(_, f, name)| (*f, *name))
+        .collect();
+    let fields = attrs.iter().filter_map(|a| {
+        let key = as_str(&a.key)?;
+        let field = match key
+            .strip_prefix("weblab.")
+            .and_then(|r| r.strip_prefix(kind))
+            .and_then(|r| r.strip_prefix('.'))
         {
-            text.push(b',');
-            serde_json::to_writer(&mut text, field).ok()?;
-            text.push(b':');
-            write_json(&mut text, v)?;
-        }
-    }
-    text.push(b'}');
-    serde_json::from_slice(&text).ok()
-}
-
-/// Appends an OTLP value as JSON text.
-fn write_json(out: &mut Vec<u8>, v: &AnyValue) -> Option<()> {
-    match &v.value {
-        None | Some(Value::StringValueStrindex(_)) => out.extend_from_slice(b"null"),
-        Some(Value::StringValue(s)) => serde_json::to_writer(&mut *out, as_str(s)?).ok()?,
-        Some(Value::BoolValue(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Some(Value::IntValue(i)) => out.extend_from_slice(i.to_string().as_bytes()),
-        Some(Value::DoubleValue(d)) => serde_json::to_writer(&mut *out, d).ok()?,
-        Some(Value::BytesValue(_)) => serde_json::to_writer(&mut *out, &to_json(v)).ok()?,
-        Some(Value::ArrayValue(a)) => {
-            out.push(b'[');
-            for (i, item) in a.values.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json(out, item)?;
-            }
-            out.push(b']');
-        }
-        Some(Value::KvlistValue(l)) => {
-            out.push(b'{');
-            for (i, kv) in l.values.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, as_str(&kv.key)?).ok()?;
-                out.push(b':');
-                match &kv.value {
-                    Some(v) => write_json(out, v)?,
-                    None => out.extend_from_slice(b"null"),
-                }
-            }
-            out.push(b'}');
-        }
-    }
-    Some(())
+            Some(field) => field,
+            None => semconv.iter().find(|(_, name)| *name == key)?.0,
+        };
+        Some((field, a.value.as_ref()?))
+    });
+    from_fields(Some(kind), fields).ok()
 }
 
 /// How an export request's body is encoded (OTLP/HTTP §"Binary Protobuf

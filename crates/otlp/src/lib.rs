@@ -12,6 +12,7 @@
 mod attrs;
 pub mod convert;
 pub mod export;
+pub mod read;
 pub mod receive;
 pub mod wire;
 

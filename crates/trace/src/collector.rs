@@ -435,4 +435,26 @@ mod tests {
         assert_eq!(c.assemble(ctx.trace).len(), 4);
         assert_eq!(store.stats().dropped_spans, 6);
     }
+
+    #[test]
+    fn roots_are_polled_once_each_and_a_slow_poller_is_told_what_it_missed() {
+        let store = TraceStore::new(StoreLimits::default());
+        let c = Collector::with_sinks(Detail::Full, Some(store.clone()), Vec::new());
+        let r = Recorder::new(c, "h", "a", "x");
+        let first = Ctx::new_root();
+        let root = r.begin(first, Layer::Application);
+        // A child is not a root.
+        r.end(r.begin(root.ctx(), Layer::Application), note("child"));
+        r.end(root, note("root"));
+        let (seen, traces, missed) = store.roots_after(0);
+        assert_eq!((seen, traces, missed), (1, vec![first.trace], 0));
+        assert_eq!(store.roots_after(seen), (1, vec![], 0));
+        for _ in 0..5000 {
+            r.end(r.begin(Ctx::new_root(), Layer::Application), note("r"));
+        }
+        let (total, traces, missed) = store.roots_after(seen);
+        assert_eq!(total, 5001);
+        assert_eq!(traces.len() as u64 + missed, 5000);
+        assert!(missed > 0, "only the latest roots are remembered");
+    }
 }

@@ -20,6 +20,7 @@ pub mod explain;
 pub mod har;
 pub mod korean;
 pub mod render;
+pub mod size;
 pub mod span;
 pub mod store;
 

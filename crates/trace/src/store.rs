@@ -2,7 +2,6 @@
 //! with a broadcast of every span as it is stored for live views.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -73,7 +72,16 @@ struct Inner {
     bytes: usize,
     dropped_spans: u64,
     evicted_traces: u64,
+    /// The latest traces that got a span without a parent (a root), for a
+    /// reader that polls ([`TraceStore::roots_after`]) instead of waking
+    /// for every span.
+    roots: VecDeque<TraceId>,
+    /// Roots ever noted.
+    roots_total: u64,
 }
+
+/// Roots a store remembers for pollers.
+const ROOTS_KEPT: usize = 4096;
 
 /// What a store holds now.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -93,30 +101,15 @@ pub struct TraceStore {
     live: broadcast::Sender<Arc<Span>>,
 }
 
-/// Counts the bytes a value would take as JSON, without keeping them.
-struct Count(usize);
-
-impl Write for Count {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The memory a span takes, near enough to bound a store by: the struct
-/// plus its strings, measured as their JSON length.
+/// plus its strings and the event's fields.
 pub fn approx_bytes(span: &Span) -> usize {
-    let mut c = Count(0);
-    let _ = serde_json::to_writer(&mut c, &span.event);
     std::mem::size_of::<Span>()
         + span.host.len()
         + span.addr.len()
         + span.component.len()
         + span.correlates.len() * std::mem::size_of::<Correlation>()
-        + c.0
+        + crate::size::approx_size(&span.event)
 }
 
 impl TraceStore {
@@ -153,6 +146,13 @@ impl TraceStore {
                 return false;
             }
             entry.spans.push(span.clone());
+            if span.parent.is_none() {
+                if inner.roots.len() == ROOTS_KEPT {
+                    inner.roots.pop_front();
+                }
+                inner.roots.push_back(trace);
+                inner.roots_total += 1;
+            }
             entry.bytes += size;
             inner.bytes += size;
             if let Some(link) = span.link {
@@ -172,6 +172,22 @@ impl TraceStore {
         // Nobody listening is the common case, and not an error.
         let _ = self.live.send(span);
         true
+    }
+
+    /// Traces that got a root span after the first `seen` roots ever
+    /// noted, oldest first: `(roots noted so far, the traces, how many
+    /// were no longer remembered)`. A trace shows once per root span.
+    pub fn roots_after(&self, seen: u64) -> (u64, Vec<TraceId>, u64) {
+        let inner = self.lock();
+        let new = inner.roots_total.saturating_sub(seen);
+        let kept = (new as usize).min(inner.roots.len());
+        let traces = inner
+            .roots
+            .iter()
+            .skip(inner.roots.len() - kept)
+            .copied()
+            .collect();
+        (inner.roots_total, traces, new - kept as u64)
     }
 
     /// Every span as it is stored.
