@@ -18,6 +18,7 @@
 //! - [`lookup`] — browser cache → hosts file → OS cache → resolver.
 
 pub mod authority;
+mod batch;
 pub mod cache;
 mod error;
 pub mod iterate;

@@ -102,49 +102,7 @@ pub async fn serve<H: Handler>(
     let udp_work = Gauge::new(limits.max_udp_in_flight);
     let tcp_conns = Gauge::new(limits.max_tcp_connections);
     let gauges = vec![udp_work.clone(), tcp_conns.clone()];
-    let udp_task = {
-        let (handler, mut stop) = (handler.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                let received = tokio::select! {
-                    r = udp.recv_from(&mut buf) => r,
-                    _ = stop.stopped() => return,
-                };
-                let Ok((n, remote)) = received else {
-                    // Out of descriptors or a transient error: back off
-                    // briefly rather than spin.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let peer = Peer {
-                    remote,
-                    local: addr,
-                    transport: Transport::Udp,
-                };
-                if let Some(reply) = handler.answer_now(&buf[..n], peer) {
-                    if let Some(reply) = reply {
-                        send_now(&udp, reply, remote);
-                    }
-                    continue;
-                }
-                let Some(slot) = udp_work.try_enter() else {
-                    if let Some(reply) = crate::message::refused(&buf[..n]) {
-                        let _ = udp.try_send_to(&reply, remote);
-                    }
-                    continue;
-                };
-                let query = buf[..n].to_vec();
-                let (udp, handler) = (udp.clone(), handler.clone());
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    if let Some(reply) = handler.handle(query, peer).await {
-                        let _ = udp.send_to(&reply, remote).await;
-                    }
-                });
-            }
-        })
-    };
+    let udp_task = tokio::spawn(udp_loop(udp, addr, handler.clone(), udp_work, stop.clone()));
     let tcp_task = tokio::spawn(async move {
         let mut stopping = stop.clone();
         while let Some((stream, remote)) = accept(&tcp, &mut stopping).await {
@@ -169,6 +127,92 @@ pub async fn serve<H: Handler>(
         stop_tx,
         gauges,
     ))
+}
+
+/// Reads queries in batches (recvmmsg), answers what can be answered at
+/// once and sends those answers in one batch (sendmmsg); the rest go to
+/// tasks of their own.
+async fn udp_loop<H: Handler>(
+    udp: Arc<UdpSocket>,
+    addr: SocketAddr,
+    handler: Arc<H>,
+    udp_work: Gauge,
+    mut stop: StopSignal,
+) {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+    let fd = udp.as_raw_fd();
+    let mut inbox = crate::batch::Inbox::default();
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(crate::batch::BATCH);
+    loop {
+        tokio::select! {
+            r = udp.readable() => if r.is_err() { return },
+            _ = stop.stopped() => return,
+        }
+        // A short batch means the queue was empty when the kernel looked:
+        // told as WouldBlock, tokio clears its readiness (unless another
+        // datagram came since), which saves the call that would only
+        // have found nothing.
+        let received = match udp.try_io(Interest::READABLE, || {
+            let n = inbox.receive(fd)?;
+            if n < crate::batch::BATCH {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(inbox.len()),
+            r => r,
+        };
+        let Ok(n) = received else {
+            // Out of memory or a transient error: back off briefly rather
+            // than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        for i in 0..n {
+            let d = inbox.get(i);
+            let Some(remote) = d.from else { continue };
+            if d.truncated {
+                if let Some(reply) = crate::message::formerr_for_oversized(d.bytes) {
+                    replies.push((reply, remote));
+                }
+                continue;
+            }
+            let peer = Peer {
+                remote,
+                local: addr,
+                transport: Transport::Udp,
+            };
+            if let Some(reply) = handler.answer_now(d.bytes, peer) {
+                if let Some(reply) = reply {
+                    replies.push((reply, remote));
+                }
+                continue;
+            }
+            let Some(slot) = udp_work.try_enter() else {
+                if let Some(reply) = crate::message::refused(d.bytes) {
+                    replies.push((reply, remote));
+                }
+                continue;
+            };
+            let query = d.bytes.to_vec();
+            let (udp, handler) = (udp.clone(), handler.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Some(reply) = handler.handle(query, peer).await {
+                    let _ = udp.send_to(&reply, remote).await;
+                }
+            });
+        }
+        if !replies.is_empty() {
+            let sent = udp
+                .try_io(Interest::WRITABLE, || crate::batch::send(fd, &replies))
+                .unwrap_or(0);
+            for (reply, remote) in replies.drain(..).skip(sent) {
+                send_now(&udp, reply, remote);
+            }
+        }
+    }
 }
 
 /// Sends a datagram without waiting; when the socket's buffer is full,
