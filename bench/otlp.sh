@@ -40,8 +40,12 @@ d=json.load(open('$DATA/tour.json')); t=d['timings']
 assert d['ok']
 print((max(x['end_ns'] for x in t)-min(x['start_ns'] for x in t))/1e6, ($t1-$t0)/1e6)"
 }
-for _ in $(seq "$RUNS"); do tour; done > "$DATA/off.txt"
-for _ in $(seq "$RUNS"); do tour --otlp "$OTLP"; done > "$DATA/on.txt"
+# Off and on alternate, so a drift of the machine's speed during the
+# runs falls on both (one block after the other measured the drift).
+for _ in $(seq "$RUNS"); do
+  tour >> "$DATA/off.txt"
+  tour --otlp "$OTLP" >> "$DATA/on.txt"
+done
 
 # The web server alone (its app behind it), without and with export.
 serve_web() { # $@ extra args
