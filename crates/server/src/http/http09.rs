@@ -65,6 +65,13 @@ pub(crate) async fn sniff(
         _ = stop.stopped() => return Sniffed::Gone,
         _ = tokio::time::sleep(within) => return Sniffed::Gone,
     }
+    // Boxed: the read's buffers take room only once there is something
+    // to read, not in every idle connection's task.
+    Box::pin(first_line(tcp, within)).await
+}
+
+/// Reads until the first line settles what the request is.
+async fn first_line(tcp: &mut TcpStream, within: Duration) -> Sniffed {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {

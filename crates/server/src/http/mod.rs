@@ -267,8 +267,12 @@ async fn serve_conn<H: Handler>(
     let state = ConnState::new();
     match acceptor {
         Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp));
+            // Boxed, as `drive` below: a TLS session's state is large, and
+            // inline it would make every connection's task that large.
+            let handshake = Box::pin(tokio::time::timeout(
+                limits.tls_handshake_timeout,
+                acceptor.accept(tcp),
+            ));
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -284,14 +288,17 @@ async fn serve_conn<H: Handler>(
                     return;
                 }
             };
-            drive(
+            // Boxed: the connection's state machine (hyper's HTTP/1 and
+            // HTTP/2 inline) is allocated once a client has something to
+            // say, not while it sits idle in the handshake or the sniff.
+            Box::pin(drive(
                 crate::watched::Watched::new(tls, state.clone()),
                 conn,
                 limits,
                 handler,
                 state,
                 keep,
-            )
+            ))
             .await;
         }
         None => {
@@ -302,21 +309,21 @@ async fn serve_conn<H: Handler>(
                 match http09::sniff(&mut tcp, limits.head_timeout, &mut stop).await {
                     http09::Sniffed::Gone => return,
                     http09::Sniffed::Http09(path) => {
-                        return http09::answer(tcp, path, conn, limits, handler).await;
+                        return Box::pin(http09::answer(tcp, path, conn, limits, handler)).await;
                     }
                     http09::Sniffed::Other(prefix) => prefix,
                 }
             } else {
                 Bytes::new()
             };
-            drive(
+            Box::pin(drive(
                 crate::watched::Watched::new(http09::Prefixed::new(prefix, tcp), state.clone()),
                 conn,
                 limits,
                 handler,
                 state,
                 keep,
-            )
+            ))
             .await
         }
     }
