@@ -14,6 +14,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 use std::future::Future;
+use std::path::PathBuf;
 use weblab_trace::{Ctx, Event, Layer, Recorder};
 
 use crate::error::AppError;
@@ -30,6 +31,8 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// The SQLite file read on the asking thread ([`crate::sqlite_read`]).
+    read_file: Option<PathBuf>,
 }
 
 /// The schema, in order. `{id}` is the engine's auto-numbered key.
@@ -167,7 +170,15 @@ impl Db {
             .connect(url)
             .await
             .map_err(|e| AppError::database(format!("connect {url}: {e}")))?;
-        Ok(Db { pool, engine })
+        let read_file = match engine {
+            Engine::Sqlite => crate::sqlite_read::file_of(url),
+            Engine::Postgres => None,
+        };
+        Ok(Db {
+            pool,
+            engine,
+            read_file,
+        })
     }
 
     pub fn engine(&self) -> Engine {
@@ -338,13 +349,16 @@ impl Stmt {
 
 /// Awaits `work` inside one `Sql` span naming `statement`; `rows` says how
 /// many rows its result returned or changed.
-async fn recorded<T>(
+async fn recorded<T, E>(
     rec: &Recorder,
     ctx: Ctx,
     (statement, params): (&str, usize),
-    work: impl Future<Output = Result<T, sqlx::Error>>,
+    work: impl Future<Output = Result<T, E>>,
     rows: impl FnOnce(&T) -> u64,
-) -> Result<T, AppError> {
+) -> Result<T, AppError>
+where
+    AppError: From<E>,
+{
     let span = rec.begin(ctx, Layer::Application);
     let out = work.await;
     let event = Event::Sql {
@@ -354,6 +368,106 @@ async fn recorded<T>(
     };
     rec.end(span, event);
     out.map_err(AppError::from)
+}
+
+/// One value of a result row, whichever engine produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// One result row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row(pub Vec<Cell>);
+
+/// A Rust value read from a [`Cell`].
+pub trait FromCell: Sized {
+    /// What the column must hold, for the error.
+    const WHAT: &'static str;
+    fn from_cell(c: &Cell) -> Option<Self>;
+}
+
+impl FromCell for i64 {
+    const WHAT: &'static str = "an integer";
+    fn from_cell(c: &Cell) -> Option<Self> {
+        match c {
+            Cell::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for f64 {
+    const WHAT: &'static str = "a number";
+    fn from_cell(c: &Cell) -> Option<Self> {
+        match c {
+            Cell::Real(v) => Some(*v),
+            Cell::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromCell for String {
+    const WHAT: &'static str = "text";
+    fn from_cell(c: &Cell) -> Option<Self> {
+        match c {
+            Cell::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromCell> FromCell for Option<T> {
+    const WHAT: &'static str = T::WHAT;
+    fn from_cell(c: &Cell) -> Option<Self> {
+        match c {
+            Cell::Null => Some(None),
+            c => T::from_cell(c).map(Some),
+        }
+    }
+}
+
+/// An sqlx row as a [`Row`]: each column read as the first of integer,
+/// text, number or bytes that its type allows.
+fn row_of(r: &AnyRow) -> Result<Row, sqlx::Error> {
+    use sqlx::Row as _;
+    (0..r.len())
+        .map(|i| {
+            if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+                return Ok(v.map_or(Cell::Null, Cell::Int));
+            }
+            if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+                return Ok(v.map_or(Cell::Null, Cell::Text));
+            }
+            if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
+                return Ok(v.map_or(Cell::Null, Cell::Real));
+            }
+            if let Ok(v) = r.try_get::<Option<i32>, _>(i) {
+                return Ok(v.map_or(Cell::Null, |v| Cell::Int(v.into())));
+            }
+            if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
+                return Ok(v.map_or(Cell::Null, |v| Cell::Int(v.into())));
+            }
+            r.try_get::<Option<Vec<u8>>, _>(i)
+                .map(|v| v.map_or(Cell::Null, Cell::Blob))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Row)
+}
+
+fn rows_of(rows: Vec<AnyRow>) -> Result<Vec<Row>, sqlx::Error> {
+    rows.iter().map(row_of).collect()
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        AppError::database(e.to_string())
+    }
 }
 
 /// The text and parameter count of `stmt`, then its query.
@@ -375,22 +489,38 @@ impl<'a> Sql<'a> {
         self.ctx
     }
 
-    pub async fn all(&self, stmt: Stmt) -> Result<Vec<AnyRow>, AppError> {
+    /// Every row of a query. On a SQLite file a read runs on this thread
+    /// ([`crate::sqlite_read`]); anything else goes through sqlx's pool.
+    pub async fn all(&self, stmt: Stmt) -> Result<Vec<Row>, AppError> {
+        if let Some(file) = &self.db.read_file {
+            // Recorded as any statement; one that turns out not to be a
+            // read is recorded by the sqlx path instead.
+            let span = self.rec.begin(self.ctx, Layer::Application);
+            match crate::sqlite_read::read(file, stmt.sql, &stmt.args) {
+                Ok(None) => {}
+                out => {
+                    let event = Event::Sql {
+                        statement: stmt.sql.into(),
+                        params: u32::try_from(stmt.args.len()).unwrap_or(u32::MAX),
+                        rows: out
+                            .as_ref()
+                            .map_or(0, |r| r.as_ref().map_or(0, |r| r.len() as u64)),
+                    };
+                    self.rec.end(span, event);
+                    return Ok(out?.unwrap_or_default());
+                }
+            }
+        }
         let (what, q) = split(stmt);
-        let rows = |r: &Vec<AnyRow>| r.len() as u64;
-        recorded(self.rec, self.ctx, what, q.fetch_all(&self.db.pool), rows).await
-    }
-    pub async fn optional(&self, stmt: Stmt) -> Result<Option<AnyRow>, AppError> {
-        let (what, q) = split(stmt);
-        let rows = |r: &Option<AnyRow>| u64::from(r.is_some());
-        recorded(
-            self.rec,
-            self.ctx,
-            what,
-            q.fetch_optional(&self.db.pool),
-            rows,
-        )
+        let work = async { q.fetch_all(&self.db.pool).await.and_then(rows_of) };
+        recorded(self.rec, self.ctx, what, work, |r: &Vec<Row>| {
+            r.len() as u64
+        })
         .await
+    }
+    /// The first row of a query, if any.
+    pub async fn optional(&self, stmt: Stmt) -> Result<Option<Row>, AppError> {
+        Ok(self.all(stmt).await?.into_iter().next())
     }
     /// Runs a statement; the number of rows it changed.
     pub async fn exec(&self, stmt: Stmt) -> Result<u64, AppError> {
@@ -438,21 +568,25 @@ impl Tx<'_> {
         out
     }
 
-    pub async fn all(&mut self, stmt: Stmt) -> Result<Vec<AnyRow>, AppError> {
+    pub async fn all(&mut self, stmt: Stmt) -> Result<Vec<Row>, AppError> {
         let (what, q) = split(stmt);
-        let rows = |r: &Vec<AnyRow>| r.len() as u64;
-        recorded(self.rec, self.ctx, what, q.fetch_all(&mut *self.tx), rows).await
+        let work = async { q.fetch_all(&mut *self.tx).await.and_then(rows_of) };
+        recorded(self.rec, self.ctx, what, work, |r: &Vec<Row>| {
+            r.len() as u64
+        })
+        .await
     }
-    pub async fn optional(&mut self, stmt: Stmt) -> Result<Option<AnyRow>, AppError> {
+    pub async fn optional(&mut self, stmt: Stmt) -> Result<Option<Row>, AppError> {
         let (what, q) = split(stmt);
-        let rows = |r: &Option<AnyRow>| u64::from(r.is_some());
-        recorded(
-            self.rec,
-            self.ctx,
-            what,
-            q.fetch_optional(&mut *self.tx),
-            rows,
-        )
+        let work = async {
+            match q.fetch_optional(&mut *self.tx).await? {
+                Some(r) => row_of(&r).map(Some),
+                None => Ok(None),
+            }
+        };
+        recorded(self.rec, self.ctx, what, work, |r: &Option<Row>| {
+            u64::from(r.is_some())
+        })
         .await
     }
     pub async fn exec(&mut self, stmt: Stmt) -> Result<u64, AppError> {
@@ -463,10 +597,11 @@ impl Tx<'_> {
 }
 
 /// Reads column `i` of `row`, naming the column when its type is wrong.
-pub fn col<'r, T>(row: &'r AnyRow, i: usize) -> Result<T, AppError>
-where
-    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    use sqlx::Row;
-    row.try_get(i).map_err(AppError::from)
+pub fn col<T: FromCell>(row: &Row, i: usize) -> Result<T, AppError> {
+    let cell = row
+        .0
+        .get(i)
+        .ok_or_else(|| AppError::database(format!("no column {i} in the row")))?;
+    T::from_cell(cell)
+        .ok_or_else(|| AppError::database(format!("column {i} holds {cell:?}, not {}", T::WHAT)))
 }

@@ -24,6 +24,7 @@ pub mod repo;
 pub mod rest;
 pub mod routes;
 pub mod server;
+mod sqlite_read;
 pub mod stomp;
 
 pub use db::{Db, Engine};

@@ -1,7 +1,7 @@
 //! The repositories (C47, C49): every SQL statement of the application, as
 //! constant text with bound parameters, run through the traced [`Sql`].
 
-use sqlx::any::AnyRow;
+use crate::db::Row;
 
 use crate::auth;
 use crate::db::{Sql, Stmt, col};
@@ -28,7 +28,7 @@ pub struct Post {
     pub created_at: i64,
 }
 
-fn user(row: &AnyRow) -> Result<User, AppError> {
+fn user(row: &Row) -> Result<User, AppError> {
     Ok(User {
         id: col(row, 0)?,
         name: col(row, 1)?,
@@ -39,7 +39,7 @@ fn user(row: &AnyRow) -> Result<User, AppError> {
     })
 }
 
-fn post(row: &AnyRow) -> Result<Post, AppError> {
+fn post(row: &Row) -> Result<Post, AppError> {
     Ok(Post {
         id: col(row, 0)?,
         user_id: col(row, 1)?,
