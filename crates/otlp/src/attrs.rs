@@ -16,9 +16,10 @@ use serde::ser::{self, Serialize};
 
 use crate::wire::{AnyValue, ArrayValue, KeyValue, KeyValueList, Value};
 
-/// Why a value has no OTLP form (a map with non-string keys).
+/// Why a value has no OTLP form (a map with non-string keys), or, read
+/// back ([`crate::read`]), does not fit the type asked for.
 #[derive(Debug)]
-pub struct Error(String);
+pub struct Error(pub(crate) String);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -14,17 +14,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 use crate::wire::{AnyValue, KeyValue, Value, as_str};
 
-/// Why a value did not fit the type asked for.
-#[derive(Debug)]
-pub struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
+pub use crate::attrs::Error;
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
