@@ -7,7 +7,7 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use weblab_otlp::convert::{Accept, Encoding, decode, encode, parse, to_protobuf};
+use weblab_otlp::convert::{Accept, Encoding, decode, encode_protobuf, parse};
 use weblab_trace::event::WebAction;
 use weblab_trace::{Event, Layer, Span, SpanId, TraceId, now_ns};
 
@@ -57,7 +57,7 @@ fn main() {
     for _ in 0..rounds {
         bodies.clear();
         for chunk in spans.chunks(512) {
-            bodies.push(bytes::Bytes::from(to_protobuf(&encode(chunk))));
+            bodies.push(bytes::Bytes::from(encode_protobuf(chunk)));
         }
     }
     let enc = t.elapsed() / rounds;

@@ -519,6 +519,39 @@ pub fn to_protobuf(req: &ExportRequest) -> Vec<u8> {
     req.encode_to_vec()
 }
 
+/// weblab spans as the protobuf body of one export request: the same
+/// bytes as `to_protobuf(&encode(spans))`, each span encoded once.
+pub fn encode_protobuf(spans: &[Span]) -> Vec<u8> {
+    use crate::wire::{ExportRequestOut, ResourceSpansOut, ScopeSpansOut};
+    let req = encode(spans);
+    let mut buf = bytes::BytesMut::with_capacity(spans.len() * 320);
+    let out = ExportRequestOut {
+        resource_spans: req
+            .resource_spans
+            .into_iter()
+            .map(|rs| ResourceSpansOut {
+                resource: rs.resource,
+                scope_spans: rs
+                    .scope_spans
+                    .into_iter()
+                    .map(|ss| ScopeSpansOut {
+                        scope: ss.scope,
+                        spans: ss
+                            .spans
+                            .iter()
+                            .map(|s| {
+                                s.encode_raw(&mut buf);
+                                buf.split().freeze()
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    out.encode_to_vec()
+}
+
 /// The same request in OTLP's JSON encoding.
 pub fn to_json_body(req: &ExportRequest) -> Vec<u8> {
     ExportTraceServiceRequest::decode(&req.encode_to_vec()[..])
@@ -791,6 +824,19 @@ mod tests {
                 assert!(same(a, b), "{encoding:?}\n{a:?}\n{b:?}");
             }
         }
+    }
+
+    #[test]
+    fn spans_encoded_one_by_one_make_the_same_bytes_as_the_whole_request() {
+        let mut spans: Vec<Span> = every_event()
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| span_with(e, i as u64))
+            .collect();
+        // Two resources (hosts), so the grouping is covered too.
+        spans[1].host = "other".into();
+        assert_eq!(encode_protobuf(&spans), to_protobuf(&encode(&spans)));
+        assert_eq!(encode_protobuf(&[]), to_protobuf(&encode(&[])));
     }
 
     #[test]

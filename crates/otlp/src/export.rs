@@ -139,7 +139,7 @@ async fn send_loop(
                 break;
             }
             for chunk in batch.chunks(BATCH) {
-                let body = convert::to_protobuf(&convert::encode(chunk));
+                let body = convert::encode_protobuf(chunk);
                 match post(&url, &mut conn, body).await {
                     Ok(()) if failing => {
                         failing = false;
