@@ -14,7 +14,6 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 use std::future::Future;
-use std::path::PathBuf;
 use weblab_trace::{Ctx, Event, Layer, Recorder};
 
 use crate::error::AppError;
@@ -32,7 +31,7 @@ pub struct Db {
     pool: AnyPool,
     engine: Engine,
     /// The SQLite file read on the asking thread ([`crate::sqlite_read`]).
-    read_file: Option<PathBuf>,
+    read_file: Option<crate::sqlite_read::Source>,
 }
 
 /// The schema, in order. `{id}` is the engine's auto-numbered key.
@@ -171,7 +170,7 @@ impl Db {
             .await
             .map_err(|e| AppError::database(format!("connect {url}: {e}")))?;
         let read_file = match engine {
-            Engine::Sqlite => crate::sqlite_read::file_of(url),
+            Engine::Sqlite => crate::sqlite_read::file_of(url).map(crate::sqlite_read::Source::new),
             Engine::Postgres => None,
         };
         Ok(Db {

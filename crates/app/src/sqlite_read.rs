@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
@@ -32,7 +33,27 @@ const KEPT: usize = 8;
 const STATEMENTS: usize = 64;
 
 thread_local! {
-    static CONNECTIONS: RefCell<Vec<(PathBuf, Connection)>> = const { RefCell::new(Vec::new()) };
+    /// By database (see [`Source`]), the most recently opened last.
+    static CONNECTIONS: RefCell<Vec<(u64, Connection)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One opened database: its file, and a number no other `Source` of this
+/// process has, so a file deleted and made again under the same name is
+/// never read through a connection to the old one.
+#[derive(Clone, Debug)]
+pub struct Source {
+    id: u64,
+    path: PathBuf,
+}
+
+impl Source {
+    pub fn new(path: PathBuf) -> Source {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Source {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            path,
+        }
+    }
 }
 
 /// The database file of a `sqlite:` URL, when it names one (not
@@ -60,16 +81,16 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 
 /// What a read did: its rows, or `None` when the statement is not a
 /// read (the caller runs it on sqlx instead).
-pub fn read(path: &Path, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<Vec<Row>>> {
+pub fn read(source: &Source, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<Vec<Row>>> {
     CONNECTIONS.with(|conns| {
         let mut conns = conns.borrow_mut();
-        let at = match conns.iter().position(|(p, _)| p == path) {
+        let at = match conns.iter().position(|(id, _)| *id == source.id) {
             Some(i) => i,
             None => {
                 if conns.len() == KEPT {
                     conns.remove(0);
                 }
-                conns.push((path.to_path_buf(), open(path)?));
+                conns.push((source.id, open(&source.path)?));
                 conns.len() - 1
             }
         };
@@ -138,6 +159,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.db");
         let _ = std::fs::remove_file(&path);
+        let source = Source::new(path.clone());
         {
             let w = Connection::open(&path).unwrap();
             w.execute_batch(
@@ -148,7 +170,7 @@ mod tests {
         }
         // $2 before $1 in the text: still bound to the right values.
         let rows = read(
-            &path,
+            &source,
             "SELECT id, name, x FROM t WHERE name IS $2 OR id = $1 ORDER BY id",
             &[Arg::Int(2), Arg::Text("one".into())],
         )
@@ -159,10 +181,24 @@ mod tests {
         assert_eq!(rows[1].0[1], Cell::Null);
         assert_eq!(rows[1].0[2], Cell::Real(1.5));
         // A write is not run here.
-        let w = read(&path, "DELETE FROM t WHERE id = $1", &[Arg::Int(1)]).unwrap();
+        let w = read(&source, "DELETE FROM t WHERE id = $1", &[Arg::Int(1)]).unwrap();
         assert!(w.is_none());
-        let count = read(&path, "SELECT COUNT(*) FROM t", &[]).unwrap().unwrap();
+        let count = read(&source, "SELECT COUNT(*) FROM t", &[])
+            .unwrap()
+            .unwrap();
         assert_eq!(count[0].0[0], Cell::Int(2));
+        // The file made again under the same name, as a new database: read
+        // through a new connection, not the one still open on the old file.
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(dir.join("t.db-wal"));
+        let _ = std::fs::remove_file(dir.join("t.db-shm"));
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (9);")
+            .unwrap();
+        let again = Source::new(path.clone());
+        let rows = read(&again, "SELECT id FROM t", &[]).unwrap().unwrap();
+        assert_eq!(rows, vec![Row(vec![Cell::Int(9)])]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
