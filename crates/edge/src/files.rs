@@ -46,7 +46,7 @@ pub struct Files {
     /// cache for the same path at once wait for one load instead of each
     /// reading the file on its own thread of tokio's blocking pool (1000
     /// cold requests at once had started 500 threads, ~45 MB).
-    loading: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    loading: Loading,
     /// Files read from disk into the cache, ever.
     loads: std::sync::atomic::AtomicU64,
 }
@@ -55,6 +55,44 @@ pub struct Files {
 struct Cache {
     map: HashMap<PathBuf, Arc<Entry>>,
     bytes: usize,
+}
+
+/// Paths being loaded, each with the lock its loaders take turns on.
+type Loading = Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
+
+/// A place in the line for one path's load. Leaving it (done, failed, or
+/// dropped because the client hung up mid-load) removes the path's entry
+/// once nobody else holds it, so no path stays in the map.
+struct Gate<'a> {
+    loading: &'a Loading,
+    path: &'a Path,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Gate<'a> {
+    fn enter(loading: &'a Loading, path: &'a Path) -> Gate<'a> {
+        let lock = loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(path.to_path_buf())
+            .or_default()
+            .clone();
+        Gate {
+            loading,
+            path,
+            lock,
+        }
+    }
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and ours: nobody else is waiting.
+        if Arc::strong_count(&self.lock) <= 2 {
+            loading.remove(self.path);
+        }
+    }
 }
 
 /// What is known of one file.
@@ -156,26 +194,12 @@ impl Files {
             return Ok(e);
         }
         // One load per path at a time; whoever waited finds it cached.
-        let gate = self
-            .loading
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(rel.to_path_buf())
-            .or_default()
-            .clone();
-        let result = {
-            let _turn = gate.lock().await;
-            match self.fresh(rel) {
-                Some(e) => Ok(e),
-                None => self.load_and_keep(rel).await,
-            }
-        };
-        let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
-        // The last one out (the map's reference and ours) removes the gate.
-        if Arc::strong_count(&gate) <= 2 {
-            loading.remove(rel);
+        let gate = Gate::enter(&self.loading, rel);
+        let _turn = gate.lock.lock().await;
+        match self.fresh(rel) {
+            Some(e) => Ok(e),
+            None => self.load_and_keep(rel).await,
         }
-        result
     }
 
     /// The cached entry when it is still good (re-checked with one `stat`
@@ -831,6 +855,25 @@ mod tests {
             .serve("/nope.txt", &Method::GET, &HeaderMap::new())
             .await;
         assert_eq!(s.response.status(), 404);
+        assert!(files.loading.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_gone_in_the_middle_of_a_load_leaves_no_gate() {
+        let (_d, files) = root_with(&[("a.txt", b"a")]);
+        let files = Arc::new(files);
+        // Requests dropped at once, part-way through reading the disk (as
+        // hyper drops a handler's future when its client hangs up).
+        for i in 0..200 {
+            let f = files.clone();
+            let task = tokio::spawn(async move {
+                let path = format!("/missing-{i}.txt");
+                f.serve(&path, &Method::GET, &HeaderMap::new()).await;
+            });
+            tokio::task::yield_now().await;
+            task.abort();
+            let _ = task.await;
+        }
         assert!(files.loading.lock().unwrap().is_empty());
     }
 
