@@ -13,22 +13,19 @@ use std::os::fd::RawFd;
 
 /// Datagrams per call.
 pub const BATCH: usize = 32;
-/// Bytes kept of each datagram. A DNS query is far smaller; a longer
-/// datagram is marked truncated and answered FORMERR.
-pub const SLOT: usize = 4096;
+/// Room for each datagram: the largest a UDP datagram can carry, so a
+/// datagram is always read whole and goes to the handler as it came (as
+/// the one-at-a-time loop did). Memory is only touched where datagrams
+/// land: one page per slot in use.
+pub const SLOT: usize = 65_535;
 
 /// Room for one batch of received datagrams.
 pub struct Inbox {
     bufs: Box<[[u8; SLOT]]>,
     names: Box<[libc::sockaddr_storage]>,
     lens: [usize; BATCH],
-    truncated: [bool; BATCH],
     count: usize,
 }
-
-// SAFETY: sockaddr_storage is plain bytes; nothing in an inbox points
-// anywhere between calls.
-unsafe impl Send for Inbox {}
 
 impl Default for Inbox {
     fn default() -> Self {
@@ -37,7 +34,6 @@ impl Default for Inbox {
             // SAFETY: all-zero bytes are a valid (unspecified-family) address.
             names: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             lens: [0; BATCH],
-            truncated: [false; BATCH],
             count: 0,
         }
     }
@@ -47,8 +43,6 @@ impl Default for Inbox {
 pub struct Datagram<'a> {
     pub bytes: &'a [u8],
     pub from: Option<SocketAddr>,
-    /// Longer than [`SLOT`]: only its start is in `bytes`.
-    pub truncated: bool,
 }
 
 impl Inbox {
@@ -86,7 +80,6 @@ impl Inbox {
         self.count = n as usize;
         for (i, h) in hdrs.iter().take(self.count).enumerate() {
             self.lens[i] = (h.msg_len as usize).min(SLOT);
-            self.truncated[i] = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         }
         Ok(self.count)
     }
@@ -101,7 +94,6 @@ impl Inbox {
         Datagram {
             bytes: &self.bufs[i][..self.lens[i]],
             from: socket_addr(&self.names[i]),
-            truncated: self.truncated[i],
         }
     }
 }
@@ -179,14 +171,15 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     #[test]
-    fn a_batch_goes_out_and_comes_back_with_addresses_and_truncation() {
+    fn a_batch_goes_out_and_comes_back_whole_with_addresses() {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         server.set_nonblocking(true).unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = server.local_addr().unwrap();
         client.send_to(b"one", to).unwrap();
         client.send_to(b"two", to).unwrap();
-        client.send_to(&vec![7u8; SLOT + 10], to).unwrap();
+        // Far longer than any query: still read whole.
+        client.send_to(&vec![7u8; 9000], to).unwrap();
         let mut inbox = Inbox::default();
         let mut got = Vec::new();
         for _ in 0..100 {
@@ -194,7 +187,7 @@ mod tests {
                 Ok(n) => {
                     for i in 0..n {
                         let d = inbox.get(i);
-                        got.push((d.bytes.to_vec(), d.from, d.truncated));
+                        got.push((d.bytes.to_vec(), d.from));
                     }
                     if got.len() == 3 {
                         break;
@@ -207,9 +200,9 @@ mod tests {
             }
         }
         let me = Some(client.local_addr().unwrap());
-        assert_eq!(got[0], (b"one".to_vec(), me, false));
-        assert_eq!(got[1], (b"two".to_vec(), me, false));
-        assert_eq!((got[2].0.len(), got[2].1, got[2].2), (SLOT, me, true));
+        assert_eq!(got[0], (b"one".to_vec(), me));
+        assert_eq!(got[1], (b"two".to_vec(), me));
+        assert_eq!(got[2], (vec![7u8; 9000], me));
 
         let replies: Vec<(Vec<u8>, SocketAddr)> = (0..40u8)
             .map(|i| (vec![i], client.local_addr().unwrap()))

@@ -122,18 +122,6 @@ pub fn refused(bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// FORMERR for a datagram longer than the server reads, from its header
-/// alone (`None` when it has no header or is itself a response).
-pub fn formerr_for_oversized(bytes: &[u8]) -> Option<Vec<u8>> {
-    if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
-        return None;
-    }
-    let id = u16::from_be_bytes([bytes[0], bytes[1]]);
-    let mut r = Message::response(id, OpCode::Query);
-    r.metadata.response_code = ResponseCode::FormErr;
-    r.to_vec().ok()
-}
-
 /// An answer to `query`'s question carrying only `code`.
 fn coded(query: &Message, code: ResponseCode) -> Option<Vec<u8>> {
     let mut r = response_to(query);

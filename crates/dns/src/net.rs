@@ -172,12 +172,6 @@ async fn udp_loop<H: Handler>(
         for i in 0..n {
             let d = inbox.get(i);
             let Some(remote) = d.from else { continue };
-            if d.truncated {
-                if let Some(reply) = crate::message::formerr_for_oversized(d.bytes) {
-                    replies.push((reply, remote));
-                }
-                continue;
-            }
             let peer = Peer {
                 remote,
                 local: addr,
