@@ -360,13 +360,20 @@ where
 {
     let span = rec.begin(ctx, Layer::Application);
     let out = work.await;
-    let event = Event::Sql {
+    rec.end(
+        span,
+        sql_event(statement, params, out.as_ref().map_or(0, rows)),
+    );
+    out.map_err(AppError::from)
+}
+
+/// The span event of one statement.
+fn sql_event(statement: &str, params: usize, rows: u64) -> Event {
+    Event::Sql {
         statement: statement.into(),
         params: u32::try_from(params).unwrap_or(u32::MAX),
-        rows: out.as_ref().map_or(0, rows),
-    };
-    rec.end(span, event);
-    out.map_err(AppError::from)
+        rows,
+    }
 }
 
 /// One value of a result row, whichever engine produced it.
@@ -400,17 +407,6 @@ impl FromCell for i64 {
     }
 }
 
-impl FromCell for f64 {
-    const WHAT: &'static str = "a number";
-    fn from_cell(c: &Cell) -> Option<Self> {
-        match c {
-            Cell::Real(v) => Some(*v),
-            Cell::Int(v) => Some(*v as f64),
-            _ => None,
-        }
-    }
-}
-
 impl FromCell for String {
     const WHAT: &'static str = "text";
     fn from_cell(c: &Cell) -> Option<Self> {
@@ -431,29 +427,25 @@ impl<T: FromCell> FromCell for Option<T> {
     }
 }
 
-/// An sqlx row as a [`Row`]: each column read as the first of integer,
-/// text, number or bytes that its type allows.
+/// An sqlx row as a [`Row`], each value read as the kind the driver
+/// says it is.
 fn row_of(r: &AnyRow) -> Result<Row, sqlx::Error> {
-    use sqlx::Row as _;
+    use sqlx::any::AnyTypeInfoKind as Kind;
+    use sqlx::{Row as _, ValueRef as _};
     (0..r.len())
         .map(|i| {
-            if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
-                return Ok(v.map_or(Cell::Null, Cell::Int));
+            let value = r.try_get_raw(i)?;
+            if value.is_null() {
+                return Ok(Cell::Null);
             }
-            if let Ok(v) = r.try_get::<Option<String>, _>(i) {
-                return Ok(v.map_or(Cell::Null, Cell::Text));
-            }
-            if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
-                return Ok(v.map_or(Cell::Null, Cell::Real));
-            }
-            if let Ok(v) = r.try_get::<Option<i32>, _>(i) {
-                return Ok(v.map_or(Cell::Null, |v| Cell::Int(v.into())));
-            }
-            if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
-                return Ok(v.map_or(Cell::Null, |v| Cell::Int(v.into())));
-            }
-            r.try_get::<Option<Vec<u8>>, _>(i)
-                .map(|v| v.map_or(Cell::Null, Cell::Blob))
+            Ok(match value.type_info().kind() {
+                Kind::Null => Cell::Null,
+                Kind::Bool => Cell::Int(r.try_get::<bool, _>(i)?.into()),
+                Kind::SmallInt | Kind::Integer | Kind::BigInt => Cell::Int(r.try_get(i)?),
+                Kind::Real | Kind::Double => Cell::Real(r.try_get(i)?),
+                Kind::Text => Cell::Text(r.try_get(i)?),
+                Kind::Blob => Cell::Blob(r.try_get(i)?),
+            })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Row)
@@ -491,24 +483,8 @@ impl<'a> Sql<'a> {
     /// Every row of a query. On a SQLite file a read runs on this thread
     /// ([`crate::sqlite_read`]); anything else goes through sqlx's pool.
     pub async fn all(&self, stmt: Stmt) -> Result<Vec<Row>, AppError> {
-        if let Some(file) = &self.db.read_file {
-            // Recorded as any statement; one that turns out not to be a
-            // read is recorded by the sqlx path instead.
-            let span = self.rec.begin(self.ctx, Layer::Application);
-            match crate::sqlite_read::read(file, stmt.sql, &stmt.args) {
-                Ok(None) => {}
-                out => {
-                    let event = Event::Sql {
-                        statement: stmt.sql.into(),
-                        params: u32::try_from(stmt.args.len()).unwrap_or(u32::MAX),
-                        rows: out
-                            .as_ref()
-                            .map_or(0, |r| r.as_ref().map_or(0, |r| r.len() as u64)),
-                    };
-                    self.rec.end(span, event);
-                    return Ok(out?.unwrap_or_default());
-                }
-            }
+        if let Some(rows) = self.read_here(&stmt, usize::MAX)? {
+            return Ok(rows);
         }
         let (what, q) = split(stmt);
         let work = async { q.fetch_all(&self.db.pool).await.and_then(rows_of) };
@@ -517,9 +493,39 @@ impl<'a> Sql<'a> {
         })
         .await
     }
-    /// The first row of a query, if any.
+    /// The first row of a query, if any (the rest are not read).
     pub async fn optional(&self, stmt: Stmt) -> Result<Option<Row>, AppError> {
-        Ok(self.all(stmt).await?.into_iter().next())
+        if let Some(rows) = self.read_here(&stmt, 1)? {
+            return Ok(rows.into_iter().next());
+        }
+        let (what, q) = split(stmt);
+        let work = async {
+            match q.fetch_optional(&self.db.pool).await? {
+                Some(r) => row_of(&r).map(Some),
+                None => Ok(None),
+            }
+        };
+        recorded(self.rec, self.ctx, what, work, |r: &Option<Row>| {
+            u64::from(r.is_some())
+        })
+        .await
+    }
+    /// Up to `max` rows of a read on a SQLite file, run on this thread and
+    /// recorded as any statement; `None` when the database is not a file
+    /// or the statement is not a read (the sqlx path runs and records it).
+    fn read_here(&self, stmt: &Stmt, max: usize) -> Result<Option<Vec<Row>>, AppError> {
+        let Some(source) = &self.db.read_file else {
+            return Ok(None);
+        };
+        let span = self.rec.begin(self.ctx, Layer::Application);
+        let out = match crate::sqlite_read::read(source, stmt.sql, &stmt.args, max) {
+            Ok(None) => return Ok(None),
+            out => out,
+        };
+        let rows = out.as_ref().map_or(0, |r| r.as_ref().map_or(0, Vec::len));
+        let event = sql_event(stmt.sql, stmt.args.len(), rows as u64);
+        self.rec.end(span, event);
+        Ok(out?)
     }
     /// Runs a statement; the number of rows it changed.
     pub async fn exec(&self, stmt: Stmt) -> Result<u64, AppError> {

@@ -79,9 +79,14 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// What a read did: its rows, or `None` when the statement is not a
-/// read (the caller runs it on sqlx instead).
-pub fn read(source: &Source, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<Vec<Row>>> {
+/// What a read did: its rows (at most `max`), or `None` when the
+/// statement is not a read (the caller runs it on sqlx instead).
+pub fn read(
+    source: &Source,
+    sql: &str,
+    args: &[Arg],
+    max: usize,
+) -> rusqlite::Result<Option<Vec<Row>>> {
     CONNECTIONS.with(|conns| {
         let mut conns = conns.borrow_mut();
         let at = match conns.iter().position(|(id, _)| *id == source.id) {
@@ -94,11 +99,22 @@ pub fn read(source: &Source, sql: &str, args: &[Arg]) -> rusqlite::Result<Option
                 conns.len() - 1
             }
         };
-        run(&conns[at].1, sql, args)
+        run(&conns[at].1, sql, args, max)
     })
 }
 
-fn run(conn: &Connection, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<Vec<Row>>> {
+/// `$1`…`$16` by index, so binding does not format a name per parameter.
+const NAMES: [&str; 16] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15",
+    "$16",
+];
+
+fn run(
+    conn: &Connection,
+    sql: &str,
+    args: &[Arg],
+    max: usize,
+) -> rusqlite::Result<Option<Vec<Row>>> {
     let mut stmt = conn.prepare_cached(sql)?;
     if !stmt.readonly() {
         return Ok(None);
@@ -106,7 +122,11 @@ fn run(conn: &Connection, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<Ve
     // `$n` parameters are named in SQLite; bound by name, so their order
     // in the text does not matter.
     for (i, a) in args.iter().enumerate() {
-        let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? else {
+        let at = match NAMES.get(i) {
+            Some(name) => stmt.parameter_index(name)?,
+            None => stmt.parameter_index(&format!("${}", i + 1))?,
+        };
+        let Some(at) = at else {
             continue;
         };
         match a {
@@ -118,7 +138,9 @@ fn run(conn: &Connection, sql: &str, args: &[Arg]) -> rusqlite::Result<Option<Ve
     let width = stmt.column_count();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
+    while out.len() < max
+        && let Some(r) = rows.next()?
+    {
         let mut cells = Vec::with_capacity(width);
         for i in 0..width {
             cells.push(match r.get_ref(i)? {
@@ -173,6 +195,7 @@ mod tests {
             &source,
             "SELECT id, name, x FROM t WHERE name IS $2 OR id = $1 ORDER BY id",
             &[Arg::Int(2), Arg::Text("one".into())],
+            usize::MAX,
         )
         .unwrap()
         .unwrap();
@@ -180,10 +203,15 @@ mod tests {
         assert_eq!(rows[0].0[1], Cell::Text("one".into()));
         assert_eq!(rows[1].0[1], Cell::Null);
         assert_eq!(rows[1].0[2], Cell::Real(1.5));
+        // `max` stops the read early.
+        let first = read(&source, "SELECT id FROM t ORDER BY id", &[], 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, vec![Row(vec![Cell::Int(1)])]);
         // A write is not run here.
-        let w = read(&source, "DELETE FROM t WHERE id = $1", &[Arg::Int(1)]).unwrap();
+        let w = read(&source, "DELETE FROM t WHERE id = $1", &[Arg::Int(1)], 1).unwrap();
         assert!(w.is_none());
-        let count = read(&source, "SELECT COUNT(*) FROM t", &[])
+        let count = read(&source, "SELECT COUNT(*) FROM t", &[], 1)
             .unwrap()
             .unwrap();
         assert_eq!(count[0].0[0], Cell::Int(2));
@@ -197,7 +225,9 @@ mod tests {
             .execute_batch("CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (9);")
             .unwrap();
         let again = Source::new(path.clone());
-        let rows = read(&again, "SELECT id FROM t", &[]).unwrap().unwrap();
+        let rows = read(&again, "SELECT id FROM t", &[], usize::MAX)
+            .unwrap()
+            .unwrap();
         assert_eq!(rows, vec![Row(vec![Cell::Int(9)])]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
