@@ -26,7 +26,7 @@ wait_for() { # $1 = file, $2 = text
 }
 
 "$BIN" "${W[@]}" collect > "$DATA/collect.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); COL=$!
 wait_for "$DATA/collect.log" "collecting traces"
 
 tour() { # $@ extra args; prints "page_ms wall_ms"
@@ -56,22 +56,30 @@ serve_web() { # $@ extra args
   PIDS+=($!); WEB=$!
   wait_for "$DATA/web.log" " on "
 }
-run_wrk() {
-  local addr
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime
+run_wrk() { # prints "req/s requests web_ticks collector_ticks"
+  local addr w0 c0 out
   addr=$(grep -o "web web1 on [0-9.:]*" "$DATA/web.log" | head -1 | awk '{print $4}')
-  wrk -t1 -c32 -d"${SECS}s" -H 'Host: myapp.test' "http://$addr/static/app.css" | awk '/Requests\/sec/ {print $2}'
+  w0=$(ticks "$WEB"); c0=$(ticks "$COL")
+  out=$(wrk -t1 -c32 -d"${SECS}s" -H 'Host: myapp.test' "http://$addr/static/app.css")
+  echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out") \
+$(( $(ticks "$WEB") - w0 )) $(( $(ticks "$COL") - c0 ))"
 }
 serve_web
-off_rps=$(run_wrk)
+off_run=$(run_wrk)
 kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
 serve_web --otlp "$OTLP"
-on_rps=$(run_wrk)
+on_run=$(run_wrk)
 kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
 grep -o "otlp: cannot send.*" "$DATA/web.log" && { echo "export failed during the run" >&2; exit 1; }
 
-python3 - "$DATA" "$off_rps" "$on_rps" "$RUNS" <<'PY'
+python3 - "$DATA" "$off_run" "$on_run" "$RUNS" "$(getconf CLK_TCK)" <<'PY'
 import statistics, sys
-d, off_rps, on_rps, runs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+d, runs, hz = sys.argv[1], sys.argv[4], float(sys.argv[5])
+off = [float(x) for x in sys.argv[2].split()]
+on = [float(x) for x in sys.argv[3].split()]
+off_rps, on_rps = off[0], on[0]
+us = lambda ticks, reqs: ticks / hz * 1e6 / reqs
 def cols(name):
     rows = [list(map(float, l.split())) for l in open(f"{d}/{name}") if l.strip()]
     return [r[0] for r in rows], [r[1] for r in rows]
@@ -83,6 +91,8 @@ print(f"{'measure':<34} {'off':>10} {'on':>10} {'on/off':>8}")
 print(f"{'tour page load, median ms':<34} {med(off_page):>10.2f} {med(on_page):>10.2f} {med(on_page)/med(off_page):>8.3f}")
 print(f"{'tour process wall time, median ms':<34} {med(off_wall):>10.1f} {med(on_wall):>10.1f} {med(on_wall)/med(off_wall):>8.3f}")
 print(f"{'web server static file, req/s':<34} {off_rps:>10.0f} {on_rps:>10.0f} {on_rps/off_rps:>8.3f}")
+print(f"{'web server CPU per request, us':<34} {us(off[2], off[1]):>10.2f} {us(on[2], on[1]):>10.2f} {us(on[2], on[1])/us(off[2], off[1]):>8.3f}")
+print(f"{'collector CPU per request, us':<34} {'':>10} {us(on[3], on[1]):>10.2f}")
 PY
 echo
 echo "Per span, in one process (encode to protobuf, decode back):"

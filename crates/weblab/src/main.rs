@@ -8,9 +8,6 @@ use std::path::PathBuf;
 /// here compares allocators side by side yet.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Threads for blocking file-system work, at most.
-const BLOCKING_THREADS: usize = 32;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,6 +19,9 @@ use weblab::tour::{self, TourOptions};
 use weblab::world::default_data_dir;
 use weblab_trace::Detail;
 use weblab_trace::explain::Lang;
+
+/// Threads for blocking file-system work, at most.
+const BLOCKING_THREADS: usize = 32;
 
 #[derive(Parser)]
 #[command(
