@@ -41,10 +41,16 @@ impl ser::Error for Never {
 
 struct Size<'a>(&'a mut usize);
 
-impl Size<'_> {
+impl<'a> Size<'a> {
     fn add(self, n: usize) -> Result<(), Never> {
         *self.0 += n;
         Ok(())
+    }
+
+    /// A list, map or enum variant: a word of its own, then its items.
+    fn open(self) -> Result<Size<'a>, Never> {
+        *self.0 += WORD;
+        Ok(self)
     }
 }
 
@@ -111,8 +117,7 @@ impl<'a> ser::Serializer for Size<'a> {
         value.serialize(self)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Size<'a>, Never> {
-        *self.0 += WORD;
-        Ok(self)
+        self.open()
     }
     fn serialize_tuple(self, _: usize) -> Result<Size<'a>, Never> {
         Ok(self)
@@ -127,12 +132,10 @@ impl<'a> ser::Serializer for Size<'a> {
         _: &'static str,
         _: usize,
     ) -> Result<Size<'a>, Never> {
-        *self.0 += WORD;
-        Ok(self)
+        self.open()
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Size<'a>, Never> {
-        *self.0 += WORD;
-        Ok(self)
+        self.open()
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Size<'a>, Never> {
         Ok(self)
@@ -144,8 +147,7 @@ impl<'a> ser::Serializer for Size<'a> {
         _: &'static str,
         _: usize,
     ) -> Result<Size<'a>, Never> {
-        *self.0 += WORD;
-        Ok(self)
+        self.open()
     }
 }
 
