@@ -18,102 +18,9 @@ use weblab_trace::{Event, Layer, Span, SpanId, TraceId};
 
 use crate::read::{from_any, from_fields};
 pub use crate::wire::ExportRequest;
-use crate::wire::{
-    AnyValue, InstrumentationScope, KeyValue, Resource, ResourceSpans, ScopeSpans, Value, as_str,
-};
-
-/// (event kind, field) → semantic-convention attribute name.
-const SEMCONV: &[(&str, &str, &str)] = &[
-    ("navigate", "url", "url.full"),
-    ("url_parsed", "scheme", "url.scheme"),
-    ("url_parsed", "host", "server.address"),
-    ("url_parsed", "port", "server.port"),
-    ("url_parsed", "path", "url.path"),
-    ("url_parsed", "query", "url.query"),
-    ("url_parsed", "fragment", "url.fragment"),
-    ("request_prepared", "method", "http.request.method"),
-    ("lookup", "name", "dns.question.name"),
-    ("cache_lookup", "name", "dns.question.name"),
-    ("dns_exchange", "name", "dns.question.name"),
-    ("dns_exchange", "server", "server.address"),
-    ("dns_exchange", "transport", "network.transport"),
-    ("dns_serve", "name", "dns.question.name"),
-    ("dns_serve", "transport", "network.transport"),
-    ("tcp_connect", "local", "network.local.address"),
-    ("tcp_connect", "remote", "network.peer.address"),
-    ("tcp_info", "remote", "network.peer.address"),
-    ("tls_handshake", "sni", "tls.client.server_name"),
-    ("tls_handshake", "version", "tls.protocol.version"),
-    ("tls_handshake", "cipher", "tls.cipher"),
-    ("tls_handshake", "alpn", "tls.next_protocol"),
-    ("request_sent", "method", "http.request.method"),
-    ("request_sent", "url", "url.full"),
-    ("waiting", "status", "http.response.status_code"),
-    ("body_received", "status", "http.response.status_code"),
-    ("http_call", "method", "http.request.method"),
-    ("http_call", "url", "url.full"),
-    ("http_call", "peer", "network.peer.address"),
-    ("http_call", "status", "http.response.status_code"),
-    ("http_serve", "method", "http.request.method"),
-    ("http_serve", "path", "url.path"),
-    ("http_serve", "peer", "network.peer.address"),
-    ("http_serve", "status", "http.response.status_code"),
-    ("proxy_forward", "status", "http.response.status_code"),
-    ("route", "pattern", "http.route"),
-    ("sql", "statement", "db.query.text"),
-];
+use crate::wire::{AnyValue, KeyValue, Value, as_str};
 
 const EVENT_KEY: &str = "weblab.event";
-
-/// Attribute names made so far, by (event kind, field): a name is made
-/// once and leaked, since there are only as many as the event types have
-/// fields (the bound below holds even if that were ever not so).
-type KeyCache = std::collections::HashMap<(&'static str, Bytes), &'static [u8]>;
-const KEY_CACHE_MAX: usize = 4096;
-
-thread_local! {
-    static KEYS: std::cell::RefCell<KeyCache> = Default::default();
-}
-
-fn key_for(kind: &'static str, field: &Bytes) -> Bytes {
-    if let Some((_, _, key)) = SEMCONV
-        .iter()
-        .find(|(k, f, _)| *k == kind && f.as_bytes() == &field[..])
-    {
-        return Bytes::from_static(key.as_bytes());
-    }
-    let make = || {
-        let mut key = Vec::with_capacity(8 + kind.len() + field.len());
-        key.extend_from_slice(b"weblab.");
-        key.extend_from_slice(kind.as_bytes());
-        key.push(b'.');
-        key.extend_from_slice(field);
-        key
-    };
-    KEYS.with(|keys| {
-        let mut keys = keys.borrow_mut();
-        if let Some(k) = keys.get(&(kind, field.clone())) {
-            return Bytes::from_static(k);
-        }
-        if keys.len() >= KEY_CACHE_MAX {
-            return Bytes::from(make());
-        }
-        let leaked: &'static [u8] = Box::leak(make().into_boxed_slice());
-        keys.insert((kind, field.clone()), leaked);
-        Bytes::from_static(leaked)
-    })
-}
-
-fn any(value: Value) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(value) })
-}
-
-fn kv(key: &'static str, value: Value) -> KeyValue {
-    KeyValue {
-        key: Bytes::from_static(key.as_bytes()),
-        value: any(value),
-    }
-}
 
 /// A protobuf string as owned text (invalid UTF-8 replaced).
 fn lossy(b: &[u8]) -> String {
@@ -152,128 +59,10 @@ fn to_text(v: &AnyValue) -> String {
     }
 }
 
-/// OTLP's `Span.SpanKind` values.
-mod span_kind {
-    pub const INTERNAL: i32 = 1;
-    pub const SERVER: i32 = 2;
-    pub const CLIENT: i32 = 3;
-}
-
-fn kind_of(event: &Event) -> i32 {
-    match event {
-        Event::HttpServe { .. } | Event::DnsServe { .. } => span_kind::SERVER,
-        Event::DnsExchange { .. }
-        | Event::RequestSent { .. }
-        | Event::ProxyForward { .. }
-        | Event::HttpCall { .. }
-        | Event::TcpConnect { .. }
-        | Event::TlsHandshake { .. } => span_kind::CLIENT,
-        _ => span_kind::INTERNAL,
-    }
-}
-
-/// The attributes of one weblab span: the event's fields under their
-/// semantic-convention names where there are some (`weblab.<kind>.<field>`
-/// otherwise), then the span's layer, request and DNS keys.
-fn span_attributes(span: &Span) -> Vec<KeyValue> {
-    let mut attrs = Vec::with_capacity(12);
-    let kind = span.event.kind();
-    attrs.push(kv(
-        EVENT_KEY,
-        Value::StringValue(Bytes::from_static(kind.as_bytes())),
-    ));
-    if let Ok(Some(AnyValue {
-        value: Some(Value::KvlistValue(fields)),
-    })) = crate::attrs::to_any(&span.event)
-    {
-        for f in fields.values.into_iter().filter(|f| &f.key[..] != b"kind") {
-            attrs.push(KeyValue {
-                key: key_for(kind, &f.key),
-                ..f
-            });
-        }
-    }
-    let mut structured = |key: &'static str, value: Option<AnyValue>| {
-        if let Some(v) = value {
-            attrs.push(KeyValue {
-                key: Bytes::from_static(key.as_bytes()),
-                value: Some(v),
-            });
-        }
-    };
-    structured(
-        "weblab.layer",
-        crate::attrs::to_any(&span.layer).ok().flatten(),
-    );
-    if let Some(r) = span.request {
-        structured("weblab.request", any(Value::IntValue(i64::from(r))));
-    }
-    // The DNS keys that tie spans across hosts, as structured values.
-    if let Some(link) = &span.link {
-        structured("weblab.link", crate::attrs::to_any(link).ok().flatten());
-    }
-    if !span.correlates.is_empty() {
-        structured(
-            "weblab.correlates",
-            crate::attrs::to_any(&span.correlates).ok().flatten(),
-        );
-    }
-    attrs
-}
-
-/// weblab spans as one OTLP export request, a resource (service) per host.
+/// weblab spans as one OTLP export request, a resource (service) per
+/// host: [`encode_protobuf`]'s bytes, decoded.
 pub fn encode(spans: &[Span]) -> ExportRequest {
-    // Host, address and component are the same for every span of a
-    // recorder: they travel once per resource, not once per span.
-    type Origin<'a> = (&'a str, &'a str, &'a str);
-    let mut by_origin: BTreeMap<Origin<'_>, Vec<&Span>> = BTreeMap::new();
-    for s in spans {
-        by_origin
-            .entry((&s.host, &s.addr, &s.component))
-            .or_default()
-            .push(s);
-    }
-    let resource_spans = by_origin
-        .into_iter()
-        .map(|((host, addr, component), spans)| ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", Value::StringValue(copy(host))),
-                    kv("host.name", Value::StringValue(copy(host))),
-                    kv("weblab.addr", Value::StringValue(copy(addr))),
-                    kv("weblab.component", Value::StringValue(copy(component))),
-                ],
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: Bytes::from_static(b"weblab"),
-                    version: Bytes::from_static(env!("CARGO_PKG_VERSION").as_bytes()),
-                }),
-                spans: spans
-                    .into_iter()
-                    .map(|s| crate::wire::Span {
-                        trace_id: copy(s.trace.0.to_be_bytes()),
-                        span_id: copy(s.id.0.to_be_bytes()),
-                        parent_span_id: s
-                            .parent
-                            .map(|p| copy(p.0.to_be_bytes()))
-                            .unwrap_or_default(),
-                        flags: 0x01,
-                        name: Bytes::from_static(s.event.kind().as_bytes()),
-                        kind: kind_of(&s.event),
-                        start_time_unix_nano: s.start_ns,
-                        end_time_unix_nano: s.end_ns,
-                        attributes: span_attributes(s),
-                    })
-                    .collect(),
-            }],
-        })
-        .collect();
-    ExportRequest { resource_spans }
-}
-
-fn copy(b: impl AsRef<[u8]>) -> Bytes {
-    crate::attrs::copy(b.as_ref())
+    ExportRequest::decode(&encode_protobuf(spans)[..]).unwrap_or_default()
 }
 
 /// The bounds a receiver puts on what it accepts.
@@ -452,11 +241,7 @@ pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
 /// role).
 fn weblab_event<'a>(kind: &'a str, attrs: &'a [KeyValue]) -> Option<Event> {
     // The semantic-convention names of this kind, looked up once per span.
-    let semconv: Vec<(&str, &str)> = SEMCONV
-        .iter()
-        .filter(|(k, _, _)| *k == kind)
-        .map(|(_, f, name)| (*f, *name))
-        .collect();
+    let semconv = crate::write::semconv_of(kind);
     let fields = attrs.iter().filter_map(|a| {
         let key = as_str(&a.key)?;
         let field = match key
@@ -465,7 +250,7 @@ fn weblab_event<'a>(kind: &'a str, attrs: &'a [KeyValue]) -> Option<Event> {
             .and_then(|r| r.strip_prefix('.'))
         {
             Some(field) => field,
-            None => semconv.iter().find(|(_, name)| *name == key)?.0,
+            None => semconv.iter().find(|(_, _, name)| *name == key)?.1,
         };
         Some((field, a.value.as_ref()?))
     });
@@ -519,37 +304,10 @@ pub fn to_protobuf(req: &ExportRequest) -> Vec<u8> {
     req.encode_to_vec()
 }
 
-/// weblab spans as the protobuf body of one export request: the same
-/// bytes as `to_protobuf(&encode(spans))`, each span encoded once.
+/// weblab spans as the protobuf body of one export request, written
+/// straight from the spans ([`crate::write`]).
 pub fn encode_protobuf(spans: &[Span]) -> Vec<u8> {
-    use crate::wire::{ExportRequestOut, ResourceSpansOut, ScopeSpansOut};
-    let req = encode(spans);
-    let mut buf = bytes::BytesMut::with_capacity(spans.len() * 320);
-    let out = ExportRequestOut {
-        resource_spans: req
-            .resource_spans
-            .into_iter()
-            .map(|rs| ResourceSpansOut {
-                resource: rs.resource,
-                scope_spans: rs
-                    .scope_spans
-                    .into_iter()
-                    .map(|ss| ScopeSpansOut {
-                        scope: ss.scope,
-                        spans: ss
-                            .spans
-                            .iter()
-                            .map(|s| {
-                                s.encode_raw(&mut buf);
-                                buf.split().freeze()
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    };
-    out.encode_to_vec()
+    crate::write::request(spans)
 }
 
 /// The same request in OTLP's JSON encoding.
@@ -827,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn spans_encoded_one_by_one_make_the_same_bytes_as_the_whole_request() {
+    fn the_bytes_written_are_the_ones_prost_writes() {
         let mut spans: Vec<Span> = every_event()
             .into_iter()
             .enumerate()
@@ -835,8 +593,43 @@ mod tests {
             .collect();
         // Two resources (hosts), so the grouping is covered too.
         spans[1].host = "other".into();
-        assert_eq!(encode_protobuf(&spans), to_protobuf(&encode(&spans)));
-        assert_eq!(encode_protobuf(&[]), to_protobuf(&encode(&[])));
+        // Long text, so that lengths take more than one byte at every level.
+        spans[0].event = Event::Note {
+            text: "x".repeat(20_000),
+        };
+        let body = encode_protobuf(&spans);
+        // opentelemetry-proto's own types read every span and, writing
+        // them again, give the same bytes: lengths canonical, fields in
+        // order, defaults left out.
+        let otel = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        let n: usize = otel
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        assert_eq!(n, spans.len());
+        assert_eq!(otel.resource_spans.len(), 2);
+        assert_eq!(otel.encode_to_vec(), body);
+        assert_eq!(to_protobuf(&encode(&spans)), body);
+        assert!(encode_protobuf(&[]).is_empty());
+    }
+
+    /// The attribute names a span is sent with.
+    fn attribute_keys(span: &Span) -> Vec<String> {
+        let req = encode(std::slice::from_ref(span));
+        req.resource_spans[0].scope_spans[0].spans[0]
+            .attributes
+            .iter()
+            .map(|kv| lossy(&kv.key))
+            .collect()
+    }
+
+    fn kv(key: &'static str, value: Value) -> KeyValue {
+        KeyValue {
+            key: Bytes::from_static(key.as_bytes()),
+            value: Some(AnyValue { value: Some(value) }),
+        }
     }
 
     #[test]
@@ -849,17 +642,11 @@ mod tests {
             },
             1,
         );
-        let keys: Vec<String> = span_attributes(&span)
-            .into_iter()
-            .map(|kv| lossy(&kv.key))
-            .collect();
+        let keys = attribute_keys(&span);
         assert!(keys.contains(&s("db.query.text")), "{keys:?}");
         assert!(keys.contains(&s("weblab.sql.rows")), "{keys:?}");
         let span = span_with(every_event().remove(16), 1);
-        let keys: Vec<String> = span_attributes(&span)
-            .into_iter()
-            .map(|kv| lossy(&kv.key))
-            .collect();
+        let keys = attribute_keys(&span);
         for k in [
             "http.request.method",
             "url.path",
@@ -904,7 +691,7 @@ mod tests {
 
     #[test]
     fn a_span_from_another_sdk_becomes_a_foreign_event() {
-        use crate::wire::Span as Otlp;
+        use crate::wire::{Resource, ResourceSpans, ScopeSpans, Span as Otlp};
         let req = ExportRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {

@@ -9,12 +9,12 @@
 //!   the small JSON API that `trace list`, `trace show` and `tour --attach`
 //!   read.
 
-mod attrs;
 pub mod convert;
 pub mod export;
 pub mod read;
 pub mod receive;
 pub mod wire;
+mod write;
 
 pub use export::OtlpExporter;
 pub use receive::{Receiver, TraceSummary};

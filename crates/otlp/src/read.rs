@@ -1,5 +1,5 @@
 //! OTLP values read straight into any `Deserialize` type, the inverse of
-//! [`crate::attrs`]: a collector turns every received span's attributes
+//! [`crate::write`]: a collector turns every received span's attributes
 //! back into a typed event, and this skips writing them out as JSON text
 //! and parsing that again. The mapping is the one the JSON route had:
 //! strings (borrowed from the request body where the type allows), booleans,
@@ -14,7 +14,24 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
 use crate::wire::{AnyValue, KeyValue, Value, as_str};
 
-pub use crate::attrs::Error;
+/// Why a value has no OTLP form (a map with keys that are not text), or,
+/// read back, does not fit the type asked for.
+#[derive(Debug)]
+pub struct Error(pub(crate) String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl serde::ser::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error(msg.to_string())
+    }
+}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
