@@ -4,7 +4,10 @@
 #     exporting every span to a `weblab collect`: page-load time and the
 #     process's wall time, medians and ratio;
 #  2. the web server under wrk (static file, keep-alive), serving alone vs
-#     exporting every span: requests per second and ratio.
+#     exporting every span: requests per second and ratio, and each
+#     process's CPU per request; once sharing both cores with wrk and the
+#     collector, once pinned to a core of its own (what export costs the
+#     server itself, apart from what the collector takes from wrk).
 # Loopback only; every load bounded in time; processes stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,11 +51,19 @@ for _ in $(seq "$RUNS"); do
 done
 
 # The web server alone (its app behind it), without and with export.
+# WEB_CPU (when set): the CPU the web server is pinned to; wrk, the app
+# and the collector then share the other one.
+WEB_CPU=""
+on_cpu() { # $1 = cpu list or "", then the command; always in a subshell
+  # of its own (`&` or `$(...)`), which it becomes, so $! is its PID.
+  local cpu=$1; shift
+  if [[ -n $cpu ]]; then exec taskset -c "$cpu" "$@"; else exec "$@"; fi
+}
 serve_web() { # $@ extra args
-  "$BIN" "${W[@]}" serve app "$@" > "$DATA/app.log" 2>&1 &
+  on_cpu "$OTHER_CPU" "$BIN" "${W[@]}" serve app "$@" > "$DATA/app.log" 2>&1 &
   PIDS+=($!); APP=$!
   wait_for "$DATA/app.log" " on "
-  "$BIN" "${W[@]}" serve web --host web1 "$@" > "$DATA/web.log" 2>&1 &
+  on_cpu "$WEB_CPU" "$BIN" "${W[@]}" serve web --host web1 "$@" > "$DATA/web.log" 2>&1 &
   PIDS+=($!); WEB=$!
   wait_for "$DATA/web.log" " on "
 }
@@ -61,23 +72,37 @@ run_wrk() { # prints "req/s requests web_ticks collector_ticks"
   local addr w0 c0 out
   addr=$(grep -o "web web1 on [0-9.:]*" "$DATA/web.log" | head -1 | awk '{print $4}')
   w0=$(ticks "$WEB"); c0=$(ticks "$COL")
-  out=$(wrk -t1 -c32 -d"${SECS}s" -H 'Host: myapp.test' "http://$addr/static/app.css")
+  out=$(on_cpu "$OTHER_CPU" wrk -t1 -c32 -d"${SECS}s" -H 'Host: myapp.test' "http://$addr/static/app.css")
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out") \
 $(( $(ticks "$WEB") - w0 )) $(( $(ticks "$COL") - c0 ))"
 }
-serve_web
-off_run=$(run_wrk)
-kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
-serve_web --otlp "$OTLP"
-on_run=$(run_wrk)
-kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
-grep -o "otlp: cannot send.*" "$DATA/web.log" && { echo "export failed during the run" >&2; exit 1; }
+off_on() { # sets OFF_RUN and ON_RUN
+  serve_web
+  OFF_RUN=$(run_wrk)
+  kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
+  serve_web --otlp "$OTLP"
+  ON_RUN=$(run_wrk)
+  kill "$WEB" "$APP"; wait "$WEB" "$APP" 2>/dev/null || true
+  if grep -o "otlp: cannot send.*" "$DATA/web.log" >&2; then echo "export failed during the run" >&2; exit 1; fi
+}
+# Unpinned: the server, wrk and the collector share both cores.
+OTHER_CPU=""
+off_on; off_run=$OFF_RUN on_run=$ON_RUN
+# Pinned: the web server alone on CPU 1; wrk, the app and the collector on
+# CPU 0. What export costs the server itself shows apart from what the
+# collector, on the same machine, takes from the load generator.
+WEB_CPU=1 OTHER_CPU=0
+taskset -pc 0 "$COL" >/dev/null
+off_on; off_pin=$OFF_RUN on_pin=$ON_RUN
+taskset -pc 0,1 "$COL" >/dev/null
 
-python3 - "$DATA" "$off_run" "$on_run" "$RUNS" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$DATA" "$off_run" "$on_run" "$RUNS" "$(getconf CLK_TCK)" "$off_pin" "$on_pin" <<'PY'
 import statistics, sys
 d, runs, hz = sys.argv[1], sys.argv[4], float(sys.argv[5])
 off = [float(x) for x in sys.argv[2].split()]
 on = [float(x) for x in sys.argv[3].split()]
+off_p = [float(x) for x in sys.argv[6].split()]
+on_p = [float(x) for x in sys.argv[7].split()]
 off_rps, on_rps = off[0], on[0]
 us = lambda ticks, reqs: ticks / hz * 1e6 / reqs
 def cols(name):
@@ -93,6 +118,12 @@ print(f"{'tour process wall time, median ms':<34} {med(off_wall):>10.1f} {med(on
 print(f"{'web server static file, req/s':<34} {off_rps:>10.0f} {on_rps:>10.0f} {on_rps/off_rps:>8.3f}")
 print(f"{'web server CPU per request, us':<34} {us(off[2], off[1]):>10.2f} {us(on[2], on[1]):>10.2f} {us(on[2], on[1])/us(off[2], off[1]):>8.3f}")
 print(f"{'collector CPU per request, us':<34} {'':>10} {us(on[3], on[1]):>10.2f}")
+print("pinned: web server alone on CPU 1; wrk, app and collector on CPU 0")
+print(f"{'web server static file, req/s':<34} {off_p[0]:>10.0f} {on_p[0]:>10.0f} {on_p[0]/off_p[0]:>8.3f}")
+a, b = us(off_p[2], off_p[1]), us(on_p[2], on_p[1])
+print(f"{'web server CPU per request, us':<34} {a:>10.2f} {b:>10.2f} {b/a:>8.3f}")
+print(f"{'web server capacity (1/CPU), req/s':<34} {1e6/a:>10.0f} {1e6/b:>10.0f} {a/b:>8.3f}")
+print(f"{'collector CPU per request, us':<34} {'':>10} {us(on_p[3], on_p[1]):>10.2f}")
 PY
 echo
 echo "Per span, in one process (encode to protobuf, decode back):"
