@@ -1,5 +1,14 @@
 //! An authoritative name server's answers (root, TLD or a domain's own
 //! server: the same logic, different zones). Pure: bytes in, bytes out.
+//!
+//! The zones do not change while a server runs, so the reply to a query is
+//! decided by the query's bytes (all but its id) and, for an RRset that
+//! takes turns, by the turn: each reply is worked out once (parsed, looked
+//! up, encoded) and kept, and the same question again gets a copy with its
+//! own id, as NSD answers from replies it prepared when loading the zone.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -7,7 +16,7 @@ use weblab_trace::DnsOutcome;
 
 use crate::message::{Transport, check_query, encode, outcome_of, response_to};
 use crate::policy::Policies;
-use crate::rotation::Rotation;
+use crate::rotation::{Rotation, Turns};
 use crate::zone::{Zone, ZoneAnswer};
 
 /// What the server did with one datagram or TCP message, for its trace.
@@ -30,6 +39,49 @@ pub struct Authority {
     rotation: Rotation,
     /// Names answered by another policy than round robin (C12).
     policies: Policies,
+    /// Replies worked out before, by transport and question.
+    kept: Mutex<Kept>,
+}
+
+/// Queries whose reply is kept (each a few hundred bytes); past this the
+/// kept replies start over, so a flood of distinct names costs a bounded
+/// amount of memory and only the work it would have cost anyway.
+const REPLIES_KEPT: usize = 10_000;
+
+/// Kept replies, keyed by the query's bytes after its id (UDP and TCP
+/// apart: a UDP reply may be truncated).
+#[derive(Default)]
+struct Kept {
+    udp: HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState>,
+    tcp: HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState>,
+}
+
+impl Kept {
+    fn of(
+        &mut self,
+        transport: Transport,
+    ) -> &mut HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState> {
+        match transport {
+            Transport::Udp => &mut self.udp,
+            Transport::Tcp => &mut self.tcp,
+        }
+    }
+}
+
+/// The reply to one query, kept: one per turn of its RRset (filled as the
+/// turns come round), and what a trace says about it.
+struct Reply {
+    turns: Option<Turns>,
+    bytes: Box<[Option<Box<[u8]>>]>,
+    name: String,
+    qtype: String,
+    outcome: DnsOutcome,
+}
+
+/// A kept reply's use: the copy to send, or the turn with no reply yet.
+enum Found {
+    Ready(Served),
+    Missing(usize),
 }
 
 impl Authority {
@@ -38,6 +90,7 @@ impl Authority {
             zones,
             rotation: Rotation::default(),
             policies: Policies::default(),
+            kept: Mutex::default(),
         }
     }
 
@@ -61,6 +114,59 @@ impl Authority {
 
     /// Answers one query's bytes.
     pub fn serve(&self, bytes: &[u8], transport: Transport) -> Served {
+        self.serve_with(bytes, transport, true)
+    }
+
+    /// [`Self::serve`]; without `account`, a kept reply comes without the
+    /// name and type a trace would show.
+    fn serve_with(&self, bytes: &[u8], transport: Transport, account: bool) -> Served {
+        let at = match self.find(bytes, transport, account) {
+            Some(Found::Ready(served)) => return served,
+            Some(Found::Missing(turn)) => Some(turn),
+            None => None,
+        };
+        self.work_out(bytes, transport, at)
+    }
+
+    /// Answers one query's bytes and nothing else (no account of it for a
+    /// trace): what a server whose spans go nowhere does.
+    pub fn reply(&self, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        self.serve_with(bytes, transport, false).reply
+    }
+
+    /// The kept reply to `bytes`, if there is one, with `bytes`' id.
+    fn find(&self, bytes: &[u8], transport: Transport, account: bool) -> Option<Found> {
+        let question = bytes.get(2..).filter(|_| bytes.len() >= 12)?;
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let reply = kept.of(transport).get(question)?;
+        let turn = reply.turns.as_ref().map_or(0, Turns::next);
+        let Some(kept_bytes) = &reply.bytes[turn] else {
+            return Some(Found::Missing(turn));
+        };
+        let mut out = kept_bytes.to_vec();
+        out[..2].copy_from_slice(&bytes[..2]);
+        Some(Found::Ready(Served {
+            reply: Some(out),
+            id: u16::from_be_bytes([bytes[0], bytes[1]]),
+            name: if account {
+                reply.name.clone()
+            } else {
+                String::new()
+            },
+            qtype: if account {
+                reply.qtype.clone()
+            } else {
+                String::new()
+            },
+            outcome: reply.outcome.clone(),
+            decision: None,
+        }))
+    }
+
+    /// Parses, looks up and encodes the reply to `bytes` (at turn `at` of
+    /// its RRset, or the next turn), keeping it when the zones alone
+    /// decided it.
+    fn work_out(&self, bytes: &[u8], transport: Transport, at: Option<usize>) -> Served {
         let query = match check_query(bytes) {
             Ok(q) => q,
             Err(rejected) => {
@@ -75,60 +181,91 @@ impl Authority {
             }
         };
         let q = &query.queries[0];
-        let (response, decision) = self.decide(&query, q.name(), q.query_type());
-        let outcome = outcome_of(&response);
-        let (reply, truncated) = encode(&response, &query, transport);
-        Served {
-            reply: Some(reply),
+        let decided = self.decide(&query, q.name(), q.query_type(), at);
+        let (reply, truncated) = encode(&decided.response, &query, transport);
+        let served = Served {
             id: query.metadata.id,
             name: q.name().to_string(),
             qtype: q.query_type().to_string(),
             outcome: if truncated {
                 DnsOutcome::Truncated
             } else {
-                outcome
+                outcome_of(&decided.response)
             },
-            decision,
+            reply: Some(reply),
+            decision: decided.decision,
+        };
+        if !decided.policy {
+            self.keep(bytes, transport, decided.turn, &served);
         }
+        served
     }
 
-    /// Answers one query's bytes and nothing else (no account of it for a
-    /// trace): what a server whose spans go nowhere does.
-    pub fn reply(&self, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        let query = match check_query(bytes) {
-            Ok(q) => q,
-            Err(rejected) => return rejected.reply,
+    /// Keeps `served` as the reply to `bytes` at `turn`.
+    fn keep(
+        &self,
+        bytes: &[u8],
+        transport: Transport,
+        turn: Option<(Turns, usize)>,
+        served: &Served,
+    ) {
+        let Some(reply) = &served.reply else {
+            return;
         };
-        let q = &query.queries[0];
-        let (response, _) = self.decide(&query, q.name(), q.query_type());
-        Some(encode(&response, &query, transport).0)
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let map = kept.of(transport);
+        if map.len() >= REPLIES_KEPT && !map.contains_key(&bytes[2..]) {
+            map.clear();
+        }
+        let (turns, at) = match turn {
+            Some((turns, at)) => (Some(turns), at),
+            None => (None, 0),
+        };
+        let entry = map.entry(bytes[2..].into()).or_insert_with(|| Reply {
+            bytes: vec![None; turns.as_ref().map_or(1, |t| t.of)].into_boxed_slice(),
+            turns,
+            name: served.name.clone(),
+            qtype: served.qtype.clone(),
+            outcome: served.outcome.clone(),
+        });
+        if let Some(slot) = entry.bytes.get_mut(at) {
+            *slot = Some(reply.as_slice().into());
+        }
     }
 
     /// Builds the response message for one question.
     pub fn answer(&self, query: &Message, qname: &Name, qtype: RecordType) -> Message {
-        self.decide(query, qname, qtype).0
+        self.decide(query, qname, qtype, None).response
     }
 
-    /// The response, and what an answer policy decided for it.
+    /// The response to one question: at turn `at` of a rotating RRset, or
+    /// its next turn.
     fn decide(
         &self,
         query: &Message,
         qname: &Name,
         qtype: RecordType,
-    ) -> (Message, Option<String>) {
-        let mut decision = None;
-        let mut r = response_to(query);
+        at: Option<usize>,
+    ) -> Decided {
+        let mut d = Decided {
+            response: response_to(query),
+            decision: None,
+            policy: false,
+            turn: None,
+        };
+        let r = &mut d.response;
         let Some(zone) = self.zone_for(qname) else {
             // Not ours, and we do not recurse (RFC 1035 §4.3.1).
             r.metadata.response_code = ResponseCode::Refused;
-            return (r, None);
+            return d;
         };
         match zone.lookup(qname, qtype) {
             ZoneAnswer::Answer(mut records) => {
                 r.metadata.authoritative = true;
-                decision = self.policies.order(qname, &mut records);
-                if decision.is_none() {
-                    self.rotation.rotate(&mut records);
+                d.decision = self.policies.order(qname, &mut records);
+                d.policy = d.decision.is_some() || self.policies.covers(qname);
+                if !d.policy {
+                    d.turn = self.rotation.rotate(&mut records, at);
                 }
                 r.add_answers(records);
             }
@@ -146,8 +283,20 @@ impl Authority {
                 r.add_authority(soa);
             }
         }
-        (r, decision)
+        d
     }
+}
+
+/// What [`Authority::decide`] decided.
+struct Decided {
+    response: Message,
+    /// What an answer policy decided, in words.
+    decision: Option<String>,
+    /// An answer policy (not the zone alone) ordered the records: the
+    /// reply is not kept.
+    policy: bool,
+    /// The RRset's turns and the one taken, when it rotates.
+    turn: Option<(Turns, usize)>,
 }
 
 #[cfg(test)]
@@ -209,5 +358,125 @@ mod tests {
         let m = ask(&authority(), "ns.rr.test.");
         assert!(m.metadata.authoritative);
         assert_eq!(m.answers.len(), 1);
+    }
+
+    /// Query bytes for `name`/`qtype` with `id`, with EDNS (DO set) or not.
+    fn query(id: u16, name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
+        let mut q = Message::query();
+        q.metadata.id = id;
+        q.metadata.recursion_desired = true;
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        if edns {
+            let mut e = hickory_proto::op::Edns::new();
+            e.set_max_payload(4096);
+            e.set_dnssec_ok(true);
+            q.set_edns(e);
+        }
+        q.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_kept_reply_is_the_reply_worked_out_afresh_with_its_own_id() {
+        let kept = authority();
+        for (name, qtype) in [
+            ("ns.rr.test.", RecordType::A),      // an answer
+            ("NS.rr.TEST.", RecordType::A),      // the question's case kept
+            ("nothing.rr.test.", RecordType::A), // NXDOMAIN with the SOA
+            ("ns.rr.test.", RecordType::MX),     // NODATA
+            ("example.com.", RecordType::A),     // refused
+            ("rr.test.", RecordType::SOA),
+        ] {
+            for edns in [false, true] {
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    let first = kept.serve(&query(1, name, qtype, edns), transport);
+                    let again = kept.serve(&query(0xBEEF, name, qtype, edns), transport);
+                    // A server that never saw the question: nothing kept.
+                    let fresh = authority().serve(&query(0xBEEF, name, qtype, edns), transport);
+                    assert_eq!(again.reply, fresh.reply, "{name} {qtype} edns={edns}");
+                    assert_eq!(again.id, 0xBEEF);
+                    assert_eq!(&again.reply.as_ref().unwrap()[..2], &[0xBE, 0xEF]);
+                    assert_eq!(
+                        &first.reply.as_ref().unwrap()[2..],
+                        &again.reply.unwrap()[2..]
+                    );
+                    assert_eq!(
+                        (again.name, again.qtype, again.outcome),
+                        (fresh.name, fresh.qtype, fresh.outcome)
+                    );
+                }
+            }
+        }
+        // The reply echoes the question as it was asked.
+        let upper = Message::from_vec(
+            &kept
+                .serve(
+                    &query(7, "NS.rr.TEST.", RecordType::A, false),
+                    Transport::Udp,
+                )
+                .reply
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(upper.queries[0].name().to_ascii(), "NS.rr.TEST.");
+    }
+
+    #[test]
+    fn kept_replies_take_the_rrsets_turns_and_stay_bounded() {
+        let a = authority();
+        // Kept or not, the three addresses come first in turn, and a new
+        // shape of the same question (EDNS) shares the RRset's turns.
+        let first = |edns: bool| {
+            let r = a.serve(
+                &query(1, "rr.rr.test.", RecordType::A, edns),
+                Transport::Udp,
+            );
+            Message::from_vec(&r.reply.unwrap()).unwrap().answers[0]
+                .data
+                .clone()
+        };
+        let seen: Vec<RData> = (0..6).map(|i| first(i == 4)).collect();
+        for i in 0..3 {
+            assert_eq!(seen[i], seen[i + 3], "turn {i}");
+            assert_ne!(seen[i], seen[(i + 1) % 3]);
+        }
+        // Distinct questions past the bound start the kept replies over.
+        for i in 0..(REPLIES_KEPT + 5) {
+            a.serve(
+                &query(1, &format!("n{i}.rr.test."), RecordType::A, false),
+                Transport::Udp,
+            );
+        }
+        assert!(a.kept.lock().unwrap().udp.len() <= REPLIES_KEPT);
+    }
+
+    #[test]
+    fn replies_ordered_by_a_policy_are_worked_out_each_time() {
+        use crate::policy::Policy;
+        let a = authority().with_policies(Policies::new([(
+            Name::from_ascii("pair.rr.test.").unwrap(),
+            Policy::Weighted(vec![
+                ("127.0.0.8".parse().unwrap(), 3),
+                ("127.0.0.9".parse().unwrap(), 1),
+            ]),
+        )]));
+        let mut firsts = Vec::new();
+        for _ in 0..8 {
+            let r = a.serve(
+                &query(1, "pair.rr.test.", RecordType::A, false),
+                Transport::Udp,
+            );
+            assert!(r.decision.is_some(), "the policy decided every time");
+            firsts.push(
+                Message::from_vec(&r.reply.unwrap()).unwrap().answers[0]
+                    .data
+                    .clone(),
+            );
+        }
+        assert!(a.kept.lock().unwrap().udp.is_empty());
+        let eights = firsts
+            .iter()
+            .filter(|d| d.to_string() == "127.0.0.8")
+            .count();
+        assert_eq!(eights, 6, "3:1 weights over 8 answers: {firsts:?}");
     }
 }

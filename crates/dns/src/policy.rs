@@ -120,6 +120,12 @@ impl Policies {
         self.by_name.is_empty()
     }
 
+    /// Whether `name` is answered by a policy (Name compares without
+    /// regard to case).
+    pub fn covers(&self, name: &Name) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     /// Orders the address records of `name` by its policy; what was
     /// decided, in words, or `None` when the name has no policy.
     pub fn order(&self, name: &Name, records: &mut [Record]) -> Option<String> {

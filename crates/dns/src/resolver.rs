@@ -149,7 +149,7 @@ impl Resolver {
         );
         let mut r = Resolved::from_cache(cached?);
         // From the cache too, each RRset takes its turns (C11).
-        self.rotation.rotate(&mut r.answers);
+        self.rotation.rotate(&mut r.answers, None);
         Some(r)
     }
 
@@ -323,7 +323,7 @@ impl Handler for Resolver {
                 .cache
                 .get(q.name(), q.query_type(), Instant::now())?;
             let mut resolved = Resolved::from_cache(cached);
-            self.rotation.rotate(&mut resolved.answers);
+            self.rotation.rotate(&mut resolved.answers, None);
             return Some(Some(
                 encode(&response(&query, resolved), &query, peer.transport).0,
             ));
