@@ -1,11 +1,12 @@
 //! The in-memory trace store: spans indexed by trace id, bounded by bytes,
-//! with a broadcast of every span as it is stored for live views.
+//! with the latest root spans noted for a live view that polls
+//! ([`TraceStore::roots_after`]): a reader woken for every span cost the
+//! collector about a tenth of its CPU under load.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::broadcast;
 
 use crate::span::{Correlation, Span, TraceId};
 
@@ -98,7 +99,6 @@ pub struct StoreStats {
 pub struct TraceStore {
     inner: Arc<Mutex<Inner>>,
     limits: StoreLimits,
-    live: broadcast::Sender<Arc<Span>>,
 }
 
 /// The memory a span takes, near enough to bound a store by: the struct
@@ -114,11 +114,9 @@ pub fn approx_bytes(span: &Span) -> usize {
 
 impl TraceStore {
     pub fn new(limits: StoreLimits) -> TraceStore {
-        let (live, _) = broadcast::channel(1024);
         TraceStore {
             inner: Arc::new(Mutex::new(Inner::default())),
             limits,
-            live,
         }
     }
 
@@ -145,8 +143,10 @@ impl TraceStore {
                 inner.dropped_spans += 1;
                 return false;
             }
-            entry.spans.push(span.clone());
-            if span.parent.is_none() {
+            let (root, link) = (span.parent.is_none(), span.link);
+            inner.asked.extend(span.correlates.iter().copied());
+            entry.spans.push(span);
+            if root {
                 if inner.roots.len() == ROOTS_KEPT {
                     inner.roots.pop_front();
                 }
@@ -155,13 +155,12 @@ impl TraceStore {
             }
             entry.bytes += size;
             inner.bytes += size;
-            if let Some(link) = span.link {
+            if let Some(link) = link {
                 let at = inner.links.entry(link).or_default();
                 if !at.contains(&trace) {
                     at.push(trace);
                 }
             }
-            inner.asked.extend(span.correlates.iter().copied());
             while inner.bytes > self.limits.max_bytes && inner.order.len() > 1 {
                 let Some(old) = inner.order.pop_front() else {
                     break;
@@ -169,8 +168,6 @@ impl TraceStore {
                 inner.evict(old);
             }
         }
-        // Nobody listening is the common case, and not an error.
-        let _ = self.live.send(span);
         true
     }
 
@@ -188,11 +185,6 @@ impl TraceStore {
             .copied()
             .collect();
         (inner.roots_total, traces, new - kept as u64)
-    }
-
-    /// Every span as it is stored.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Span>> {
-        self.live.subscribe()
     }
 
     pub fn stats(&self) -> StoreStats {
