@@ -95,7 +95,8 @@ impl Handler for LoadBalancer {
             );
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-            self.rec.end(span, served(&line, &conn, resp.status()));
+            self.rec
+                .end_with(span, || served(&line, &conn, resp.status()));
             return resp;
         }
         let pick = self.rec.begin(span.ctx(), Layer::Application);
@@ -135,7 +136,8 @@ impl Handler for LoadBalancer {
             resp.headers_mut()
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, self.hsts.clone());
         }
-        self.rec.end(span, served(&line, &conn, resp.status()));
+        self.rec
+            .end_with(span, || served(&line, &conn, resp.status()));
         resp
     }
 }
@@ -209,7 +211,7 @@ impl Handler for RedirectToHttps {
         let span = self.rec.begin(trace_ctx(req.headers()), Layer::Application);
         let resp = self.redirect(&req);
         self.rec
-            .end(span, served(&Line::of(&req), &conn, resp.status()));
+            .end_with(span, || served(&Line::of(&req), &conn, resp.status()));
         resp
     }
 }

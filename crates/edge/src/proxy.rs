@@ -223,7 +223,8 @@ pub async fn forward(
         {
             h.insert(header::HOST, v);
         }
-        let shown = shown_headers(&h);
+        // Only a span that goes somewhere shows them.
+        let shown = f.rec.keeps_spans().then(|| shown_headers(&h));
         let mut up = Request::new(outgoing);
         *up.method_mut() = parts.method.clone();
         *up.uri_mut() = parts.uri.clone();
@@ -245,10 +246,7 @@ pub async fn forward(
         let (status, connection, outcome) = match &result {
             Ok(resp) => (
                 resp.status(),
-                resp.extensions()
-                    .get::<ConnTag>()
-                    .map(ConnTag::describe_use)
-                    .unwrap_or_default(),
+                resp.extensions().get::<ConnTag>().cloned(),
                 if resp.status().is_server_error() {
                     Some(Outcome::Failed(format!("answered {}", resp.status())))
                 } else {
@@ -256,26 +254,22 @@ pub async fn forward(
                 },
             ),
             // The client's own body failing is not the backend's fault.
-            Err(e @ SendError::ClientBody { .. }) => (e.status(), String::new(), None),
-            Err(e) => (
-                e.status(),
-                String::new(),
-                Some(Outcome::Failed(e.to_string())),
-            ),
+            Err(e @ SendError::ClientBody { .. }) => (e.status(), None, None),
+            Err(e) => (e.status(), None, Some(Outcome::Failed(e.to_string()))),
         };
         if let Some(o) = outcome {
             pool.report(backend, o);
         }
         let ctx = span.ctx();
-        f.rec.end(
-            span,
-            Event::ProxyForward {
-                upstream: backend.label(),
-                headers: shown,
-                status: status.as_u16(),
-                connection,
-            },
-        );
+        f.rec.end_with(span, || Event::ProxyForward {
+            upstream: backend.label(),
+            headers: shown.unwrap_or_default(),
+            status: status.as_u16(),
+            connection: connection
+                .as_ref()
+                .map(ConnTag::describe_use)
+                .unwrap_or_default(),
+        });
         match result {
             Ok(mut resp) => {
                 attempts.push(Attempt {

@@ -52,15 +52,12 @@ impl Handler for WebServer {
             .or_else(|| line.uri.authority().map(|a| a.as_str()));
         let site = self.sites.for_host(host);
         let location = site.and_then(|s| s.location(path));
-        let decide = |action: WebAction| {
+        let decide = |action: &dyn Fn() -> WebAction| {
             let d = self.rec.begin(span.ctx(), Layer::Application);
-            self.rec.end(
-                d,
-                Event::WebDecision {
-                    path: path.to_string(),
-                    action,
-                },
-            );
+            self.rec.end_with(d, || Event::WebDecision {
+                path: path.to_string(),
+                action: action(),
+            });
         };
         let resp = match location.map(|l| &l.action) {
             None => {
@@ -68,7 +65,7 @@ impl Handler for WebServer {
                     "no location of site {} matches",
                     site.map_or_else(|| "-".into(), |s| s.label())
                 );
-                decide(WebAction::Reject {
+                decide(&|| WebAction::Reject {
                     status: 404,
                     reason: why.clone(),
                 });
@@ -78,25 +75,21 @@ impl Handler for WebServer {
                 // The decision's span covers finding and reading the file.
                 let d = self.rec.begin(span.ctx(), Layer::Application);
                 let s = files.serve(path, req.method(), req.headers()).await;
-                let action = match (&s.refused, &s.file) {
-                    (Some(reason), _) => WebAction::Reject {
-                        status: s.response.status().as_u16(),
-                        reason: reason.clone(),
+                self.rec.end_with(d, || Event::WebDecision {
+                    path: path.to_string(),
+                    action: match (&s.refused, &s.file) {
+                        (Some(reason), _) => WebAction::Reject {
+                            status: s.response.status().as_u16(),
+                            reason: reason.clone(),
+                        },
+                        (None, file) => WebAction::Static {
+                            file: file
+                                .as_ref()
+                                .map_or_else(|| path.to_string(), |f| f.display().to_string()),
+                            bytes: s.bytes,
+                        },
                     },
-                    (None, file) => WebAction::Static {
-                        file: file
-                            .as_ref()
-                            .map_or_else(|| path.to_string(), |f| f.display().to_string()),
-                        bytes: s.bytes,
-                    },
-                };
-                self.rec.end(
-                    d,
-                    Event::WebDecision {
-                        path: path.to_string(),
-                        action,
-                    },
-                );
+                });
                 s.response
             }
             Some(Action::Proxy(pool)) => {
@@ -108,14 +101,15 @@ impl Handler for WebServer {
                     proto: "http",
                 };
                 let tried = |b: &crate::backend::Backend| {
-                    decide(WebAction::Proxy {
+                    decide(&|| WebAction::Proxy {
                         upstream: b.label(),
                     })
                 };
                 forward(pool, req, &[], f, tried).await.response
             }
         };
-        self.rec.end(span, served(&line, &conn, resp.status()));
+        self.rec
+            .end_with(span, || served(&line, &conn, resp.status()));
         resp
     }
 }

@@ -67,6 +67,11 @@ impl Collector {
         self.detail == Detail::Full && (self.store.is_some() || !self.sinks.is_empty())
     }
 
+    /// Whether spans go anywhere at all (a store or a sink).
+    pub fn keeps_spans(&self) -> bool {
+        self.store.is_some() || !self.sinks.is_empty()
+    }
+
     /// The local store, when this collector keeps one.
     pub fn store(&self) -> Option<&TraceStore> {
         self.store.as_ref()
@@ -261,6 +266,19 @@ impl Recorder {
         self.end_at(pending, now_ns(), event);
     }
 
+    /// Whether spans recorded here go anywhere (a store or a sink).
+    pub fn keeps_spans(&self) -> bool {
+        self.collector.keeps_spans()
+    }
+
+    /// [`Self::end`], building the event only when the span goes somewhere:
+    /// a busy server formats no text that nobody keeps.
+    pub fn end_with(&self, pending: Pending, event: impl FnOnce() -> Event) {
+        if pending.sampled && self.keeps_spans() {
+            self.end(pending, event());
+        }
+    }
+
     /// Records `pending` as ending at `end_ns`.
     pub fn end_at(&self, pending: Pending, end_ns: u64, event: Event) {
         if !pending.sampled {
@@ -327,6 +345,30 @@ mod tests {
         assert!(c.snapshot().is_empty());
         let loud = r.begin(Ctx::new_root(), Layer::Application);
         r.end(loud, note("request"));
+        assert_eq!(c.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn an_event_nobody_keeps_is_never_built() {
+        let built = std::cell::Cell::new(0);
+        let event = || {
+            built.set(built.get() + 1);
+            note("built")
+        };
+        let nowhere = Recorder::new(
+            Collector::with_sinks(Detail::Full, None, Vec::new()),
+            "web1",
+            "127.0.4.1",
+            "web",
+        );
+        nowhere.end_with(nowhere.begin(Ctx::new_root(), Layer::Application), event);
+        assert_eq!(built.get(), 0);
+        let c = Collector::new(Detail::Full);
+        let kept = Recorder::new(c.clone(), "web1", "127.0.4.1", "web");
+        kept.end_with(kept.begin(Ctx::unsampled_root(), Layer::Application), event);
+        assert_eq!(built.get(), 0, "an unsampled span builds nothing either");
+        kept.end_with(kept.begin(Ctx::new_root(), Layer::Application), event);
+        assert_eq!(built.get(), 1);
         assert_eq!(c.snapshot().len(), 1);
     }
 
