@@ -41,12 +41,18 @@ pub struct Authority {
     policies: Policies,
     /// Replies worked out before, by transport and question.
     kept: Mutex<Kept>,
+    /// Bytes of them kept at most.
+    kept_max: usize,
 }
 
-/// Queries whose reply is kept (each a few hundred bytes); past this the
-/// kept replies start over, so a flood of distinct names costs a bounded
-/// amount of memory and only the work it would have cost anyway.
-const REPLIES_KEPT: usize = 10_000;
+/// Bytes of queries and replies kept; past this the kept replies start
+/// over, so a flood of distinct names (or of large queries and answers)
+/// costs bounded memory and only the work it would have cost anyway.
+const KEPT_BYTES: usize = 8 << 20;
+
+/// Queries longer than this are answered but their reply not kept (an
+/// ordinary query is under 100 bytes; EDNS options can make one huge).
+const KEPT_QUERY_MAX: usize = 512;
 
 /// Kept replies, keyed by the query's bytes after its id (UDP and TCP
 /// apart: a UDP reply may be truncated).
@@ -54,6 +60,8 @@ const REPLIES_KEPT: usize = 10_000;
 struct Kept {
     udp: HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState>,
     tcp: HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState>,
+    /// Query and reply bytes held, near enough.
+    bytes: usize,
 }
 
 impl Kept {
@@ -91,6 +99,7 @@ impl Authority {
             rotation: Rotation::default(),
             policies: Policies::default(),
             kept: Mutex::default(),
+            kept_max: KEPT_BYTES,
         }
     }
 
@@ -212,11 +221,18 @@ impl Authority {
         let Some(reply) = &served.reply else {
             return;
         };
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let map = kept.of(transport);
-        if map.len() >= REPLIES_KEPT && !map.contains_key(&bytes[2..]) {
-            map.clear();
+        if bytes.len() > KEPT_QUERY_MAX {
+            return;
         }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let adds = bytes.len() + reply.len();
+        if kept.bytes + adds > self.kept_max {
+            kept.udp.clear();
+            kept.tcp.clear();
+            kept.bytes = 0;
+        }
+        kept.bytes += adds;
+        let map = kept.of(transport);
         let (turns, at) = match turn {
             Some((turns, at)) => (Some(turns), at),
             None => (None, 0),
@@ -440,13 +456,39 @@ mod tests {
             assert_ne!(seen[i], seen[(i + 1) % 3]);
         }
         // Distinct questions past the bound start the kept replies over.
-        for i in 0..(REPLIES_KEPT + 5) {
+        let a = Authority {
+            kept_max: 64 << 10,
+            ..authority()
+        };
+        let mut most = 0;
+        for i in 0..2_000 {
             a.serve(
                 &query(1, &format!("n{i}.rr.test."), RecordType::A, false),
                 Transport::Udp,
             );
+            let kept = a.kept.lock().unwrap();
+            assert!(kept.bytes <= a.kept_max);
+            most = most.max(kept.udp.len());
         }
-        assert!(a.kept.lock().unwrap().udp.len() <= REPLIES_KEPT);
+        assert!(most > 300, "replies were kept ({most})");
+        assert!(a.kept.lock().unwrap().udp.len() < most, "and started over");
+        // A long query is answered, its reply not kept.
+        let mut long = Message::query();
+        long.add_query(Query::query(
+            Name::from_ascii("ns.rr.test.").unwrap(),
+            RecordType::A,
+        ));
+        let mut e = hickory_proto::op::Edns::new();
+        e.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                65001,
+                vec![0; 600],
+            ));
+        long.set_edns(e);
+        let before = a.kept.lock().unwrap().bytes;
+        let r = a.serve(&long.to_vec().unwrap(), Transport::Udp);
+        assert!(r.reply.is_some());
+        assert_eq!(a.kept.lock().unwrap().bytes, before);
     }
 
     #[test]
