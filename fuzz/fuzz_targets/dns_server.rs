@@ -1,6 +1,7 @@
 //! Any datagram to an authoritative server or the resolver's front door:
 //! the checks and answers must never panic, and a reply, when there is one,
-//! must decode and carry the query's id.
+//! must decode and carry the query's id; asked again with another id, the
+//! (kept) reply is the same but for the id.
 #![no_main]
 use std::sync::OnceLock;
 
@@ -28,6 +29,16 @@ fuzz_target!(|data: &[u8]| {
             let m = hickory_proto::op::Message::from_vec(&reply)
                 .expect("the server sent bytes it cannot decode itself");
             assert_eq!(m.metadata.id, served.id);
+            if data.len() >= 12 {
+                let mut again = data.to_vec();
+                again[0] ^= 0x5a;
+                let second = authority().serve(&again, t);
+                let r2 = second
+                    .reply
+                    .expect("a reply the first time and not the second");
+                assert_eq!(&r2[..2], &again[..2]);
+                assert_eq!(&r2[2..], &reply[2..]);
+            }
         }
     }
 });

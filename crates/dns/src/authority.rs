@@ -7,13 +7,11 @@
 //! up, encoded) and kept, and the same question again gets a copy with its
 //! own id, as NSD answers from replies it prepared when loading the zone.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use weblab_trace::DnsOutcome;
 
+use crate::kept::{Found, Kept, Slot};
 use crate::message::{Transport, check_query, encode, outcome_of, response_to};
 use crate::policy::Policies;
 use crate::rotation::{Rotation, Turns};
@@ -40,56 +38,14 @@ pub struct Authority {
     /// Names answered by another policy than round robin (C12).
     policies: Policies,
     /// Replies worked out before, by transport and question.
-    kept: Mutex<Kept>,
-    /// Bytes of them kept at most.
-    kept_max: usize,
+    kept: Kept<Account>,
 }
 
-/// Bytes of queries and replies kept; past this the kept replies start
-/// over, so a flood of distinct names (or of large queries and answers)
-/// costs bounded memory and only the work it would have cost anyway.
-const KEPT_BYTES: usize = 8 << 20;
-
-/// Queries longer than this are answered but their reply not kept (an
-/// ordinary query is under 100 bytes; EDNS options can make one huge).
-const KEPT_QUERY_MAX: usize = 512;
-
-/// Kept replies, keyed by the query's bytes after its id (UDP and TCP
-/// apart: a UDP reply may be truncated).
-#[derive(Default)]
-struct Kept {
-    udp: HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState>,
-    tcp: HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState>,
-    /// Query and reply bytes held, near enough.
-    bytes: usize,
-}
-
-impl Kept {
-    fn of(
-        &mut self,
-        transport: Transport,
-    ) -> &mut HashMap<Box<[u8]>, Reply, foldhash::fast::RandomState> {
-        match transport {
-            Transport::Udp => &mut self.udp,
-            Transport::Tcp => &mut self.tcp,
-        }
-    }
-}
-
-/// The reply to one query, kept: one per turn of its RRset (filled as the
-/// turns come round), and what a trace says about it.
-struct Reply {
-    turns: Option<Turns>,
-    bytes: Box<[Option<Box<[u8]>>]>,
+/// What a trace says about a kept reply.
+struct Account {
     name: String,
     qtype: String,
     outcome: DnsOutcome,
-}
-
-/// A kept reply's use: the copy to send, or the turn with no reply yet.
-enum Found {
-    Ready(Served),
-    Missing(usize),
 }
 
 impl Authority {
@@ -98,8 +54,7 @@ impl Authority {
             zones,
             rotation: Rotation::default(),
             policies: Policies::default(),
-            kept: Mutex::default(),
-            kept_max: KEPT_BYTES,
+            kept: Kept::default(),
         }
     }
 
@@ -129,9 +84,20 @@ impl Authority {
     /// [`Self::serve`]; without `account`, a kept reply comes without the
     /// name and type a trace would show.
     fn serve_with(&self, bytes: &[u8], transport: Transport, account: bool) -> Served {
-        let at = match self.find(bytes, transport, account) {
-            Some(Found::Ready(served)) => return served,
-            Some(Found::Missing(turn)) => Some(turn),
+        let found = self.kept.find(bytes, transport, |found| match found {
+            Found::Ready(slot, a) => Ok(Served {
+                reply: Some(slot.copy_for(bytes, None)),
+                id: u16::from_be_bytes([bytes[0], bytes[1]]),
+                name: if account { a.name.clone() } else { String::new() },
+                qtype: if account { a.qtype.clone() } else { String::new() },
+                outcome: a.outcome.clone(),
+                decision: None,
+            }),
+            Found::Missing(turn, _) => Err(turn),
+        });
+        let at = match found {
+            Some(Ok(served)) => return served,
+            Some(Err(turn)) => Some(turn),
             None => None,
         };
         self.work_out(bytes, transport, at)
@@ -141,35 +107,6 @@ impl Authority {
     /// trace): what a server whose spans go nowhere does.
     pub fn reply(&self, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
         self.serve_with(bytes, transport, false).reply
-    }
-
-    /// The kept reply to `bytes`, if there is one, with `bytes`' id.
-    fn find(&self, bytes: &[u8], transport: Transport, account: bool) -> Option<Found> {
-        let question = bytes.get(2..).filter(|_| bytes.len() >= 12)?;
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let reply = kept.of(transport).get(question)?;
-        let turn = reply.turns.as_ref().map_or(0, Turns::next);
-        let Some(kept_bytes) = &reply.bytes[turn] else {
-            return Some(Found::Missing(turn));
-        };
-        let mut out = kept_bytes.to_vec();
-        out[..2].copy_from_slice(&bytes[..2]);
-        Some(Found::Ready(Served {
-            reply: Some(out),
-            id: u16::from_be_bytes([bytes[0], bytes[1]]),
-            name: if account {
-                reply.name.clone()
-            } else {
-                String::new()
-            },
-            qtype: if account {
-                reply.qtype.clone()
-            } else {
-                String::new()
-            },
-            outcome: reply.outcome.clone(),
-            decision: None,
-        }))
     }
 
     /// Parses, looks up and encodes the reply to `bytes` (at turn `at` of
@@ -221,32 +158,15 @@ impl Authority {
         let Some(reply) = &served.reply else {
             return;
         };
-        if bytes.len() > KEPT_QUERY_MAX {
-            return;
-        }
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let adds = bytes.len() + reply.len();
-        if kept.bytes + adds > self.kept_max {
-            kept.udp.clear();
-            kept.tcp.clear();
-            kept.bytes = 0;
-        }
-        kept.bytes += adds;
-        let map = kept.of(transport);
-        let (turns, at) = match turn {
-            Some((turns, at)) => (Some(turns), at),
-            None => (None, 0),
+        let slot = Slot {
+            bytes: reply.as_slice().into(),
+            ttls: Box::default(),
         };
-        let entry = map.entry(bytes[2..].into()).or_insert_with(|| Reply {
-            bytes: vec![None; turns.as_ref().map_or(1, |t| t.of)].into_boxed_slice(),
-            turns,
+        self.kept.keep(bytes, transport, turn, slot, || Account {
             name: served.name.clone(),
             qtype: served.qtype.clone(),
             outcome: served.outcome.clone(),
         });
-        if let Some(slot) = entry.bytes.get_mut(at) {
-            *slot = Some(reply.as_slice().into());
-        }
     }
 
     /// Builds the response message for one question.
@@ -457,7 +377,7 @@ mod tests {
         }
         // Distinct questions past the bound start the kept replies over.
         let a = Authority {
-            kept_max: 64 << 10,
+            kept: Kept::new(64 << 10),
             ..authority()
         };
         let mut most = 0;
@@ -466,12 +386,12 @@ mod tests {
                 &query(1, &format!("n{i}.rr.test."), RecordType::A, false),
                 Transport::Udp,
             );
-            let kept = a.kept.lock().unwrap();
-            assert!(kept.bytes <= a.kept_max);
-            most = most.max(kept.udp.len());
+            let (udp, _, bytes) = a.kept.held();
+            assert!(bytes <= 64 << 10);
+            most = most.max(udp);
         }
         assert!(most > 300, "replies were kept ({most})");
-        assert!(a.kept.lock().unwrap().udp.len() < most, "and started over");
+        assert!(a.kept.held().0 < most, "and started over");
         // A long query is answered, its reply not kept.
         let mut long = Message::query();
         long.add_query(Query::query(
@@ -485,10 +405,10 @@ mod tests {
                 vec![0; 600],
             ));
         long.set_edns(e);
-        let before = a.kept.lock().unwrap().bytes;
+        let before = a.kept.held();
         let r = a.serve(&long.to_vec().unwrap(), Transport::Udp);
         assert!(r.reply.is_some());
-        assert_eq!(a.kept.lock().unwrap().bytes, before);
+        assert_eq!(a.kept.held(), before);
     }
 
     #[test]
@@ -514,7 +434,7 @@ mod tests {
                     .clone(),
             );
         }
-        assert!(a.kept.lock().unwrap().udp.is_empty());
+        assert_eq!(a.kept.held().0, 0);
         let eights = firsts
             .iter()
             .filter(|d| d.to_string() == "127.0.0.8")

@@ -22,6 +22,7 @@ mod batch;
 pub mod cache;
 mod error;
 pub mod iterate;
+mod kept;
 pub mod lookup;
 pub mod message;
 pub mod net;
