@@ -88,8 +88,16 @@ impl Authority {
             Found::Ready(slot, a) => Ok(Served {
                 reply: Some(slot.copy_for(bytes, None)),
                 id: u16::from_be_bytes([bytes[0], bytes[1]]),
-                name: if account { a.name.clone() } else { String::new() },
-                qtype: if account { a.qtype.clone() } else { String::new() },
+                name: if account {
+                    a.name.clone()
+                } else {
+                    String::new()
+                },
+                qtype: if account {
+                    a.qtype.clone()
+                } else {
+                    String::new()
+                },
                 outcome: a.outcome.clone(),
                 decision: None,
             }),

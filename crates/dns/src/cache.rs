@@ -44,6 +44,9 @@ struct Entry {
     /// When stored, in milliseconds since the cache was made.
     stored_ms: u64,
     ttl: u32,
+    /// Which store this was (a count kept by the cache): a reply made
+    /// from an entry is only good while this entry is the one there.
+    generation: u64,
 }
 
 /// The type part of a key for an NXDOMAIN, which covers every type.
@@ -58,6 +61,39 @@ fn key(name: &Name, rtype: u16, out: &mut Vec<u8>) {
     }
     out.push(0);
     out.extend_from_slice(&rtype.to_be_bytes());
+}
+
+/// The lowercase wire form of the question's name in `query` (without
+/// compression, as queries write it), or `None`.
+pub fn question_name(query: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(64);
+    let mut at = 12;
+    loop {
+        let len = usize::from(*query.get(at)?);
+        if len & 0xc0 != 0 || out.len() + len + 1 > 255 {
+            return None;
+        }
+        out.push(len as u8);
+        if len == 0 {
+            return Some(out);
+        }
+        out.extend(
+            query
+                .get(at + 1..at + 1 + len)?
+                .iter()
+                .map(u8::to_ascii_lowercase),
+        );
+        at += 1 + len;
+    }
+}
+
+/// Which entry answers a question now, as [`Cache::get`] would decode it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The entry's store (see `Entry::generation`).
+    pub generation: u64,
+    /// Whole seconds it has left: the TTL its records are given.
+    pub left: u32,
 }
 
 /// Appends `records` (one owner) in the entry layout; `None` if one cannot
@@ -102,6 +138,8 @@ fn decode(data: &[u8], ttl: u32) -> Option<Vec<Record>> {
 /// A TTL cache of record sets.
 pub struct Cache {
     entries: HashMap<Box<[u8]>, Entry>,
+    /// Stores made so far.
+    stores: u64,
     epoch: Instant,
     max_entries: usize,
     /// Upper bound for any TTL (like Unbound's `cache-max-ttl`).
@@ -121,6 +159,7 @@ impl Cache {
     pub fn new(max_entries: usize) -> Self {
         Cache {
             entries: HashMap::new(),
+            stores: 0,
             epoch: Instant::now(),
             max_entries,
             max_ttl: 86_400,
@@ -147,25 +186,58 @@ impl Cache {
 
     /// Looks up `name`/`qtype` at time `now`. Expired entries are removed.
     pub fn get(&mut self, name: &Name, qtype: RecordType, now: Instant) -> Option<Cached> {
-        let now_ms = self.ms(now);
         let mut k = Vec::with_capacity(64);
-        for t in [EVERY_TYPE, u16::from(qtype)] {
-            key(name, t, &mut k);
-            let Some(entry) = self.entries.get(k.as_slice()) else {
+        key(name, u16::from(qtype), &mut k);
+        k.truncate(k.len() - 2);
+        let now_ms = self.ms(now);
+        let (entry, left) = self.find(&mut k, u16::from(qtype), now_ms)?;
+        let soa = || decode(&entry.data, left).and_then(|mut v| v.pop());
+        Some(match entry.kind {
+            Kind::NxDomain => Cached::NxDomain(soa()),
+            Kind::NoData => Cached::NoData(soa()),
+            Kind::Records => Cached::Records(decode(&entry.data, left)?),
+        })
+    }
+
+    /// Which entry [`Cache::get`] would answer from for the name in
+    /// lowercase wire form `name` and `qtype` at `now`, without decoding
+    /// it. Expired entries are removed, as `get` does.
+    pub fn probe(&mut self, name: &[u8], qtype: RecordType, now: Instant) -> Option<Probe> {
+        let mut k = name.to_vec();
+        let now_ms = self.ms(now);
+        let (entry, left) = self.find(&mut k, u16::from(qtype), now_ms)?;
+        Some(Probe {
+            generation: entry.generation,
+            left,
+        })
+    }
+
+    /// The live entry for `name` (lowercase wire form, left as it came)
+    /// and `qtype`: a cached NXDOMAIN first (it covers every type), then
+    /// the type's own entry.
+    fn find(&mut self, name: &mut Vec<u8>, qtype: u16, now_ms: u64) -> Option<(&Entry, u32)> {
+        let n = name.len();
+        let mut found = None;
+        for t in [EVERY_TYPE, qtype] {
+            name.truncate(n);
+            name.extend_from_slice(&t.to_be_bytes());
+            let Some(entry) = self.entries.get(name.as_slice()) else {
                 continue;
             };
-            let Some(left) = Self::remaining(entry, now_ms) else {
-                self.entries.remove(k.as_slice());
-                continue;
-            };
-            let soa = || decode(&entry.data, left).and_then(|mut v| v.pop());
-            return Some(match entry.kind {
-                Kind::NxDomain => Cached::NxDomain(soa()),
-                Kind::NoData => Cached::NoData(soa()),
-                Kind::Records => Cached::Records(decode(&entry.data, left)?),
-            });
+            match Self::remaining(entry, now_ms) {
+                Some(left) => {
+                    found = Some(left);
+                    break;
+                }
+                None => {
+                    self.entries.remove(name.as_slice());
+                }
+            }
         }
-        None
+        let left = found?;
+        let entry = self.entries.get(name.as_slice())?;
+        name.truncate(n);
+        Some((entry, left))
     }
 
     fn put(&mut self, key: Box<[u8]>, kind: Kind, data: Box<[u8]>, ttl: u32, now: Instant) {
@@ -179,6 +251,7 @@ impl Cache {
             }
         }
         let stored_ms = self.ms(now);
+        self.stores += 1;
         self.entries.insert(
             key,
             Entry {
@@ -186,6 +259,7 @@ impl Cache {
                 data,
                 stored_ms,
                 ttl: ttl.min(self.max_ttl),
+                generation: self.stores,
             },
         );
     }
@@ -256,6 +330,44 @@ mod tests {
             ttl,
             RData::A(A::new(127, 0, 0, 1)),
         )
+    }
+
+    #[test]
+    fn a_probe_names_the_entry_get_would_read_and_its_time_left() {
+        let mut c = Cache::default();
+        let t0 = Instant::now();
+        let n = Name::from_ascii("X.test.").unwrap();
+        let wire = question_name(&{
+            let mut q = hickory_proto::op::Message::query();
+            q.add_query(hickory_proto::op::Query::query(n.clone(), RecordType::A));
+            q.to_vec().unwrap()
+        })
+        .unwrap();
+        assert_eq!(wire, b"\x01x\x04test\x00", "lowercase wire form");
+        assert_eq!(c.probe(&wire, RecordType::A, t0), None);
+        c.insert_records(&[a("x.test.", 300)], t0);
+        let p = c.probe(&wire, RecordType::A, t0 + secs(100)).unwrap();
+        let Some(Cached::Records(rs)) = c.get(&n, RecordType::A, t0 + secs(100)) else {
+            panic!("a hit")
+        };
+        assert_eq!(p.left, rs[0].ttl);
+        // Stored again: another entry, though the same name and time.
+        c.insert_records(&[a("x.test.", 300)], t0);
+        let q = c.probe(&wire, RecordType::A, t0 + secs(100)).unwrap();
+        assert_ne!(p.generation, q.generation);
+        // An NXDOMAIN for the name is what get reads first, and so does probe.
+        c.insert_negative(&n, RecordType::A, true, None, 60, t0);
+        assert_ne!(
+            c.probe(&wire, RecordType::A, t0).unwrap().generation,
+            q.generation
+        );
+        assert!(matches!(
+            c.get(&n, RecordType::A, t0),
+            Some(Cached::NxDomain(_))
+        ));
+        // Expired: nothing, as get.
+        assert_eq!(c.probe(&wire, RecordType::A, t0 + secs(400)), None);
+        assert_eq!(c.get(&n, RecordType::A, t0 + secs(400)), None);
     }
 
     #[test]

@@ -258,7 +258,12 @@ mod tests {
         query[..2].copy_from_slice(&[0xAB, 0xCD]);
         let back = Message::from_vec(&slot.copy_for(&query, Some(42))).unwrap();
         assert_eq!(back.metadata.id, 0xABCD);
-        assert!(back.answers.iter().chain(&back.additionals).all(|r| r.ttl == 42));
+        assert!(
+            back.answers
+                .iter()
+                .chain(&back.additionals)
+                .all(|r| r.ttl == 42)
+        );
         assert!(back.edns.is_some(), "OPT untouched");
         // A cut reply cannot be walked.
         assert!(ttl_fields(&bytes[..bytes.len() - 1]).is_none());

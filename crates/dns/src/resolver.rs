@@ -13,10 +13,11 @@ use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use weblab_trace::{CacheLevel, Correlation, Ctx, DnsOutcome, Event, Layer, Recorder};
 
-use crate::cache::Cached;
+use crate::cache::{Cached, question_name};
 use crate::error::DnsError;
 pub use crate::iterate::Resolved;
 use crate::iterate::{Ask, Heard, Iteration, Knowledge, Settings, Step};
+use crate::kept::{Found, Kept, Slot, ttl_fields};
 use crate::message::{Transport, check_query, encode, outcome_of, record_text, response_to};
 use crate::net::{Handler, Peer, build_query, exchange_tcp, exchange_udp};
 
@@ -71,6 +72,27 @@ pub struct Resolver {
     knowledge: Mutex<Knowledge>,
     rotation: crate::rotation::Rotation,
     rec: Recorder,
+    /// Cache hits' replies, kept for a role whose spans go nowhere: a copy
+    /// with the query's id and the TTL left is sent while the cache entry
+    /// it was made from is still the one there.
+    kept: Kept<FromCache>,
+}
+
+/// The cache entry a kept reply was made from.
+struct FromCache {
+    /// The question's name, lowercase wire form.
+    name: Vec<u8>,
+    qtype: RecordType,
+    generation: u64,
+}
+
+/// What a kept reply gave.
+enum Use {
+    Reply(Vec<u8>),
+    /// The turn of the RRset has no reply yet.
+    Missing(usize),
+    /// The cache entry is gone or another one: the kept reply is too.
+    Stale,
 }
 
 impl Resolver {
@@ -87,6 +109,7 @@ impl Resolver {
             knowledge: Mutex::new(Knowledge::default()),
             rotation: Default::default(),
             rec,
+            kept: Kept::default(),
         }
     }
 
@@ -308,25 +331,92 @@ fn serve_event(peer: Peer, outcome: DnsOutcome, id: u16, name: String, qtype: St
     }
 }
 
+impl Resolver {
+    /// The kept reply to `bytes`, if its cache entry is still the one
+    /// there, with `bytes`' id and the TTL left.
+    fn kept_reply(&self, bytes: &[u8], transport: Transport) -> Option<Use> {
+        self.kept.find(bytes, transport, |found| {
+            let meta = match &found {
+                Found::Ready(_, m) | Found::Missing(_, m) => m,
+            };
+            let probe = self
+                .knowledge()
+                .cache
+                .probe(&meta.name, meta.qtype, Instant::now());
+            let Some(p) = probe.filter(|p| p.generation == meta.generation) else {
+                return Use::Stale;
+            };
+            match found {
+                Found::Ready(slot, _) => Use::Reply(slot.copy_for(bytes, Some(p.left))),
+                Found::Missing(turn, _) => Use::Missing(turn),
+            }
+        })
+    }
+
+    /// A cache hit's reply (at turn `at` of a rotating RRset, or its next
+    /// turn), kept when it was made from one cache entry whose TTL every
+    /// record carries.
+    fn cache_reply(
+        &self,
+        bytes: &[u8],
+        query: &Message,
+        transport: Transport,
+        at: Option<usize>,
+    ) -> Option<Vec<u8>> {
+        let q = &query.queries[0];
+        let now = Instant::now();
+        let name = question_name(bytes);
+        let (cached, probe) = {
+            let mut k = self.knowledge();
+            let cached = k.cache.get(q.name(), q.query_type(), now)?;
+            let probe = name
+                .as_ref()
+                .and_then(|n| k.cache.probe(n, q.query_type(), now));
+            (cached, probe)
+        };
+        let mut resolved = Resolved::from_cache(cached);
+        let turn = self.rotation.rotate(&mut resolved.answers, at);
+        let reply = encode(&response(query, resolved), query, transport).0;
+        if let (Some(name), Some(p), Some(fields)) = (name, probe, ttl_fields(&reply))
+            && fields.iter().all(|(_, ttl)| *ttl == p.left)
+        {
+            let slot = Slot {
+                bytes: reply.as_slice().into(),
+                ttls: fields.iter().map(|(at, _)| *at).collect(),
+            };
+            self.kept.keep(bytes, transport, turn, slot, || FromCache {
+                name,
+                qtype: q.query_type(),
+                generation: p.generation,
+            });
+        }
+        Some(reply)
+    }
+}
+
 impl Handler for Resolver {
     /// A cache hit from an allowed client is answered on the spot.
     fn answer_now(&self, bytes: &[u8], peer: Peer) -> Option<Option<Vec<u8>>> {
+        let untraced = !self.rec.keeps_server_spans();
+        let mut at = None;
+        if untraced && self.cfg.allows(peer.remote.ip()) {
+            match self.kept_reply(bytes, peer.transport) {
+                Some(Use::Reply(reply)) => return Some(Some(reply)),
+                Some(Use::Missing(turn)) => at = Some(turn),
+                Some(Use::Stale) => self.kept.forget(bytes, peer.transport),
+                None => {}
+            }
+        }
         let query = check_query(bytes).ok()?;
         if !self.cfg.allows(peer.remote.ip()) {
             return None;
         }
         let q = &query.queries[0];
-        if !self.rec.keeps_server_spans() {
+        if untraced {
             // Nobody keeps the spans: answer without building them.
-            let cached = self
-                .knowledge()
-                .cache
-                .get(q.name(), q.query_type(), Instant::now())?;
-            let mut resolved = Resolved::from_cache(cached);
-            self.rotation.rotate(&mut resolved.answers, None);
-            return Some(Some(
-                encode(&response(&query, resolved), &query, peer.transport).0,
-            ));
+            return self
+                .cache_reply(bytes, &query, peer.transport, at)
+                .map(Some);
         }
         let span = self
             .rec
@@ -375,5 +465,143 @@ impl Handler for Resolver {
             }
         };
         Some(self.reply(&query, peer, span, resolved))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{RData, Record, rdata::A};
+    use weblab_trace::{Collector, Detail};
+
+    /// A resolver whose spans go nowhere (a `serve`d role without --otlp),
+    /// with `name` cached as `addrs` (TTL 300).
+    fn resolver(name: &str, addrs: &[[u8; 4]]) -> Resolver {
+        let rec = Recorder::new(
+            Collector::with_sinks(Detail::Full, None, Vec::new()),
+            "resolver",
+            "127.0.1.1",
+            "resolver",
+        );
+        let r = Resolver::new(
+            ResolverConfig {
+                root_hints: vec![],
+                upstream_port: 53,
+                bind: "127.0.1.1".parse().unwrap(),
+                timeout: Duration::from_secs(1),
+                qname_minimisation: false,
+                allow: ResolverConfig::loopback_only(),
+            },
+            rec,
+        );
+        cache(&r, name, addrs);
+        r
+    }
+
+    fn cache(r: &Resolver, name: &str, addrs: &[[u8; 4]]) {
+        let name = Name::from_ascii(name).unwrap();
+        let records: Vec<Record> = addrs
+            .iter()
+            .map(|a| {
+                Record::from_rdata(
+                    name.clone(),
+                    300,
+                    RData::A(A::from(std::net::Ipv4Addr::from(*a))),
+                )
+            })
+            .collect();
+        r.knowledge().cache.insert_records(&records, Instant::now());
+    }
+
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut q = Message::query();
+        q.metadata.id = id;
+        q.metadata.recursion_desired = true;
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        q.to_vec().unwrap()
+    }
+
+    fn peer(from: &str) -> Peer {
+        Peer {
+            remote: format!("{from}:5353").parse().unwrap(),
+            local: "127.0.1.1:53".parse().unwrap(),
+            transport: Transport::Udp,
+        }
+    }
+
+    fn ask(r: &Resolver, id: u16, name: &str) -> Message {
+        let reply = r.answer_now(&query(id, name), peer("127.0.0.2")).unwrap();
+        Message::from_vec(&reply.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_kept_cache_hit_is_the_reply_made_afresh_with_its_id_and_time_left() {
+        let r = resolver("www.k.test.", &[[127, 0, 0, 7]]);
+        let first = ask(&r, 1, "www.k.test.");
+        assert_eq!(r.kept.held().0, 1, "the reply was kept");
+        let name = question_name(&query(1, "www.k.test.")).unwrap();
+        let left = || {
+            r.knowledge()
+                .cache
+                .probe(&name, RecordType::A, Instant::now())
+                .unwrap()
+                .left
+        };
+        let before = left();
+        let again = ask(&r, 0xBEEF, "www.k.test.");
+        let after = left();
+        assert_eq!(again.metadata.id, 0xBEEF);
+        assert_eq!(again.answers.len(), 1);
+        assert_eq!(again.answers[0].data, first.answers[0].data);
+        let ttl = again.answers[0].ttl;
+        assert!(
+            (after..=before).contains(&ttl),
+            "{after} <= {ttl} <= {before}"
+        );
+        // Everything but the id and the TTL is what a fresh resolver says.
+        let fresh = resolver("www.k.test.", &[[127, 0, 0, 7]]);
+        let mut a = again.clone();
+        let mut b = ask(&fresh, 0xBEEF, "www.k.test.");
+        a.answers[0].ttl = 0;
+        b.answers[0].ttl = 0;
+        assert_eq!(a.to_vec().unwrap(), b.to_vec().unwrap());
+    }
+
+    #[test]
+    fn a_kept_reply_goes_when_its_cache_entry_changes() {
+        let r = resolver("www.k.test.", &[[127, 0, 0, 7]]);
+        ask(&r, 1, "www.k.test.");
+        ask(&r, 2, "www.k.test.");
+        // The name is cached again with another address.
+        cache(&r, "www.k.test.", &[[127, 0, 0, 8]]);
+        let m = ask(&r, 3, "www.k.test.");
+        assert_eq!(m.answers[0].data, RData::A(A::new(127, 0, 0, 8)));
+        assert_eq!(
+            ask(&r, 4, "www.k.test.").answers[0].data,
+            RData::A(A::new(127, 0, 0, 8))
+        );
+    }
+
+    #[test]
+    fn kept_cache_hits_take_the_rrsets_turns_and_keep_the_allow_list() {
+        let r = resolver(
+            "rr.k.test.",
+            &[[127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]],
+        );
+        let firsts: Vec<RData> = (0..6)
+            .map(|i| ask(&r, i, "rr.k.test.").answers[0].data.clone())
+            .collect();
+        for i in 0..3 {
+            assert_eq!(firsts[i], firsts[i + 3]);
+            assert_ne!(firsts[i], firsts[(i + 1) % 3]);
+        }
+        assert_eq!(r.kept.held().0, 1);
+        // A client outside the allow list is not answered from what was
+        // kept (it goes on to be refused).
+        assert!(
+            r.answer_now(&query(9, "rr.k.test."), peer("192.0.2.1"))
+                .is_none()
+        );
     }
 }
