@@ -399,6 +399,7 @@ fn not_an_event<T>() -> Result<T, Error> {
     Err(Error("an event is a struct variant".into()))
 }
 
+/// Serializer methods that refuse their value.
 macro_rules! refuse {
     ($($method:ident($($arg:ty),*) -> $ret:ty;)*) => {$(
         fn $method(self, $(_: $arg),*) -> Result<$ret, Error> {
@@ -741,10 +742,17 @@ impl ser::SerializeMap for Compound<'_> {
     type Ok = bool;
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        // Written as a value first: a key must come out as text (a string,
+        // a char, a unit variant's name), as OTLP's key-value lists have.
+        let mut scratch = Vec::new();
+        let text = match key.serialize(Val(&mut scratch)) {
+            Ok(true) => string_of(&scratch),
+            _ => None,
+        }
+        .ok_or_else(|| Error("a map key that is not text".into()))?;
         let at = self.buf.len();
         let kv = open(self.buf, field::ITEMS);
-        let key = key.serialize(KeyText)?;
-        bytes_field(self.buf, field::KEY, key.as_bytes());
+        bytes_field(self.buf, field::KEY, text);
         self.entry = Some((at, kv));
         Ok(())
     }
@@ -760,89 +768,23 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-/// A map key: text, as OTLP's key-value lists have.
-struct KeyText;
-
-fn not_text<T>() -> Result<T, Error> {
-    Err(Error("a map key that is not text".into()))
-}
-
-macro_rules! refuse_key {
-    ($($method:ident($($arg:ty),*) -> $ret:ty;)*) => {$(
-        fn $method(self, $(_: $arg),*) -> Result<$ret, Error> {
-            not_text()
+/// The text of an `AnyValue` written by [`Val`] that is a string alone.
+fn string_of(any: &[u8]) -> Option<&[u8]> {
+    let rest = any.strip_prefix(&[(field::STRING << 3 | LEN) as u8])?;
+    let (mut len, mut shift, mut at) = (0usize, 0, 0);
+    loop {
+        let b = *rest.get(at)?;
+        len |= usize::from(b & 0x7f) << shift;
+        at += 1;
+        if b < 0x80 {
+            break;
         }
-    )*};
-}
-
-impl ser::Serializer for KeyText {
-    type Ok = String;
-    type Error = Error;
-    type SerializeSeq = ser::Impossible<String, Error>;
-    type SerializeTuple = ser::Impossible<String, Error>;
-    type SerializeTupleStruct = ser::Impossible<String, Error>;
-    type SerializeTupleVariant = ser::Impossible<String, Error>;
-    type SerializeMap = ser::Impossible<String, Error>;
-    type SerializeStruct = ser::Impossible<String, Error>;
-    type SerializeStructVariant = ser::Impossible<String, Error>;
-
-    fn serialize_str(self, v: &str) -> Result<String, Error> {
-        Ok(v.to_string())
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
     }
-    fn serialize_char(self, v: char) -> Result<String, Error> {
-        Ok(v.to_string())
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<String, Error> {
-        Ok(variant.to_string())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<String, Error> {
-        value.serialize(self)
-    }
-    refuse_key! {
-        serialize_bool(bool) -> String;
-        serialize_i8(i8) -> String;
-        serialize_i16(i16) -> String;
-        serialize_i32(i32) -> String;
-        serialize_i64(i64) -> String;
-        serialize_u8(u8) -> String;
-        serialize_u16(u16) -> String;
-        serialize_u32(u32) -> String;
-        serialize_u64(u64) -> String;
-        serialize_f32(f32) -> String;
-        serialize_f64(f64) -> String;
-        serialize_bytes(&[u8]) -> String;
-        serialize_none() -> String;
-        serialize_unit() -> String;
-        serialize_unit_struct(&'static str) -> String;
-        serialize_seq(Option<usize>) -> Self::SerializeSeq;
-        serialize_tuple(usize) -> Self::SerializeTuple;
-        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
-        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
-        serialize_map(Option<usize>) -> Self::SerializeMap;
-        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
-        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Error> {
-        not_text()
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<String, Error> {
-        not_text()
-    }
+    (rest.len() - at == len).then(|| &rest[at..])
 }
 
 #[cfg(test)]
@@ -902,6 +844,14 @@ mod tests {
         };
         let keys: Vec<&[u8]> = l.values.iter().map(|kv| &kv.key[..]).collect();
         assert_eq!(keys, [b"a"]);
+        // A map's text keys become the list's keys (long ones too).
+        let long = "k".repeat(200);
+        let m = std::collections::BTreeMap::from([("a", 1u8), (long.as_str(), 2)]);
+        let Some(Value::KvlistValue(l)) = any(&m).and_then(|v| v.value) else {
+            panic!("not a list")
+        };
+        let keys: Vec<&[u8]> = l.values.iter().map(|kv| &kv.key[..]).collect();
+        assert_eq!(keys, [b"a".as_slice(), long.as_bytes()]);
         // A map with keys that are not text has no OTLP form.
         let mut m = std::collections::BTreeMap::new();
         m.insert(1u8, 2u8);
