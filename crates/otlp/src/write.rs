@@ -551,6 +551,15 @@ impl<'a> Compound<'a> {
     }
 }
 
+/// Integers that fit an `i64`: written as one.
+macro_rules! widen {
+    ($($method:ident: $t:ty),*) => {$(
+        fn $method(self, v: $t) -> Result<bool, Error> {
+            self.serialize_i64(v.into())
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for Val<'a> {
     type Ok = bool;
     type Error = Error;
@@ -567,28 +576,12 @@ impl<'a> ser::Serializer for Val<'a> {
         varint(self.0, u64::from(v));
         Ok(true)
     }
-    fn serialize_i8(self, v: i8) -> Result<bool, Error> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<bool, Error> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<bool, Error> {
-        self.serialize_i64(v.into())
-    }
+    widen!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+           serialize_u8: u8, serialize_u16: u16, serialize_u32: u32);
     fn serialize_i64(self, v: i64) -> Result<bool, Error> {
         tag(self.0, field::INT, VARINT);
         varint(self.0, v as u64);
         Ok(true)
-    }
-    fn serialize_u8(self, v: u8) -> Result<bool, Error> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<bool, Error> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<bool, Error> {
-        self.serialize_i64(v.into())
     }
     fn serialize_u64(self, v: u64) -> Result<bool, Error> {
         match i64::try_from(v) {
