@@ -31,7 +31,7 @@ use crate::scrub;
 /// Referrals followed for one name (a loop guard).
 const MAX_REFERRALS: u8 = 12;
 /// CNAMEs followed across zones for one question.
-const MAX_CNAMES: u8 = 8;
+pub const MAX_CNAMES: u8 = 8;
 /// Queries sent for one name, whatever happens (timeouts, minimisation).
 const MAX_QUERIES: u16 = 32;
 /// Times one server is asked one question before the next is tried.
@@ -157,6 +157,57 @@ pub struct Iteration {
     asked: Option<(usize, Name, RecordType)>,
 }
 
+/// What the cache holds for a question, CNAMEs followed.
+#[derive(Debug)]
+pub struct Followed {
+    /// The CNAME records followed, in order.
+    pub chain: Vec<Record>,
+    /// Where they lead (the question's name when there are none).
+    pub target: Name,
+    /// The cache's answer for the target, if it has one.
+    pub found: Option<Cached>,
+    /// More CNAMEs than allowed: a loop, or a chain too long to trust.
+    pub too_long: bool,
+}
+
+/// Looks `name`/`qtype` up in `cache`, following at most `max` cached
+/// CNAMEs (not for a question about CNAMEs themselves, or ANY).
+pub fn follow(
+    cache: &mut Cache,
+    name: &Name,
+    qtype: RecordType,
+    now: Instant,
+    max: u8,
+) -> Followed {
+    let mut f = Followed {
+        chain: Vec::new(),
+        target: name.clone(),
+        found: None,
+        too_long: false,
+    };
+    loop {
+        f.found = cache.get(&f.target, qtype, now);
+        if f.found.is_some() || matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+            return f;
+        }
+        let Some(Cached::Records(cname)) = cache.get(&f.target, RecordType::CNAME, now) else {
+            return f;
+        };
+        let Some(next) = cname.iter().find_map(|r| match &r.data {
+            RData::CNAME(t) => Some(t.0.to_lowercase()),
+            _ => None,
+        }) else {
+            return f;
+        };
+        if f.chain.len() >= usize::from(max) {
+            f.too_long = true;
+            return f;
+        }
+        f.chain.extend(cname);
+        f.target = next;
+    }
+}
+
 fn addresses(records: &[Record]) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
     for r in records {
@@ -196,11 +247,32 @@ impl Iteration {
 
     /// The first step: from the cache if it knows, else the first query.
     pub fn start(&mut self, k: &mut Knowledge, s: &Settings, now: Instant) -> Step {
-        if let Some(cached) = k.cache.get(&self.target, self.qtype, now) {
-            return self.done(Resolved::from_cache(cached));
+        if let Some(step) = self.answer_from_cache(k, now) {
+            return step;
         }
         self.enter_closest(k, s, now);
         self.next_query(k, s, now)
+    }
+
+    /// The answer for the current target from the cache, following the
+    /// CNAMEs it holds (RFC 1034 §4.3.2, step 3: a CNAME restarts the
+    /// lookup at its target); `None`, with the target moved to the end of
+    /// what the cache knows, when a query is needed.
+    fn answer_from_cache(&mut self, k: &mut Knowledge, now: Instant) -> Option<Step> {
+        let f = follow(
+            &mut k.cache,
+            &self.target,
+            self.qtype,
+            now,
+            MAX_CNAMES - self.cnames,
+        );
+        self.cnames += f.chain.len() as u8;
+        self.chain.extend(f.chain);
+        self.target = f.target;
+        if f.too_long {
+            return Some(Step::Done(Resolved::servfail()));
+        }
+        f.found.map(|c| self.done(Resolved::from_cache(c)))
     }
 
     /// The next step after `heard`.
@@ -433,8 +505,8 @@ impl Iteration {
                     self.chain.extend(answers);
                     self.target = next;
                     self.referrals = 0;
-                    if let Some(cached) = k.cache.get(&self.target, self.qtype, now) {
-                        return self.done(Resolved::from_cache(cached));
+                    if let Some(step) = self.answer_from_cache(k, now) {
+                        return step;
                     }
                     self.enter_closest(k, s, now);
                     self.next_query(k, s, now)
@@ -715,6 +787,68 @@ mod tests {
             k.cache.get(&n("c.test."), RecordType::A, now),
             Some(Cached::NxDomain(Some(_)))
         ));
+    }
+
+    fn cname(name: &str, target: &str) -> Record {
+        Record::from_rdata(n(name), 300, RData::CNAME(CNAME(n(target))))
+    }
+
+    #[test]
+    fn cached_cnames_are_followed_before_anything_is_asked() {
+        let s = settings(false);
+        let mut k = Knowledge::default();
+        let now = Instant::now();
+        k.cache.insert_records(
+            &[
+                ns("test.", "ns.test."),
+                a("ns.test.", "127.0.0.2"),
+                cname("www.test.", "web.test."),
+                cname("web.test.", "host.test."),
+                a("host.test.", "127.0.0.9"),
+            ],
+            now,
+        );
+        // The whole chain is cached: answered at once, CNAMEs first.
+        let mut it = Iteration::new(&n("WWW.test."), RecordType::A, &s);
+        let Step::Done(r) = it.start(&mut k, &s, now) else {
+            panic!("the cache holds the answer")
+        };
+        let types: Vec<RecordType> = r.answers.iter().map(Record::record_type).collect();
+        assert_eq!(types, [RecordType::CNAME, RecordType::CNAME, RecordType::A]);
+        // A question about the CNAME itself is answered with it alone.
+        let mut it = Iteration::new(&n("www.test."), RecordType::CNAME, &s);
+        let Step::Done(r) = it.start(&mut k, &s, now) else {
+            panic!()
+        };
+        assert_eq!(r.answers, [cname("www.test.", "web.test.")]);
+        // The chain's end unknown: only the end is asked for, and the
+        // answer carries the cached part of the chain.
+        k.cache
+            .insert_records(&[cname("old.test.", "gone.test.")], now);
+        let mut it = Iteration::new(&n("old.test."), RecordType::A, &s);
+        let ask = expect_ask(it.start(&mut k, &s, now));
+        assert_eq!(ask.name, n("gone.test."));
+        let m = reply(&ask, |m| {
+            m.metadata.authoritative = true;
+            m.add_answer(a("gone.test.", "127.0.0.3"));
+        });
+        let Step::Done(r) = it.on(Heard::Reply(&m, RTT), &mut k, &s, now) else {
+            panic!()
+        };
+        assert_eq!(
+            r.answers,
+            [
+                cname("old.test.", "gone.test."),
+                a("gone.test.", "127.0.0.3")
+            ]
+        );
+        // A loop of cached CNAMEs ends in SERVFAIL, not a hang.
+        k.cache.insert_records(
+            &[cname("x.test.", "y.test."), cname("y.test.", "x.test.")],
+            now,
+        );
+        let mut it = Iteration::new(&n("x.test."), RecordType::A, &s);
+        assert_eq!(it.start(&mut k, &s, now), Step::Done(Resolved::servfail()));
     }
 
     #[test]

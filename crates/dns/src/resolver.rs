@@ -16,7 +16,7 @@ use weblab_trace::{CacheLevel, Correlation, Ctx, DnsOutcome, Event, Layer, Recor
 use crate::cache::{Cached, question_name};
 use crate::error::DnsError;
 pub use crate::iterate::Resolved;
-use crate::iterate::{Ask, Heard, Iteration, Knowledge, Settings, Step};
+use crate::iterate::{Ask, Heard, Iteration, Knowledge, MAX_CNAMES, Settings, Step, follow};
 use crate::kept::{Found, Kept, Slot, ttl_fields};
 use crate::message::{Transport, check_query, encode, outcome_of, record_text, response_to};
 use crate::net::{Handler, Peer, build_query, exchange_tcp, exchange_udp};
@@ -151,16 +151,28 @@ impl Resolver {
         record_miss: bool,
     ) -> Option<Resolved> {
         let span = self.rec.begin(ctx, Layer::Application);
-        let cached = self.knowledge().cache.get(name, qtype, Instant::now());
+        let f = follow(
+            &mut self.knowledge().cache,
+            name,
+            qtype,
+            Instant::now(),
+            MAX_CNAMES,
+        );
+        let cached = f.found.filter(|_| !f.too_long);
         if cached.is_none() && !record_miss {
             return None;
         }
-        let answer: Vec<String> = match &cached {
-            Some(Cached::Records(rs)) => rs.iter().map(record_text).collect(),
-            Some(Cached::NxDomain(_)) => vec!["NXDOMAIN".into()],
-            Some(Cached::NoData(_)) => vec!["NODATA".into()],
+        // The CNAMEs followed, then what their end holds.
+        let mut answer: Vec<String> = match &cached {
+            Some(_) => f.chain.iter().map(record_text).collect(),
             None => vec![],
         };
+        match &cached {
+            Some(Cached::Records(rs)) => answer.extend(rs.iter().map(record_text)),
+            Some(Cached::NxDomain(_)) => answer.push("NXDOMAIN".into()),
+            Some(Cached::NoData(_)) => answer.push("NODATA".into()),
+            None => {}
+        }
         self.rec.end(
             span,
             Event::CacheLookup {
@@ -173,7 +185,7 @@ impl Resolver {
         let mut r = Resolved::from_cache(cached?);
         // From the cache too, each RRset takes its turns (C11).
         self.rotation.rotate(&mut r.answers, None);
-        Some(r)
+        Some(with_chain(f.chain, r))
     }
 
     /// One step of the algorithm, with the cache and RTTs locked only
@@ -309,6 +321,15 @@ impl Resolver {
 }
 
 /// The response to `query` carrying `resolved`.
+/// `r` with the CNAMEs that led to it answered first.
+fn with_chain(mut chain: Vec<hickory_proto::rr::Record>, mut r: Resolved) -> Resolved {
+    if !chain.is_empty() {
+        chain.append(&mut r.answers);
+        r.answers = chain;
+    }
+    r
+}
+
 fn response(query: &Message, resolved: Resolved) -> Message {
     let mut r = response_to(query);
     r.metadata.recursion_available = true;
@@ -366,16 +387,21 @@ impl Resolver {
         let q = &query.queries[0];
         let now = Instant::now();
         let name = question_name(bytes);
-        let (cached, probe) = {
+        let (f, probe) = {
             let mut k = self.knowledge();
-            let cached = k.cache.get(q.name(), q.query_type(), now)?;
+            let f = follow(&mut k.cache, q.name(), q.query_type(), now, MAX_CNAMES);
+            // A reply made from one entry alone is kept (a chain of
+            // CNAMEs spans several).
             let probe = name
                 .as_ref()
+                .filter(|_| f.chain.is_empty())
                 .and_then(|n| k.cache.probe(n, q.query_type(), now));
-            (cached, probe)
+            (f, probe)
         };
+        let cached = f.found.filter(|_| !f.too_long)?;
         let mut resolved = Resolved::from_cache(cached);
         let turn = self.rotation.rotate(&mut resolved.answers, at);
+        let resolved = with_chain(f.chain, resolved);
         let reply = encode(&response(query, resolved), query, transport).0;
         if let (Some(name), Some(p), Some(fields)) = (name, probe, ttl_fields(&reply))
             && fields.iter().all(|(_, ttl)| *ttl == p.left)
@@ -580,6 +606,32 @@ mod tests {
         assert_eq!(
             ask(&r, 4, "www.k.test.").answers[0].data,
             RData::A(A::new(127, 0, 0, 8))
+        );
+    }
+
+    #[test]
+    fn a_cached_cname_chain_is_answered_from_the_cache_and_not_kept() {
+        let r = resolver("host.k.test.", &[[127, 0, 0, 9]]);
+        let www = Name::from_ascii("www.k.test.").unwrap();
+        r.knowledge().cache.insert_records(
+            &[Record::from_rdata(
+                www,
+                300,
+                RData::CNAME(hickory_proto::rr::rdata::CNAME(
+                    Name::from_ascii("host.k.test.").unwrap(),
+                )),
+            )],
+            Instant::now(),
+        );
+        let m = ask(&r, 1, "www.k.test.");
+        let types: Vec<RecordType> = m.answers.iter().map(Record::record_type).collect();
+        assert_eq!(types, [RecordType::CNAME, RecordType::A]);
+        // Made from two cache entries: nothing kept that one could outlive.
+        assert_eq!(r.kept.held().0, 0);
+        cache(&r, "host.k.test.", &[[127, 0, 0, 10]]);
+        assert_eq!(
+            ask(&r, 2, "www.k.test.").answers[1].data,
+            RData::A(A::new(127, 0, 0, 10))
         );
     }
 
