@@ -155,6 +155,8 @@ pub struct Iteration {
     glueless: Vec<Name>,
     /// The last question sent: server index, name, type.
     asked: Option<(usize, Name, RecordType)>,
+    /// Said with the next query: why it is about another name.
+    noted: Vec<String>,
 }
 
 /// What the cache holds for a question, CNAMEs followed.
@@ -242,6 +244,7 @@ impl Iteration {
             minimised: 0,
             glueless: Vec::new(),
             asked: None,
+            noted: Vec::new(),
         }
     }
 
@@ -266,6 +269,12 @@ impl Iteration {
             now,
             MAX_CNAMES - self.cnames,
         );
+        if f.found.is_none() && !f.too_long && !f.chain.is_empty() {
+            self.noted.push(format!(
+                "the cache holds a CNAME chain from {} to {}: only {} is asked for",
+                self.target, f.target, f.target
+            ));
+        }
         self.cnames += f.chain.len() as u8;
         self.chain.extend(f.chain);
         self.target = f.target;
@@ -397,7 +406,7 @@ impl Iteration {
         self.servers[i].1 += 1;
         self.queries += 1;
         let (name, qtype, minimised) = self.question();
-        let mut why = Vec::new();
+        let mut why = std::mem::take(&mut self.noted);
         if self.servers.len() > 1 {
             let others: Vec<String> = self
                 .servers
@@ -828,6 +837,11 @@ mod tests {
         let mut it = Iteration::new(&n("old.test."), RecordType::A, &s);
         let ask = expect_ask(it.start(&mut k, &s, now));
         assert_eq!(ask.name, n("gone.test."));
+        assert!(
+            ask.why[0].contains("CNAME chain from old.test. to gone.test."),
+            "{:?}",
+            ask.why
+        );
         let m = reply(&ask, |m| {
             m.metadata.authoritative = true;
             m.add_answer(a("gone.test.", "127.0.0.3"));
