@@ -63,28 +63,13 @@ fn key(name: &Name, rtype: u16, out: &mut Vec<u8>) {
     out.extend_from_slice(&rtype.to_be_bytes());
 }
 
-/// The lowercase wire form of the question's name in `query` (without
-/// compression, as queries write it), or `None`.
-pub fn question_name(query: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(64);
-    let mut at = 12;
-    loop {
-        let len = usize::from(*query.get(at)?);
-        if len & 0xc0 != 0 || out.len() + len + 1 > 255 {
-            return None;
-        }
-        out.push(len as u8);
-        if len == 0 {
-            return Some(out);
-        }
-        out.extend(
-            query
-                .get(at + 1..at + 1 + len)?
-                .iter()
-                .map(u8::to_ascii_lowercase),
-        );
-        at += 1 + len;
-    }
+/// The lowercase wire form of `name`: the name part of its keys, by which
+/// [`Cache::probe`] looks an entry up again without a parsed name.
+pub fn name_key(name: &Name) -> Vec<u8> {
+    let mut k = Vec::with_capacity(64);
+    key(name, 0, &mut k);
+    k.truncate(k.len() - 2);
+    k
 }
 
 /// Which entry answers a question now, as [`Cache::get`] would decode it.
@@ -186,22 +171,35 @@ impl Cache {
 
     /// Looks up `name`/`qtype` at time `now`. Expired entries are removed.
     pub fn get(&mut self, name: &Name, qtype: RecordType, now: Instant) -> Option<Cached> {
-        let mut k = Vec::with_capacity(64);
-        key(name, u16::from(qtype), &mut k);
-        k.truncate(k.len() - 2);
+        self.get_probed(name, qtype, now).map(|(c, _)| c)
+    }
+
+    /// [`Cache::get`], and which entry answered (see [`Cache::probe`]).
+    pub fn get_probed(
+        &mut self,
+        name: &Name,
+        qtype: RecordType,
+        now: Instant,
+    ) -> Option<(Cached, Probe)> {
+        let mut k = name_key(name);
         let now_ms = self.ms(now);
         let (entry, left) = self.find(&mut k, u16::from(qtype), now_ms)?;
         let soa = || decode(&entry.data, left).and_then(|mut v| v.pop());
-        Some(match entry.kind {
+        let cached = match entry.kind {
             Kind::NxDomain => Cached::NxDomain(soa()),
             Kind::NoData => Cached::NoData(soa()),
             Kind::Records => Cached::Records(decode(&entry.data, left)?),
-        })
+        };
+        let probe = Probe {
+            generation: entry.generation,
+            left,
+        };
+        Some((cached, probe))
     }
 
     /// Which entry [`Cache::get`] would answer from for the name in
-    /// lowercase wire form `name` and `qtype` at `now`, without decoding
-    /// it. Expired entries are removed, as `get` does.
+    /// lowercase wire form `name` ([`name_key`]) and `qtype` at `now`,
+    /// without decoding it. Expired entries are removed, as `get` does.
     pub fn probe(&mut self, name: &[u8], qtype: RecordType, now: Instant) -> Option<Probe> {
         let mut k = name.to_vec();
         let now_ms = self.ms(now);
@@ -337,20 +335,17 @@ mod tests {
         let mut c = Cache::default();
         let t0 = Instant::now();
         let n = Name::from_ascii("X.test.").unwrap();
-        let wire = question_name(&{
-            let mut q = hickory_proto::op::Message::query();
-            q.add_query(hickory_proto::op::Query::query(n.clone(), RecordType::A));
-            q.to_vec().unwrap()
-        })
-        .unwrap();
+        let wire = name_key(&n);
         assert_eq!(wire, b"\x01x\x04test\x00", "lowercase wire form");
         assert_eq!(c.probe(&wire, RecordType::A, t0), None);
         c.insert_records(&[a("x.test.", 300)], t0);
         let p = c.probe(&wire, RecordType::A, t0 + secs(100)).unwrap();
-        let Some(Cached::Records(rs)) = c.get(&n, RecordType::A, t0 + secs(100)) else {
+        let Some((Cached::Records(rs), got)) = c.get_probed(&n, RecordType::A, t0 + secs(100))
+        else {
             panic!("a hit")
         };
         assert_eq!(p.left, rs[0].ttl);
+        assert_eq!(p, got, "get names the entry probe finds");
         // Stored again: another entry, though the same name and time.
         c.insert_records(&[a("x.test.", 300)], t0);
         let q = c.probe(&wire, RecordType::A, t0 + secs(100)).unwrap();

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::cache::{Cache, Cached};
+use crate::cache::{Cache, Cached, Probe};
 use crate::rtt::{Rtt, UNKNOWN};
 use crate::scrub;
 
@@ -166,9 +166,10 @@ pub struct Followed {
     pub chain: Vec<Record>,
     /// Where they lead (the question's name when there are none).
     pub target: Name,
-    /// The cache's answer for the target, if it has one.
-    pub found: Option<Cached>,
-    /// More CNAMEs than allowed: a loop, or a chain too long to trust.
+    /// The cache's answer for the target, if it has one, and its entry.
+    pub found: Option<(Cached, Probe)>,
+    /// More CNAMEs than allowed: a loop, or a chain too long to trust
+    /// (nothing is `found` then).
     pub too_long: bool,
 }
 
@@ -188,7 +189,7 @@ pub fn follow(
         too_long: false,
     };
     loop {
-        f.found = cache.get(&f.target, qtype, now);
+        f.found = cache.get_probed(&f.target, qtype, now);
         if f.found.is_some() || matches!(qtype, RecordType::CNAME | RecordType::ANY) {
             return f;
         }
@@ -281,7 +282,7 @@ impl Iteration {
         if f.too_long {
             return Some(Step::Done(Resolved::servfail()));
         }
-        f.found.map(|c| self.done(Resolved::from_cache(c)))
+        f.found.map(|(c, _)| self.done(Resolved::from_cache(c)))
     }
 
     /// The next step after `heard`.

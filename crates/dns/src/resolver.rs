@@ -13,13 +13,16 @@ use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use weblab_trace::{CacheLevel, Correlation, Ctx, DnsOutcome, Event, Layer, Recorder};
 
-use crate::cache::{Cached, question_name};
+use crate::cache::{Cached, name_key};
 use crate::error::DnsError;
 pub use crate::iterate::Resolved;
-use crate::iterate::{Ask, Heard, Iteration, Knowledge, MAX_CNAMES, Settings, Step, follow};
+use crate::iterate::{
+    Ask, Followed, Heard, Iteration, Knowledge, MAX_CNAMES, Settings, Step, follow,
+};
 use crate::kept::{Found, Kept, Slot, ttl_fields};
 use crate::message::{Transport, check_query, encode, outcome_of, record_text, response_to};
 use crate::net::{Handler, Peer, build_query, exchange_tcp, exchange_udp};
+use crate::rotation::Turns;
 
 /// Settings of a resolver.
 #[derive(Clone, Debug)]
@@ -151,41 +154,53 @@ impl Resolver {
         record_miss: bool,
     ) -> Option<Resolved> {
         let span = self.rec.begin(ctx, Layer::Application);
-        let f = follow(
-            &mut self.knowledge().cache,
-            name,
-            qtype,
-            Instant::now(),
-            MAX_CNAMES,
-        );
-        let cached = f.found.filter(|_| !f.too_long);
-        if cached.is_none() && !record_miss {
+        let f = self.follow(name, qtype, Instant::now());
+        if f.found.is_none() && !record_miss {
             return None;
         }
         // The CNAMEs followed, then what their end holds.
-        let mut answer: Vec<String> = match &cached {
-            Some(_) => f.chain.iter().map(record_text).collect(),
-            None => vec![],
-        };
-        match &cached {
-            Some(Cached::Records(rs)) => answer.extend(rs.iter().map(record_text)),
-            Some(Cached::NxDomain(_)) => answer.push("NXDOMAIN".into()),
-            Some(Cached::NoData(_)) => answer.push("NODATA".into()),
-            None => {}
+        let mut answer: Vec<String> = Vec::new();
+        if let Some((cached, _)) = &f.found {
+            answer.extend(f.chain.iter().map(record_text));
+            match cached {
+                Cached::Records(rs) => answer.extend(rs.iter().map(record_text)),
+                Cached::NxDomain(_) => answer.push("NXDOMAIN".into()),
+                Cached::NoData(_) => answer.push("NODATA".into()),
+            }
         }
         self.rec.end(
             span,
             Event::CacheLookup {
                 level: CacheLevel::Resolver,
                 name: name.to_string(),
-                hit: cached.is_some(),
+                hit: f.found.is_some(),
                 answer,
             },
         );
-        let mut r = Resolved::from_cache(cached?);
-        // From the cache too, each RRset takes its turns (C11).
-        self.rotation.rotate(&mut r.answers, None);
-        Some(with_chain(f.chain, r))
+        self.cached_answer(f, None).map(|(r, _)| r)
+    }
+
+    /// What the cache holds for a question, the CNAMEs it holds followed.
+    fn follow(&self, name: &Name, qtype: RecordType, now: Instant) -> Followed {
+        follow(&mut self.knowledge().cache, name, qtype, now, MAX_CNAMES)
+    }
+
+    /// The answer `f` found, its RRset taking its turn (C11: from the cache
+    /// too; at turn `at`, or the next), the CNAMEs first; and the turn.
+    fn cached_answer(
+        &self,
+        f: Followed,
+        at: Option<usize>,
+    ) -> Option<(Resolved, Option<(Turns, usize)>)> {
+        let (cached, _) = f.found?;
+        let mut r = Resolved::from_cache(cached);
+        let turn = self.rotation.rotate(&mut r.answers, at);
+        if !f.chain.is_empty() {
+            let mut answers = f.chain;
+            answers.append(&mut r.answers);
+            r.answers = answers;
+        }
+        Some((r, turn))
     }
 
     /// One step of the algorithm, with the cache and RTTs locked only
@@ -321,15 +336,6 @@ impl Resolver {
 }
 
 /// The response to `query` carrying `resolved`.
-/// `r` with the CNAMEs that led to it answered first.
-fn with_chain(mut chain: Vec<hickory_proto::rr::Record>, mut r: Resolved) -> Resolved {
-    if !chain.is_empty() {
-        chain.append(&mut r.answers);
-        r.answers = chain;
-    }
-    r
-}
-
 fn response(query: &Message, resolved: Resolved) -> Message {
     let mut r = response_to(query);
     r.metadata.recursion_available = true;
@@ -385,25 +391,17 @@ impl Resolver {
         at: Option<usize>,
     ) -> Option<Vec<u8>> {
         let q = &query.queries[0];
-        let now = Instant::now();
-        let name = question_name(bytes);
-        let (f, probe) = {
-            let mut k = self.knowledge();
-            let f = follow(&mut k.cache, q.name(), q.query_type(), now, MAX_CNAMES);
-            // A reply made from one entry alone is kept (a chain of
-            // CNAMEs spans several).
-            let probe = name
-                .as_ref()
-                .filter(|_| f.chain.is_empty())
-                .and_then(|n| k.cache.probe(n, q.query_type(), now));
-            (f, probe)
-        };
-        let cached = f.found.filter(|_| !f.too_long)?;
-        let mut resolved = Resolved::from_cache(cached);
-        let turn = self.rotation.rotate(&mut resolved.answers, at);
-        let resolved = with_chain(f.chain, resolved);
+        let f = self.follow(q.name(), q.query_type(), Instant::now());
+        // A reply made from one entry alone is kept (a chain of CNAMEs
+        // spans several).
+        let probe = f
+            .found
+            .as_ref()
+            .filter(|_| f.chain.is_empty())
+            .map(|(_, p)| *p);
+        let (resolved, turn) = self.cached_answer(f, at)?;
         let reply = encode(&response(query, resolved), query, transport).0;
-        if let (Some(name), Some(p), Some(fields)) = (name, probe, ttl_fields(&reply))
+        if let (Some(p), Some(fields)) = (probe, ttl_fields(&reply))
             && fields.iter().all(|(_, ttl)| *ttl == p.left)
         {
             let slot = Slot {
@@ -411,7 +409,7 @@ impl Resolver {
                 ttls: fields.iter().map(|(at, _)| *at).collect(),
             };
             self.kept.keep(bytes, transport, turn, slot, || FromCache {
-                name,
+                name: name_key(q.name()),
                 qtype: q.query_type(),
                 generation: p.generation,
             });
@@ -424,8 +422,9 @@ impl Handler for Resolver {
     /// A cache hit from an allowed client is answered on the spot.
     fn answer_now(&self, bytes: &[u8], peer: Peer) -> Option<Option<Vec<u8>>> {
         let untraced = !self.rec.keeps_server_spans();
+        let allowed = self.cfg.allows(peer.remote.ip());
         let mut at = None;
-        if untraced && self.cfg.allows(peer.remote.ip()) {
+        if untraced && allowed {
             match self.kept_reply(bytes, peer.transport) {
                 Some(Use::Reply(reply)) => return Some(Some(reply)),
                 Some(Use::Missing(turn)) => at = Some(turn),
@@ -434,7 +433,7 @@ impl Handler for Resolver {
             }
         }
         let query = check_query(bytes).ok()?;
-        if !self.cfg.allows(peer.remote.ip()) {
+        if !allowed {
             return None;
         }
         let q = &query.queries[0];
@@ -566,7 +565,7 @@ mod tests {
         let r = resolver("www.k.test.", &[[127, 0, 0, 7]]);
         let first = ask(&r, 1, "www.k.test.");
         assert_eq!(r.kept.held().0, 1, "the reply was kept");
-        let name = question_name(&query(1, "www.k.test.")).unwrap();
+        let name = name_key(&Name::from_ascii("www.k.test.").unwrap());
         let left = || {
             r.knowledge()
                 .cache
