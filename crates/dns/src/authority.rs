@@ -5,7 +5,7 @@
 //! decided by the query's bytes (all but its id) and, for an RRset that
 //! takes turns, by the turn: each reply is worked out once (parsed, looked
 //! up, encoded) and kept, and the same question again gets a copy with its
-//! own id, as NSD answers from replies it prepared when loading the zone.
+//! own id (see [`crate::kept`]).
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -206,9 +206,10 @@ impl Authority {
         match zone.lookup(qname, qtype) {
             ZoneAnswer::Answer(mut records) => {
                 r.metadata.authoritative = true;
-                d.decision = self.policies.order(qname, &mut records);
-                d.policy = d.decision.is_some() || self.policies.covers(qname);
-                if !d.policy {
+                d.policy = self.policies.covers(qname);
+                if d.policy {
+                    d.decision = self.policies.order(qname, &mut records);
+                } else {
                     d.turn = self.rotation.rotate(&mut records, at);
                 }
                 r.add_answers(records);
