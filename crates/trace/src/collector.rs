@@ -64,7 +64,7 @@ impl Collector {
     /// Whether a server's spans go anywhere (a store or a sink, and full
     /// detail): when not, a busy server may skip building them.
     pub fn keeps_server_spans(&self) -> bool {
-        self.detail == Detail::Full && (self.store.is_some() || !self.sinks.is_empty())
+        self.detail == Detail::Full && self.keeps_spans()
     }
 
     /// Whether spans go anywhere at all (a store or a sink).
