@@ -54,14 +54,16 @@ impl Inbox {
         // outlives the call.
         let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for i in 0..BATCH {
-            iov[i].iov_base = self.bufs[i].as_mut_ptr().cast();
-            iov[i].iov_len = SLOT;
-            let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut iov[i];
-            h.msg_iovlen = 1;
+        for (i, (h, v)) in hdrs.iter_mut().zip(iov.iter_mut()).enumerate() {
+            point(
+                h,
+                v,
+                (self.bufs[i].as_mut_ptr().cast(), SLOT),
+                (
+                    (&mut self.names[i] as *mut libc::sockaddr_storage).cast(),
+                    size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+                ),
+            );
         }
         // SAFETY: `hdrs` holds BATCH initialised headers as above.
         let n = unsafe {
@@ -122,6 +124,23 @@ fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// Points one message header at one buffer `(start, length)` and one
+/// address `(start, length)`, through `iov`.
+fn point(
+    h: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    (buf, len): (*mut libc::c_void, usize),
+    (name, namelen): (*mut libc::c_void, libc::socklen_t),
+) {
+    iov.iov_base = buf;
+    iov.iov_len = len;
+    let m = &mut h.msg_hdr;
+    m.msg_name = name;
+    m.msg_namelen = namelen;
+    m.msg_iov = iov;
+    m.msg_iovlen = 1;
+}
+
 /// Sends `replies` in as few calls as the kernel allows, without
 /// blocking: how many went out (the rest are the caller's to send).
 pub fn send(fd: RawFd, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
@@ -136,13 +155,12 @@ pub fn send(fd: RawFd, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
         let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
         for (i, (reply, _)) in chunk.iter().enumerate() {
-            iov[i].iov_base = reply.as_ptr() as *mut libc::c_void;
-            iov[i].iov_len = reply.len();
-            let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = names[i].as_ptr() as *mut libc::c_void;
-            h.msg_namelen = names[i].len();
-            h.msg_iov = &mut iov[i];
-            h.msg_iovlen = 1;
+            point(
+                &mut hdrs[i],
+                &mut iov[i],
+                (reply.as_ptr() as *mut libc::c_void, reply.len()),
+                (names[i].as_ptr() as *mut libc::c_void, names[i].len()),
+            );
         }
         // SAFETY: the first chunk.len() headers are initialised above.
         let n = unsafe {
