@@ -1,9 +1,10 @@
 //! weblab's spans written straight into the protobuf bytes of an OTLP
 //! export request. The exporter encodes every span a server records, on
 //! that server's CPU; building prost's message tree first (a vector of
-//! key-values per span, a copy of every string) cost three times what
-//! writing the bytes does. Where the tree is wanted (JSON, tests) it is
-//! these bytes decoded.
+//! key-values per span, a copy of every string) took 0.93 µs per span
+//! against 0.32-0.34 µs for writing the bytes (`cargo run --release -p
+//! weblab-otlp --example convert_speed`). Where the tree is wanted (JSON,
+//! tests) it is these bytes decoded.
 //!
 //! Written by hand: prost encodes only its own structs and serde has no
 //! protobuf serializer. The bytes are exactly prost's (canonical lengths,
