@@ -109,28 +109,30 @@ impl Handler for LoadBalancer {
         };
         let done = forward(&self.pool, req, &client_key(conn.peer.ip()), f, |_| {}).await;
         // The pick names the backend that answered; backends that failed
-        // before it are named with their error.
-        let mut reason = done.reason;
-        for a in &done.attempts {
-            if let Some(e) = &a.failed {
-                reason.push_str(&format!("; {} failed first: {e}", a.backend.name));
+        // before it are named with their error. Built only when kept.
+        if self.rec.keeps_spans() {
+            let mut reason = done.reason;
+            for a in &done.attempts {
+                if let Some(e) = &a.failed {
+                    reason.push_str(&format!("; {} failed first: {e}", a.backend.name));
+                }
             }
+            let backend = match done.attempts.iter().find(|a| a.failed.is_none()) {
+                Some(a) => a.backend.label(),
+                None if done.attempts.is_empty() => "none (no backend is up)".to_string(),
+                None => "none answered".to_string(),
+            };
+            let at = pick.start_ns;
+            self.rec.end_at(
+                pick,
+                at,
+                Event::LbPick {
+                    algorithm: self.pool.algorithm().into(),
+                    backend,
+                    reason,
+                },
+            );
         }
-        let backend = match done.attempts.iter().find(|a| a.failed.is_none()) {
-            Some(a) => a.backend.label(),
-            None if done.attempts.is_empty() => "none (no backend is up)".to_string(),
-            None => "none answered".to_string(),
-        };
-        let at = pick.start_ns;
-        self.rec.end_at(
-            pick,
-            at,
-            Event::LbPick {
-                algorithm: self.pool.algorithm().into(),
-                backend,
-                reason,
-            },
-        );
         let mut resp = done.response;
         if conn.tls {
             resp.headers_mut()

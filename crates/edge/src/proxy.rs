@@ -17,72 +17,85 @@ use crate::http::{RequestBody, text};
 use crate::pool::{ConnTag, Pool, SendError};
 
 /// Headers that describe one connection and must not be forwarded
-/// (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+/// (RFC 9110 §7.6.1), Transfer-Encoding with them (the next hop frames
+/// the body its own way). Built names, not strings: a lookup by `&str`
+/// parses the name again on every request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::TRANSFER_ENCODING,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Removes hop-by-hop headers, including any named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for h in HOP_BY_HOP {
+    for h in &HOP_BY_HOP {
         headers.remove(h);
     }
-    headers.remove(header::TRANSFER_ENCODING);
 }
 
 /// Sets X-Forwarded-For (appending `peer`), X-Real-IP and
 /// X-Forwarded-Proto. X-Real-IP is the first address of the chain only when
 /// `peer` is a proxy we trust; otherwise `peer` itself, so a client cannot
 /// forge it.
-pub fn set_forwarding(headers: &mut HeaderMap, peer: IpAddr, trusted: &[IpAddr], proto: &str) {
-    let prior: Vec<String> = headers
-        .get_all("x-forwarded-for")
+pub fn set_forwarding(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: &[IpAddr],
+    proto: &'static str,
+) {
+    let peer_value = HeaderValue::try_from(peer.to_string()).ok();
+    if !trusted.contains(&peer) {
+        // The client's own chain, if it sent one, is dropped whole.
+        if let Some(v) = peer_value {
+            headers.insert(X_FORWARDED_FOR, v.clone());
+            headers.insert(X_REAL_IP, v);
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        return;
+    }
+    let mut chain: Vec<String> = headers
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let real = if trusted.contains(&peer) {
-        prior
-            .first()
-            .and_then(|s| s.parse::<IpAddr>().ok())
-            .unwrap_or(peer)
-    } else {
-        peer
-    };
-    let mut chain = if trusted.contains(&peer) {
-        prior
-    } else {
-        Vec::new()
-    };
+    let real = chain
+        .first()
+        .and_then(|s| s.parse::<IpAddr>().ok())
+        .unwrap_or(peer);
     chain.push(peer.to_string());
-    let set = |h: &mut HeaderMap, k: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(k, v);
-        }
-    };
-    set(headers, "x-forwarded-for", chain.join(", "));
-    set(headers, "x-real-ip", real.to_string());
-    if !(trusted.contains(&peer) && headers.contains_key("x-forwarded-proto")) {
-        set(headers, "x-forwarded-proto", proto.to_string());
+    if let Ok(v) = HeaderValue::try_from(chain.join(", ")) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(real.to_string()) {
+        headers.insert(X_REAL_IP, v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
 }
 
@@ -116,7 +129,7 @@ pub struct Forward<'a> {
     /// Proxies whose X-Forwarded-For we believe.
     pub trusted: &'a [IpAddr],
     /// `http` or `https`, as the client spoke to us.
-    pub proto: &'a str,
+    pub proto: &'static str,
 }
 
 /// One backend tried, and why it failed if it did.

@@ -9,16 +9,17 @@
 //! other programs (any OpenTelemetry SDK) become [`Event::Foreign`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::Value as Json;
-use weblab_trace::{Event, Layer, Span, SpanId, TraceId};
+use weblab_trace::{Encoded, Event, Head, Layer, Span, SpanId, TraceId};
 
 use crate::read::{from_any, from_fields};
 pub use crate::wire::ExportRequest;
-use crate::wire::{AnyValue, KeyValue, Value, as_str};
+use crate::wire::{self, AnyValue, InstrumentationScope, KeyValue, Resource, Value, as_str};
 
 const EVENT_KEY: &str = "weblab.event";
 
@@ -116,124 +117,238 @@ fn id_of<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
     (arr != [0; N]).then_some(arr)
 }
 
+/// Where spans came from: their resource and scope, read once for all
+/// the spans of a scope.
+#[derive(Clone)]
+pub(crate) struct Origin {
+    service: String,
+    // weblab's own labels, shared by every span of the resource (a
+    // pointer each, not a copy of the text).
+    host: weblab_trace::Label,
+    addr: weblab_trace::Label,
+    component: weblab_trace::Label,
+    /// The resource's `host.ip`, the address of a foreign span.
+    host_ip: Option<String>,
+    /// The scope's name, the component of a foreign span.
+    scope: Option<String>,
+}
+
+impl Origin {
+    fn of(resource: Option<&Resource>, scope: Option<&InstrumentationScope>) -> Origin {
+        let resource = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        let service =
+            attr_text(resource, "service.name").unwrap_or_else(|| "unknown_service".into());
+        Origin {
+            host: attr_text(resource, "host.name")
+                .unwrap_or_else(|| service.clone())
+                .into(),
+            addr: attr_text(resource, "weblab.addr")
+                .unwrap_or_default()
+                .into(),
+            component: attr_text(resource, "weblab.component")
+                .unwrap_or_else(|| service.clone())
+                .into(),
+            host_ip: attr_text(resource, "host.ip"),
+            scope: scope.map(|sc| lossy(&sc.name)).filter(|n| !n.is_empty()),
+            service,
+        }
+    }
+}
+
+/// A span's ids: trace, span, parent. Zero or malformed ids are refused.
+type Ids = (TraceId, SpanId, Option<SpanId>);
+
+fn ids(trace: &[u8], span: &[u8], parent: &[u8]) -> Result<Ids, &'static str> {
+    let trace = id_of::<16>(trace).ok_or("invalid or zero trace id")?;
+    let id = id_of::<8>(span).ok_or("invalid or zero span id")?;
+    let parent = match parent.len() {
+        0 => None,
+        _ => Some(SpanId(u64::from_be_bytes(
+            id_of::<8>(parent).ok_or("invalid parent span id")?,
+        ))),
+    };
+    Ok((
+        TraceId(u128::from_be_bytes(trace)),
+        SpanId(u64::from_be_bytes(id)),
+        parent,
+    ))
+}
+
+/// A span's ids, and its times against the receiver's clock.
+fn check(
+    (trace, span, parent): (&[u8], &[u8], &[u8]),
+    (start, end): (u64, u64),
+    now_ns: u64,
+    accept: Accept,
+) -> Result<Ids, &'static str> {
+    let ids = ids(trace, span, parent)?;
+    let earliest = now_ns.saturating_sub(accept.max_age_ns);
+    let latest = now_ns.saturating_add(accept.max_ahead_ns);
+    if end < start || start < earliest || end > latest {
+        return Err("span times out of range (end before start, too old, or in the future)");
+    }
+    Ok(ids)
+}
+
+/// The typed span of a checked one.
+fn typed(s: &wire::Span, o: &Origin, (trace, id, parent): Ids) -> Span {
+    let attrs = s.attributes.as_slice();
+    let ours = attr_str(attrs, EVENT_KEY).and_then(|kind| weblab_event(kind, attrs));
+    let (event, host, addr, component, layer) = match ours {
+        Some(event) => (
+            event,
+            o.host.clone(),
+            o.addr.clone(),
+            o.component.clone(),
+            attr(attrs, "weblab.layer")
+                .and_then(|v| from_any(v).ok())
+                .unwrap_or(Layer::Application),
+        ),
+        None => (
+            Event::Foreign {
+                service: o.service.clone(),
+                name: lossy(&s.name),
+                attributes: attrs
+                    .iter()
+                    .map(|kv| {
+                        (
+                            lossy(&kv.key),
+                            kv.value.as_ref().map(to_text).unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+            },
+            o.service.as_str().into(),
+            o.host_ip
+                .clone()
+                .or_else(|| attr_text(attrs, "server.address"))
+                .unwrap_or_default()
+                .into(),
+            o.scope.as_deref().unwrap_or(&o.service).into(),
+            Layer::Application,
+        ),
+    };
+    Span {
+        trace,
+        id,
+        parent,
+        host,
+        addr,
+        layer,
+        component,
+        start_ns: s.start_time_unix_nano,
+        end_ns: s.end_time_unix_nano,
+        request: attr(attrs, "weblab.request").and_then(|v| from_any(v).ok()),
+        link: attr(attrs, "weblab.link").and_then(|v| from_any(v).ok()),
+        correlates: correlates(attrs),
+        event,
+    }
+}
+
+fn correlates(attrs: &[KeyValue]) -> Vec<weblab_trace::Correlation> {
+    attr(attrs, "weblab.correlates")
+        .and_then(|v| from_any(v).ok())
+        .unwrap_or_default()
+}
+
+fn rejected(out: &mut Decoded, why: &str) {
+    out.rejected += 1;
+    *out.reasons.entry(why.to_string()).or_default() += 1;
+}
+
 /// Checks and converts every span of `req`; `now_ns` is the receiver's
 /// wall clock (Unix ns).
 pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
     let mut out = Decoded::default();
-    let reject = |out: &mut Decoded, why: &str| {
-        out.rejected += 1;
-        *out.reasons.entry(why.to_string()).or_default() += 1;
-    };
     for rs in &req.resource_spans {
-        let resource = rs
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
-        let service =
-            attr_text(resource, "service.name").unwrap_or_else(|| "unknown_service".into());
-        // weblab's own labels, once per resource: every span of it shares
-        // them (a pointer each, not a copy of the text).
-        let host: weblab_trace::Label = attr_text(resource, "host.name")
-            .unwrap_or_else(|| service.clone())
-            .into();
-        let addr: weblab_trace::Label = attr_text(resource, "weblab.addr")
-            .unwrap_or_default()
-            .into();
-        let component: weblab_trace::Label = attr_text(resource, "weblab.component")
-            .unwrap_or_else(|| service.clone())
-            .into();
         for ss in &rs.scope_spans {
+            let origin = Origin::of(rs.resource.as_ref(), ss.scope.as_ref());
             for s in &ss.spans {
-                let Some(trace) = id_of::<16>(&s.trace_id) else {
-                    reject(&mut out, "invalid or zero trace id");
-                    continue;
-                };
-                let Some(id) = id_of::<8>(&s.span_id) else {
-                    reject(&mut out, "invalid or zero span id");
-                    continue;
-                };
-                let parent = match s.parent_span_id.len() {
-                    0 => None,
-                    _ => match id_of::<8>(&s.parent_span_id) {
-                        Some(p) => Some(SpanId(u64::from_be_bytes(p))),
-                        None => {
-                            reject(&mut out, "invalid parent span id");
-                            continue;
-                        }
-                    },
-                };
-                let (start, end) = (s.start_time_unix_nano, s.end_time_unix_nano);
-                let earliest = now_ns.saturating_sub(accept.max_age_ns);
-                let latest = now_ns.saturating_add(accept.max_ahead_ns);
-                if end < start || start < earliest || end > latest {
-                    reject(
-                        &mut out,
-                        "span times out of range (end before start, too old, or in the future)",
-                    );
-                    continue;
+                let id_bytes = (&s.trace_id[..], &s.span_id[..], &s.parent_span_id[..]);
+                let times = (s.start_time_unix_nano, s.end_time_unix_nano);
+                match check(id_bytes, times, now_ns, accept) {
+                    Ok(ids) => out.spans.push(typed(s, &origin, ids)),
+                    Err(why) => rejected(&mut out, why),
                 }
-                let attrs = s.attributes.as_slice();
-                let ours = attr_str(attrs, EVENT_KEY).and_then(|kind| weblab_event(kind, attrs));
-                let (event, host, addr, component, layer) = match ours {
-                    Some(event) => (
-                        event,
-                        host.clone(),
-                        addr.clone(),
-                        component.clone(),
-                        attr(attrs, "weblab.layer")
-                            .and_then(|v| from_any(v).ok())
-                            .unwrap_or(Layer::Application),
-                    ),
-                    None => (
-                        Event::Foreign {
-                            service: service.clone(),
-                            name: lossy(&s.name),
-                            attributes: attrs
-                                .iter()
-                                .map(|kv| {
-                                    (
-                                        lossy(&kv.key),
-                                        kv.value.as_ref().map(to_text).unwrap_or_default(),
-                                    )
-                                })
-                                .collect(),
-                        },
-                        service.as_str().into(),
-                        attr_text(resource, "host.ip")
-                            .or_else(|| attr_text(attrs, "server.address"))
-                            .unwrap_or_default()
-                            .into(),
-                        ss.scope
-                            .as_ref()
-                            .map(|sc| lossy(&sc.name))
-                            .filter(|n| !n.is_empty())
-                            .unwrap_or_else(|| service.clone())
-                            .into(),
-                        Layer::Application,
-                    ),
-                };
-                out.spans.push(Span {
-                    trace: TraceId(u128::from_be_bytes(trace)),
-                    id: SpanId(u64::from_be_bytes(id)),
-                    parent,
-                    host,
-                    addr,
-                    layer,
-                    component,
-                    start_ns: start,
-                    end_ns: end,
-                    request: attr(attrs, "weblab.request").and_then(|v| from_any(v).ok()),
-                    link: attr(attrs, "weblab.link").and_then(|v| from_any(v).ok()),
-                    correlates: attr(attrs, "weblab.correlates")
-                        .and_then(|v| from_any(v).ok())
-                        .unwrap_or_default(),
-                    event,
-                });
             }
         }
     }
     out
+}
+
+/// An export request's spans, checked and kept in their protobuf bytes
+/// for the store to decode when their trace is read ([`Encoded`]).
+#[derive(Default)]
+pub struct Received {
+    pub spans: Vec<(Head, Box<dyn Encoded>)>,
+    pub rejected: u64,
+    pub reasons: BTreeMap<String, u64>,
+}
+
+/// One span's protobuf bytes and where it came from.
+struct Unread {
+    bytes: Bytes,
+    origin: Arc<Origin>,
+}
+
+impl Encoded for Unread {
+    fn decode(&self) -> Option<Span> {
+        let s = wire::Span::decode(self.bytes.clone()).ok()?;
+        let ids = ids(&s.trace_id, &s.span_id, &s.parent_span_id).ok()?;
+        Some(typed(&s, &self.origin, ids))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Unread>() + self.bytes.len()
+    }
+}
+
+/// Reads a protobuf export body as [`decode`] does, with the same checks
+/// and a malformed body refused as well, but keeps each span's bytes
+/// instead of its typed form: each span is walked ([`crate::head`],
+/// which accepts what prost accepts, so it decodes again later), and only
+/// its ids, times and DNS correlation keys are read now.
+pub fn receive_protobuf(body: Bytes, now_ns: u64, accept: Accept) -> Result<Received, String> {
+    let malformed = |e: prost::DecodeError| format!("malformed protobuf: {e}");
+    let req = wire::Shallow::decode(body).map_err(malformed)?;
+    let mut out = Decoded::default();
+    let mut spans: Vec<(Head, Box<dyn Encoded>)> = Vec::new();
+    for rs in &req.resource_spans {
+        for ss in &rs.scope_spans {
+            let origin = Arc::new(Origin::of(rs.resource.as_ref(), ss.scope.as_ref()));
+            for raw in &ss.spans {
+                let h = crate::head::span_head(raw)
+                    .map_err(|_| "malformed protobuf: a span does not decode".to_string())?;
+                let id_bytes = (h.trace_id, h.span_id, h.parent_span_id);
+                let times = (h.start_time_unix_nano, h.end_time_unix_nano);
+                match check(id_bytes, times, now_ns, accept) {
+                    Ok((trace, _, parent)) => {
+                        let head = Head {
+                            trace,
+                            root: parent.is_none(),
+                            link: h.link.as_ref().and_then(|v| from_any(v).ok()),
+                            correlates: h
+                                .correlates
+                                .as_ref()
+                                .and_then(|v| from_any(v).ok())
+                                .unwrap_or_default(),
+                        };
+                        // A copy of its own, so that a span kept long
+                        // does not keep the whole request body alive.
+                        let bytes = Bytes::copy_from_slice(raw);
+                        let origin = origin.clone();
+                        spans.push((head, Box::new(Unread { bytes, origin })));
+                    }
+                    Err(why) => rejected(&mut out, why),
+                }
+            }
+        }
+    }
+    Ok(Received {
+        spans,
+        rejected: out.rejected,
+        reasons: out.reasons,
+    })
 }
 
 /// Rebuilds a weblab event of `kind` from its attributes, read straight
@@ -727,5 +842,70 @@ mod tests {
                 attributes: vec![(s("http.response.status_code"), s("200"))]
             }
         );
+    }
+
+    #[test]
+    fn spans_kept_encoded_decode_to_what_decode_gives() {
+        let now = 1_700_000_000_000_000_000;
+        let mut spans: Vec<Span> = every_event()
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| span_with(e, i as u64))
+            .collect();
+        spans[1].host = "other".into();
+        spans[2].link = None;
+        spans[2].correlates.clear();
+        let mut req = encode(&spans);
+        // A foreign span under a scope with a name, and spans to refuse.
+        let scope = &mut req.resource_spans[0].scope_spans[0];
+        scope.scope = Some(crate::wire::InstrumentationScope {
+            name: Bytes::from_static(b"shop.http"),
+            version: Bytes::new(),
+        });
+        let mut foreign = scope.spans[0].clone();
+        foreign.attributes = vec![kv("server.address", Value::StringValue("10.0.0.1".into()))];
+        foreign.span_id = Bytes::from(vec![7; 8]);
+        let mut zero = foreign.clone();
+        zero.trace_id = Bytes::from(vec![0; 16]);
+        let mut old = foreign.clone();
+        old.start_time_unix_nano = 5;
+        scope.spans.extend([foreign, zero, old]);
+        let body = Bytes::from(to_protobuf(&req));
+
+        let eager = decode(
+            &parse(Encoding::Protobuf, body.clone()).unwrap(),
+            now,
+            Accept::default(),
+        );
+        let kept = receive_protobuf(body.clone(), now, Accept::default()).unwrap();
+        assert_eq!(
+            (kept.rejected, &kept.reasons),
+            (eager.rejected, &eager.reasons)
+        );
+        assert_eq!(kept.rejected, 2);
+        assert_eq!(kept.spans.len(), eager.spans.len());
+        for ((head, enc), want) in kept.spans.iter().zip(&eager.spans) {
+            assert_eq!(head.trace, want.trace);
+            assert_eq!(head.root, want.parent.is_none());
+            assert_eq!(head.link, want.link);
+            assert_eq!(head.correlates, want.correlates);
+            let got = enc.decode().expect("a kept span decodes");
+            assert!(same(&got, want), "{got:?}\n{want:?}");
+            assert!(enc.size() > 100);
+        }
+        // The foreign span's component is its scope's name.
+        let f = eager
+            .spans
+            .iter()
+            .find(|s| s.id == SpanId(0x0707070707070707))
+            .unwrap();
+        assert_eq!(&*f.component, "shop.http");
+        assert_eq!(&*f.addr, "10.0.0.1");
+
+        // A malformed body is refused the same way by both.
+        let cut = body.slice(..body.len() - 3);
+        let a = parse(Encoding::Protobuf, cut.clone()).err().unwrap();
+        let b = receive_protobuf(cut, now, Accept::default()).err().unwrap();
+        assert!(a.starts_with("malformed protobuf") && b.starts_with("malformed protobuf"));
     }
 }

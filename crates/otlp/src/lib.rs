@@ -11,6 +11,7 @@
 
 pub mod convert;
 pub mod export;
+pub mod head;
 pub mod read;
 pub mod receive;
 pub mod wire;

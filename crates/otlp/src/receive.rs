@@ -192,23 +192,37 @@ impl Receiver {
         } else {
             body
         };
-        let req = match convert::parse(encoding, body) {
-            Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-        };
-        let decoded = convert::decode(&req, now_ns(), self.accept);
-        let mut rejected = decoded.rejected;
-        let mut reasons: Vec<String> = decoded
-            .reasons
-            .iter()
-            .map(|(r, n)| format!("{n} {r}"))
-            .collect();
         let mut full = 0;
-        for s in decoded.spans {
-            if !self.store.record(s) {
-                full += 1;
+        let (mut rejected, reasons) = match encoding {
+            // Protobuf (what SDKs and weblab's roles send): kept encoded,
+            // decoded when its trace is read.
+            Encoding::Protobuf => {
+                let got = match convert::receive_protobuf(body, now_ns(), self.accept) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+                };
+                for (head, span) in got.spans {
+                    if !self.store.record_encoded(head, span) {
+                        full += 1;
+                    }
+                }
+                (got.rejected, got.reasons)
             }
-        }
+            Encoding::Json => {
+                let req = match convert::parse(encoding, body) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+                };
+                let decoded = convert::decode(&req, now_ns(), self.accept);
+                for s in decoded.spans {
+                    if !self.store.record(s) {
+                        full += 1;
+                    }
+                }
+                (decoded.rejected, decoded.reasons)
+            }
+        };
+        let mut reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
         if full > 0 {
             rejected += full;
             reasons.push(format!("{full} over the per-trace span cap"));

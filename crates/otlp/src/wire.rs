@@ -77,6 +77,32 @@ pub struct Span {
     pub attributes: Vec<KeyValue>,
 }
 
+/// `ExportTraceServiceRequest` read one level less deep: each span stays
+/// its own bytes (a message and `bytes` share protobuf's wire type), for
+/// a collector that keeps spans encoded until they are read.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Shallow {
+    #[prost(message, repeated, tag = "1")]
+    pub resource_spans: Vec<ShallowResourceSpans>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ShallowResourceSpans {
+    #[prost(message, optional, tag = "1")]
+    pub resource: Option<Resource>,
+    #[prost(message, repeated, tag = "2")]
+    pub scope_spans: Vec<ShallowScopeSpans>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ShallowScopeSpans {
+    #[prost(message, optional, tag = "1")]
+    pub scope: Option<InstrumentationScope>,
+    /// Each an encoded [`Span`].
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub spans: Vec<Bytes>,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct KeyValue {
     #[prost(bytes = "bytes", tag = "1")]

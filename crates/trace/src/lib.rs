@@ -27,4 +27,4 @@ pub mod store;
 pub use collector::{Collector, Detail, Recorder, SpanSink};
 pub use event::{CacheLevel, DnsOutcome, Event, Phase};
 pub use span::{Correlation, Ctx, Label, Layer, Span, SpanId, TraceId, now_ns};
-pub use store::{StoreLimits, StoreStats, TraceStore};
+pub use store::{Encoded, Head, StoreLimits, StoreStats, TraceStore};

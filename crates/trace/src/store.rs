@@ -29,8 +29,64 @@ impl Default for StoreLimits {
 }
 
 struct Entry {
-    spans: Vec<Arc<Span>>,
+    spans: Vec<Stored>,
     bytes: usize,
+}
+
+/// A span kept in the encoding it arrived in (a collector's OTLP
+/// protobuf), turned into a [`Span`] only when someone reads its trace.
+/// Under load most stored spans are never read: decoding every one into
+/// its typed event on arrival was about half of a collector's CPU.
+pub trait Encoded: Send + Sync {
+    /// The span; `None` if it no longer decodes (it did when it came in).
+    fn decode(&self) -> Option<Span>;
+    /// Bytes this encoded span holds.
+    fn size(&self) -> usize;
+}
+
+/// What the store must know of an encoded span without decoding it.
+#[derive(Clone, Debug)]
+pub struct Head {
+    pub trace: TraceId,
+    /// Whether it has no parent (a root).
+    pub root: bool,
+    pub link: Option<Correlation>,
+    pub correlates: Vec<Correlation>,
+}
+
+enum Stored {
+    Typed(Arc<Span>),
+    Encoded(Head, Box<dyn Encoded>),
+}
+
+impl Stored {
+    fn root(&self) -> bool {
+        match self {
+            Stored::Typed(s) => s.parent.is_none(),
+            Stored::Encoded(h, _) => h.root,
+        }
+    }
+
+    fn link(&self) -> Option<Correlation> {
+        match self {
+            Stored::Typed(s) => s.link,
+            Stored::Encoded(h, _) => h.link,
+        }
+    }
+
+    fn correlates(&self) -> &[Correlation] {
+        match self {
+            Stored::Typed(s) => &s.correlates,
+            Stored::Encoded(h, _) => &h.correlates,
+        }
+    }
+
+    fn span(&self) -> Option<Span> {
+        match self {
+            Stored::Typed(s) => Some(Span::clone(s)),
+            Stored::Encoded(_, e) => e.decode(),
+        }
+    }
 }
 
 /// Trace ids are random already: their low bits are a good hash, and
@@ -127,46 +183,57 @@ impl TraceStore {
     /// Stores one span; false when its trace is full and it was dropped.
     pub fn record(&self, span: Span) -> bool {
         let size = approx_bytes(&span);
-        let span = Arc::new(span);
-        {
-            let mut inner = self.lock();
-            let inner = &mut *inner;
-            let trace = span.trace;
-            let entry = inner.traces.entry(trace).or_insert_with(|| {
-                inner.order.push_back(trace);
-                Entry {
-                    spans: Vec::new(),
-                    bytes: 0,
-                }
-            });
-            if entry.spans.len() >= self.limits.max_spans_per_trace {
-                inner.dropped_spans += 1;
-                return false;
+        let trace = span.trace;
+        self.keep(trace, size, Stored::Typed(Arc::new(span)))
+    }
+
+    /// Stores one span still in its encoding ([`Encoded`]); false when
+    /// its trace is full and it was dropped.
+    pub fn record_encoded(&self, head: Head, span: Box<dyn Encoded>) -> bool {
+        let size = std::mem::size_of::<Stored>()
+            + head.correlates.len() * std::mem::size_of::<Correlation>()
+            + span.size();
+        let trace = head.trace;
+        self.keep(trace, size, Stored::Encoded(head, span))
+    }
+
+    fn keep(&self, trace: TraceId, size: usize, span: Stored) -> bool {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let entry = inner.traces.entry(trace).or_insert_with(|| {
+            inner.order.push_back(trace);
+            Entry {
+                spans: Vec::new(),
+                bytes: 0,
             }
-            let (root, link) = (span.parent.is_none(), span.link);
-            inner.asked.extend(span.correlates.iter().copied());
-            entry.spans.push(span);
-            if root {
-                if inner.roots.len() == ROOTS_KEPT {
-                    inner.roots.pop_front();
-                }
-                inner.roots.push_back(trace);
-                inner.roots_total += 1;
+        });
+        if entry.spans.len() >= self.limits.max_spans_per_trace {
+            inner.dropped_spans += 1;
+            return false;
+        }
+        let (root, link) = (span.root(), span.link());
+        inner.asked.extend(span.correlates().iter().copied());
+        entry.spans.push(span);
+        if root {
+            if inner.roots.len() == ROOTS_KEPT {
+                inner.roots.pop_front();
             }
-            entry.bytes += size;
-            inner.bytes += size;
-            if let Some(link) = link {
-                let at = inner.links.entry(link).or_default();
-                if !at.contains(&trace) {
-                    at.push(trace);
-                }
+            inner.roots.push_back(trace);
+            inner.roots_total += 1;
+        }
+        entry.bytes += size;
+        inner.bytes += size;
+        if let Some(link) = link {
+            let at = inner.links.entry(link).or_default();
+            if !at.contains(&trace) {
+                at.push(trace);
             }
-            while inner.bytes > self.limits.max_bytes && inner.order.len() > 1 {
-                let Some(old) = inner.order.pop_front() else {
-                    break;
-                };
-                inner.evict(old);
-            }
+        }
+        while inner.bytes > self.limits.max_bytes && inner.order.len() > 1 {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            inner.evict(old);
         }
         true
     }
@@ -210,14 +277,14 @@ impl TraceStore {
                 continue;
             };
             for s in &entry.spans {
-                for key in &s.correlates {
+                for key in s.correlates() {
                     for other in inner.links.get(key).into_iter().flatten() {
                         if seen.insert(*other) {
                             wanted.push(*other);
                         }
                     }
                 }
-                spans.push(Span::clone(s));
+                spans.extend(s.span());
             }
         }
         drop(inner);
@@ -231,7 +298,7 @@ impl TraceStore {
             .order
             .iter()
             .filter_map(|t| inner.traces.get(t))
-            .flat_map(|e| e.spans.iter().map(|s| Span::clone(s)))
+            .flat_map(|e| e.spans.iter().filter_map(Stored::span))
             .collect()
     }
 
@@ -261,7 +328,7 @@ impl Inner {
         self.traces.get(trace).is_some_and(|e| {
             !e.spans
                 .iter()
-                .any(|s| s.parent.is_none() && s.link.is_some_and(|l| self.asked.contains(&l)))
+                .any(|s| s.root() && s.link().is_some_and(|l| self.asked.contains(&l)))
         })
     }
 
@@ -272,7 +339,7 @@ impl Inner {
         self.bytes -= entry.bytes;
         self.evicted_traces += 1;
         for s in &entry.spans {
-            if let Some(link) = s.link
+            if let Some(link) = s.link()
                 && let Some(v) = self.links.get_mut(&link)
             {
                 v.retain(|t| *t != trace);
@@ -280,9 +347,117 @@ impl Inner {
                     self.links.remove(&link);
                 }
             }
-            for key in &s.correlates {
+            for key in s.correlates() {
                 self.asked.remove(key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::{Ctx, Event, Layer, SpanId};
+
+    /// A span "encoded" as itself, counting how often it is decoded.
+    struct Counted(Span, Arc<AtomicUsize>);
+
+    impl Encoded for Counted {
+        fn decode(&self) -> Option<Span> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Some(self.0.clone())
+        }
+        fn size(&self) -> usize {
+            1000
+        }
+    }
+
+    fn span(trace: TraceId, parent: Option<SpanId>, text: &str) -> Span {
+        Span {
+            trace,
+            id: SpanId::random(),
+            parent,
+            host: "h".to_string().into(),
+            addr: "a".to_string().into(),
+            layer: Layer::Application,
+            component: "c".to_string().into(),
+            start_ns: 1,
+            end_ns: 2,
+            request: None,
+            link: None,
+            correlates: Vec::new(),
+            event: Event::Note { text: text.into() },
+        }
+    }
+
+    fn head(s: &Span) -> Head {
+        Head {
+            trace: s.trace,
+            root: s.parent.is_none(),
+            link: s.link,
+            correlates: s.correlates.clone(),
+        }
+    }
+
+    #[test]
+    fn encoded_spans_are_decoded_only_when_read_and_join_by_their_heads() {
+        let store = TraceStore::new(StoreLimits::default());
+        let decodes = Arc::new(AtomicUsize::new(0));
+        let key = Correlation::Dns {
+            from: "127.0.0.2:5000".parse().unwrap(),
+            to: "127.0.1.1:53".parse().unwrap(),
+            id: 7,
+        };
+        // A client's trace (typed) asks; the server's trace (encoded, from
+        // another process) answers with the same key as its link.
+        let client = Ctx::new_root().trace;
+        let mut ask = span(client, None, "client asks");
+        ask.correlates.push(key);
+        let server = Ctx::new_root().trace;
+        let mut answer = span(server, None, "server answers");
+        answer.link = Some(key);
+        let child = span(server, Some(answer.id), "server looks up");
+        for s in [&answer, &child] {
+            let enc = Box::new(Counted(s.clone(), decodes.clone()));
+            assert!(store.record_encoded(head(s), enc));
+        }
+        store.record(ask);
+        assert_eq!(decodes.load(Ordering::Relaxed), 0, "nothing read yet");
+        // Roots are known from the heads, and the server's trace does not
+        // stand alone: the client's trace asked its question.
+        let (_, roots, _) = store.roots_after(0);
+        assert_eq!(roots, vec![server, client]);
+        assert!(!store.stands_alone(server) && store.stands_alone(client));
+        let texts: Vec<String> = store
+            .assemble(client)
+            .iter()
+            .map(|s| s.event.to_string())
+            .collect();
+        assert_eq!(texts, ["client asks", "server answers", "server looks up"]);
+        assert_eq!(decodes.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn encoded_spans_count_their_size_and_are_evicted_like_the_rest() {
+        let store = TraceStore::new(StoreLimits {
+            max_bytes: 10_000,
+            max_spans_per_trace: 100,
+        });
+        let decodes = Arc::new(AtomicUsize::new(0));
+        let traces: Vec<TraceId> = (0..20).map(|_| Ctx::new_root().trace).collect();
+        for t in &traces {
+            let s = span(*t, None, "x");
+            store.record_encoded(head(&s), Box::new(Counted(s, decodes.clone())));
+        }
+        let stats = store.stats();
+        assert!(stats.bytes <= 10_000 && stats.traces < 10, "{stats:?}");
+        assert_eq!(stats.evicted_traces as usize + stats.traces, 20);
+        assert!(
+            store.assemble(traces[0]).is_empty(),
+            "the oldest went first"
+        );
+        assert_eq!(store.assemble(traces[19]).len(), 1);
     }
 }
