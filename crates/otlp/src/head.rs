@@ -44,7 +44,15 @@ pub struct Malformed;
 
 type R<T> = Result<T, Malformed>;
 
+#[inline]
 fn varint(b: &mut &[u8]) -> R<u64> {
+    // Most are one byte: keys, lengths under 128.
+    if let Some((&byte, rest)) = b.split_first()
+        && byte < 0x80
+    {
+        *b = rest;
+        return Ok(u64::from(byte));
+    }
     let mut v = 0u64;
     for i in 0..10 {
         let (&byte, rest) = b.split_first().ok_or(Malformed)?;
@@ -61,6 +69,7 @@ fn varint(b: &mut &[u8]) -> R<u64> {
     Err(Malformed)
 }
 
+#[inline]
 fn key(b: &mut &[u8]) -> R<(u32, u8)> {
     let k = varint(b)?;
     let wire = (k & 7) as u8;
