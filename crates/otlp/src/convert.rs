@@ -323,16 +323,15 @@ pub fn receive_protobuf(body: Bytes, now_ns: u64, accept: Accept) -> Result<Rece
                 let times = (h.start_time_unix_nano, h.end_time_unix_nano);
                 match check(id_bytes, times, now_ns, accept) {
                     Ok((trace, _, parent)) => {
-                        let head = Head {
+                        let head = Head::new(
                             trace,
-                            root: parent.is_none(),
-                            link: h.link.as_ref().and_then(|v| from_any(v).ok()),
-                            correlates: h
-                                .correlates
+                            parent.is_none(),
+                            h.link.as_ref().and_then(|v| from_any(v).ok()),
+                            h.correlates
                                 .as_ref()
                                 .and_then(|v| from_any(v).ok())
                                 .unwrap_or_default(),
-                        };
+                        );
                         // A copy of its own, so that a span kept long
                         // does not keep the whole request body alive.
                         let bytes = Bytes::copy_from_slice(raw);
@@ -887,8 +886,8 @@ mod tests {
         for ((head, enc), want) in kept.spans.iter().zip(&eager.spans) {
             assert_eq!(head.trace, want.trace);
             assert_eq!(head.root, want.parent.is_none());
-            assert_eq!(head.link, want.link);
-            assert_eq!(head.correlates, want.correlates);
+            assert_eq!(head.link(), want.link);
+            assert_eq!(head.correlates(), want.correlates);
             let got = enc.decode().expect("a kept span decodes");
             assert!(same(&got, want), "{got:?}\n{want:?}");
             assert!(enc.size() > 100);

@@ -50,8 +50,29 @@ pub struct Head {
     pub trace: TraceId,
     /// Whether it has no parent (a root).
     pub root: bool,
-    pub link: Option<Correlation>,
-    pub correlates: Vec<Correlation>,
+    /// Its DNS correlation keys, which few spans have: apart, so that a
+    /// head stays small in a store of millions.
+    keys: Option<Box<(Option<Correlation>, Vec<Correlation>)>>,
+}
+
+impl Head {
+    pub fn new(
+        trace: TraceId,
+        root: bool,
+        link: Option<Correlation>,
+        correlates: Vec<Correlation>,
+    ) -> Head {
+        let keys = (link.is_some() || !correlates.is_empty()).then(|| Box::new((link, correlates)));
+        Head { trace, root, keys }
+    }
+
+    pub fn link(&self) -> Option<Correlation> {
+        self.keys.as_ref().and_then(|k| k.0)
+    }
+
+    pub fn correlates(&self) -> &[Correlation] {
+        self.keys.as_ref().map_or(&[], |k| &k.1)
+    }
 }
 
 enum Stored {
@@ -70,14 +91,14 @@ impl Stored {
     fn link(&self) -> Option<Correlation> {
         match self {
             Stored::Typed(s) => s.link,
-            Stored::Encoded(h, _) => h.link,
+            Stored::Encoded(h, _) => h.link(),
         }
     }
 
     fn correlates(&self) -> &[Correlation] {
         match self {
             Stored::Typed(s) => &s.correlates,
-            Stored::Encoded(h, _) => &h.correlates,
+            Stored::Encoded(h, _) => h.correlates(),
         }
     }
 
@@ -190,9 +211,8 @@ impl TraceStore {
     /// Stores one span still in its encoding ([`Encoded`]); false when
     /// its trace is full and it was dropped.
     pub fn record_encoded(&self, head: Head, span: Box<dyn Encoded>) -> bool {
-        let size = std::mem::size_of::<Stored>()
-            + head.correlates.len() * std::mem::size_of::<Correlation>()
-            + span.size();
+        let size =
+            std::mem::size_of::<Stored>() + std::mem::size_of_val(head.correlates()) + span.size();
         let trace = head.trace;
         self.keep(trace, size, Stored::Encoded(head, span))
     }
@@ -393,12 +413,7 @@ mod tests {
     }
 
     fn head(s: &Span) -> Head {
-        Head {
-            trace: s.trace,
-            root: s.parent.is_none(),
-            link: s.link,
-            correlates: s.correlates.clone(),
-        }
+        Head::new(s.trace, s.parent.is_none(), s.link, s.correlates.clone())
     }
 
     #[test]
