@@ -667,17 +667,22 @@ mod tests {
         }
     }
 
+    /// A span of every event, numbered.
+    fn every_span() -> Vec<Span> {
+        every_event()
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| span_with(e, i as u64))
+            .collect()
+    }
+
     fn same(a: &Span, b: &Span) -> bool {
         serde_json::to_value(a).unwrap() == serde_json::to_value(b).unwrap()
     }
 
     #[test]
     fn every_event_survives_the_round_trip_through_protobuf_and_json() {
-        let spans: Vec<Span> = every_event()
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| span_with(e, i as u64))
-            .collect();
+        let spans: Vec<Span> = every_span();
         let req = encode(&spans);
         let now = 1_700_000_000_000_000_000;
         for (encoding, bytes) in [
@@ -700,11 +705,7 @@ mod tests {
 
     #[test]
     fn the_bytes_written_are_the_ones_prost_writes() {
-        let mut spans: Vec<Span> = every_event()
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| span_with(e, i as u64))
-            .collect();
+        let mut spans: Vec<Span> = every_span();
         // Two resources (hosts), so the grouping is covered too.
         spans[1].host = "other".into();
         // Long text, so that lengths take more than one byte at every level.
@@ -846,11 +847,7 @@ mod tests {
     #[test]
     fn spans_kept_encoded_decode_to_what_decode_gives() {
         let now = 1_700_000_000_000_000_000;
-        let mut spans: Vec<Span> = every_event()
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| span_with(e, i as u64))
-            .collect();
+        let mut spans: Vec<Span> = every_span();
         spans[1].host = "other".into();
         spans[2].link = None;
         spans[2].correlates.clear();
