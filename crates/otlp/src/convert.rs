@@ -317,8 +317,13 @@ pub fn receive_protobuf(body: Bytes, now_ns: u64, accept: Accept) -> Result<Rece
         for ss in &rs.scope_spans {
             let origin = Arc::new(Origin::of(rs.resource.as_ref(), ss.scope.as_ref()));
             for raw in &ss.spans {
-                let h = crate::head::span_head(raw)
-                    .map_err(|_| "malformed protobuf: a span does not decode".to_string())?;
+                let Ok(h) = crate::head::span_head(raw) else {
+                    // prost refuses it too; its words say why.
+                    return Err(match wire::Span::decode(raw.clone()) {
+                        Err(e) => malformed(e),
+                        Ok(_) => "malformed protobuf: a span does not decode".to_string(),
+                    });
+                };
                 let id_bytes = (h.trace_id, h.span_id, h.parent_span_id);
                 let times = (h.start_time_unix_nano, h.end_time_unix_nano);
                 match check(id_bytes, times, now_ns, accept) {
@@ -903,5 +908,30 @@ mod tests {
         let a = parse(Encoding::Protobuf, cut.clone()).err().unwrap();
         let b = receive_protobuf(cut, now, Accept::default()).err().unwrap();
         assert!(a.starts_with("malformed protobuf") && b.starts_with("malformed protobuf"));
+        // A span broken inside (its first attribute's length made too
+        // long) is named by prost's own words.
+        let mut s0 = req.resource_spans[0].scope_spans[0].spans[0].clone();
+        s0.attributes.truncate(1);
+        s0.flags = 0;
+        let mut bytes = s0.encode_to_vec();
+        // The attribute is the last field: its key byte, then its length.
+        let kv = s0.attributes[0].encoded_len();
+        assert!(kv < 0x7f);
+        let at = bytes.len() - kv - 2;
+        assert_eq!(bytes[at], 0x4a);
+        bytes[at + 1] = 0x7f;
+        let whole = crate::wire::Shallow {
+            resource_spans: vec![crate::wire::ShallowResourceSpans {
+                resource: None,
+                scope_spans: vec![crate::wire::ShallowScopeSpans {
+                    scope: None,
+                    spans: vec![Bytes::from(bytes)],
+                }],
+            }],
+        };
+        let b = receive_protobuf(Bytes::from(whole.encode_to_vec()), now, Accept::default())
+            .err()
+            .unwrap();
+        assert!(b.starts_with("malformed protobuf: failed to decode"), "{b}");
     }
 }
