@@ -107,7 +107,17 @@ impl Handler for LoadBalancer {
             trusted: &[],
             proto: if conn.tls { "https" } else { "http" },
         };
-        let done = forward(&self.pool, req, &client_key(conn.peer.ip()), f, |_| {}).await;
+        // Boxed: over HTTP/2 each request is a task of its own, and the
+        // proxy path's state (2.9 KB) inline made that task large and was
+        // copied with it (memmove 7.2 -> 4.8 % of the samples under h2load).
+        let done = Box::pin(forward(
+            &self.pool,
+            req,
+            &client_key(conn.peer.ip()),
+            f,
+            |_| {},
+        ))
+        .await;
         // The pick names the backend that answered; backends that failed
         // before it are named with their error. Built only when kept.
         if self.rec.keeps_spans() {
