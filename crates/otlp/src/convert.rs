@@ -84,13 +84,24 @@ impl Default for Accept {
     }
 }
 
-/// What came out of an export request.
-#[derive(Debug, Default)]
-pub struct Decoded {
-    pub spans: Vec<Span>,
+/// What came out of an export request: its spans (typed, or kept
+/// encoded: [`Received`]) and what was refused.
+#[derive(Debug)]
+pub struct Decoded<S = Span> {
+    pub spans: Vec<S>,
     pub rejected: u64,
     /// One line per kind of rejection, with a count.
     pub reasons: BTreeMap<String, u64>,
+}
+
+impl<S> Default for Decoded<S> {
+    fn default() -> Self {
+        Decoded {
+            spans: Vec::new(),
+            rejected: 0,
+            reasons: BTreeMap::new(),
+        }
+    }
 }
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
@@ -119,7 +130,6 @@ fn id_of<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
 
 /// Where spans came from: their resource and scope, read once for all
 /// the spans of a scope.
-#[derive(Clone)]
 pub(crate) struct Origin {
     service: String,
     // weblab's own labels, shared by every span of the resource (a
@@ -251,7 +261,7 @@ fn correlates(attrs: &[KeyValue]) -> Vec<weblab_trace::Correlation> {
         .unwrap_or_default()
 }
 
-fn rejected(out: &mut Decoded, why: &str) {
+fn rejected<S>(out: &mut Decoded<S>, why: &str) {
     out.rejected += 1;
     *out.reasons.entry(why.to_string()).or_default() += 1;
 }
@@ -278,12 +288,7 @@ pub fn decode(req: &ExportRequest, now_ns: u64, accept: Accept) -> Decoded {
 
 /// An export request's spans, checked and kept in their protobuf bytes
 /// for the store to decode when their trace is read ([`Encoded`]).
-#[derive(Default)]
-pub struct Received {
-    pub spans: Vec<(Head, Box<dyn Encoded>)>,
-    pub rejected: u64,
-    pub reasons: BTreeMap<String, u64>,
-}
+pub type Received = Decoded<(Head, Box<dyn Encoded>)>;
 
 /// One span's protobuf bytes and where it came from.
 struct Unread {
@@ -311,8 +316,7 @@ impl Encoded for Unread {
 pub fn receive_protobuf(body: Bytes, now_ns: u64, accept: Accept) -> Result<Received, String> {
     let malformed = |e: prost::DecodeError| format!("malformed protobuf: {e}");
     let req = wire::Shallow::decode(body).map_err(malformed)?;
-    let mut out = Decoded::default();
-    let mut spans: Vec<(Head, Box<dyn Encoded>)> = Vec::new();
+    let mut out = Received::default();
     for rs in &req.resource_spans {
         for ss in &rs.scope_spans {
             let origin = Arc::new(Origin::of(rs.resource.as_ref(), ss.scope.as_ref()));
@@ -341,18 +345,14 @@ pub fn receive_protobuf(body: Bytes, now_ns: u64, accept: Accept) -> Result<Rece
                         // does not keep the whole request body alive.
                         let bytes = Bytes::copy_from_slice(raw);
                         let origin = origin.clone();
-                        spans.push((head, Box::new(Unread { bytes, origin })));
+                        out.spans.push((head, Box::new(Unread { bytes, origin })));
                     }
                     Err(why) => rejected(&mut out, why),
                 }
             }
         }
     }
-    Ok(Received {
-        spans,
-        rejected: out.rejected,
-        reasons: out.reasons,
-    })
+    Ok(out)
 }
 
 /// Rebuilds a weblab event of `kind` from its attributes, read straight
