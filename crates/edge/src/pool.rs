@@ -280,12 +280,17 @@ impl Pool {
         );
     }
 
-    /// Starts the active checks; they stop when the pool is dropped.
-    pub fn start_checks(self: &Arc<Self>) {
+    /// Starts the active checks; they stop when the pool is dropped. The
+    /// receiver hears when the first round is over (at once when active
+    /// checks are off); a caller that does not care drops it.
+    pub fn start_checks(self: &Arc<Self>) -> tokio::sync::oneshot::Receiver<()> {
+        let (first_round, done) = tokio::sync::oneshot::channel();
         let Some(every) = self.checks.interval else {
-            return;
+            let _ = first_round.send(());
+            return done;
         };
         let weak: Weak<Pool> = Arc::downgrade(self);
+        let mut first_round = Some(first_round);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -303,8 +308,12 @@ impl Pool {
                     }
                 });
                 futures::future::join_all(checks).await;
+                if let Some(tell) = first_round.take() {
+                    let _ = tell.send(());
+                }
             }
         });
+        done
     }
 
     /// One active check: a new connection, `GET path`, the status checked.

@@ -839,3 +839,47 @@ async fn a_stopping_server_closes_an_idle_connection_at_once_with_http09_on() {
     let mut buf = [0u8; 1];
     assert_eq!(idle.read(&mut buf).await.unwrap_or(0), 0, "closed");
 }
+
+#[tokio::test]
+async fn the_first_round_of_checks_is_told_when_every_backend_was_checked_once() {
+    // A backend that answers its check only after 100 ms, and one that
+    // refuses connections.
+    let slow = backend(|_req| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Response::new(full("ok"))
+    })
+    .await;
+    let dead = dead_port().await;
+    let pool_of = |checks: Checks| {
+        let list = vec![Backend::new("slow", slow, 1), Backend::new("dead", dead, 1)];
+        let names = ["slow".to_string(), "dead".to_string()];
+        let alg: Box<dyn Balancer> = balance::by_name("round-robin", &names, &[1, 1]).unwrap();
+        let rec = Recorder::new(Collector::new(Detail::Full), "lb", "127.0.0.1", "lb");
+        Pool::new(list, alg, LOCAL, checks, rec)
+    };
+    let pool = pool_of(Checks {
+        interval: Some(Duration::from_secs(60)),
+        timeout: Duration::from_secs(2),
+        ..Checks::default()
+    });
+    let started = std::time::Instant::now();
+    let first_round = pool.start_checks();
+    tokio::time::timeout(Duration::from_secs(5), first_round)
+        .await
+        .expect("the first round ends")
+        .expect("the checker tells");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    let checked: Vec<u64> = pool
+        .status()
+        .backends
+        .iter()
+        .map(|b| b.served + b.failed)
+        .collect();
+    assert_eq!(checked, [1, 1], "each backend checked once, no more");
+    // With active checks off there is no round to wait for.
+    let passive_pool = pool_of(passive());
+    tokio::time::timeout(Duration::from_millis(50), passive_pool.start_checks())
+        .await
+        .expect("told at once")
+        .expect("the sender was used");
+}

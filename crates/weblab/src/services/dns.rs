@@ -85,10 +85,13 @@ impl Service for Authoritative {
                     .into_iter()
                     .map(|ip| (ip, std::net::SocketAddr::new(ip, boot.ports.admin)))
                     .collect();
+                let (first_read, done) = tokio::sync::oneshot::channel();
+                boot.starting(done);
                 s.watch_task(tokio::spawn(read_loads(
                     pages,
                     loads,
                     IpAddr::V4(world.addr(host)),
+                    first_read,
                 )));
             }
             Ok(servers.into())
@@ -182,13 +185,22 @@ const LOAD_EVERY: Duration = Duration::from_millis(250);
 /// Reads `GET /_weblab/status` of each counted server, forever (the task
 /// ends with the DNS server), into `loads`. A server that does not answer
 /// in time keeps its old count until it goes stale.
-async fn read_loads(pages: Vec<(IpAddr, std::net::SocketAddr)>, loads: Arc<Loads>, bind: IpAddr) {
+async fn read_loads(
+    pages: Vec<(IpAddr, std::net::SocketAddr)>,
+    loads: Arc<Loads>,
+    bind: IpAddr,
+    first_read: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut first_read = Some(first_read);
     loop {
         for (ip, page) in &pages {
             let read = tokio::time::timeout(LOAD_EVERY, open_connections(*page, bind)).await;
             if let Ok(Ok(open)) = read {
                 loads.set(*ip, open, std::time::Instant::now());
             }
+        }
+        if let Some(tell) = first_read.take() {
+            let _ = tell.send(());
         }
         tokio::time::sleep(LOAD_EVERY).await;
     }

@@ -59,7 +59,7 @@ impl Service for Lb {
                 world.lb.health.clone(),
                 boot.recorder(host, "lb"),
             );
-            pool.start_checks();
+            boot.starting(pool.start_checks());
             let mut names = world.lb.server_names.clone();
             names.extend(world.addrs(host).iter().map(ToString::to_string));
             let (chain, key) = boot.ca()?.issue(&names)?;
