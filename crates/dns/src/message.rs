@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use weblab_trace::DnsOutcome;
@@ -70,46 +70,56 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
             outcome,
         }
     };
-    if opcode != 0 {
-        return Err(error(ResponseCode::NotImp, DnsOutcome::Refused));
-    }
     // Read with a decoder we keep, to see whether bytes are left over.
     let mut decoder = BinDecoder::new(bytes);
     let parsed = Message::read(&mut decoder);
     // RFC 1035 §4.1: a message is its header and sections, nothing after;
     // trailing bytes make it malformed.
-    if parsed.is_ok() && !decoder.is_empty() {
+    let m = match parsed {
+        Ok(m) if decoder.is_empty() && m.queries.len() <= 1 => m,
+        // An opcode we do not implement is NOTIMP even when its sections
+        // do not read as a query's.
+        _ if opcode != 0 => return Err(error(ResponseCode::NotImp, DnsOutcome::Refused)),
+        _ => return Err(error(ResponseCode::FormErr, DnsOutcome::FormErr)),
+    };
+    // A reply to the question as asked, with this code only: the question
+    // and an OPT record are echoed as BIND, NSD and Unbound do, so that
+    // `dig` shows what was refused.
+    let answer = |code: ResponseCode, outcome: DnsOutcome| {
+        let mut r = response_to(&m);
+        r.metadata.op_code = OpCode::from_u8(opcode);
+        r.metadata.response_code = code;
+        Rejected {
+            reply: r.to_vec().ok(),
+            id,
+            outcome,
+        }
+    };
+    // RFC 1035 §4.1.1 RCODE 4: NOTIFY, UPDATE, STATUS… are not offered.
+    if opcode != 0 {
+        return Err(answer(ResponseCode::NotImp, DnsOutcome::Refused));
+    }
+    if m.queries.len() != 1 {
         return Err(error(ResponseCode::FormErr, DnsOutcome::FormErr));
     }
-    match parsed {
-        Ok(m) if m.metadata.message_type == MessageType::Query && m.queries.len() == 1 => {
-            // Only the Internet class is served (CHAOS, HESIOD… are refused).
-            if m.queries[0].query_class() != DNSClass::IN {
-                return Err(error(ResponseCode::Refused, DnsOutcome::Refused));
-            }
-            // An answer to the question as asked, with this code only.
-            let answer = |code: ResponseCode, outcome: DnsOutcome| Rejected {
-                reply: coded(&m, code),
-                id,
-                outcome,
-            };
-            // RFC 6891 §6.1.3: an EDNS version we do not implement gets
-            // BADVERS, with our OPT (version 0) in the answer.
-            if m.edns.as_ref().is_some_and(|e| e.version() > 0) {
-                return Err(answer(ResponseCode::BADVERS, DnsOutcome::BadVersion));
-            }
-            // Zone transfers are not offered (RFC 5936 §4.2: REFUSED, not
-            // an empty answer that looks like a failed transfer).
-            if matches!(
-                m.queries[0].query_type(),
-                RecordType::AXFR | RecordType::IXFR
-            ) {
-                return Err(answer(ResponseCode::Refused, DnsOutcome::Refused));
-            }
-            Ok(m)
-        }
-        _ => Err(error(ResponseCode::FormErr, DnsOutcome::FormErr)),
+    // Only the Internet class is served (CHAOS, HESIOD… are refused).
+    if m.queries[0].query_class() != DNSClass::IN {
+        return Err(answer(ResponseCode::Refused, DnsOutcome::Refused));
     }
+    // RFC 6891 §6.1.3: an EDNS version we do not implement gets BADVERS,
+    // with our OPT (version 0) in the answer.
+    if m.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return Err(answer(ResponseCode::BADVERS, DnsOutcome::BadVersion));
+    }
+    // Zone transfers are not offered (RFC 5936 §4.2: REFUSED, not an empty
+    // answer that looks like a failed transfer).
+    if matches!(
+        m.queries[0].query_type(),
+        RecordType::AXFR | RecordType::IXFR
+    ) {
+        return Err(answer(ResponseCode::Refused, DnsOutcome::Refused));
+    }
+    Ok(m)
 }
 
 /// The reply to a query the server has no room to work on: REFUSED with
@@ -287,6 +297,8 @@ mod tests {
             .unwrap();
         let reply = Message::from_vec(&reply).unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+        // The question is echoed, so dig shows what was refused.
+        assert_eq!(reply.queries, q.queries);
     }
 
     #[test]
@@ -295,6 +307,22 @@ mod tests {
         bytes[2] = (bytes[2] & 0x87) | (2 << 3); // STATUS
         let reply = Message::from_vec(&check_query(&bytes).unwrap_err().reply.unwrap()).unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+        assert_eq!(reply.metadata.op_code, OpCode::Status);
+        assert_eq!(reply.queries, query(false).queries);
+        // With EDNS, the reply carries an OPT record too.
+        let mut bytes = query(true).to_vec().unwrap();
+        bytes[2] = (bytes[2] & 0x87) | (4 << 3); // NOTIFY
+        let reply = Message::from_vec(&check_query(&bytes).unwrap_err().reply.unwrap()).unwrap();
+        assert_eq!(reply.metadata.op_code, OpCode::Notify);
+        assert!(reply.edns.is_some());
+        // An opcode we do not implement whose sections do not read is
+        // still NOTIMP, with its id.
+        let mut bytes = query(false).to_vec().unwrap();
+        bytes[2] = (bytes[2] & 0x87) | (5 << 3); // UPDATE
+        bytes.extend_from_slice(&[1, 2, 3]);
+        let reply = Message::from_vec(&check_query(&bytes).unwrap_err().reply.unwrap()).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+        assert_eq!(reply.metadata.id, query(false).metadata.id);
     }
 
     fn big_response(q: &Message) -> Message {
