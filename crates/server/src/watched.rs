@@ -12,6 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub trait Watch {
     fn read(&mut self, n: usize);
     fn wrote(&mut self, n: usize);
+    /// Whether a shutdown asked of the stream goes through (`false` keeps
+    /// the stream open for another user, e.g. a parked connection).
+    fn shut_down(&self) -> bool {
+        true
+    }
 }
 
 /// `io` with `watch` told of every read and write that moved bytes.
@@ -80,6 +85,9 @@ impl<T: AsyncWrite + Unpin, W: Watch + Unpin> AsyncWrite for Watched<T, W> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.watch.shut_down() {
+            return Pin::new(&mut self.io).poll_flush(cx);
+        }
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -8,6 +8,22 @@ use std::path::PathBuf;
 /// here compares allocators side by side yet.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc gives a freed page back to the system only after a delay, and
+/// only when it is next called: a server that goes quiet (its keep-alive
+/// connections parked, their buffers freed) would keep that memory in its
+/// RSS for good. Giving pages back at once costs a madvise per emptied
+/// page (about 800 a second in the proxy under wrk, against 100 000 other
+/// system calls).
+fn return_freed_memory_at_once() {
+    /// `mi_option_purge_delay` in mimalloc 3's `mi_option_e`; the Rust
+    /// binding leaves the experimental options unnamed.
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: called once from main before any other thread exists (the
+    // option setters are not thread safe); 0 is a valid delay ("purge at
+    // once").
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
+}
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -706,6 +722,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    return_freed_memory_at_once();
     // On one CPU (a pinned server, a small container) a single-threaded
     // runtime does the same work without the work-stealing machinery:
     // one event loop per process, as nginx runs one per worker.

@@ -2,7 +2,7 @@
 //! counted, and the rules that close it (idle, stalled, stopping).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What the watchdog of one connection knows: when bytes last moved and
@@ -12,6 +12,12 @@ pub(crate) struct ConnState {
     /// Milliseconds after `born` of the last read, write or request edge.
     last_ms: AtomicU64,
     in_flight: AtomicU32,
+    /// Requests begun on the connection so far.
+    requests: AtomicU64,
+    /// Set while the connection is being taken out of hyper to wait for
+    /// its next request: hyper's closing shutdown must then leave the
+    /// socket open.
+    parking: AtomicBool,
 }
 
 impl ConnState {
@@ -20,6 +26,8 @@ impl ConnState {
             born: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            parking: AtomicBool::new(false),
         })
     }
 
@@ -30,6 +38,7 @@ impl ConnState {
 
     pub(crate) fn begin_request(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         self.touch();
     }
 
@@ -40,6 +49,14 @@ impl ConnState {
 
     pub(crate) fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_parking(&self, on: bool) {
+        self.parking.store(on, Ordering::Relaxed);
     }
 
     /// How long nothing has moved on the connection.
@@ -57,6 +74,9 @@ impl crate::watched::Watch for Arc<ConnState> {
     }
     fn wrote(&mut self, _n: usize) {
         self.touch();
+    }
+    fn shut_down(&self) -> bool {
+        !self.parking.load(Ordering::Relaxed)
     }
 }
 

@@ -147,6 +147,23 @@ impl<T> Prefixed<T> {
     pub(crate) fn new(prefix: Bytes, io: T) -> Self {
         Prefixed { prefix, io }
     }
+
+    /// Bytes already taken from the stream, to be read again first.
+    pub(crate) fn prefix(&self) -> &Bytes {
+        &self.prefix
+    }
+
+    pub(crate) fn set_prefix(&mut self, prefix: Bytes) {
+        self.prefix = prefix;
+    }
+
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {

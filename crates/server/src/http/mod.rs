@@ -12,6 +12,11 @@
 //! Content-Length is over `max_body` gets 413 without its body being read.
 //! On stop, the listener closes and every connection finishes gently
 //! (HTTP/2 GOAWAY, HTTP/1.1 close after the current response).
+//!
+//! A plaintext HTTP/1.1 keep-alive connection that stays quiet for
+//! [`PARK_AFTER`] after a response is parked: hyper's state and its two
+//! 8 KiB buffers are dropped, and the bare socket waits for the next
+//! request (nginx frees its buffers between requests the same way).
 
 mod body;
 mod conn;
@@ -291,8 +296,14 @@ async fn serve_conn<H: Handler>(
             // Boxed: the connection's state machine (hyper's HTTP/1 and
             // HTTP/2 inline) is allocated once a client has something to
             // say, not while it sits idle in the handshake or the sniff.
+            let alpn_h2 = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Some(true),
+                Some(_) => Some(false),
+                None => None,
+            };
             Box::pin(drive(
-                crate::watched::Watched::new(tls, state.clone()),
+                http09::Prefixed::new(Bytes::new(), tls),
+                alpn_h2,
                 conn,
                 limits,
                 handler,
@@ -316,15 +327,8 @@ async fn serve_conn<H: Handler>(
             } else {
                 Bytes::new()
             };
-            Box::pin(drive(
-                crate::watched::Watched::new(http09::Prefixed::new(prefix, tcp), state.clone()),
-                conn,
-                limits,
-                handler,
-                state,
-                keep,
-            ))
-            .await
+            let io = http09::Prefixed::new(prefix, tcp);
+            Box::pin(drive(io, None, conn, limits, handler, state, keep)).await
         }
     }
 }
@@ -367,8 +371,77 @@ fn refusal(version: Version, status: StatusCode, reason: &str) -> Response<Full<
     r
 }
 
-async fn drive<H, IO>(
-    io: IO,
+/// A stream under a connection: what it can offer while the connection
+/// waits for its next request outside hyper ("parked").
+pub(crate) trait Park:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+    /// The socket to wait on for the next request, when nothing can be
+    /// buffered above it; `None` when the connection cannot be parked.
+    fn parkable(&self) -> Option<&TcpStream>;
+}
+
+impl Park for TcpStream {
+    fn parkable(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+/// TLS connections stay in hyper: rustls may hold decrypted bytes that a
+/// socket's readiness would not announce.
+impl Park for tokio_rustls::server::TlsStream<TcpStream> {
+    fn parkable(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+/// The stream hyper sees: watched for progress, with bytes already read
+/// (a sniffed first line, what hyper had buffered) in front.
+type Stream<S> = crate::watched::Watched<http09::Prefixed<S>, Arc<ConnState>>;
+
+/// The HTTP/2 client preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plaintext (or ALPN-less) connection opens with HTTP/2's
+/// preface: reads only until the bytes so far stop matching it, keeping
+/// them in front of the stream. `None` when the client went away or said
+/// nothing within `deadline`.
+async fn sniff_h2<S: Park>(io: &mut http09::Prefixed<S>, deadline: Duration) -> Option<bool> {
+    let sniff = async {
+        loop {
+            let have = io.prefix().clone();
+            if have.len() >= H2_PREFACE.len() {
+                return Some(have.starts_with(H2_PREFACE));
+            }
+            if !H2_PREFACE.starts_with(&have) {
+                return Some(false);
+            }
+            // One read usually brings the whole request head.
+            let mut buf = Vec::with_capacity(4096);
+            if io.get_mut().read_buf(&mut buf).await.ok()? == 0 {
+                return None;
+            }
+            let mut joined = Vec::with_capacity(have.len() + buf.len());
+            joined.extend_from_slice(&have);
+            joined.extend_from_slice(&buf);
+            io.set_prefix(Bytes::from(joined));
+        }
+    };
+    tokio::time::timeout(deadline, sniff).await.ok().flatten()
+}
+
+/// How long a keep-alive HTTP/1.1 connection stays quiet after a response
+/// before it is parked: taken out of hyper, whose read and write buffers
+/// (8 KiB each, kept for a connection's life) are freed, to wait for its
+/// next request on the bare socket, as nginx does between requests.
+const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// Serves one connection: `io` (with any bytes already read in front),
+/// over HTTP/2 when ALPN chose it (`alpn_h2`) or the client opens with its
+/// preface, else over HTTP/1.1, parking the connection between requests.
+async fn drive<H, S>(
+    mut io: http09::Prefixed<S>,
+    alpn_h2: Option<bool>,
     conn: ConnInfo,
     limits: Limits,
     handler: Arc<H>,
@@ -376,7 +449,7 @@ async fn drive<H, IO>(
     keep: Keep,
 ) where
     H: Handler,
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Park,
 {
     let mut stop = keep.stop.clone();
     let service_state = state.clone();
@@ -396,48 +469,347 @@ async fn drive<H, IO>(
             Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, in_flight)))
         }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let h2 = match alpn_h2 {
+        Some(h2) => h2,
+        None => match sniff_h2(&mut io, limits.head_timeout).await {
+            Some(h2) => h2,
+            None => return,
+        },
+    };
+    let io: Stream<S> = crate::watched::Watched::new(io, state.clone());
+    if h2 {
+        // HTTP/2's own floods, bounded explicitly rather than by whatever
+        // the defaults of the day are: streams at once, streams a client
+        // resets before we accept them (rapid reset, CVE-2023-44487),
+        // streams we must reset for its errors, and the header block
+        // (CONTINUATION floods end at this size).
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+            .max_send_buf_size(256 * 1024)
+            .max_header_list_size(limits.max_head as u32);
+        let mut serving = Box::pin(builder.serve_connection(TokioIo::new(io), service));
+        watch(serving.as_mut(), &state, &limits, &mut stop, false).await;
+        return;
+    }
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
         .max_buf_size(limits.max_head.max(8192));
-    // HTTP/2's own floods, bounded explicitly rather than by whatever the
-    // defaults of the day are: streams at once, streams a client resets
-    // before we accept them (rapid reset, CVE-2023-44487), streams we
-    // must reset for its errors, and the header block (CONTINUATION
-    // floods end at this size).
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
-        .max_send_buf_size(256 * 1024)
-        .max_header_list_size(limits.max_head as u32);
-    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let mut serving = std::pin::pin!(serving);
-    let every = (limits.idle_timeout.min(limits.stall_timeout) / 4).max(Duration::from_millis(50));
+    let mut io = io;
+    loop {
+        let parkable = io.io.get_ref().parkable().is_some();
+        let mut serving = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(io), service.clone())
+                .with_upgrades(),
+        );
+        let parked = watch(serving.as_mut(), &state, &limits, &mut stop, parkable).await;
+        state.set_parking(false);
+        if !parked {
+            return;
+        }
+        let Some(parts) = std::pin::Pin::into_inner(serving).into_parts() else {
+            return;
+        };
+        let hyper::server::conn::http1::Parts {
+            io: taken,
+            read_buf,
+            ..
+        } = parts;
+        io = taken.into_inner();
+        if !read_buf.is_empty() {
+            // The next request had begun: hyper's buffered bytes go first.
+            io.io.set_prefix(read_buf);
+            continue;
+        }
+        // Even empty, the buffer's view keeps hyper's 8 KiB allocation.
+        drop(read_buf);
+        #[cfg(test)]
+        tests::PARKS.with(|p| p.set(p.get() + 1));
+        // Parked: the socket alone waits for the next request, as long as
+        // hyper would have waited for its head.
+        let Some(tcp) = io.io.get_ref().parkable() else {
+            return;
+        };
+        let wait = limits
+            .head_timeout
+            .min(limits.idle_timeout)
+            .saturating_sub(state.quiet_for());
+        tokio::select! {
+            ready = tokio::time::timeout(wait, tcp.readable()) => {
+                if !matches!(ready, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            _ = stop.stopped() => return,
+        }
+    }
+}
+
+/// A connection hyper serves, which can be asked to finish gently.
+trait Graceful: Future {
+    fn graceful(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E, B> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Runs `serving` under the connection's watchdog (idle, stalled,
+/// stopping). With `park`, a connection that served a request and then
+/// stayed quiet for [`PARK_AFTER`] is finished without closing its socket;
+/// returns whether that is how it ended.
+async fn watch<C: Graceful<Output = hyper::Result<()>>>(
+    mut serving: std::pin::Pin<&mut C>,
+    state: &Arc<ConnState>,
+    limits: &Limits,
+    stop: &mut StopSignal,
+    park: bool,
+) -> bool {
+    let mut every =
+        (limits.idle_timeout.min(limits.stall_timeout) / 4).max(Duration::from_millis(50));
+    if park {
+        every = every.min(PARK_AFTER);
+    }
+    let served_before = state.requests();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut closing = false;
+    let (mut closing, mut parking) = (false, false);
     loop {
         tokio::select! {
-            _ = serving.as_mut() => return,
+            done = serving.as_mut() => return parking && !closing && done.is_ok(),
             _ = stop.stopped(), if !closing => {
-                serving.as_mut().graceful_shutdown();
+                serving.as_mut().graceful();
                 closing = true;
             }
             _ = tick.tick() => {
-                match verdict(state.busy(), state.quiet_for(), closing, limits.idle_timeout, limits.stall_timeout) {
+                // hyper counts a connection busy until its first request
+                // is answered, and would tell that one to close: only a
+                // connection that has served a request since it (re)entered
+                // hyper is parked.
+                if park
+                    && !closing
+                    && !parking
+                    && !state.busy()
+                    && state.requests() > served_before
+                    && state.quiet_for() >= PARK_AFTER
+                {
+                    state.set_parking(true);
+                    serving.as_mut().graceful();
+                    parking = true;
+                    continue;
+                }
+                match verdict(state.busy(), state.quiet_for(), closing || parking, limits.idle_timeout, limits.stall_timeout) {
                     Verdict::Keep => {}
                     Verdict::Close => {
-                        serving.as_mut().graceful_shutdown();
+                        serving.as_mut().graceful();
                         closing = true;
                     }
-                    Verdict::Abort => return,
+                    Verdict::Abort => return false,
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Answers every request with its path, counting the connections the
+    /// server took (so a test can tell a reused connection from a new one).
+    struct Echo;
+
+    impl Handler for Echo {
+        type Body = Full<Bytes>;
+        async fn call(
+            self: Arc<Self>,
+            req: Request<RequestBody>,
+            _: ConnInfo,
+        ) -> Response<Full<Bytes>> {
+            Response::new(Full::new(Bytes::from(format!("path {}", req.uri().path()))))
+        }
+    }
+
+    static ADMITTED: AtomicU32 = AtomicU32::new(0);
+
+    thread_local! {
+        /// Connections parked on this thread (a test's own runtime).
+        pub(super) static PARKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    struct Counting;
+    impl Handler for Counting {
+        type Body = Full<Bytes>;
+        async fn call(
+            self: Arc<Self>,
+            req: Request<RequestBody>,
+            c: ConnInfo,
+        ) -> Response<Full<Bytes>> {
+            Arc::new(Echo).call(req, c).await
+        }
+        fn admit(&self, _peer: SocketAddr) -> Admission {
+            ADMITTED.fetch_add(1, Ordering::Relaxed);
+            Admission::Yes(None)
+        }
+    }
+
+    async fn server<H: Handler>(h: H, limits: Limits) -> (ServerHandle, SocketAddr) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        (serve_http(l, None, limits, Arc::new(h)).unwrap(), addr)
+    }
+
+    /// Reads one response whose body is `path …`; returns the head and body.
+    async fn response(s: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\npath ") {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("a response within 5 s")
+                .unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        // The body is short: let its last bytes arrive.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_quiet_keep_alive_connection_is_parked_and_answers_its_next_request() {
+        let (_h, addr) = server(Counting, Limits::default()).await;
+        let before = ADMITTED.load(Ordering::Relaxed);
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let first = response(&mut s).await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        assert!(
+            !first.to_lowercase().contains("connection: close"),
+            "{first}"
+        );
+        // Long enough to be parked (taken out of hyper) twice over.
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        s.write_all(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let second = response(&mut s).await;
+        assert!(
+            second.starts_with("HTTP/1.1 200") && second.ends_with("path /two"),
+            "{second}"
+        );
+        assert!(
+            !second.to_lowercase().contains("connection: close"),
+            "{second}"
+        );
+        // Parked again, then a request sent in two parts with a pause
+        // between them: a connection is parked only after an answer, never
+        // with half a request read.
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        s.write_all(b"GET /thr").await.unwrap();
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        s.write_all(b"ee HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let third = response(&mut s).await;
+        assert!(third.ends_with("path /three"), "{third}");
+        // One connection all along, parked after each of the first two
+        // answers.
+        assert_eq!(ADMITTED.load(Ordering::Relaxed) - before, 1);
+        assert_eq!(PARKS.with(|p| p.get()), 2);
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order_across_a_park() {
+        let (_h, addr) = server(Echo, Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        let mut got = String::new();
+        while !got.contains("path /b") {
+            got += &response(&mut s).await;
+        }
+        assert!(got.find("path /a") < got.find("path /b"), "{got}");
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        s.write_all(b"st: a\r\n\r\n").await.unwrap();
+        let c = response(&mut s).await;
+        assert!(c.ends_with("path /c"), "{c}");
+        // The half-sent third request was in hyper's buffer when the quiet
+        // connection was taken out of hyper: it went back in with those
+        // bytes first instead of being parked.
+        assert_eq!(PARKS.with(|p| p.get()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_is_closed_when_silent_for_the_head_timeout_and_on_stop() {
+        let limits = Limits {
+            head_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let (_h, addr) = server(Echo, limits).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        response(&mut s).await;
+        let t = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(700) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+        assert_eq!(PARKS.with(|p| p.get()), 1);
+        // Parked connections end at once when the server stops (long
+        // before the default 10 s head timeout).
+        let (h, addr) = server(Echo, Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        response(&mut s).await;
+        tokio::time::sleep(PARK_AFTER * 3).await;
+        assert_eq!(PARKS.with(|p| p.get()), 2);
+        h.stop_accepting();
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
     }
 }
