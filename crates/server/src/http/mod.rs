@@ -647,7 +647,10 @@ mod tests {
 
     /// Answers every request with its path, counting the connections the
     /// server took (so a test can tell a reused connection from a new one).
-    struct Echo;
+    #[derive(Default)]
+    struct Echo {
+        admitted: Arc<AtomicU32>,
+    }
 
     impl Handler for Echo {
         type Body = Full<Bytes>;
@@ -658,29 +661,15 @@ mod tests {
         ) -> Response<Full<Bytes>> {
             Response::new(Full::new(Bytes::from(format!("path {}", req.uri().path()))))
         }
+        fn admit(&self, _peer: SocketAddr) -> Admission {
+            self.admitted.fetch_add(1, Ordering::Relaxed);
+            Admission::Yes(None)
+        }
     }
-
-    static ADMITTED: AtomicU32 = AtomicU32::new(0);
 
     thread_local! {
         /// Connections parked on this thread (a test's own runtime).
         pub(super) static PARKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    }
-
-    struct Counting;
-    impl Handler for Counting {
-        type Body = Full<Bytes>;
-        async fn call(
-            self: Arc<Self>,
-            req: Request<RequestBody>,
-            c: ConnInfo,
-        ) -> Response<Full<Bytes>> {
-            Arc::new(Echo).call(req, c).await
-        }
-        fn admit(&self, _peer: SocketAddr) -> Admission {
-            ADMITTED.fetch_add(1, Ordering::Relaxed);
-            Admission::Yes(None)
-        }
     }
 
     async fn server<H: Handler>(h: H, limits: Limits) -> (ServerHandle, SocketAddr) {
@@ -711,8 +700,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_quiet_keep_alive_connection_is_parked_and_answers_its_next_request() {
-        let (_h, addr) = server(Counting, Limits::default()).await;
-        let before = ADMITTED.load(Ordering::Relaxed);
+        let echo = Echo::default();
+        let admitted = echo.admitted.clone();
+        let (_h, addr) = server(echo, Limits::default()).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
@@ -750,13 +740,13 @@ mod tests {
         assert!(third.ends_with("path /three"), "{third}");
         // One connection all along, parked after each of the first two
         // answers.
-        assert_eq!(ADMITTED.load(Ordering::Relaxed) - before, 1);
+        assert_eq!(admitted.load(Ordering::Relaxed), 1);
         assert_eq!(PARKS.with(|p| p.get()), 2);
     }
 
     #[tokio::test]
     async fn pipelined_requests_are_answered_in_order_across_a_park() {
-        let (_h, addr) = server(Echo, Limits::default()).await;
+        let (_h, addr) = server(Echo::default(), Limits::default()).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHo")
             .await
@@ -782,7 +772,7 @@ mod tests {
             head_timeout: Duration::from_secs(1),
             ..Limits::default()
         };
-        let (_h, addr) = server(Echo, limits).await;
+        let (_h, addr) = server(Echo::default(), limits).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
@@ -800,7 +790,7 @@ mod tests {
         assert_eq!(PARKS.with(|p| p.get()), 1);
         // Parked connections end at once when the server stops (long
         // before the default 10 s head timeout).
-        let (h, addr) = server(Echo, Limits::default()).await;
+        let (h, addr) = server(Echo::default(), Limits::default()).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
