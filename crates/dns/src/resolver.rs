@@ -463,7 +463,15 @@ impl Handler for Resolver {
                 let event =
                     serve_event(peer, rejected.outcome, rejected.id, "?".into(), "?".into());
                 self.rec.end(span, event);
-                return rejected.reply;
+                // A recursive resolver says so in every reply, refusals
+                // included (as Unbound does), or dig warns "recursion
+                // requested but not available".
+                return rejected.reply.map(|mut reply| {
+                    if let Some(flags) = reply.get_mut(3) {
+                        *flags |= 0x80; // RA
+                    }
+                    reply
+                });
             }
         };
         span = span.linked_to(Correlation::Dns {
@@ -558,6 +566,30 @@ mod tests {
     fn ask(r: &Resolver, id: u16, name: &str) -> Message {
         let reply = r.answer_now(&query(id, name), peer("127.0.0.2")).unwrap();
         Message::from_vec(&reply.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_say_that_recursion_is_available() {
+        let r = Arc::new(resolver("www.k.test.", &[[127, 0, 0, 7]]));
+        let mut q = Message::from_vec(&query(7, "version.bind.")).unwrap();
+        let mut asked = q.queries[0].clone();
+        asked.set_query_class(hickory_proto::rr::DNSClass::CH);
+        q.queries = vec![asked];
+        let reply = r
+            .clone()
+            .handle(q.to_vec().unwrap(), peer("127.0.0.2"))
+            .await;
+        let reply = Message::from_vec(&reply.unwrap()).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+        assert!(reply.metadata.recursion_available);
+        assert_eq!(reply.queries, q.queries);
+        // NOTIMP too.
+        let mut bytes = query(8, "www.k.test.");
+        bytes[2] = (bytes[2] & 0x87) | (4 << 3); // NOTIFY
+        let reply = r.handle(bytes, peer("127.0.0.2")).await;
+        let reply = Message::from_vec(&reply.unwrap()).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+        assert!(reply.metadata.recursion_available);
     }
 
     #[test]
