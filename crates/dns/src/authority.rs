@@ -121,7 +121,7 @@ impl Authority {
     /// its RRset, or the next turn), keeping it when the zones alone
     /// decided it.
     fn work_out(&self, bytes: &[u8], transport: Transport, at: Option<usize>) -> Served {
-        let query = match check_query(bytes) {
+        let query = match check_query(bytes, false) {
             Ok(q) => q,
             Err(rejected) => {
                 return Served {

@@ -42,8 +42,9 @@ pub struct Rejected {
 /// RFC 1035 §4.1.1: a malformed query gets FORMERR with its id when the
 /// header can be read; an unknown opcode gets NOTIMP (RFC 1035 §4.1.1,
 /// RCODE 4). Datagrams shorter than a header, and responses, are dropped so
-/// that two servers can never bounce errors at each other.
-pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
+/// that two servers can never bounce errors at each other. A `recursive`
+/// server (a resolver) says recursion is available in these replies too.
+pub fn check_query(bytes: &[u8], recursive: bool) -> Result<Message, Rejected> {
     if bytes.len() < 12 {
         return Err(Rejected {
             reply: None,
@@ -64,6 +65,7 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
         let op = OpCode::from_u8(opcode);
         let mut m = Message::error_msg(id, op, code);
         m.metadata.recursion_desired = bytes[2] & 0x01 != 0;
+        m.metadata.recursion_available = recursive;
         Rejected {
             reply: m.to_vec().ok(),
             id,
@@ -85,15 +87,10 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
     // A reply to the question as asked, with this code only: the question
     // and an OPT record are echoed as BIND, NSD and Unbound do, so that
     // `dig` shows what was refused.
-    let answer = |code: ResponseCode, outcome: DnsOutcome| {
-        let mut r = response_to(&m);
-        r.metadata.op_code = OpCode::from_u8(opcode);
-        r.metadata.response_code = code;
-        Rejected {
-            reply: r.to_vec().ok(),
-            id,
-            outcome,
-        }
+    let answer = |code: ResponseCode, outcome: DnsOutcome| Rejected {
+        reply: coded(&m, code, recursive),
+        id,
+        outcome,
     };
     // RFC 1035 §4.1.1 RCODE 4: NOTIFY, UPDATE, STATUS… are not offered.
     if opcode != 0 {
@@ -125,23 +122,24 @@ pub fn check_query(bytes: &[u8]) -> Result<Message, Rejected> {
 /// The reply to a query the server has no room to work on: REFUSED with
 /// the question echoed (RFC 1035 §4.1.1, RCODE 5), or whatever
 /// [`check_query`] says about a malformed one.
-pub fn refused(bytes: &[u8]) -> Option<Vec<u8>> {
-    match check_query(bytes) {
-        Ok(query) => coded(&query, ResponseCode::Refused),
+pub fn refused(bytes: &[u8], recursive: bool) -> Option<Vec<u8>> {
+    match check_query(bytes, recursive) {
+        Ok(query) => coded(&query, ResponseCode::Refused, recursive),
         Err(rejected) => rejected.reply,
     }
 }
 
 /// An answer to `query`'s question carrying only `code`.
-fn coded(query: &Message, code: ResponseCode) -> Option<Vec<u8>> {
+fn coded(query: &Message, code: ResponseCode, recursive: bool) -> Option<Vec<u8>> {
     let mut r = response_to(query);
     r.metadata.response_code = code;
+    r.metadata.recursion_available = recursive;
     r.to_vec().ok()
 }
 
 /// A response skeleton for `query`: same id, opcode, RD and question.
 pub fn response_to(query: &Message) -> Message {
-    let mut r = Message::response(query.metadata.id, OpCode::Query);
+    let mut r = Message::response(query.metadata.id, query.metadata.op_code);
     r.metadata.recursion_desired = query.metadata.recursion_desired;
     r.metadata.checking_disabled = query.metadata.checking_disabled;
     r.add_queries(query.queries.iter().cloned());
@@ -255,17 +253,17 @@ mod tests {
 
     #[test]
     fn short_datagrams_and_responses_are_dropped() {
-        assert!(check_query(&[0u8; 5]).unwrap_err().reply.is_none());
+        assert!(check_query(&[0u8; 5], false).unwrap_err().reply.is_none());
         let mut resp = query(false).to_vec().unwrap();
         resp[2] |= 0x80;
-        assert!(check_query(&resp).unwrap_err().reply.is_none());
+        assert!(check_query(&resp, false).unwrap_err().reply.is_none());
     }
 
     #[test]
     fn garbage_after_a_header_gets_formerr_with_the_same_id() {
         let mut bytes = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
         bytes.extend_from_slice(&[0xff; 7]);
-        let rejected = check_query(&bytes).unwrap_err();
+        let rejected = check_query(&bytes, false).unwrap_err();
         let reply = Message::from_vec(&rejected.reply.unwrap()).unwrap();
         assert_eq!(reply.metadata.id, 0x1234);
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
@@ -275,10 +273,10 @@ mod tests {
     #[test]
     fn bytes_after_the_question_make_the_query_malformed() {
         let good = query(false).to_vec().unwrap();
-        assert!(check_query(&good).is_ok());
+        assert!(check_query(&good, false).is_ok());
         let mut bad = good.clone();
         bad.extend_from_slice(&[0, 0, 0]);
-        let r = check_query(&bad).unwrap_err();
+        let r = check_query(&bad, false).unwrap_err();
         assert_eq!(r.outcome, DnsOutcome::FormErr);
         let reply = Message::from_vec(&r.reply.unwrap()).unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
@@ -291,7 +289,7 @@ mod tests {
         let mut question = q.queries[0].clone();
         question.set_query_class(DNSClass::CH);
         q.queries = vec![question];
-        let reply = check_query(&q.to_vec().unwrap())
+        let reply = check_query(&q.to_vec().unwrap(), false)
             .unwrap_err()
             .reply
             .unwrap();
@@ -299,20 +297,39 @@ mod tests {
         assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
         // The question is echoed, so dig shows what was refused.
         assert_eq!(reply.queries, q.queries);
+        assert!(!reply.metadata.recursion_available);
+        // A resolver's refusals, of a bad class or for lack of room, say
+        // that it recurses.
+        let reply = check_query(&q.to_vec().unwrap(), true)
+            .unwrap_err()
+            .reply
+            .unwrap();
+        assert!(
+            Message::from_vec(&reply)
+                .unwrap()
+                .metadata
+                .recursion_available
+        );
+        let busy = refused(&query(false).to_vec().unwrap(), true).unwrap();
+        let busy = Message::from_vec(&busy).unwrap();
+        assert_eq!(busy.metadata.response_code, ResponseCode::Refused);
+        assert!(busy.metadata.recursion_available);
     }
 
     #[test]
     fn an_unknown_opcode_gets_notimp() {
         let mut bytes = query(false).to_vec().unwrap();
         bytes[2] = (bytes[2] & 0x87) | (2 << 3); // STATUS
-        let reply = Message::from_vec(&check_query(&bytes).unwrap_err().reply.unwrap()).unwrap();
+        let reply =
+            Message::from_vec(&check_query(&bytes, false).unwrap_err().reply.unwrap()).unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
         assert_eq!(reply.metadata.op_code, OpCode::Status);
         assert_eq!(reply.queries, query(false).queries);
         // With EDNS, the reply carries an OPT record too.
         let mut bytes = query(true).to_vec().unwrap();
         bytes[2] = (bytes[2] & 0x87) | (4 << 3); // NOTIFY
-        let reply = Message::from_vec(&check_query(&bytes).unwrap_err().reply.unwrap()).unwrap();
+        let reply =
+            Message::from_vec(&check_query(&bytes, false).unwrap_err().reply.unwrap()).unwrap();
         assert_eq!(reply.metadata.op_code, OpCode::Notify);
         assert!(reply.edns.is_some());
         // An opcode we do not implement whose sections do not read is
@@ -320,7 +337,8 @@ mod tests {
         let mut bytes = query(false).to_vec().unwrap();
         bytes[2] = (bytes[2] & 0x87) | (5 << 3); // UPDATE
         bytes.extend_from_slice(&[1, 2, 3]);
-        let reply = Message::from_vec(&check_query(&bytes).unwrap_err().reply.unwrap()).unwrap();
+        let reply =
+            Message::from_vec(&check_query(&bytes, false).unwrap_err().reply.unwrap()).unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
         assert_eq!(reply.metadata.id, query(false).metadata.id);
     }

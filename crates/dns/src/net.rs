@@ -26,6 +26,10 @@ pub struct Peer {
 
 /// Something that answers DNS queries.
 pub trait Handler: Send + Sync + 'static {
+    /// A recursive server (a resolver) sets RA in every reply, the
+    /// refusals this module answers itself included.
+    const RECURSIVE: bool = false;
+
     /// Returns the reply bytes, or `None` to stay silent.
     fn handle(
         self: Arc<Self>,
@@ -184,7 +188,7 @@ async fn udp_loop<H: Handler>(
                 continue;
             }
             let Some(slot) = udp_work.try_enter() else {
-                if let Some(reply) = crate::message::refused(d.bytes) {
+                if let Some(reply) = crate::message::refused(d.bytes, H::RECURSIVE) {
                     replies.push((reply, remote));
                 }
                 continue;

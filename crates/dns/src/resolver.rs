@@ -419,6 +419,10 @@ impl Resolver {
 }
 
 impl Handler for Resolver {
+    // In every reply, refusals included (as Unbound does), or dig warns
+    // "recursion requested but not available".
+    const RECURSIVE: bool = true;
+
     /// A cache hit from an allowed client is answered on the spot.
     fn answer_now(&self, bytes: &[u8], peer: Peer) -> Option<Option<Vec<u8>>> {
         let untraced = !self.rec.keeps_server_spans();
@@ -432,7 +436,7 @@ impl Handler for Resolver {
                 None => {}
             }
         }
-        let query = check_query(bytes).ok()?;
+        let query = check_query(bytes, Self::RECURSIVE).ok()?;
         if !allowed {
             return None;
         }
@@ -457,21 +461,13 @@ impl Handler for Resolver {
 
     async fn handle(self: Arc<Self>, bytes: Vec<u8>, peer: Peer) -> Option<Vec<u8>> {
         let mut span = self.rec.begin(Ctx::new_root(), Layer::Application);
-        let query = match check_query(&bytes) {
+        let query = match check_query(&bytes, Self::RECURSIVE) {
             Ok(q) => q,
             Err(rejected) => {
                 let event =
                     serve_event(peer, rejected.outcome, rejected.id, "?".into(), "?".into());
                 self.rec.end(span, event);
-                // A recursive resolver says so in every reply, refusals
-                // included (as Unbound does), or dig warns "recursion
-                // requested but not available".
-                return rejected.reply.map(|mut reply| {
-                    if let Some(flags) = reply.get_mut(3) {
-                        *flags |= 0x80; // RA
-                    }
-                    reply
-                });
+                return rejected.reply;
             }
         };
         span = span.linked_to(Correlation::Dns {
