@@ -404,7 +404,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether a plaintext (or ALPN-less) connection opens with HTTP/2's
 /// preface: reads only until the bytes so far stop matching it, keeping
-/// them in front of the stream. `None` when the client went away or said
+/// them in front of the stream. hyper-util's auto builder does the same,
+/// but cannot hand the socket back to park it. `None` when the client went away or said
 /// nothing within `deadline`.
 async fn sniff_h2<S: Park>(io: &mut http09::Prefixed<S>, deadline: Duration) -> Option<bool> {
     let sniff = async {
@@ -417,14 +418,12 @@ async fn sniff_h2<S: Park>(io: &mut http09::Prefixed<S>, deadline: Duration) -> 
                 return Some(false);
             }
             // One read usually brings the whole request head.
-            let mut buf = Vec::with_capacity(4096);
-            if io.get_mut().read_buf(&mut buf).await.ok()? == 0 {
+            let mut more = bytes::BytesMut::with_capacity(have.len() + 4096);
+            more.extend_from_slice(&have);
+            if io.get_mut().read_buf(&mut more).await.ok()? == 0 {
                 return None;
             }
-            let mut joined = Vec::with_capacity(have.len() + buf.len());
-            joined.extend_from_slice(&have);
-            joined.extend_from_slice(&buf);
-            io.set_prefix(Bytes::from(joined));
+            io.set_prefix(more.freeze());
         }
     };
     tokio::time::timeout(deadline, sniff).await.ok().flatten()
@@ -476,7 +475,7 @@ async fn drive<H, S>(
             None => return,
         },
     };
-    let io: Stream<S> = crate::watched::Watched::new(io, state.clone());
+    let mut io: Stream<S> = crate::watched::Watched::new(io, state.clone());
     if h2 {
         // HTTP/2's own floods, bounded explicitly rather than by whatever
         // the defaults of the day are: streams at once, streams a client
@@ -500,7 +499,6 @@ async fn drive<H, S>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
         .max_buf_size(limits.max_head.max(8192));
-    let mut io = io;
     loop {
         let parkable = io.io.get_ref().parkable().is_some();
         let mut serving = Box::pin(
@@ -509,7 +507,6 @@ async fn drive<H, S>(
                 .with_upgrades(),
         );
         let parked = watch(serving.as_mut(), &state, &limits, &mut stop, parkable).await;
-        state.set_parking(false);
         if !parked {
             return;
         }
@@ -585,8 +582,8 @@ where
 
 /// Runs `serving` under the connection's watchdog (idle, stalled,
 /// stopping). With `park`, a connection that served a request and then
-/// stayed quiet for [`PARK_AFTER`] is finished without closing its socket;
-/// returns whether that is how it ended.
+/// stayed quiet and idle for [`PARK_AFTER`] is finished without closing
+/// its socket; returns whether that is how it ended.
 async fn watch<C: Graceful<Output = hyper::Result<()>>>(
     mut serving: std::pin::Pin<&mut C>,
     state: &Arc<ConnState>,
@@ -602,10 +599,10 @@ async fn watch<C: Graceful<Output = hyper::Result<()>>>(
     let served_before = state.requests();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut closing, mut parking) = (false, false);
+    let mut closing = false;
     loop {
         tokio::select! {
-            done = serving.as_mut() => return parking && !closing && done.is_ok(),
+            _ = serving.as_mut() => return false,
             _ = stop.stopped(), if !closing => {
                 serving.as_mut().graceful();
                 closing = true;
@@ -617,17 +614,30 @@ async fn watch<C: Graceful<Output = hyper::Result<()>>>(
                 // hyper is parked.
                 if park
                     && !closing
-                    && !parking
                     && !state.busy()
                     && state.requests() > served_before
                     && state.quiet_for() >= PARK_AFTER
                 {
+                    // Asked to close, hyper ends an idle connection at
+                    // once, leaving the socket to us (the shutdown is held
+                    // back). One still at work (flushing a response to a
+                    // client that does not read, one that said
+                    // `Connection: close`) ends later and for real: what
+                    // the client sends after it must never be read.
                     state.set_parking(true);
                     serving.as_mut().graceful();
-                    parking = true;
+                    let now = std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(serving.as_mut().poll(cx))
+                    })
+                    .await;
+                    state.set_parking(false);
+                    match now {
+                        std::task::Poll::Ready(done) => return done.is_ok(),
+                        std::task::Poll::Pending => closing = true,
+                    }
                     continue;
                 }
-                match verdict(state.busy(), state.quiet_for(), closing || parking, limits.idle_timeout, limits.stall_timeout) {
+                match verdict(state.busy(), state.quiet_for(), closing, limits.idle_timeout, limits.stall_timeout) {
                     Verdict::Keep => {}
                     Verdict::Close => {
                         serving.as_mut().graceful();
@@ -659,6 +669,11 @@ mod tests {
             req: Request<RequestBody>,
             _: ConnInfo,
         ) -> Response<Full<Bytes>> {
+            if req.uri().path() == "/big" {
+                // More than the sockets on both ends hold: its flush waits
+                // for the client to read.
+                return Response::new(Full::new(Bytes::from(vec![b'x'; BIG])));
+            }
             Response::new(Full::new(Bytes::from(format!("path {}", req.uri().path()))))
         }
         fn admit(&self, _peer: SocketAddr) -> Admission {
@@ -666,6 +681,8 @@ mod tests {
             Admission::Yes(None)
         }
     }
+
+    const BIG: usize = 64 << 20;
 
     thread_local! {
         /// Connections parked on this thread (a test's own runtime).
@@ -763,6 +780,31 @@ mod tests {
         // The half-sent third request was in hyper's buffer when the quiet
         // connection was taken out of hyper: it went back in with those
         // bytes first instead of being parked.
+        assert_eq!(PARKS.with(|p| p.get()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_hyper_closes_is_never_parked_even_when_its_close_waits() {
+        let (_h, addr) = server(Echo::default(), Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // The first answer ends the connection (`Connection: close`); the
+        // request behind it must never be answered, even though the
+        // connection is quiet long enough to be parked while the answer
+        // waits for the client to read it.
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(PARK_AFTER * 4).await;
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+        assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+        let text = String::from_utf8_lossy(&got[..got.len().min(300)]).to_lowercase();
+        assert!(
+            text.starts_with("http/1.1 200") && text.contains("connection: close"),
+            "{text}"
+        );
+        assert!(got.len() > BIG, "{} bytes", got.len());
+        assert!(!String::from_utf8_lossy(&got[BIG..]).contains("path /two"));
         assert_eq!(PARKS.with(|p| p.get()), 0);
     }
 
