@@ -65,10 +65,9 @@ pub fn set_forwarding(
     trusted: &[IpAddr],
     proto: &'static str,
 ) {
-    let peer_value = HeaderValue::try_from(peer.to_string()).ok();
     if !trusted.contains(&peer) {
         // The client's own chain, if it sent one, is dropped whole.
-        if let Some(v) = peer_value {
+        if let Ok(v) = HeaderValue::try_from(peer.to_string()) {
             headers.insert(X_FORWARDED_FOR, v.clone());
             headers.insert(X_REAL_IP, v);
         }
