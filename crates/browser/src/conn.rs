@@ -123,6 +123,9 @@ pub struct IoTimes {
     /// Requests handed to the HTTP/2 connection so far: the k-th gets
     /// client stream id 2k+1 (RFC 9113 §5.1.1, ids in the order opened).
     pub h2_sends: std::sync::atomic::AtomicU32,
+    /// The first read or write error: the connection's own task meets it,
+    /// and a request on the connection then only hears "closed".
+    pub failed: std::sync::Mutex<Option<String>>,
 }
 
 /// Reads the frame headers of what a client writes on an HTTP/2
@@ -211,6 +214,22 @@ impl IoTimes {
             .take()
             .unwrap_or_default()
     }
+
+    /// Keeps `e` if it is the connection's first I/O error.
+    fn fail(&self, e: &std::io::Error) {
+        let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(e.to_string());
+        }
+    }
+
+    /// The connection's first I/O error, if it met one.
+    pub fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// A stream that notes when it writes and how much it moves.
@@ -235,6 +254,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
         self.times.bytes_read.fetch_add(n, Ordering::Relaxed);
+        if let Poll::Ready(Err(e)) = &r {
+            self.times.fail(e);
+        }
         r
     }
 }
@@ -246,6 +268,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Err(e)) = &r {
+            self.times.fail(e);
+        }
         if let Poll::Ready(Ok(n)) = &r {
             self.times
                 .bytes_written

@@ -40,6 +40,22 @@ impl BrowserError {
     pub(crate) fn http(m: impl fmt::Display) -> Self {
         Self::new(Kind::Http, m)
     }
+    /// A failed exchange with the causes hyper keeps behind its own words
+    /// ("connection error: received corrupt message …"): what went wrong
+    /// underneath is what a person needs to see.
+    pub(crate) fn hyper(e: hyper::Error) -> Self {
+        let mut m = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let t = c.to_string();
+            if !m.contains(&t) {
+                m.push_str(": ");
+                m.push_str(&t);
+            }
+            cause = c.source();
+        }
+        Self::new(Kind::Http, m)
+    }
     pub(crate) fn decode(m: impl fmt::Display) -> Self {
         Self::new(Kind::Decode, m)
     }
@@ -52,6 +68,18 @@ impl BrowserError {
             message: m.to_string(),
             unanswered: false,
         }
+    }
+
+    /// The same error with what the connection itself met underneath
+    /// (a TLS record that failed its check, a reset), when it says more.
+    pub(crate) fn because(mut self, cause: Option<String>) -> Self {
+        if let Some(c) = cause
+            && !self.message.contains(&c)
+        {
+            self.message.push_str(": the connection had failed: ");
+            self.message.push_str(&c);
+        }
+        self
     }
 
     /// The same error, marked as one that came before any answer.

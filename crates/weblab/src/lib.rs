@@ -17,6 +17,7 @@ pub mod dig;
 pub mod dnslb;
 pub mod experiment;
 pub mod hol;
+pub mod mitm;
 pub mod observe;
 pub mod services;
 pub mod signin;

@@ -421,6 +421,13 @@ enum ExperimentCmd {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// A man in the middle (C33): Mallory relays the browser's bytes to
+    /// the load balancer and reads them. A password posted over plain
+    /// HTTP, the same over HTTPS, one bit flipped under TLS, her own
+    /// certificate, and HSTS, each with what she saw. A world of its own
+    /// in 127.61.0.0/16 unless --block is given, data in a fresh
+    /// directory.
+    Mitm,
 }
 
 #[derive(Subcommand)]
@@ -539,6 +546,28 @@ async fn run(cli: Cli) -> Result<i32> {
             print!(
                 "{}",
                 weblab_trace::render::wrap(&report, weblab::tour::term_width())
+            );
+            Ok(0)
+        }
+        Command::Experiment {
+            which: ExperimentCmd::Mitm,
+        } => {
+            let mut world = load_world(&cli)?;
+            if cli.block.is_none() {
+                world.relocate(weblab::mitm::DEFAULT_BLOCK);
+            }
+            weblab::mitm::check(&world)?;
+            // A fresh directory: the browser's HSTS store lives there, and
+            // run 1 needs a browser that has never seen the site.
+            let dir = std::env::temp_dir().join(format!("weblab-mitm-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot make {}", dir.display()))?;
+            let done = weblab::mitm::run(world, dir.clone()).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            print!(
+                "{}",
+                weblab_trace::render::wrap(&done?.report, weblab::tour::term_width())
             );
             Ok(0)
         }

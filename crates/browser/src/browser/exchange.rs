@@ -117,7 +117,7 @@ impl Browser {
             }
             Err(e) => {
                 conn.times.take_capture();
-                return Err(e.before_answer());
+                return Err(e.because(conn.times.failure()).before_answer());
             }
         };
         self.rec
@@ -198,24 +198,24 @@ impl Browser {
         req: Request<Full<Bytes>>,
     ) -> Result<Sent, BrowserError> {
         let boxed = |r: Response<hyper::body::Incoming>| {
-            r.map(|b| b.map_err(BrowserError::http).boxed_unsync())
+            r.map(|b| b.map_err(BrowserError::hyper).boxed_unsync())
         };
         match &mut conn.sender {
             Sender::H1(s) => {
                 conn.times.start_capture();
-                s.ready().await.map_err(BrowserError::http)?;
-                let resp = s.send_request(req).await.map_err(BrowserError::http)?;
+                s.ready().await.map_err(BrowserError::hyper)?;
+                let resp = s.send_request(req).await.map_err(BrowserError::hyper)?;
                 Ok(Sent::Hyper {
                     resp: boxed(resp),
                     h2_send: 0,
                 })
             }
             Sender::H2(s) => {
-                s.ready().await.map_err(BrowserError::http)?;
+                s.ready().await.map_err(BrowserError::hyper)?;
                 // Counted and handed over with no await between, so the
                 // count is the order in which streams are opened.
                 let h2_send = conn.times.h2_sends.fetch_add(1, Ordering::Relaxed);
-                let resp = s.send_request(req).await.map_err(BrowserError::http)?;
+                let resp = s.send_request(req).await.map_err(BrowserError::hyper)?;
                 Ok(Sent::Hyper {
                     resp: boxed(resp),
                     h2_send,

@@ -385,3 +385,62 @@ async fn the_load_balancers_checks_keep_a_healthy_world_up() {
         assert_eq!(b["failed"], 0, "{status}");
     }
 }
+
+/// C33: Mallory relays the browser's bytes to the load balancer. Each
+/// assertion is on what her sockets or the browser observed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_man_in_the_middle_reads_plain_http_but_not_tls_and_tampering_is_refused() {
+    let mut world = weblab::config::World::default_world();
+    world.relocate(150);
+    let dir = crate::support::data_dir(150);
+    std::fs::create_dir_all(&dir).unwrap();
+    let done = weblab::mitm::run(world, dir.clone()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let done = done.expect("the experiment runs");
+    let report = &done.report;
+    let [plain, tls, flipped, forged, hsts] = &done.runs[..] else {
+        panic!("five runs: {report}");
+    };
+    // 1: the form went through her in clear text, password and all; the
+    // load balancer answered the plain request with its redirect.
+    assert!(plain.password_seen(&done.password), "{report}");
+    assert_eq!(plain.browser.as_ref().unwrap().status, 301, "{report}");
+    assert!(plain.seen.records.is_empty(), "{report}");
+    // 2: over TLS she relayed the whole sign-in (the app answered 303)
+    // and found the site's name but not the password.
+    assert_eq!(tls.browser.as_ref().unwrap().status, 303, "{report}");
+    assert!(!tls.password_seen(&done.password), "{report}");
+    assert!(tls.seen.bytes_to_server > 200, "{report}");
+    assert!(tls.seen.records.iter().any(|r| r.kind == 23), "{report}");
+    assert!(
+        tls.seen
+            .to_server
+            .windows(b"myapp.test".len())
+            .any(|w| w == b"myapp.test"),
+        "SNI: {report}"
+    );
+    // 3: one flipped bit after the handshake: the browser refused it.
+    assert!(flipped.seen.flipped.is_some(), "{report}");
+    let e = flipped.browser.as_ref().unwrap_err();
+    assert!(e.contains("decrypt"), "{e}");
+    // 4: her own certificate: the browser refused it, and her TLS heard
+    // the browser's alert.
+    let e = forged.browser.as_ref().unwrap_err();
+    assert!(e.contains("certificate"), "{e}");
+    assert!(
+        forged.seen.handshakes.iter().all(|h| h.is_err()),
+        "{report}"
+    );
+    assert!(!forged.seen.handshakes.is_empty(), "{report}");
+    // 5: HSTS: nothing reached her plain-HTTP port; the sign-in went to
+    // https and succeeded there, unreadable to her.
+    let a = hsts.browser.as_ref().unwrap();
+    assert!(a.url.starts_with("https://"), "{report}");
+    assert_eq!(a.status, 303, "{report}");
+    assert_eq!(hsts.seen.connections.len(), 1, "{report}");
+    assert!(!hsts.password_seen(&done.password), "{report}");
+    assert!(
+        report.contains("the password crossed the network in clear text"),
+        "{report}"
+    );
+}
