@@ -40,6 +40,8 @@ enum Kind {
     BadGateway,
     /// 504: a service this one called did not answer in time.
     GatewayTimeout,
+    /// 501: a method the server does not know at all.
+    NotImplemented,
     /// 503: this server is at a limit; try again later.
     Unavailable {
         retry_after: u64,
@@ -67,6 +69,9 @@ impl AppError {
     }
     pub(crate) fn method_not_allowed(m: impl Into<String>) -> Self {
         Self::new(Kind::MethodNotAllowed, m)
+    }
+    pub(crate) fn not_implemented(m: impl Into<String>) -> Self {
+        Self::new(Kind::NotImplemented, m)
     }
     pub(crate) fn not_acceptable(m: impl Into<String>) -> Self {
         Self::new(Kind::NotAcceptable, m)
@@ -134,6 +139,7 @@ impl AppError {
             Kind::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Kind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Kind::Config | Kind::Database => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

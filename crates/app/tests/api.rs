@@ -369,6 +369,12 @@ async fn methods_options_negotiation_etags_and_pages() {
     let a = app.call("OPTIONS", "/api/users/1", &[], "").await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     assert_eq!(a.header("allow"), "GET, HEAD, PUT, PATCH, DELETE, OPTIONS");
+    // A method no server knows: 501, on a routed path and an unrouted one.
+    for path in ["/api/users/1", "/nowhere"] {
+        let a = app.call("BREW", path, &[], "").await;
+        assert_eq!(a.status, StatusCode::NOT_IMPLEMENTED, "{path}");
+        assert!(a.body.contains("BREW is not a method"), "{}", a.body);
+    }
 
     let a = app.call("HEAD", "/api/users/1", &[], "").await;
     assert_eq!(a.status, StatusCode::OK);

@@ -154,6 +154,12 @@ impl Files {
             bytes: 0,
             refused: Some(why),
         };
+        if !weblab_server::http::known_method(method) {
+            return refuse(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("{method} is not a method this server implements (RFC 9110 §9.1)"),
+            );
+        }
         if !matches!(*method, Method::GET | Method::HEAD) {
             let mut s = refuse(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -956,6 +962,12 @@ mod tests {
                 .status(),
             405
         );
+        // A method no server knows is not "not allowed here" but not
+        // implemented at all (RFC 9110 §15.6.2).
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        let s = files.serve("/static/app.css", &brew, &get).await;
+        assert_eq!(s.response.status(), 501);
+        assert!(s.response.headers().get("allow").is_none());
     }
 
     #[tokio::test]

@@ -152,8 +152,21 @@ pub fn router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     router
 }
 
-/// 405 with `Allow` (RFC 9110 §15.5.6) and the reason.
+/// 501 for a method the server does not know at all (RFC 9110 §9.1,
+/// §15.6.2); a known one that the resource does not take is 405.
+fn not_implemented(method: &Method) -> Response {
+    AppError::not_implemented(format!(
+        "{method} is not a method this server implements (it knows GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)"
+    ))
+    .into_response()
+}
+
+/// 405 with `Allow` (RFC 9110 §15.5.6) and the reason; 501 for a method
+/// not known at all.
 fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> Response {
+    if !weblab_server::http::known_method(method) {
+        return not_implemented(method);
+    }
     let mut r = AppError::method_not_allowed(format!(
         "{method} is not allowed on {path}; allowed: {allowed}"
     ))
@@ -164,8 +177,12 @@ fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> Response {
     r
 }
 
-/// Anything unrouted: 404 with the path named.
-pub async fn not_found(uri: Uri) -> Response {
+/// Anything unrouted: 404 with the path named (501 for a method not
+/// known at all, whatever the path).
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    if !weblab_server::http::known_method(&method) {
+        return not_implemented(&method);
+    }
     AppError::not_found(format!("no route for {}", uri.path())).into_response()
 }
 
