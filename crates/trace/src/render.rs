@@ -357,6 +357,60 @@ pub fn stages(spans: &[Span]) -> Vec<RequestTimings> {
 /// took there, and for a proxied one how much of that was the trip to
 /// the application server (the forwarding span, which contains the app's
 /// work). `None` when no web server span is in the trace.
+/// HTTP/2 header compression over a page load (C26): the browser's
+/// request header blocks as HPACK encoded them on the wire, against the
+/// same fields as text, in the order the requests were prepared. `None`
+/// when no request went over HTTP/2.
+pub fn hpack_total(spans: &[Span], lang: Lang) -> Option<String> {
+    let mut blocks: Vec<(u64, u64, u64)> = spans
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::RequestPrepared {
+                headers,
+                header_block: Some(n),
+                ..
+            } => {
+                let text: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+                Some((s.start_ns, *n, text as u64))
+            }
+            _ => None,
+        })
+        .collect();
+    if blocks.is_empty() {
+        return None;
+    }
+    blocks.sort_by_key(|b| b.0);
+    let wire: u64 = blocks.iter().map(|b| b.1).sum();
+    let text: u64 = blocks.iter().map(|b| b.2).sum();
+    let less = if text > 0 {
+        100 - (wire * 100 / text).min(100)
+    } else {
+        0
+    };
+    let first = blocks[0].1;
+    let later = blocks[1..].iter().map(|b| b.1);
+    let range = match (later.clone().min(), later.max()) {
+        (Some(lo), Some(hi)) if lo == hi => format!("{lo}"),
+        (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+        _ => String::new(),
+    };
+    let n = blocks.len();
+    Some(match (lang, range.is_empty()) {
+        (Lang::En, true) => format!(
+            "HTTP/2 header compression (C26): 1 request's header block was {wire} bytes on the wire for {text} bytes of fields as text ({less} % less)"
+        ),
+        (Lang::En, false) => format!(
+            "HTTP/2 header compression (C26): {n} requests' header blocks were {wire} bytes on the wire for {text} bytes of fields as text ({less} % less); the first {first} bytes, the later ones {range} bytes each, as HPACK's table already held fields sent before"
+        ),
+        (Lang::Ko, true) => format!(
+            "HTTP/2 헤더 압축 (C26): 요청 1개의 헤더 블록이 텍스트로 {text}바이트인 필드를 전송 중 {wire}바이트로 보냈습니다 ({less}% 감소)"
+        ),
+        (Lang::Ko, false) => format!(
+            "HTTP/2 헤더 압축 (C26): 요청 {n}개의 헤더 블록이 텍스트로 {text}바이트인 필드를 전송 중 {wire}바이트로 보냈습니다 ({less}% 감소). 첫 블록은 {first}바이트, 이후는 각각 {range}바이트: HPACK 테이블에 이미 보낸 필드가 있기 때문입니다"
+        ),
+    })
+}
+
 pub fn web_vs_app(spans: &[Span], lang: Lang) -> Option<String> {
     use crate::event::WebAction;
     let ms = |ns: u64| ns as f64 / 1e6;

@@ -670,11 +670,13 @@ pub fn print(
             let _ = writeln!(text, "== Web server vs application server (C51) ==\n{t}");
         }
         if let Some(Ok(page)) = page {
-            let _ = writeln!(
-                text,
-                "== Result ==\n{}",
-                wrap(&page_summary(page, lang), width)
-            );
+            let mut result = page_summary(page, lang);
+            if let Some(h) = weblab_trace::render::hpack_total(spans, lang) {
+                result.truncate(result.trim_end().len());
+                result.push('\n');
+                result.push_str(&h);
+            }
+            let _ = writeln!(text, "== Result ==\n{}", wrap(&result, width));
         }
         if !detail {
             let _ = writeln!(text, "(every step, explained: --detail)");

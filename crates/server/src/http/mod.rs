@@ -43,7 +43,6 @@ use crate::gauge::{Gauge, Slot};
 use crate::handle::{ServerHandle, StopSignal, accept, stop_channel};
 use conn::{ConnState, Verdict, verdict};
 
-
 /// Whether a server of the world knows `m` at all: RFC 9110's methods and
 /// PATCH (RFC 5789). A method outside them is answered 501 Not
 /// Implemented by a server that would handle it itself (RFC 9110 §9.1),
@@ -53,7 +52,15 @@ pub fn known_method(m: &http::Method) -> bool {
     use http::Method as M;
     matches!(
         *m,
-        M::GET | M::HEAD | M::POST | M::PUT | M::DELETE | M::CONNECT | M::OPTIONS | M::TRACE | M::PATCH
+        M::GET
+            | M::HEAD
+            | M::POST
+            | M::PUT
+            | M::DELETE
+            | M::CONNECT
+            | M::OPTIONS
+            | M::TRACE
+            | M::PATCH
     )
 }
 

@@ -385,6 +385,19 @@ async fn http2_heads_are_shown_as_sent_with_the_hpack_block_size_measured_on_the
         let block = block.unwrap_or_else(|| panic!("request {n} not measured"));
         assert!(block < first, "request {n}: {block} >= {first}");
     }
+    // The page's total, as the result prints it: the blocks' sum against
+    // the fields' text.
+    let wire: u64 = heads.iter().map(|(_, _, b)| b.unwrap()).sum();
+    let line = weblab_trace::render::hpack_total(&r.spans, weblab_trace::explain::Lang::En)
+        .expect("a total for an HTTP/2 page");
+    assert!(
+        line.contains(&format!(
+            "{} requests' header blocks were {wire} bytes on the wire",
+            heads.len()
+        )),
+        "{line}"
+    );
+    assert!(line.contains(&format!("the first {first} bytes")), "{line}");
 }
 
 #[test]
