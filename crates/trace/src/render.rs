@@ -382,11 +382,9 @@ pub fn hpack_total(spans: &[Span], lang: Lang) -> Option<String> {
     blocks.sort_by_key(|b| b.0);
     let wire: u64 = blocks.iter().map(|b| b.1).sum();
     let text: u64 = blocks.iter().map(|b| b.2).sum();
-    let less = if text > 0 {
-        100 - (wire * 100 / text).min(100)
-    } else {
-        0
-    };
+    let less = (wire * 100)
+        .checked_div(text)
+        .map_or(0, |pct| 100 - pct.min(100));
     let first = blocks[0].1;
     let later = blocks[1..].iter().map(|b| b.1);
     let range = match (later.clone().min(), later.max()) {

@@ -423,8 +423,8 @@ enum ExperimentCmd {
     },
     /// A man in the middle (C33): Mallory relays the browser's bytes to
     /// the load balancer and reads them. A password posted over plain
-    /// HTTP, the same over HTTPS, one bit flipped under TLS, her own
-    /// certificate, and HSTS, each with what she saw. A world of its own
+    /// HTTP, SSL stripping, the same over HTTPS, one bit flipped under
+    /// TLS, her own certificate, and HSTS, each with what she saw. A world of its own
     /// in 127.61.0.0/16 unless --block is given, data in a fresh
     /// directory.
     Mitm,

@@ -6,15 +6,19 @@
 //! and the real TLS of both ends:
 //!
 //! 1. a sign-in form posted over plain HTTP: she reads the password;
-//! 2. the same over HTTPS: she sees the server's name (SNI in the
+//! 2. SSL stripping: a browser that never had the site's HSTS asks for
+//!    `http://` and Mallory keeps it there, talking HTTPS to the site
+//!    herself (no redirect, no HSTS, no Secure cookies reach it): the
+//!    sign-in works and she reads the password;
+//! 3. the sign-in over HTTPS: she sees the server's name (SNI in the
 //!    ClientHello), record types and sizes, and no password;
-//! 3. HTTPS with one bit of one encrypted record flipped on its way to the
+//! 4. HTTPS with one bit of one encrypted record flipped on its way to the
 //!    browser: the browser's TLS refuses the record;
-//! 4. Mallory answering TLS herself with a certificate for the site from
+//! 5. Mallory answering TLS herself with a certificate for the site from
 //!    her own CA: the browser refuses the certificate;
-//! 5. the browser of run 2, which kept the site's HSTS, sent to the
-//!    `http://` form again: it goes to `https://` itself, so nothing
-//!    reaches her port 80 (SSL stripping has nothing to strip).
+//! 6. a new browser on the client of run 3, which kept the site's HSTS,
+//!    sent to the `http://` form: it goes to `https://` itself, so nothing
+//!    reaches her port 80 (stripping has nothing to work on).
 //!
 //! Everything printed is what a socket, the browser or Mallory's own TLS
 //! reported in that run.
@@ -48,6 +52,10 @@ enum Mode {
     Flip,
     /// Answers TLS herself with this configuration.
     Impersonate(Arc<rustls::ServerConfig>),
+    /// Answers plain HTTP herself, fetching each request from the site
+    /// over HTTPS and handing the answer back stripped of what would send
+    /// the browser to HTTPS.
+    Strip(Arc<Stripper>),
 }
 
 /// Which way bytes went.
@@ -82,6 +90,8 @@ pub struct Seen {
     pub flipped: Option<(usize, u16)>,
     /// Her own TLS handshakes (impersonation): how each ended.
     pub handshakes: Vec<Result<String, String>>,
+    /// What she did as a stripping proxy, a line per request.
+    pub stripped: Vec<String>,
 }
 
 struct Shared {
@@ -124,9 +134,12 @@ impl Mallory {
                     tokio::spawn(async move {
                         let upstream = SocketAddr::new(lb, port);
                         match mode {
-                            Mode::Impersonate(cfg) => impersonate(client, cfg, &shared).await,
-                            Mode::Watch => relay(client, me, upstream, tls, false, &shared).await,
+                            Mode::Impersonate(cfg) if tls => {
+                                impersonate(client, cfg, &shared).await
+                            }
+                            Mode::Strip(st) if !tls => st.serve(client, shared).await,
                             Mode::Flip => relay(client, me, upstream, tls, tls, &shared).await,
+                            _ => relay(client, me, upstream, tls, false, &shared).await,
                         }
                     });
                 }
@@ -342,6 +355,254 @@ async fn impersonate(client: TcpStream, cfg: Arc<rustls::ServerConfig>, shared: 
     lock(&shared.seen).handshakes.push(outcome);
 }
 
+/// Mallory as a stripping proxy: plain HTTP toward the browser, HTTPS
+/// toward the site, from her own address.
+pub struct Stripper {
+    me: IpAddr,
+    site: String,
+    lb: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// Bodies she reads whole before passing them on, at most.
+const STRIP_MAX: usize = 4 << 20;
+
+impl Stripper {
+    /// Serves one browser connection; what passes on it is kept as it
+    /// went over the wire.
+    async fn serve(self: Arc<Self>, client: TcpStream, shared: Arc<Shared>) {
+        let io = Tee {
+            inner: client,
+            shared: shared.clone(),
+        };
+        let svc = hyper::service::service_fn(move |req| {
+            let (me, shared) = (self.clone(), shared.clone());
+            async move { Ok::<_, std::convert::Infallible>(me.forward(req, &shared).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+            .await;
+    }
+
+    /// One request: asked of the site over HTTPS, the answer rewritten.
+    async fn forward(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        shared: &Shared,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        use http_body_util::BodyExt;
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let what = format!("{} {target}", req.method());
+        let (parts, body) = req.into_parts();
+        let answer = async {
+            let body = http_body_util::Limited::new(body, STRIP_MAX)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the browser's body: {e}"))?
+                .to_bytes();
+            let up = http::Request::from_parts(parts, http_body_util::Full::new(body));
+            self.ask_site(up).await
+        };
+        let (resp, line) = match answer.await {
+            Ok((resp, notes)) => {
+                let line = format!(
+                    "{what}: she asked https://{}{target} herself over TLS and got {}; {}",
+                    self.site,
+                    resp.status(),
+                    if notes.is_empty() {
+                        "passed it on unchanged".to_string()
+                    } else {
+                        format!("passed it on without {}", notes.join(", "))
+                    }
+                );
+                (resp, line)
+            }
+            Err(e) => {
+                let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+                    format!("{e}\n"),
+                )));
+                *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                (r, format!("{what}: {e}"))
+            }
+        };
+        lock(&shared.seen).stripped.push(line);
+        resp
+    }
+
+    /// Sends `req` to the site over a TLS connection of her own and reads
+    /// the whole answer; returns it with what she took out of it.
+    async fn ask_site(
+        &self,
+        req: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<
+        (
+            http::Response<http_body_util::Full<bytes::Bytes>>,
+            Vec<String>,
+        ),
+        String,
+    > {
+        use http_body_util::BodyExt;
+        let sock = match self.lb {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(|e| e.to_string())?;
+        sock.bind(SocketAddr::new(self.me, 0))
+            .map_err(|e| e.to_string())?;
+        let tcp = tokio::time::timeout(Duration::from_secs(3), sock.connect(self.lb))
+            .await
+            .map_err(|_| format!("connect to {} timed out", self.lb))?
+            .map_err(|e| format!("connect to {}: {e}", self.lb))?;
+        let name = rustls::pki_types::ServerName::try_from(self.site.clone())
+            .map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS to {}: {e}", self.site))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+            .await
+            .map_err(|_| "no answer from the site in 10 s".to_string())?
+            .map_err(|e| format!("asking the site: {e}"))?;
+        let (mut parts, body) = resp.into_parts();
+        let body = http_body_util::Limited::new(body, STRIP_MAX)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the site's answer: {e}"))?
+            .to_bytes();
+        let mut notes = Vec::new();
+        // What would take the browser to HTTPS, taken out.
+        if parts
+            .headers
+            .remove(http::header::STRICT_TRANSPORT_SECURITY)
+            .is_some()
+        {
+            notes.push("its Strict-Transport-Security".to_string());
+        }
+        if let Some(loc) = parts.headers.get(http::header::LOCATION)
+            && let Ok(text) = loc.to_str()
+            && let Some(rest) = text.strip_prefix("https://")
+            && let Ok(v) = http::HeaderValue::from_str(&format!("http://{rest}"))
+        {
+            parts.headers.insert(http::header::LOCATION, v);
+            notes.push("https in its Location".to_string());
+        }
+        let cookies: Vec<http::HeaderValue> = parts
+            .headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        let mut unsecured = 0;
+        if !cookies.is_empty() {
+            parts.headers.remove(http::header::SET_COOKIE);
+            for c in cookies {
+                let text = String::from_utf8_lossy(c.as_bytes()).to_string();
+                let kept: Vec<&str> = text
+                    .split(';')
+                    .filter(|a| !a.trim().eq_ignore_ascii_case("secure"))
+                    .collect();
+                if kept.len() < text.split(';').count() {
+                    unsecured += 1;
+                }
+                if let Ok(v) = http::HeaderValue::from_str(&kept.join(";")) {
+                    parts.headers.append(http::header::SET_COOKIE, v);
+                }
+            }
+        }
+        if unsecured > 0 {
+            notes.push(format!("the Secure flag of {unsecured} cookie(s)"));
+        }
+        let secure = format!("https://{}", self.site);
+        let body = if contains(&body, secure.as_bytes()) {
+            let text = String::from_utf8_lossy(&body);
+            let n = text.matches(&secure).count();
+            notes.push(format!("{n} https:// link(s) in its body"));
+            bytes::Bytes::from(text.replace(&secure, &format!("http://{}", self.site)))
+        } else {
+            body
+        };
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        Ok((
+            http::Response::from_parts(parts, http_body_util::Full::new(body)),
+            notes,
+        ))
+    }
+}
+
+/// A browser connection whose bytes are kept as they pass, both ways.
+struct Tee {
+    inner: TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl Tee {
+    fn keep(&self, dir: Dir, bytes: &[u8]) {
+        let mut guard = lock(&self.shared.seen);
+        let seen = &mut *guard;
+        let (kept, count) = match dir {
+            Dir::ToServer => (&mut seen.to_server, &mut seen.bytes_to_server),
+            Dir::ToClient => (&mut seen.to_client, &mut seen.bytes_to_client),
+        };
+        let room = KEEP.saturating_sub(kept.len()).min(bytes.len());
+        kept.extend_from_slice(&bytes[..room]);
+        *count += bytes.len() as u64;
+    }
+}
+
+impl tokio::io::AsyncRead for Tee {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let got = buf.filled()[before..].to_vec();
+        if !got.is_empty() {
+            self.keep(Dir::ToServer, &got);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Tee {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.keep(Dir::ToClient, &buf[..*n]);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// What the browser got in one run.
 #[derive(Clone, Debug)]
 pub struct Answer {
@@ -355,6 +616,8 @@ pub struct Answer {
 #[derive(Clone, Debug)]
 pub struct Run {
     pub title: String,
+    /// A page the browser loaded first, when the run has one.
+    pub page: Option<Result<Answer, String>>,
     pub browser: Result<Answer, String>,
     pub seen: Seen,
 }
@@ -426,6 +689,34 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
     let got = ask(&plain, &login("http")?, &form).await;
     runs.push(Run {
         title: format!("Sign-in form posted over plain HTTP (POST http://{site}/login)"),
+        page: None,
+        browser: got,
+        seen: mallory.seen().await,
+    });
+
+    // Mallory trusts the world's CA as any client of the site does.
+    let world_ca = weblab_edge::tls::LocalCa::load_or_create(&data_dir)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(world_ca.cert().clone())?;
+    let to_site = rustls::ClientConfig::builder_with_provider(weblab_edge::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    mallory.begin(Mode::Strip(Arc::new(Stripper {
+        me,
+        site: site.clone(),
+        lb: SocketAddr::new(lb, https),
+        tls: Arc::new(to_site),
+    })));
+    let victim = browser()?;
+    let page = ask(&victim, &login("http")?, &Outgoing::default()).await;
+    let got = ask(&victim, &login("http")?, &form).await;
+    drop(victim);
+    runs.push(Run {
+        title: format!(
+            "SSL stripping: a browser that never had {site}'s HSTS loads http://{site}/login and posts the form there; Mallory keeps it on HTTP and speaks HTTPS to the site herself"
+        ),
+        page: Some(page),
         browser: got,
         seen: mallory.seen().await,
     });
@@ -435,6 +726,7 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
     let got = ask(&careful, &login("https")?, &form).await;
     runs.push(Run {
         title: format!("The same sign-in over HTTPS (POST https://{site}/login)"),
+        page: None,
         browser: got,
         seen: mallory.seen().await,
     });
@@ -443,6 +735,7 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
     let got = ask(&browser()?, &home, &Outgoing::default()).await;
     runs.push(Run {
         title: format!("HTTPS with one bit flipped by Mallory (GET https://{site}/)"),
+        page: None,
         browser: got,
         seen: mallory.seen().await,
     });
@@ -457,19 +750,21 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
         title: format!(
             "Mallory answers TLS herself, with a certificate for {site} from her own CA"
         ),
+        page: None,
         browser: got,
         seen: mallory.seen().await,
     });
 
     // A new browser on the same client host: it reads the HSTS store that
-    // run 2's browser wrote, and has no connection to reuse.
+    // run 3's browser wrote, and has no connection to reuse.
     drop(careful);
     mallory.begin(Mode::Watch);
     let got = ask(&browser()?, &login("http")?, &form).await;
     runs.push(Run {
         title: format!(
-            "A new browser on the same client, which keeps the HSTS run 2 got from {site}, posts to http://{site}/login"
+            "A new browser on the same client, which keeps the HSTS run 3 got from {site}, posts to http://{site}/login"
         ),
+        page: None,
         browser: got,
         seen: mallory.seen().await,
     });
@@ -544,14 +839,26 @@ fn render(
     );
     for (i, r) in runs.iter().enumerate() {
         let _ = writeln!(s, "{}. {}", i + 1, r.title);
+        let answered = |a: &Answer| {
+            let to = a
+                .location
+                .as_deref()
+                .map(|l| format!(" -> {l}"))
+                .unwrap_or_default();
+            format!("{} {}{to}", a.status, a.url)
+        };
+        match &r.page {
+            Some(Ok(a)) => {
+                let _ = writeln!(s, "   browser, the page: {}", answered(a));
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(s, "   browser, the page: failed: {e}");
+            }
+            None => {}
+        }
         match &r.browser {
             Ok(a) => {
-                let to = a
-                    .location
-                    .as_deref()
-                    .map(|l| format!(" -> {l}"))
-                    .unwrap_or_default();
-                let _ = writeln!(s, "   browser: {} {}{to}", a.status, a.url);
+                let _ = writeln!(s, "   browser: {}", answered(a));
             }
             Err(e) => {
                 let _ = writeln!(s, "   browser: failed: {e}");
@@ -565,7 +872,7 @@ fn render(
             .collect();
         let _ = writeln!(
             s,
-            "   Mallory: connections {}; bytes relayed {} to the server, {} to the browser",
+            "   Mallory: connections {}; bytes {} from the browser, {} to the browser",
             if conns.is_empty() {
                 "none".to_string()
             } else {
@@ -618,6 +925,9 @@ fn render(
                 }
             );
         }
+        for line in &r.seen.stripped {
+            let _ = writeln!(s, "   Mallory, {line}");
+        }
         if let Some((n, len)) = r.seen.flipped {
             let _ = writeln!(
                 s,
@@ -661,16 +971,19 @@ fn lesson(i: usize, r: &Run, password: &str, http_port: u16) -> Option<&'static 
         0 if r.password_seen(password) => Some(
             "anyone on the path (a Wi-Fi, a router, a proxy) reads a plain-HTTP form; the redirect to HTTPS came after the password had left",
         ),
-        1 if !r.password_seen(password) && !failed => Some(
+        1 if r.password_seen(password) && !failed && !r.seen.stripped.is_empty() => Some(
+            "without HSTS a visit starts on plain HTTP; Mallory answered it herself, so the site never sent its redirect to HTTPS, and the site saw an ordinary HTTPS client: her (run 6: HSTS closes this)",
+        ),
+        2 if !r.password_seen(password) && !failed => Some(
             "TLS hides the request and the answer; the server's name (SNI) and the sizes of what passed still show",
         ),
-        2 if failed && r.seen.flipped.is_some() => Some(
+        3 if failed && r.seen.flipped.is_some() => Some(
             "TLS seals every record with an authentication tag (AEAD): a changed record fails to decrypt, and the browser drops the connection rather than use altered data",
         ),
-        3 if failed => Some(
+        4 if failed => Some(
             "she can make a certificate for any name, but not one signed by a CA the browser trusts",
         ),
-        4 if !failed && !r.seen.connections.contains_key(&http_port) => Some(
+        5 if !failed && !r.seen.connections.contains_key(&http_port) => Some(
             "with HSTS the browser never speaks plain HTTP to the site, so there is no first plain request for her to keep on HTTP (SSL stripping)",
         ),
         _ => None,

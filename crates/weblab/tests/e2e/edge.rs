@@ -398,15 +398,35 @@ async fn a_man_in_the_middle_reads_plain_http_but_not_tls_and_tampering_is_refus
     let _ = std::fs::remove_dir_all(&dir);
     let done = done.expect("the experiment runs");
     let report = &done.report;
-    let [plain, tls, flipped, forged, hsts] = &done.runs[..] else {
-        panic!("five runs: {report}");
+    let [plain, stripped, tls, flipped, forged, hsts] = &done.runs[..] else {
+        panic!("six runs: {report}");
     };
     // 1: the form went through her in clear text, password and all; the
     // load balancer answered the plain request with its redirect.
     assert!(plain.password_seen(&done.password), "{report}");
     assert_eq!(plain.browser.as_ref().unwrap().status, 301, "{report}");
     assert!(plain.seen.records.is_empty(), "{report}");
-    // 2: over TLS she relayed the whole sign-in (the app answered 303)
+    // SSL stripping: the browser loaded the page and signed in over plain
+    // HTTP (Mallory asked the site over HTTPS herself, and took out HSTS),
+    // so she read the password.
+    let page = stripped.page.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(
+        (page.status, page.url.as_str()),
+        (200, "http://myapp.test/login"),
+        "{report}"
+    );
+    assert_eq!(stripped.browser.as_ref().unwrap().status, 303, "{report}");
+    assert!(stripped.password_seen(&done.password), "{report}");
+    assert_eq!(stripped.seen.stripped.len(), 2, "{report}");
+    assert!(
+        stripped
+            .seen
+            .stripped
+            .iter()
+            .all(|l| l.contains("Strict-Transport-Security")),
+        "{report}"
+    );
+    // Over TLS she relayed the whole sign-in (the app answered 303)
     // and found the site's name but not the password.
     assert_eq!(tls.browser.as_ref().unwrap().status, 303, "{report}");
     assert!(!tls.password_seen(&done.password), "{report}");
