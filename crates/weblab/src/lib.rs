@@ -9,8 +9,10 @@
 //! [`observe`] receives OTLP and reads a running
 //! world's traces; [`dig`] asks the world's DNS servers; [`tcp`] drives
 //! the TCP lab; [`experiment`] runs
-//! measured comparisons (realtime feeds); [`units`] parses `10mbit`.
+//! measured comparisons (realtime feeds), [`mitm`] a man in the middle
+//! and [`codes`] the status codes; [`units`] parses `10mbit`.
 
+pub mod codes;
 pub mod commands;
 pub mod config;
 pub mod dig;

@@ -428,6 +428,11 @@ enum ExperimentCmd {
     /// in 127.61.0.0/16 unless --block is given, data in a fresh
     /// directory.
     Mitm,
+    /// HTTP status codes, each made by a real request in a real situation
+    /// (C29): 101 to 503, with what the server said. A world of its own
+    /// in 127.62.0.0/16 unless --block is given, data in a fresh
+    /// directory.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -546,6 +551,25 @@ async fn run(cli: Cli) -> Result<i32> {
             print!(
                 "{}",
                 weblab_trace::render::wrap(&report, weblab::tour::term_width())
+            );
+            Ok(0)
+        }
+        Command::Experiment {
+            which: ExperimentCmd::Status,
+        } => {
+            let mut world = load_world(&cli)?;
+            if cli.block.is_none() {
+                world.relocate(weblab::codes::DEFAULT_BLOCK);
+            }
+            let dir = std::env::temp_dir().join(format!("weblab-status-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot make {}", dir.display()))?;
+            let done = weblab::codes::run(world, dir.clone()).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            print!(
+                "{}",
+                weblab_trace::render::wrap(&done?.report, weblab::tour::term_width())
             );
             Ok(0)
         }

@@ -284,7 +284,7 @@ async fn pump(
 /// Hand-written: Mallory frames records she cannot decrypt, which no TLS
 /// crate exposes.
 #[derive(Default)]
-struct Framer {
+pub struct Framer {
     header: Vec<u8>,
     /// Bytes of the current record's body still to come.
     left: usize,
@@ -298,7 +298,7 @@ impl Framer {
     /// Walks `chunk`; `on_record(type, length, number)` hears of each
     /// record header and says whether to flip a bit in its body (the
     /// middle byte, changed in `chunk` as it passes).
-    fn feed(&mut self, chunk: &mut [u8], mut on_record: impl FnMut(u8, u16, usize) -> bool) {
+    pub fn feed(&mut self, chunk: &mut [u8], mut on_record: impl FnMut(u8, u16, usize) -> bool) {
         let mut i = 0;
         while i < chunk.len() {
             if self.left > 0 {
@@ -446,32 +446,7 @@ impl Stripper {
         String,
     > {
         use http_body_util::BodyExt;
-        let sock = match self.lb {
-            SocketAddr::V4(_) => TcpSocket::new_v4(),
-            SocketAddr::V6(_) => TcpSocket::new_v6(),
-        }
-        .map_err(|e| e.to_string())?;
-        sock.bind(SocketAddr::new(self.me, 0))
-            .map_err(|e| e.to_string())?;
-        let tcp = tokio::time::timeout(Duration::from_secs(3), sock.connect(self.lb))
-            .await
-            .map_err(|_| format!("connect to {} timed out", self.lb))?
-            .map_err(|e| format!("connect to {}: {e}", self.lb))?;
-        let name = rustls::pki_types::ServerName::try_from(self.site.clone())
-            .map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS to {}: {e}", self.site))?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
-            .await
-            .map_err(|_| "no answer from the site in 10 s".to_string())?
-            .map_err(|e| format!("asking the site: {e}"))?;
+        let resp = ask_once(self.me, self.lb, Some((&self.site, &self.tls)), req).await?;
         let (mut parts, body) = resp.into_parts();
         let body = http_body_util::Limited::new(body, STRIP_MAX)
             .collect()
@@ -537,6 +512,58 @@ impl Stripper {
             notes,
         ))
     }
+}
+
+/// One request on a new connection from `bind` to `to`, over TLS with
+/// `tls` (checking the certificate for `site`) or plain: the answer's
+/// head, its body still to read. The connection ends with the answer.
+pub(crate) async fn ask_once(
+    bind: IpAddr,
+    to: SocketAddr,
+    tls: Option<(&str, &Arc<rustls::ClientConfig>)>,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let sock = match to {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| e.to_string())?;
+    sock.bind(SocketAddr::new(bind, 0))
+        .map_err(|e| e.to_string())?;
+    let tcp = tokio::time::timeout(Duration::from_secs(3), sock.connect(to))
+        .await
+        .map_err(|_| format!("connect to {to} timed out"))?
+        .map_err(|e| format!("connect to {to}: {e}"))?;
+    match tls {
+        Some((site, cfg)) => {
+            let name = rustls::pki_types::ServerName::try_from(site.to_string())
+                .map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(cfg.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS to {site}: {e}"))?;
+            exchange(stream, to, req).await
+        }
+        None => exchange(tcp, to, req).await,
+    }
+}
+
+async fn exchange<S>(
+    io: S,
+    to: SocketAddr,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .map_err(|_| format!("no answer from {to} in 10 s"))?
+        .map_err(|e| format!("asking {to}: {e}"))
 }
 
 /// A browser connection whose bytes are kept as they pass, both ways.

@@ -464,3 +464,52 @@ async fn a_man_in_the_middle_reads_plain_http_but_not_tls_and_tampering_is_refus
         "{report}"
     );
 }
+
+/// C29: every row of `weblab experiment status` is a real answer; the
+/// codes asked for each come back from their situation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_status_code_comes_from_its_own_real_situation() {
+    let mut world = weblab::config::World::default_world();
+    world.relocate(151);
+    let dir = crate::support::data_dir(151);
+    std::fs::create_dir_all(&dir).unwrap();
+    let done = weblab::codes::run(world, dir.clone()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let done = done.expect("the experiment runs");
+    let code = |situation: &str| -> u16 {
+        let r = done
+            .rows
+            .iter()
+            .find(|r| r.situation.starts_with(situation))
+            .unwrap_or_else(|| panic!("no row {situation}: {}", done.report));
+        *r.status
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{situation}: {e}"))
+    };
+    for (situation, want) in [
+        ("a page that exists", 200),
+        ("a WebSocket asked for", 101),
+        ("a new user registered", 201),
+        ("the same user again", 409),
+        ("changing a user without signing in", 401),
+        ("changing another user", 403),
+        ("deleting it as an admin", 204),
+        ("signing in with the form", 303),
+        ("plain HTTP to the load balancer", 301),
+        ("asking again with the ETag", 304),
+        ("a field of the wrong type", 400),
+        ("a path nothing serves", 404),
+        ("a method this resource does not take", 405),
+        ("a representation it cannot make", 406),
+        ("a body over the limit", 413),
+        ("a body of a type", 415),
+        ("well-formed but invalid fields", 422),
+        ("a method no server knows", 501),
+        ("too many wrong passwords", 429),
+        ("the application servers stopped", 502),
+        ("after the failures, no backend is up", 503),
+    ] {
+        assert_eq!(code(situation), want, "{situation}: {}", done.report);
+    }
+    assert!(done.report.contains("21 codes seen"), "{}", done.report);
+}
