@@ -31,3 +31,4 @@ pub use db::{Db, Engine};
 pub use error::AppError;
 pub use repo::{DEMO_PASSWORD, DEMO_USERS, User};
 pub use server::{AppServer, AppState, router, start};
+pub use sqlite_read::WriteLock;

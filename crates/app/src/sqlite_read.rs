@@ -69,6 +69,32 @@ pub fn file_of(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
+/// Another program holding a SQLite database's write lock: an exclusive
+/// transaction on a connection of its own, rolled back when dropped. The
+/// app's writes wait their busy timeout and then fail, as they would
+/// behind any other program (`weblab experiment status` shows the 500).
+pub struct WriteLock(Connection);
+
+impl WriteLock {
+    /// Takes the write lock of the database at `url`; `None` when the URL
+    /// names no SQLite file (PostgreSQL, an in-memory database).
+    pub fn take(url: &str) -> Result<Option<WriteLock>, String> {
+        let Some(path) = file_of(url) else {
+            return Ok(None);
+        };
+        let conn = Connection::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Some(WriteLock(conn)))
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("ROLLBACK");
+    }
+}
+
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,

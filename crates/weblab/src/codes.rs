@@ -391,6 +391,23 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
         &got,
     );
 
+    // Another program holds the database's write lock for longer than
+    // the app waits for it (its SQLite busy timeout).
+    let url = crate::world::database_url(&running.world, &data_dir);
+    if let Some(lock) = weblab_app::WriteLock::take(&url).map_err(anyhow::Error::msg)? {
+        let other = format!(
+            r#"{{"name":"Status Demo","email":"locked-{}@myapp.test","password":"status-demo-pw"}}"#,
+            std::process::id()
+        );
+        let got = a.ask(true, "POST", "/api/users", &json, other).await;
+        drop(lock);
+        row(
+            "the database's write lock held by another program",
+            "POST /api/users while another connection holds BEGIN EXCLUSIVE".into(),
+            &got,
+        );
+    }
+
     // The application servers stop: the web servers cannot reach them,
     // then stop sending to them.
     for (role, handles) in &running.servers {
