@@ -19,6 +19,7 @@ pub mod dig;
 pub mod dnslb;
 pub mod experiment;
 pub mod hol;
+pub mod layers;
 pub mod mitm;
 pub mod observe;
 pub mod services;

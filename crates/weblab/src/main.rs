@@ -433,6 +433,12 @@ enum ExperimentCmd {
     /// in 127.62.0.0/16 unless --block is given, data in a fresh
     /// directory.
     Status,
+    /// One request's bytes, layer by layer (C52): every frame between
+    /// the client and a web server captured on lo while the browser
+    /// fetches one file, split into Ethernet, IPv4, TCP and HTTP. Needs
+    /// root (a packet socket). A world of its own in 127.63.0.0/16 unless
+    /// --block is given.
+    Layers,
 }
 
 #[derive(Subcommand)]
@@ -551,6 +557,25 @@ async fn run(cli: Cli) -> Result<i32> {
             print!(
                 "{}",
                 weblab_trace::render::wrap(&report, weblab::tour::term_width())
+            );
+            Ok(0)
+        }
+        Command::Experiment {
+            which: ExperimentCmd::Layers,
+        } => {
+            let mut world = load_world(&cli)?;
+            if cli.block.is_none() {
+                world.relocate(weblab::layers::DEFAULT_BLOCK);
+            }
+            let dir = std::env::temp_dir().join(format!("weblab-layers-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot make {}", dir.display()))?;
+            let done = weblab::layers::run(world, dir.clone()).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            print!(
+                "{}",
+                weblab_trace::render::wrap(&done?.report, weblab::tour::term_width())
             );
             Ok(0)
         }

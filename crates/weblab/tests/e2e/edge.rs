@@ -514,3 +514,69 @@ async fn each_status_code_comes_from_its_own_real_situation() {
     }
     assert!(done.report.contains("22 codes seen"), "{}", done.report);
 }
+
+/// C52: the frames of one fetch, captured on lo and split by layer: the
+/// real handshake, the request and the answer inside TCP, the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fetch_is_captured_on_lo_and_split_into_its_layers() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: capturing on lo needs root");
+        return;
+    }
+    let mut world = weblab::config::World::default_world();
+    world.relocate(152);
+    let dir = crate::support::data_dir(152);
+    std::fs::create_dir_all(&dir).unwrap();
+    let done = weblab::layers::run(world, dir.clone()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let done = done.expect("the capture runs");
+    let p = &done.packets;
+    let report = &done.report;
+    // The three-way handshake, as captured: SYN, SYN ACK, ACK.
+    let flags: Vec<&str> = p.iter().take(3).map(|l| l.flags.as_str()).collect();
+    assert_eq!(flags, ["SYN", "SYN ACK", "ACK"], "{report}");
+    assert_eq!(p[0].src, done.client, "{report}");
+    assert_eq!(p[1].src, done.server, "{report}");
+    assert_eq!(p[1].ack, p[0].seq.wrapping_add(1), "{report}");
+    // Every frame is its Ethernet header plus the IPv4 packet's length.
+    for l in p {
+        assert_eq!(l.link_len, 14);
+        assert_eq!(l.frame_len, l.link_len + l.ip_total as usize, "{report}");
+        assert_eq!(
+            l.frame_len,
+            l.link_len + l.ip_len + l.tcp_len + l.payload.len()
+        );
+    }
+    // The request and the answer ride inside TCP.
+    let request = p
+        .iter()
+        .find(|l| l.src == done.client && !l.payload.is_empty())
+        .expect("a request frame");
+    assert!(
+        request
+            .payload
+            .starts_with(b"GET /static/app.css HTTP/1.1\r\n"),
+        "{report}"
+    );
+    let answer = p
+        .iter()
+        .find(|l| l.src == done.server && !l.payload.is_empty())
+        .expect("an answer frame");
+    assert!(answer.payload.starts_with(b"HTTP/1.1 200 "), "{report}");
+    // Both sides close.
+    assert!(
+        p.iter()
+            .any(|l| l.src == done.client && l.flags.contains("FIN")),
+        "{report}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.src == done.server && l.flags.contains("FIN")),
+        "{report}"
+    );
+    assert!(
+        report.contains("L4 transport, TCP segment header"),
+        "{report}"
+    );
+}

@@ -1,0 +1,530 @@
+//! `weblab experiment layers` (C52): one request's bytes, layer by layer,
+//! as the kernel carried them. A packet socket on the loopback interface
+//! captures every frame between the client host and a web server while
+//! the browser fetches one file over plain HTTP/1.1 and closes; each frame
+//! is then split into its headers (Ethernet II as loopback writes it,
+//! IPv4, TCP) and what TCP carried (the HTTP message). Nothing is drawn
+//! from a model: the handshake, the segments and their sizes are the
+//! captured ones.
+//!
+//! Capturing needs CAP_NET_RAW (root). Frames are read with etherparse;
+//! the packet socket itself is a few libc calls (no crate wraps an
+//! AF_PACKET socket for tokio).
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+use tokio::io::unix::AsyncFd;
+use url::Url;
+use weblab_browser::Destination;
+use weblab_trace::Ctx;
+
+use crate::config::World;
+use crate::world::RunningWorld;
+
+/// The block the experiment's world uses unless `--block` is given.
+pub const DEFAULT_BLOCK: u8 = 63;
+
+/// Frames kept at most (a small file needs about a dozen).
+const MAX_FRAMES: usize = 2000;
+
+/// One captured frame, in the order the kernel sent it.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// Microseconds after the capture began.
+    pub at_us: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// A packet socket on `lo` that keeps what it sees until dropped.
+struct Capture {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Capture {
+    fn open() -> io::Result<Capture> {
+        let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
+        // SAFETY: plain socket(2); the descriptor is owned below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                proto,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let name = c"lo";
+        // SAFETY: a NUL-terminated interface name.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto as u16;
+        addr.sll_ifindex = index as i32;
+        // SAFETY: binding a packet socket to an interface with a
+        // sockaddr_ll of the right size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let size: libc::c_int = 4 << 20;
+        // SAFETY: an int option of the right size; best effort.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        // SAFETY: `fd` is an open descriptor the AsyncFd owns from here
+        // on, and an OwnedFd always returns the same one.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Capture { fd })
+    }
+
+    /// Reads frames until `stop`, keeping those `keep` accepts. Loopback
+    /// shows every frame twice, leaving and arriving: only the leaving
+    /// copy is kept.
+    async fn run(
+        self,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Vec<Frame> {
+        let start = Instant::now();
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 70 * 1024];
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                ready = self.fd.readable() => {
+                    let Ok(mut guard) = ready else { break };
+                    loop {
+                        // SAFETY: sockaddr_ll is plain data.
+                        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                        // SAFETY: recvfrom into a buffer of its stated size
+                        // and a sockaddr_ll of its stated size.
+                        let n = unsafe {
+                            libc::recvfrom(
+                                self.fd.get_ref().as_raw_fd(),
+                                buf.as_mut_ptr().cast(),
+                                buf.len(),
+                                0,
+                                (&mut from as *mut libc::sockaddr_ll).cast(),
+                                &mut len,
+                            )
+                        };
+                        if n < 0 {
+                            let e = io::Error::last_os_error();
+                            if e.kind() == io::ErrorKind::WouldBlock {
+                                guard.clear_ready();
+                            }
+                            break;
+                        }
+                        let bytes = &buf[..n as usize];
+                        if from.sll_pkttype == libc::PACKET_OUTGOING as u8
+                            && frames.len() < MAX_FRAMES
+                            && keep(bytes)
+                        {
+                            frames.push(Frame {
+                                at_us: start.elapsed().as_micros() as u64,
+                                bytes: bytes.to_vec(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        frames
+    }
+}
+
+/// Whether a frame is IPv4 between `a` and `b` (either way).
+fn between(frame: &[u8], a: Ipv4Addr, b: Ipv4Addr) -> bool {
+    let Ok(p) = SlicedPacket::from_ethernet(frame) else {
+        return false;
+    };
+    match p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let (s, d) = (ip.header().source_addr(), ip.header().destination_addr());
+            (s == a && d == b) || (s == b && d == a)
+        }
+        _ => false,
+    }
+}
+
+/// One frame split into its layers.
+#[derive(Clone, Debug)]
+pub struct Layers {
+    pub at_us: u64,
+    pub frame_len: usize,
+    /// Ethernet II: destination, source, EtherType.
+    pub link: ([u8; 6], [u8; 6], u16),
+    pub link_len: usize,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub ip_len: usize,
+    pub ip_total: u16,
+    pub dont_fragment: bool,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: String,
+    pub window: u16,
+    /// The TCP options, named (MSS, window scale, SACK, timestamps).
+    pub options: Vec<String>,
+    /// The window scale this segment offers (a SYN's option).
+    pub wscale: Option<u8>,
+    pub tcp_len: usize,
+    pub payload: Vec<u8>,
+    /// The whole frame as captured.
+    pub raw: Vec<u8>,
+}
+
+/// Splits a captured frame; `None` for anything but Ethernet/IPv4/TCP.
+pub fn split(f: &Frame) -> Option<Layers> {
+    let p = SlicedPacket::from_ethernet(&f.bytes).ok()?;
+    let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
+        return None;
+    };
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        return None;
+    };
+    let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+        return None;
+    };
+    let h = ip.header();
+    let mut options = Vec::new();
+    let mut wscale = None;
+    for o in tcp.options_iterator().flatten() {
+        use etherparse::TcpOptionElement as O;
+        match o {
+            O::Noop => {}
+            O::MaximumSegmentSize(m) => options.push(format!("MSS {m}")),
+            O::WindowScale(w) => {
+                wscale = Some(w);
+                options.push(format!("window scale {w}"));
+            }
+            O::SelectiveAcknowledgementPermitted => options.push("SACK permitted".into()),
+            O::SelectiveAcknowledgement(..) => options.push("SACK blocks".into()),
+            O::Timestamp(..) => options.push("timestamps".into()),
+        }
+    }
+    let mut flags = Vec::new();
+    for (on, name) in [
+        (tcp.syn(), "SYN"),
+        (tcp.fin(), "FIN"),
+        (tcp.rst(), "RST"),
+        (tcp.psh(), "PSH"),
+        (tcp.ack(), "ACK"),
+    ] {
+        if on {
+            flags.push(name);
+        }
+    }
+    Some(Layers {
+        at_us: f.at_us,
+        frame_len: f.bytes.len(),
+        link: (eth.destination(), eth.source(), eth.ether_type().0),
+        link_len: eth.header_slice().len(),
+        src: h.source_addr(),
+        dst: h.destination_addr(),
+        ttl: h.ttl(),
+        ip_len: h.slice().len(),
+        ip_total: h.total_len(),
+        dont_fragment: h.dont_fragment(),
+        sport: tcp.source_port(),
+        dport: tcp.destination_port(),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: flags.join(" "),
+        window: tcp.window_size(),
+        options,
+        wscale,
+        tcp_len: tcp.header_slice().len(),
+        payload: tcp.payload().to_vec(),
+        raw: f.bytes.clone(),
+    })
+}
+
+/// The experiment's result.
+pub struct Outcome {
+    pub client: Ipv4Addr,
+    pub server: Ipv4Addr,
+    pub url: String,
+    pub packets: Vec<Layers>,
+    pub report: String,
+}
+
+/// Fetches one file from `world`'s first web server with its client's
+/// browser, capturing every frame between the two.
+pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> {
+    let capture = match Capture::open() {
+        Ok(c) => c,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            bail!("capturing on lo needs CAP_NET_RAW (run as root): {e}")
+        }
+        Err(e) => bail!("cannot open a packet socket on lo: {e}"),
+    };
+    let Some(web) = world.web.first().map(|w| w.host.clone()) else {
+        bail!("the world has no web server");
+    };
+    let running = RunningWorld::start(world, data_dir, weblab_trace::Detail::Full).await?;
+    let client = match running.addr(&running.world.client.host) {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(_) => bail!("the client host has no IPv4 address"),
+    };
+    let server = match running.addr(&web) {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(_) => bail!("{web} has no IPv4 address"),
+    };
+    let port = if running.ports.http == 80 {
+        String::new()
+    } else {
+        format!(":{}", running.ports.http)
+    };
+    let url = format!("http://{server}{port}/static/app.css");
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let capturing = tokio::spawn(capture.run(stopped, move |f| between(f, client, server)));
+    let browser = running.browser(true)?;
+    let got = browser
+        .fetch(
+            Ctx::new_root(),
+            0,
+            &Url::parse(&url)?,
+            Destination::Sub(weblab_browser::html::Kind::Stylesheet),
+        )
+        .await;
+    // Closing the browser closes its connection: the FINs are captured
+    // too. Loopback delivers at once; a moment lets the last ACK pass.
+    drop(browser);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop.send(());
+    let frames = capturing.await?;
+    for (_, handles) in &running.servers {
+        for h in handles {
+            h.stop_accepting();
+        }
+    }
+    let got = got.map_err(|e| anyhow::anyhow!("the fetch failed: {e}"))?;
+    let packets: Vec<Layers> = frames.iter().filter_map(split).collect();
+    let report = render(client, server, &url, got.status, &packets);
+    Ok(Outcome {
+        client,
+        server,
+        url,
+        packets,
+        report,
+    })
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn hex(bytes: &[u8], max: usize) -> String {
+    let mut s: Vec<String> = bytes.iter().take(max).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > max {
+        s.push("…".into());
+    }
+    s.join(" ")
+}
+
+/// The first line of what TCP carried, as text.
+fn first_line(payload: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(200)]);
+    text.lines().next().unwrap_or("").to_string()
+}
+
+fn render(client: Ipv4Addr, server: Ipv4Addr, url: &str, status: u16, p: &[Layers]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "weblab experiment layers (C52): the browser on {client} fetched {url} ({status}) over HTTP/1.1 and closed; {} frames between {client} and {server} were captured on lo.\n",
+        p.len()
+    );
+    // Sequence numbers relative to each side's first (its SYN's), as
+    // Wireshark shows them.
+    let isn = |from: Ipv4Addr| {
+        p.iter()
+            .find(|l| l.src == from && l.flags.contains("SYN"))
+            .map(|l| l.seq)
+    };
+    let (c_isn, s_isn) = (isn(client), isn(server));
+    let rel = |l: &Layers| {
+        let (mine, theirs) = if l.src == client {
+            (c_isn, s_isn)
+        } else {
+            (s_isn, c_isn)
+        };
+        let seq = mine.map_or(l.seq, |i| l.seq.wrapping_sub(i));
+        let ack = if l.flags.contains("ACK") {
+            theirs.map_or(l.ack, |i| l.ack.wrapping_sub(i))
+        } else {
+            0
+        };
+        (seq, ack)
+    };
+    let _ = writeln!(
+        s,
+        "  #   time ms  from      TCP flags      seq   ack  frame = Ethernet + IPv4 + TCP + data"
+    );
+    for (i, l) in p.iter().enumerate() {
+        let (seq, ack) = rel(l);
+        let from = if l.src == client { "client" } else { "server" };
+        let _ = writeln!(
+            s,
+            "{:>3} {:>8.3}  {from:<8}  {:<12} {seq:>5} {ack:>5}  {:>5} = {} + {} + {} + {}",
+            i + 1,
+            l.at_us as f64 / 1000.0,
+            l.flags,
+            l.frame_len,
+            l.link_len,
+            l.ip_len,
+            l.tcp_len,
+            l.payload.len()
+        );
+    }
+    for (who, from) in [("client", client), ("server", server)] {
+        if let Some(syn) = p.iter().find(|l| l.src == from && l.flags.contains("SYN")) {
+            let _ = writeln!(
+                s,
+                "  the {who}'s SYN offered: {}",
+                if syn.options.is_empty() {
+                    "no options".to_string()
+                } else {
+                    syn.options.join(", ")
+                }
+            );
+        }
+    }
+    // The window field counts in units of 2^scale once both SYNs offered
+    // a scale (RFC 7323 §2.2).
+    let scale = |from: Ipv4Addr| {
+        let mine = p
+            .iter()
+            .find(|l| l.src == from && l.flags.contains("SYN"))?
+            .wscale;
+        let theirs = p
+            .iter()
+            .find(|l| l.src != from && l.flags.contains("SYN"))?
+            .wscale;
+        theirs.and(mine)
+    };
+    let request = p.iter().find(|l| l.src == client && !l.payload.is_empty());
+    let answer = p.iter().find(|l| l.src == server && !l.payload.is_empty());
+    for (what, l) in [
+        ("the request", request),
+        ("the first frame of the answer", answer),
+    ] {
+        let Some(l) = l else { continue };
+        let n = p
+            .iter()
+            .position(|x| std::ptr::eq(x, l))
+            .map_or(0, |i| i + 1);
+        let (seq, ack) = rel(l);
+        let _ = writeln!(
+            s,
+            "\nFrame {n}, {what}, {} bytes, outermost first:",
+            l.frame_len
+        );
+        let _ = writeln!(
+            s,
+            "  L2 link, Ethernet II frame header, {} bytes: to {} from {}, EtherType 0x{:04x} (IPv4)",
+            l.link_len,
+            mac(l.link.0),
+            mac(l.link.1),
+            l.link.2
+        );
+        let _ = writeln!(
+            s,
+            "  L3 network, IPv4 packet header, {} bytes: {} -> {}, TTL {}, total length {}{}",
+            l.ip_len,
+            l.src,
+            l.dst,
+            l.ttl,
+            l.ip_total,
+            if l.dont_fragment {
+                ", don't fragment"
+            } else {
+                ""
+            }
+        );
+        let window = match scale(l.src) {
+            Some(k) => format!(
+                "window {} (x{} = {} bytes)",
+                l.window,
+                1u32 << k,
+                (l.window as u64) << k
+            ),
+            None => format!("window {}", l.window),
+        };
+        let _ = writeln!(
+            s,
+            "  L4 transport, TCP segment header, {} bytes: port {} -> {}, seq {seq}, ack {ack}, {}, {window}",
+            l.tcp_len, l.sport, l.dport, l.flags
+        );
+        let _ = writeln!(
+            s,
+            "  L7 application, HTTP message bytes, {}: {:?}",
+            l.payload.len(),
+            first_line(&l.payload)
+        );
+        let at = l.link_len + l.ip_len + l.tcp_len;
+        let _ = writeln!(s, "  the frame's bytes by layer:");
+        let all = [
+            ("L2", 0, l.link_len),
+            ("L3", l.link_len, l.link_len + l.ip_len),
+            ("L4", l.link_len + l.ip_len, at),
+        ];
+        for (name, a, b) in all {
+            let bytes = l.raw.get(a..b).unwrap_or_default();
+            for (i, row) in bytes.chunks(20).enumerate() {
+                let label = if i == 0 { name } else { "  " };
+                let _ = writeln!(s, "    {label} {}", hex(row, 20));
+            }
+        }
+        let _ = writeln!(s, "    L7 {}", hex(&l.payload, 20));
+    }
+    let wire: usize = p.iter().map(|l| l.frame_len).sum();
+    let data: usize = p.iter().map(|l| l.payload.len()).sum();
+    let headers = wire - data;
+    let _ = writeln!(
+        s,
+        "\n{} frames, {wire} bytes on the wire: {data} bytes of HTTP and {headers} bytes of Ethernet, IPv4 and TCP headers ({} %). {} frames carried no data (handshake, ACKs, FINs).",
+        p.len(),
+        (headers * 100).checked_div(wire).unwrap_or(0),
+        p.iter().filter(|l| l.payload.is_empty()).count()
+    );
+    let _ = writeln!(
+        s,
+        "Each layer wraps the one above it: the HTTP message travels as TCP segments, each inside an IPv4 packet, each inside an Ethernet frame (OSI L2-L4 and L7; TCP/IP's link, internet, transport and application layers)."
+    );
+    s
+}
