@@ -142,7 +142,7 @@ impl Capture {
                             break;
                         }
                         let bytes = &buf[..n as usize];
-                        if from.sll_pkttype == libc::PACKET_OUTGOING as u8
+                        if from.sll_pkttype == libc::PACKET_OUTGOING
                             && frames.len() < MAX_FRAMES
                             && keep(bytes)
                         {
