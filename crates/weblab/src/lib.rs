@@ -24,6 +24,7 @@ pub mod mitm;
 pub mod observe;
 pub mod services;
 pub mod signin;
+pub mod sockets;
 pub mod supervise;
 pub mod tcp;
 pub mod tour;

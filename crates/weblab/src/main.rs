@@ -439,6 +439,12 @@ enum ExperimentCmd {
     /// root (a packet socket). A world of its own in 127.63.0.0/16 unless
     /// --block is given.
     Layers,
+    /// The socket API one call at a time (C21): socket, bind, listen,
+    /// connect, accept, write, read and close between a server and a
+    /// client on loopback, each with the TCP states the kernel reports
+    /// after it; the listening and the accepted socket apart. Addresses
+    /// 127.64.4.1:8080 and 127.64.0.2 unless --block is given.
+    Sockets,
 }
 
 #[derive(Subcommand)]
@@ -557,6 +563,24 @@ async fn run(cli: Cli) -> Result<i32> {
             print!(
                 "{}",
                 weblab_trace::render::wrap(&report, weblab::tour::term_width())
+            );
+            Ok(0)
+        }
+        Command::Experiment {
+            which: ExperimentCmd::Sockets,
+        } => {
+            let b = cli.block.unwrap_or(64);
+            let steps = weblab::sockets::run(
+                std::net::Ipv4Addr::new(127, b, 4, 1),
+                std::net::Ipv4Addr::new(127, b, 0, 2),
+                8080,
+            )?;
+            print!(
+                "{}",
+                weblab_trace::render::wrap(
+                    &weblab::sockets::render(&steps),
+                    weblab::tour::term_width()
+                )
             );
             Ok(0)
         }

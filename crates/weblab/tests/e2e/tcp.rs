@@ -317,3 +317,54 @@ fn the_hol_experiment_shows_pipelined_answers_held_behind_the_slow_one_and_h2_st
     );
     assert!(out.contains("Over HTTP/2, 0 of them waited"), "{out}");
 }
+
+/// C21: the socket calls in order, with the states the kernel reported
+/// after each: the listener stays LISTEN beside the accepted socket, the
+/// passive closer goes through CLOSE_WAIT, the active closer ends in
+/// TIME_WAIT.
+#[test]
+fn the_socket_calls_run_one_by_one_with_the_states_the_kernel_reports() {
+    let steps = weblab::sockets::run(
+        std::net::Ipv4Addr::new(127, 153, 4, 1),
+        std::net::Ipv4Addr::new(127, 153, 0, 2),
+        8080,
+    )
+    .expect("the calls run");
+    let text = weblab::sockets::render(&steps);
+    let at = |call: &str| {
+        steps
+            .iter()
+            .find(|s| s.call.starts_with(call))
+            .unwrap_or_else(|| panic!("no {call}: {text}"))
+    };
+    let state = |s: &weblab::sockets::Step, who: &str| -> String {
+        s.states
+            .iter()
+            .find(|(k, _)| k.starts_with(who))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state(at("listen"), "listening"), "LISTEN", "{text}");
+    let connect = at("connect");
+    assert_eq!(state(connect, "client"), "ESTABLISHED", "{text}");
+    // Accepted or not, the server's side exists once connect returned.
+    assert_eq!(state(connect, "server"), "ESTABLISHED", "{text}");
+    let accept = at("accept");
+    let listener = accept
+        .call
+        .trim_start_matches("accept(fd ")
+        .trim_end_matches(')');
+    assert!(
+        !accept.result.starts_with(&format!("fd {listener},")),
+        "{text}"
+    );
+    assert_eq!(state(accept, "listening"), "LISTEN", "{text}");
+    let server_close = steps
+        .iter()
+        .find(|s| s.who == "server" && s.call.starts_with("close") && !s.call.contains(listener))
+        .unwrap();
+    assert_eq!(state(server_close, "client"), "CLOSE_WAIT", "{text}");
+    let last = steps.last().unwrap();
+    assert_eq!(state(last, "server"), "TIME_WAIT", "{text}");
+    assert!(text.contains("-> 0: end of stream"), "{text}");
+}
