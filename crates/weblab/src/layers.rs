@@ -271,6 +271,8 @@ pub fn split(f: &Frame) -> Option<Layers> {
 
 /// The experiment's result.
 pub struct Outcome {
+    /// The TLS records, when the fetch was over HTTPS.
+    pub records: Vec<Record>,
     pub client: Ipv4Addr,
     pub server: Ipv4Addr,
     pub url: String,
@@ -280,7 +282,47 @@ pub struct Outcome {
 
 /// Fetches one file from `world`'s first web server with its client's
 /// browser, capturing every frame between the two.
-pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> {
+/// A TLS record that begins in a captured frame (`tls` runs).
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Index into the packets.
+    pub frame: usize,
+    pub from_client: bool,
+    pub kind: u8,
+    pub len: u16,
+}
+
+/// The TLS records of each direction, framed across the segments in the
+/// order they were sent (loopback delivers in order).
+fn records(client: Ipv4Addr, p: &[Layers]) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut framers = [
+        crate::mitm::Framer::default(),
+        crate::mitm::Framer::default(),
+    ];
+    for (i, l) in p.iter().enumerate() {
+        if l.payload.is_empty() {
+            continue;
+        }
+        let from_client = l.src == client;
+        let mut bytes = l.payload.clone();
+        framers[usize::from(!from_client)].feed(&mut bytes, |kind, len, _| {
+            out.push(Record {
+                frame: i,
+                from_client,
+                kind,
+                len,
+            });
+            false
+        });
+    }
+    out
+}
+
+/// With `tls`, the fetch goes to the site's name over HTTPS through the
+/// load balancer (HTTP/1.1 inside TLS), and the capture is between the
+/// client and the load balancer.
+pub async fn run(world: World, data_dir: std::path::PathBuf, tls: bool) -> Result<Outcome> {
     let capture = match Capture::open() {
         Ok(c) => c,
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -291,21 +333,27 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
     let Some(web) = world.web.first().map(|w| w.host.clone()) else {
         bail!("the world has no web server");
     };
+    let site = world.lb.server_names.first().cloned();
+    let target = if tls { world.lb.host.clone() } else { web };
     let running = RunningWorld::start(world, data_dir, weblab_trace::Detail::Full).await?;
     let client = match running.addr(&running.world.client.host) {
         std::net::IpAddr::V4(a) => a,
         std::net::IpAddr::V6(_) => bail!("the client host has no IPv4 address"),
     };
-    let server = match running.addr(&web) {
+    let server = match running.addr(&target) {
         std::net::IpAddr::V4(a) => a,
-        std::net::IpAddr::V6(_) => bail!("{web} has no IPv4 address"),
+        std::net::IpAddr::V6(_) => bail!("{target} has no IPv4 address"),
     };
     let port = if running.ports.http == 80 {
         String::new()
     } else {
         format!(":{}", running.ports.http)
     };
-    let url = format!("http://{server}{port}/static/app.css");
+    let url = match (&site, tls) {
+        (Some(site), true) => format!("https://{site}/static/app.css"),
+        (None, true) => bail!("--tls: the world's [lb] has no server_names"),
+        (_, false) => format!("http://{server}{port}/static/app.css"),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let capturing = tokio::spawn(capture.run(stopped, move |f| between(f, client, server)));
     let browser = running.browser(true)?;
@@ -330,8 +378,22 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
     }
     let got = got.map_err(|e| anyhow::anyhow!("the fetch failed: {e}"))?;
     let packets: Vec<Layers> = frames.iter().filter_map(split).collect();
-    let report = render(client, server, &url, got.status, &packets);
+    let records = if tls {
+        records(client, &packets)
+    } else {
+        Vec::new()
+    };
+    let report = render(
+        client,
+        server,
+        &url,
+        got.status,
+        &packets,
+        &records,
+        site.as_deref(),
+    );
     Ok(Outcome {
+        records,
         client,
         server,
         url,
@@ -361,12 +423,22 @@ fn first_line(payload: &[u8]) -> String {
     text.lines().next().unwrap_or("").to_string()
 }
 
-fn render(client: Ipv4Addr, server: Ipv4Addr, url: &str, status: u16, p: &[Layers]) -> String {
+fn render(
+    client: Ipv4Addr,
+    server: Ipv4Addr,
+    url: &str,
+    status: u16,
+    p: &[Layers],
+    records: &[Record],
+    site: Option<&str>,
+) -> String {
+    let tls = url.starts_with("https:");
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "weblab experiment layers (C52): the browser on {client} fetched {url} ({status}) over HTTP/1.1 and closed; {} frames between {client} and {server} were captured on lo.\n",
+        "weblab experiment layers (C52): the browser on {client} fetched {url} ({status}) over HTTP/1.1{} and closed; {} frames between {client} and {server} were captured on lo.\n",
+        if tls { " inside TLS" } else { "" },
         p.len()
     );
     // Sequence numbers relative to each side's first (its SYN's), as
@@ -439,10 +511,12 @@ fn render(client: Ipv4Addr, server: Ipv4Addr, url: &str, status: u16, p: &[Layer
     };
     let request = p.iter().find(|l| l.src == client && !l.payload.is_empty());
     let answer = p.iter().find(|l| l.src == server && !l.payload.is_empty());
-    for (what, l) in [
-        ("the request", request),
-        ("the first frame of the answer", answer),
-    ] {
+    let names = if tls {
+        ["the client's first data", "the server's first data"]
+    } else {
+        ["the request", "the first frame of the answer"]
+    };
+    for (what, l) in [(names[0], request), (names[1], answer)] {
         let Some(l) = l else { continue };
         let n = p
             .iter()
@@ -490,12 +564,46 @@ fn render(client: Ipv4Addr, server: Ipv4Addr, url: &str, status: u16, p: &[Layer
             "  L4 transport, TCP segment header, {} bytes: port {} -> {}, seq {seq}, ack {ack}, {}, {window}",
             l.tcp_len, l.sport, l.dport, l.flags
         );
-        let _ = writeln!(
-            s,
-            "  L7 application, HTTP message bytes, {}: {:?}",
-            l.payload.len(),
-            first_line(&l.payload)
-        );
+        if tls {
+            let n = p.iter().position(|x| std::ptr::eq(x, l)).unwrap_or(0);
+            let here: Vec<String> = records
+                .iter()
+                .filter(|r| r.frame == n)
+                .map(|r| format!("{} {} bytes", crate::mitm::record_name(r.kind), r.len))
+                .collect();
+            // A frame that begins with a handshake record: its first
+            // message's type (RFC 8446 §4).
+            let message = match (l.payload.first(), l.payload.get(5)) {
+                (Some(22), Some(1)) => " (ClientHello first)",
+                (Some(22), Some(2)) => " (ServerHello first)",
+                _ => "",
+            };
+            let _ = writeln!(
+                s,
+                "  TLS (between TCP and HTTP){message}, {} bytes of records; records starting here: {}",
+                l.payload.len(),
+                if here.is_empty() {
+                    "none (the rest of an earlier one)".to_string()
+                } else {
+                    here.join(", ")
+                }
+            );
+            if let Some(site) = site
+                && l.payload.windows(site.len()).any(|w| w == site.as_bytes())
+            {
+                let _ = writeln!(
+                    s,
+                    "    the name {site:?} is readable in it (the ClientHello's server name)"
+                );
+            }
+        } else {
+            let _ = writeln!(
+                s,
+                "  L7 application, HTTP message bytes, {}: {:?}",
+                l.payload.len(),
+                first_line(&l.payload)
+            );
+        }
         let at = l.link_len + l.ip_len + l.tcp_len;
         let _ = writeln!(s, "  the frame's bytes by layer:");
         let all = [
@@ -510,21 +618,42 @@ fn render(client: Ipv4Addr, server: Ipv4Addr, url: &str, status: u16, p: &[Layer
                 let _ = writeln!(s, "    {label} {}", hex(row, 20));
             }
         }
-        let _ = writeln!(s, "    L7 {}", hex(&l.payload, 20));
+        let top = if tls { "TLS" } else { "L7" };
+        let _ = writeln!(s, "    {top} {}", hex(&l.payload, 20));
+    }
+    if tls {
+        for (from_client, who) in [(true, "the client"), (false, "the server")] {
+            let list: Vec<String> = records
+                .iter()
+                .filter(|r| r.from_client == from_client)
+                .map(|r| format!("{} {}", crate::mitm::record_name(r.kind), r.len))
+                .collect();
+            let _ = writeln!(s, "\nTLS records from {who}, in order: {}", list.join(", "));
+        }
+        let _ = writeln!(
+            s,
+            "After the hellos every record is application_data to an onlooker: the HTTP request and answer are inside, encrypted."
+        );
     }
     let wire: usize = p.iter().map(|l| l.frame_len).sum();
     let data: usize = p.iter().map(|l| l.payload.len()).sum();
     let headers = wire - data;
     let _ = writeln!(
         s,
-        "\n{} frames, {wire} bytes on the wire: {data} bytes of HTTP and {headers} bytes of Ethernet, IPv4 and TCP headers ({} %). {} frames carried no data (handshake, ACKs, FINs).",
+        "\n{} frames, {wire} bytes on the wire: {data} bytes of {} and {headers} bytes of Ethernet, IPv4 and TCP headers ({} %). {} frames carried no data (TCP's SYNs, bare ACKs, FINs and RSTs).",
         p.len(),
+        if tls { "TLS records" } else { "HTTP" },
         (headers * 100).checked_div(wire).unwrap_or(0),
         p.iter().filter(|l| l.payload.is_empty()).count()
     );
     let _ = writeln!(
         s,
-        "Each layer wraps the one above it: the HTTP message travels as TCP segments, each inside an IPv4 packet, each inside an Ethernet frame (OSI L2-L4 and L7; TCP/IP's link, internet, transport and application layers)."
+        "Each layer wraps the one above it: the HTTP message travels{} as TCP segments, each inside an IPv4 packet, each inside an Ethernet frame (OSI L2-L4 and L7; TCP/IP's link, internet, transport and application layers).",
+        if tls {
+            " inside TLS records, which travel"
+        } else {
+            ""
+        }
     );
     s
 }

@@ -438,7 +438,12 @@ enum ExperimentCmd {
     /// fetches one file, split into Ethernet, IPv4, TCP and HTTP. Needs
     /// root (a packet socket). A world of its own in 127.63.0.0/16 unless
     /// --block is given.
-    Layers,
+    Layers {
+        /// Fetch over HTTPS through the load balancer instead: TLS records
+        /// between TCP and HTTP, the HTTP inside them encrypted.
+        #[arg(long)]
+        tls: bool,
+    },
     /// The socket API one call at a time (C21): socket, bind, listen,
     /// connect, accept, write, read and close between a server and a
     /// client on loopback, each with the TCP states the kernel reports
@@ -585,7 +590,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Experiment {
-            which: ExperimentCmd::Layers,
+            which: ExperimentCmd::Layers { tls },
         } => {
             let mut world = load_world(&cli)?;
             if cli.block.is_none() {
@@ -595,7 +600,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot make {}", dir.display()))?;
-            let done = weblab::layers::run(world, dir.clone()).await;
+            let done = weblab::layers::run(world, dir.clone(), *tls).await;
             let _ = std::fs::remove_dir_all(&dir);
             print!(
                 "{}",

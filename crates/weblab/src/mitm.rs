@@ -823,7 +823,8 @@ async fn ask(browser: &Browser, url: &Url, out: &Outgoing) -> Result<Answer, Str
     })
 }
 
-fn record_name(kind: u8) -> String {
+/// The name of a TLS record's content type (RFC 8446 §5.1).
+pub fn record_name(kind: u8) -> String {
     match kind {
         20 => "change_cipher_spec".into(),
         21 => "alert".into(),

@@ -528,7 +528,7 @@ async fn one_fetch_is_captured_on_lo_and_split_into_its_layers() {
     world.relocate(152);
     let dir = crate::support::data_dir(152);
     std::fs::create_dir_all(&dir).unwrap();
-    let done = weblab::layers::run(world, dir.clone()).await;
+    let done = weblab::layers::run(world, dir.clone(), false).await;
     let _ = std::fs::remove_dir_all(&dir);
     let done = done.expect("the capture runs");
     let p = &done.packets;
@@ -579,4 +579,58 @@ async fn one_fetch_is_captured_on_lo_and_split_into_its_layers() {
         report.contains("L4 transport, TCP segment header"),
         "{report}"
     );
+}
+
+/// C52 over HTTPS: TLS records sit between TCP and HTTP; after the hellos
+/// an onlooker sees only application_data, and no HTTP text is in the
+/// frames, while the server's name is (SNI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_capture_shows_tls_records_and_no_http_text() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: capturing on lo needs root");
+        return;
+    }
+    let mut world = weblab::config::World::default_world();
+    world.relocate(154);
+    let dir = crate::support::data_dir(154);
+    std::fs::create_dir_all(&dir).unwrap();
+    let done = weblab::layers::run(world, dir.clone(), true).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let done = done.expect("the capture runs");
+    let report = &done.report;
+    let from_client: Vec<u8> = done
+        .records
+        .iter()
+        .filter(|r| r.from_client)
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(
+        from_client.first(),
+        Some(&22),
+        "a ClientHello first: {report}"
+    );
+    let from_server: Vec<u8> = done
+        .records
+        .iter()
+        .filter(|r| !r.from_client)
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(from_server.first(), Some(&22), "{report}");
+    // TLS 1.3: after the hellos (and the compatibility change_cipher_spec)
+    // every record is application_data.
+    for kinds in [&from_client, &from_server] {
+        let after: Vec<&u8> = kinds.iter().skip(1).filter(|&&k| k != 20).collect();
+        assert!(!after.is_empty(), "{report}");
+        assert!(after.iter().all(|&&k| k == 23), "{kinds:?}: {report}");
+    }
+    let all: Vec<u8> = done
+        .packets
+        .iter()
+        .flat_map(|l| l.payload.clone())
+        .collect();
+    let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(b"GET /static/app.css"), "{report}");
+    assert!(!has(b"HTTP/1.1 200"), "{report}");
+    assert!(has(b"myapp.test"), "SNI: {report}");
 }
