@@ -31,6 +31,8 @@ pub struct TcpInfo {
     pub total_retrans: u32,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The TCP state (Linux's numbering: 1 ESTABLISHED … 10 LISTEN).
+    pub state: u8,
 }
 
 /// Reads TCP_INFO from a connected socket. Kernels fill only the fields
@@ -81,6 +83,7 @@ pub fn tcp_info(fd: RawFd) -> Option<TcpInfo> {
         } else {
             0
         },
+        state: ti.tcpi_state,
     })
 }
 

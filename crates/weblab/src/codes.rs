@@ -155,13 +155,7 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the world's [lb] has no server_names"))?;
     let running = RunningWorld::start(world, data_dir.clone(), weblab_trace::Detail::Full).await?;
-    let ca = weblab_edge::tls::LocalCa::load_or_create(&data_dir)?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert().clone())?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(weblab_edge::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut tls = crate::mitm::trusting_world_ca(&data_dir)?;
     // HTTP/1.1, so that a WebSocket upgrade is asked the HTTP/1.1 way.
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let a = Asker {

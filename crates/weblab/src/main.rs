@@ -526,6 +526,31 @@ fn parse_cli() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
+/// Runs an experiment on a world of its own: the world file moved to
+/// `block` unless --block is given, with a fresh data directory (removed
+/// afterwards); prints the report it returns.
+async fn own_world(
+    cli: &Cli,
+    block: u8,
+    tag: &str,
+    run: impl AsyncFnOnce(World, PathBuf) -> Result<String>,
+) -> Result<i32> {
+    let mut world = load_world(cli)?;
+    if cli.block.is_none() {
+        world.relocate(block);
+    }
+    let dir = std::env::temp_dir().join(format!("weblab-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
+    let done = run(world, dir.clone()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    print!(
+        "{}",
+        weblab_trace::render::wrap(&done?, weblab::tour::term_width())
+    );
+    Ok(0)
+}
+
 fn load_world(cli: &Cli) -> Result<World> {
     let mut world = match &cli.config {
         Some(path) => {
@@ -592,62 +617,38 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Experiment {
             which: ExperimentCmd::Layers { tls },
         } => {
-            let mut world = load_world(&cli)?;
-            if cli.block.is_none() {
-                world.relocate(weblab::layers::DEFAULT_BLOCK);
-            }
-            let dir = std::env::temp_dir().join(format!("weblab-layers-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot make {}", dir.display()))?;
-            let done = weblab::layers::run(world, dir.clone(), *tls).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            print!(
-                "{}",
-                weblab_trace::render::wrap(&done?.report, weblab::tour::term_width())
-            );
-            Ok(0)
+            own_world(
+                &cli,
+                weblab::layers::DEFAULT_BLOCK,
+                "layers",
+                async |world, dir| Ok(weblab::layers::run(world, dir, *tls).await?.report),
+            )
+            .await
         }
         Command::Experiment {
             which: ExperimentCmd::Status,
         } => {
-            let mut world = load_world(&cli)?;
-            if cli.block.is_none() {
-                world.relocate(weblab::codes::DEFAULT_BLOCK);
-            }
-            let dir = std::env::temp_dir().join(format!("weblab-status-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot make {}", dir.display()))?;
-            let done = weblab::codes::run(world, dir.clone()).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            print!(
-                "{}",
-                weblab_trace::render::wrap(&done?.report, weblab::tour::term_width())
-            );
-            Ok(0)
+            own_world(
+                &cli,
+                weblab::codes::DEFAULT_BLOCK,
+                "status",
+                async |world, dir| Ok(weblab::codes::run(world, dir).await?.report),
+            )
+            .await
         }
         Command::Experiment {
             which: ExperimentCmd::Mitm,
         } => {
-            let mut world = load_world(&cli)?;
-            if cli.block.is_none() {
-                world.relocate(weblab::mitm::DEFAULT_BLOCK);
-            }
-            weblab::mitm::check(&world)?;
-            // A fresh directory: the browser's HSTS store lives there, and
-            // run 1 needs a browser that has never seen the site.
-            let dir = std::env::temp_dir().join(format!("weblab-mitm-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot make {}", dir.display()))?;
-            let done = weblab::mitm::run(world, dir.clone()).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            print!(
-                "{}",
-                weblab_trace::render::wrap(&done?.report, weblab::tour::term_width())
-            );
-            Ok(0)
+            own_world(
+                &cli,
+                weblab::mitm::DEFAULT_BLOCK,
+                "mitm",
+                async |world, dir| {
+                    weblab::mitm::check(&world)?;
+                    Ok(weblab::mitm::run(world, dir).await?.report)
+                },
+            )
+            .await
         }
         Command::Experiment {
             which:

@@ -514,6 +514,20 @@ impl Stripper {
     }
 }
 
+/// A TLS client configuration that trusts the CA of the world whose data
+/// is in `data_dir` (as a client given its certificate does).
+pub(crate) fn trusting_world_ca(data_dir: &std::path::Path) -> Result<rustls::ClientConfig> {
+    let ca = weblab_edge::tls::LocalCa::load_or_create(data_dir)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert().clone())?;
+    Ok(
+        rustls::ClientConfig::builder_with_provider(weblab_edge::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// One request on a new connection from `bind` to `to`, over TLS with
 /// `tls` (checking the certificate for `site`) or plain: the answer's
 /// head, its body still to read. The connection ends with the answer.
@@ -722,13 +736,7 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
     });
 
     // Mallory trusts the world's CA as any client of the site does.
-    let world_ca = weblab_edge::tls::LocalCa::load_or_create(&data_dir)?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(world_ca.cert().clone())?;
-    let to_site = rustls::ClientConfig::builder_with_provider(weblab_edge::tls::provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let to_site = trusting_world_ca(&data_dir)?;
     mallory.begin(Mode::Strip(Arc::new(Stripper {
         me,
         site: site.clone(),

@@ -104,23 +104,30 @@ fn local(fd: libc::c_int) -> io::Result<SocketAddrV4> {
 
 /// The TCP state of an open descriptor, from TCP_INFO.
 fn state_of(fd: libc::c_int) -> String {
-    // SAFETY: tcp_info is plain data.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: a tcp_info and its length to fill.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return "?".into();
-    }
-    state_name(info.tcpi_state).into()
+    weblab_browser::conn::tcp_info(fd)
+        .map_or("?", |i| state_name(i.state))
+        .into()
+}
+
+/// read(2) into `buf`.
+fn read(fd: libc::c_int, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: reading into a buffer of the stated length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    check(n as libc::c_int, "read").map(|n| n as usize)
+}
+
+/// write(2) of `bytes`.
+fn write(fd: libc::c_int, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: writing from a buffer of the stated length.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    check(n as libc::c_int, "write").map(|n| n as usize)
+}
+
+/// close(2) of a descriptor this module opened, once.
+fn close(fd: libc::c_int, fds: &mut Vec<libc::c_int>) -> io::Result<()> {
+    fds.retain(|&f| f != fd);
+    // SAFETY: closing an open descriptor once (it left `fds`).
+    check(unsafe { libc::close(fd) }, "close").map(drop)
 }
 
 /// The state of the socket bound to `local` and connected to `remote`,
@@ -298,11 +305,7 @@ fn calls(
         ),
     );
     let request = b"GET / HTTP/1.0\r\n\r\n";
-    // SAFETY: writing from a buffer of the stated length.
-    let n = check(
-        unsafe { libc::write(cfd, request.as_ptr().cast(), request.len()) as libc::c_int },
-        "write",
-    )?;
+    let n = write(cfd, request)?;
     step(
         &o,
         "client",
@@ -310,35 +313,22 @@ fn calls(
         format!("{n}: copied into the socket's send buffer and sent"),
     );
     let mut buf = [0u8; 256];
-    // SAFETY: reading into a buffer of the stated length.
-    let n = check(
-        unsafe { libc::read(afd, buf.as_mut_ptr().cast(), buf.len()) as libc::c_int },
-        "read",
-    )?;
+    let n = read(afd, &mut buf)?;
     step(
         &o,
         "server",
         format!("read(fd {afd}, 256)"),
-        format!(
-            "{n}: {:?}",
-            String::from_utf8_lossy(&buf[..n.max(0) as usize])
-        ),
+        format!("{n}: {:?}", String::from_utf8_lossy(&buf[..n])),
     );
     let answer = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nhi\n";
-    // SAFETY: writing from a buffer of the stated length.
-    let n = check(
-        unsafe { libc::write(afd, answer.as_ptr().cast(), answer.len()) as libc::c_int },
-        "write",
-    )?;
+    let n = write(afd, answer)?;
     step(
         &o,
         "server",
         format!("write(fd {afd}, {} bytes of answer)", answer.len()),
         format!("{n}"),
     );
-    // SAFETY: closing an open descriptor once.
-    check(unsafe { libc::close(afd) }, "close")?;
-    fds.retain(|&f| f != afd);
+    close(afd, fds)?;
     o.accepted = None;
     step(
         &o,
@@ -346,12 +336,8 @@ fn calls(
         format!("close(fd {afd})"),
         "0: the server's side sends FIN".into(),
     );
-    // SAFETY: reading into a buffer of the stated length.
-    let n = check(
-        unsafe { libc::read(cfd, buf.as_mut_ptr().cast(), buf.len()) as libc::c_int },
-        "read",
-    )?;
-    let first = String::from_utf8_lossy(&buf[..n.max(0) as usize])
+    let n = read(cfd, &mut buf)?;
+    let first = String::from_utf8_lossy(&buf[..n])
         .lines()
         .next()
         .unwrap_or("")
@@ -362,20 +348,14 @@ fn calls(
         format!("read(fd {cfd}, 256)"),
         format!("{n}: the answer ({first:?} …)"),
     );
-    // SAFETY: reading into a buffer of the stated length.
-    let n = check(
-        unsafe { libc::read(cfd, buf.as_mut_ptr().cast(), buf.len()) as libc::c_int },
-        "read",
-    )?;
+    let n = read(cfd, &mut buf)?;
     step(
         &o,
         "client",
         format!("read(fd {cfd}, 256)"),
         format!("{n}: end of stream, the server closed"),
     );
-    // SAFETY: closing an open descriptor once.
-    check(unsafe { libc::close(cfd) }, "close")?;
-    fds.retain(|&f| f != cfd);
+    close(cfd, fds)?;
     o.client = None;
     step(
         &o,
@@ -383,9 +363,7 @@ fn calls(
         format!("close(fd {cfd})"),
         "0: the client's side sends FIN".into(),
     );
-    // SAFETY: closing an open descriptor once.
-    check(unsafe { libc::close(lfd) }, "close")?;
-    fds.retain(|&f| f != lfd);
+    close(lfd, fds)?;
     o.listener = None;
     step(
         &o,

@@ -390,13 +390,8 @@ async fn the_load_balancers_checks_keep_a_healthy_world_up() {
 /// assertion is on what her sockets or the browser observed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_man_in_the_middle_reads_plain_http_but_not_tls_and_tampering_is_refused() {
-    let mut world = weblab::config::World::default_world();
-    world.relocate(150);
-    let dir = crate::support::data_dir(150);
-    std::fs::create_dir_all(&dir).unwrap();
-    let done = weblab::mitm::run(world, dir.clone()).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let done = done.expect("the experiment runs");
+    let done =
+        crate::support::experiment(150, async |w, dir| weblab::mitm::run(w, dir).await).await;
     let report = &done.report;
     let [plain, stripped, tls, flipped, forged, hsts] = &done.runs[..] else {
         panic!("six runs: {report}");
@@ -469,13 +464,8 @@ async fn a_man_in_the_middle_reads_plain_http_but_not_tls_and_tampering_is_refus
 /// codes asked for each come back from their situation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_status_code_comes_from_its_own_real_situation() {
-    let mut world = weblab::config::World::default_world();
-    world.relocate(151);
-    let dir = crate::support::data_dir(151);
-    std::fs::create_dir_all(&dir).unwrap();
-    let done = weblab::codes::run(world, dir.clone()).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let done = done.expect("the experiment runs");
+    let done =
+        crate::support::experiment(151, async |w, dir| weblab::codes::run(w, dir).await).await;
     let code = |situation: &str| -> u16 {
         let r = done
             .rows
@@ -524,13 +514,9 @@ async fn one_fetch_is_captured_on_lo_and_split_into_its_layers() {
         eprintln!("skipped: capturing on lo needs root");
         return;
     }
-    let mut world = weblab::config::World::default_world();
-    world.relocate(152);
-    let dir = crate::support::data_dir(152);
-    std::fs::create_dir_all(&dir).unwrap();
-    let done = weblab::layers::run(world, dir.clone(), false).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let done = done.expect("the capture runs");
+    let done =
+        crate::support::experiment(152, async |w, dir| weblab::layers::run(w, dir, false).await)
+            .await;
     let p = &done.packets;
     let report = &done.report;
     // The three-way handshake, as captured: SYN, SYN ACK, ACK.
@@ -591,13 +577,9 @@ async fn over_https_the_capture_shows_tls_records_and_no_http_text() {
         eprintln!("skipped: capturing on lo needs root");
         return;
     }
-    let mut world = weblab::config::World::default_world();
-    world.relocate(154);
-    let dir = crate::support::data_dir(154);
-    std::fs::create_dir_all(&dir).unwrap();
-    let done = weblab::layers::run(world, dir.clone(), true).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let done = done.expect("the capture runs");
+    let done =
+        crate::support::experiment(154, async |w, dir| weblab::layers::run(w, dir, true).await)
+            .await;
     let report = &done.report;
     let from_client: Vec<u8> = done
         .records

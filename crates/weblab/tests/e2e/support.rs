@@ -32,6 +32,21 @@ pub fn data_dir(block: u8) -> PathBuf {
     dir
 }
 
+/// Runs an experiment that boots its own world: the default world moved
+/// to 127.`block`.0.0/16, a fresh data directory removed afterwards.
+pub async fn experiment<T>(
+    block: u8,
+    run: impl AsyncFnOnce(World, PathBuf) -> anyhow::Result<T>,
+) -> T {
+    let mut world = World::default_world();
+    world.relocate(block);
+    let dir = data_dir(block);
+    std::fs::create_dir_all(&dir).unwrap();
+    let done = run(world, dir.clone()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    done.expect("the experiment runs")
+}
+
 /// The default world, moved to 127.`block`.0.0/16.
 pub async fn start(block: u8) -> TestWorld {
     let mut world = World::default_world();
