@@ -17,6 +17,17 @@ use http_body_util::{BodyExt, Full};
 use crate::config::World;
 use crate::world::RunningWorld;
 
+/// A request that needs nothing from the ones before it: situation, the
+/// request as shown, method, path, header fields, body.
+type Alone<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    String,
+);
+
 /// One request and what came back.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -148,12 +159,7 @@ fn said(got: &Got) -> String {
 /// Makes each situation happen in `world`, booted here with its data in
 /// `data_dir`.
 pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> {
-    let site = world
-        .lb
-        .server_names
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("the world's [lb] has no server_names"))?;
+    let site = crate::mitm::site_name(&world)?;
     let running = RunningWorld::start(world, data_dir.clone(), weblab_trace::Detail::Full).await?;
     let mut tls = crate::mitm::trusting_world_ca(&data_dir)?;
     // HTTP/1.1, so that a WebSocket upgrade is asked the HTTP/1.1 way.
@@ -298,73 +304,79 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
         format!("GET /static/app.css, If-None-Match: {etag}"),
         &got,
     );
-    let got = a
-        .ask(true, "POST", "/api/users", &json, r#"{"name": 1}"#)
-        .await;
-    row(
-        "a field of the wrong type",
-        r#"POST /api/users {"name": 1}"#.into(),
-        &got,
-    );
-    let got = a.ask(true, "GET", "/nowhere", &[], "").await;
-    row("a path nothing serves", "GET /nowhere".into(), &got);
-    let got = a.ask(true, "TRACE", "/api/users", &[], "").await;
-    row(
-        "a method this resource does not take",
-        "TRACE /api/users".into(),
-        &got,
-    );
-    let got = a
-        .ask(
-            true,
-            "GET",
-            "/api/users",
-            &[("accept", "application/xml")],
-            "",
-        )
-        .await;
-    row(
-        "a representation it cannot make",
-        "GET /api/users, Accept: application/xml".into(),
-        &got,
-    );
+    // Requests that need nothing from the ones before: (situation, the
+    // request as shown, method, path, header fields, body).
     let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(512 * 1024));
-    let got = a.ask(true, "POST", "/api/users", &json, big).await;
-    row(
-        "a body over the limit",
-        "POST /api/users with 512 KiB of JSON".into(),
-        &got,
-    );
-    let got = a
-        .ask(
-            true,
-            "POST",
-            "/api/users",
-            &[("content-type", "text/plain")],
-            "{}",
-        )
-        .await;
-    row(
-        "a body of a type it does not take",
-        "POST /api/users, Content-Type: text/plain".into(),
-        &got,
-    );
-    let got = a
-        .ask(
-            true,
+    let alone: [Alone; 8] = [
+        (
+            "a field of the wrong type",
+            r#"POST /api/users {"name": 1}"#,
             "POST",
             "/api/users",
             &json,
-            r#"{"name":"","email":"no-at","password":"short"}"#,
-        )
-        .await;
-    row(
-        "well-formed but invalid fields",
-        "POST /api/users with an empty name and no @".into(),
-        &got,
-    );
-    let got = a.ask(true, "BREW", "/", &[], "").await;
-    row("a method no server knows", "BREW /".into(), &got);
+            r#"{"name": 1}"#.into(),
+        ),
+        (
+            "a path nothing serves",
+            "GET /nowhere",
+            "GET",
+            "/nowhere",
+            &[],
+            String::new(),
+        ),
+        (
+            "a method this resource does not take",
+            "TRACE /api/users",
+            "TRACE",
+            "/api/users",
+            &[],
+            String::new(),
+        ),
+        (
+            "a representation it cannot make",
+            "GET /api/users, Accept: application/xml",
+            "GET",
+            "/api/users",
+            &[("accept", "application/xml")],
+            String::new(),
+        ),
+        (
+            "a body over the limit",
+            "POST /api/users with 512 KiB of JSON",
+            "POST",
+            "/api/users",
+            &json,
+            big,
+        ),
+        (
+            "a body of a type it does not take",
+            "POST /api/users, Content-Type: text/plain",
+            "POST",
+            "/api/users",
+            &[("content-type", "text/plain")],
+            "{}".into(),
+        ),
+        (
+            "well-formed but invalid fields",
+            "POST /api/users with an empty name and no @",
+            "POST",
+            "/api/users",
+            &json,
+            r#"{"name":"","email":"no-at","password":"short"}"#.into(),
+        ),
+        (
+            "a method no server knows",
+            "BREW /",
+            "BREW",
+            "/",
+            &[],
+            String::new(),
+        ),
+    ];
+    for (situation, shown, method, path, headers, body) in alone {
+        let got = a.ask(true, method, path, headers, body).await;
+        row(situation, shown.into(), &got);
+    }
     // Wrong passwords from one address until the app holds it back.
     let wrong = format!(
         "email={}&password=wrong",

@@ -693,15 +693,10 @@ fn free_addr(world: &World) -> Result<IpAddr> {
         .ok_or_else(|| anyhow::anyhow!("no free address for Mallory on 127.{}.0.0/24", base[1]))
 }
 
-/// Runs the five runs against `world`, booted here with its data in
+/// Runs the six runs against `world`, booted here with its data in
 /// `data_dir` (a fresh one: the browser's HSTS store lives there).
 pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> {
-    let site = world
-        .lb
-        .server_names
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("the world's [lb] has no server_names"))?;
+    let site = site_name(&world)?;
     let me = free_addr(&world)?;
     let running = RunningWorld::start(world, data_dir.clone(), weblab_trace::Detail::Full).await?;
     let lb = running.addr(&running.world.lb.host);
@@ -1024,6 +1019,16 @@ fn lesson(i: usize, r: &Run, password: &str, http_port: u16) -> Option<&'static 
         ),
         _ => None,
     }
+}
+
+/// The name the world's load balancer serves first (its site).
+pub(crate) fn site_name(world: &World) -> Result<String> {
+    world
+        .lb
+        .server_names
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the world's [lb] has no server_names"))
 }
 
 /// The block the experiment's world uses unless `--block` is given.
