@@ -323,13 +323,7 @@ fn records(client: Ipv4Addr, p: &[Layers]) -> Vec<Record> {
 /// load balancer (HTTP/1.1 inside TLS), and the capture is between the
 /// client and the load balancer.
 pub async fn run(world: World, data_dir: std::path::PathBuf, tls: bool) -> Result<Outcome> {
-    let capture = match Capture::open() {
-        Ok(c) => c,
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            bail!("capturing on lo needs CAP_NET_RAW (run as root): {e}")
-        }
-        Err(e) => bail!("cannot open a packet socket on lo: {e}"),
-    };
+    let capture = open_capture()?;
     let Some(web) = world.web.first().map(|w| w.host.clone()) else {
         bail!("the world has no web server");
     };
@@ -654,6 +648,214 @@ fn render(
         } else {
             ""
         }
+    );
+    s
+}
+
+/// One pair of hosts that exchanged frames during a page load.
+#[derive(Clone, Debug)]
+pub struct Hop {
+    /// The side that sent the pair's first frame, then the other.
+    pub from: (String, Ipv4Addr),
+    pub to: (String, Ipv4Addr),
+    /// Transport and the server's port: `TCP 443`, `UDP 53`.
+    pub transport: String,
+    /// What the payload was: DNS, TLS, HTTP, or unknown.
+    pub carried: String,
+    pub frames: usize,
+    pub bytes: usize,
+    pub payload: usize,
+    pub connections: usize,
+    /// Connections the world made on its own meanwhile: a load balancer's
+    /// health check, a status page read by the DNS policy (known by their
+    /// first request).
+    pub background: usize,
+    /// Microseconds after the capture began: the pair's first frame.
+    pub first_us: u64,
+}
+
+/// Loads `url`'s page with the world's client, capturing every IPv4
+/// frame between the world's hosts on lo, grouped by host pair in the
+/// order each pair first spoke.
+pub async fn page(world: World, data_dir: std::path::PathBuf) -> Result<(Vec<Hop>, String)> {
+    let capture = open_capture()?;
+    let site = crate::mitm::site_name(&world)?;
+    let running = RunningWorld::start(world, data_dir, weblab_trace::Detail::Full).await?;
+    let names: std::collections::HashMap<Ipv4Addr, String> = running
+        .world
+        .hosts
+        .iter()
+        .map(|(n, a)| (*a, n.clone()))
+        .collect();
+    let known = names.clone();
+    let keep = move |f: &[u8]| {
+        let Ok(p) = SlicedPacket::from_ethernet(f) else {
+            return false;
+        };
+        matches!(&p.net, Some(NetSlice::Ipv4(ip))
+            if known.contains_key(&ip.header().source_addr())
+                && known.contains_key(&ip.header().destination_addr()))
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let capturing = tokio::spawn(capture.run(stopped, keep));
+    let url = format!("https://{site}/login");
+    let browser = running.browser(false)?;
+    let (_, got) = browser.navigate(&url).await;
+    drop(browser);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop.send(());
+    let frames = capturing.await?;
+    for (_, handles) in &running.servers {
+        for h in handles {
+            h.stop_accepting();
+        }
+    }
+    let page = got.map_err(|e| anyhow::anyhow!("the page load failed: {e}"))?;
+    let hops = group(&frames, &names);
+    let mut s = format!(
+        "weblab experiment layers --page (C52, C53): the browser loaded {url} ({}, {} subresources); {} frames between the world's hosts were captured on lo. By pair of hosts, in the order they first spoke:\n\n",
+        page.main.status,
+        page.subresources.len(),
+        frames.len()
+    );
+    s.push_str(&render_hops(&hops));
+    Ok((hops, s))
+}
+
+fn open_capture() -> Result<Capture> {
+    match Capture::open() {
+        Ok(c) => Ok(c),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            bail!("capturing on lo needs CAP_NET_RAW (run as root): {e}")
+        }
+        Err(e) => bail!("cannot open a packet socket on lo: {e}"),
+    }
+}
+
+/// Groups frames by unordered host pair; the side that sent a pair's
+/// first frame is its `from` (the client of that hop).
+fn group(frames: &[Frame], names: &std::collections::HashMap<Ipv4Addr, String>) -> Vec<Hop> {
+    let mut hops: Vec<Hop> = Vec::new();
+    // Per pair: each connection (client port, server port) and whether
+    // its first payload was seen yet.
+    let mut conns: Vec<std::collections::HashMap<(u16, u16), bool>> = Vec::new();
+    for f in frames {
+        let Ok(p) = SlicedPacket::from_ethernet(&f.bytes) else {
+            continue;
+        };
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            continue;
+        };
+        let (src, dst) = (ip.header().source_addr(), ip.header().destination_addr());
+        let (ports, payload, proto) = match &p.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                ((t.source_port(), t.destination_port()), t.payload(), "TCP")
+            }
+            Some(TransportSlice::Udp(u)) => {
+                ((u.source_port(), u.destination_port()), u.payload(), "UDP")
+            }
+            _ => continue,
+        };
+        let at = hops
+            .iter()
+            .position(|h| (h.from.1 == src && h.to.1 == dst) || (h.from.1 == dst && h.to.1 == src));
+        let i = match at {
+            Some(i) => i,
+            None => {
+                let name = |a: Ipv4Addr| names.get(&a).cloned().unwrap_or_else(|| a.to_string());
+                hops.push(Hop {
+                    from: (name(src), src),
+                    to: (name(dst), dst),
+                    transport: format!("{proto} {}", ports.1),
+                    carried: String::new(),
+                    frames: 0,
+                    bytes: 0,
+                    payload: 0,
+                    connections: 0,
+                    background: 0,
+                    first_us: f.at_us,
+                });
+                conns.push(Default::default());
+                hops.len() - 1
+            }
+        };
+        let h = &mut hops[i];
+        h.frames += 1;
+        h.bytes += f.bytes.len();
+        h.payload += payload.len();
+        let key = if src == h.from.1 {
+            ports
+        } else {
+            (ports.1, ports.0)
+        };
+        let started = conns[i].entry(key).or_insert(false);
+        if !*started && !payload.is_empty() {
+            *started = true;
+            let own = |needle: &[u8]| payload.windows(needle.len()).any(|w| w == needle);
+            if own(b"weblab-health-check") || payload.starts_with(b"GET /_weblab/status") {
+                h.background += 1;
+            }
+        }
+        h.connections = conns[i].len();
+        if h.carried.is_empty() && !payload.is_empty() {
+            h.carried = carried(proto, ports, payload).into();
+        }
+    }
+    hops
+}
+
+/// What a transport payload is, from its first bytes and ports.
+fn carried(proto: &str, ports: (u16, u16), payload: &[u8]) -> &'static str {
+    let http = [
+        &b"GET "[..],
+        b"POST ",
+        b"HEAD ",
+        b"PUT ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"HTTP/1.",
+    ];
+    match proto {
+        "UDP" if ports.0 == 53 || ports.1 == 53 || payload.len() >= 12 => "DNS",
+        "TCP" if payload.first() == Some(&22) && payload.get(1) == Some(&3) => "TLS",
+        "TCP" if http.iter().any(|m| payload.starts_with(m)) => "HTTP/1.1",
+        "TCP" if payload.starts_with(b"PRI * HTTP/2.0") => "HTTP/2",
+        _ => "other",
+    }
+}
+
+fn render_hops(hops: &[Hop]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  {:<20} {:<20} {:<8} {:<8} {:>9} {:>6} {:>7} {:>7}",
+        "from", "to", "over", "carries", "conns", "frames", "bytes", "payload"
+    );
+    for h in hops {
+        let side = |(n, a): &(String, Ipv4Addr)| format!("{n} {a}");
+        let conns = if h.background > 0 {
+            format!("{} ({} bg)", h.connections, h.background)
+        } else {
+            h.connections.to_string()
+        };
+        let _ = writeln!(
+            s,
+            "  {:<20} {:<20} {:<8} {:<8} {:>9} {:>6} {:>7} {:>7}",
+            side(&h.from),
+            side(&h.to),
+            h.transport,
+            h.carried,
+            conns,
+            h.frames,
+            h.bytes,
+            h.payload
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n(conns: TCP connections, or UDP port pairs; bg: of those, the world's own traffic meanwhile, health checks of the load balancer and status pages read by the DNS policy; payload: what TCP or UDP carried, without the Ethernet, IPv4 and TCP/UDP headers.)"
     );
     s
 }

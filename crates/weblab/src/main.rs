@@ -443,6 +443,10 @@ enum ExperimentCmd {
         /// between TCP and HTTP, the HTTP inside them encrypted.
         #[arg(long)]
         tls: bool,
+        /// Capture a whole page load instead, through every hop: the frames
+        /// between each pair of the world's hosts (DNS over UDP, TLS, HTTP).
+        #[arg(long, conflicts_with = "tls")]
+        page: bool,
     },
     /// The socket API one call at a time (C21): socket, bind, listen,
     /// connect, accept, write, read and close between a server and a
@@ -615,13 +619,18 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Experiment {
-            which: ExperimentCmd::Layers { tls },
+            which: ExperimentCmd::Layers { tls, page },
         } => {
             own_world(
                 &cli,
                 weblab::layers::DEFAULT_BLOCK,
                 "layers",
-                async |world, dir| Ok(weblab::layers::run(world, dir, *tls).await?.report),
+                async |world, dir| {
+                    if *page {
+                        return Ok(weblab::layers::page(world, dir).await?.1);
+                    }
+                    Ok(weblab::layers::run(world, dir, *tls).await?.report)
+                },
             )
             .await
         }

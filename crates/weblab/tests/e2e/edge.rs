@@ -616,3 +616,53 @@ async fn over_https_the_capture_shows_tls_records_and_no_http_text() {
     assert!(!has(b"HTTP/1.1 200"), "{report}");
     assert!(has(b"myapp.test"), "SNI: {report}");
 }
+
+/// C53 on the wire: a whole page load captured on lo, grouped by pair of
+/// hosts: the DNS walk over UDP, TLS from the client to the load balancer,
+/// HTTP/1.1 behind it to a web server and on to an application server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_load_is_captured_hop_by_hop_with_each_pairs_protocol() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: capturing on lo needs root");
+        return;
+    }
+    let (hops, report) =
+        crate::support::experiment(155, async |w, dir| weblab::layers::page(w, dir).await).await;
+    let find = |from: &str, to_prefix: &str| {
+        hops.iter()
+            .find(|h| h.from.0 == from && h.to.0.starts_with(to_prefix))
+            .unwrap_or_else(|| panic!("no {from} -> {to_prefix}*: {report}"))
+    };
+    for (from, to) in [
+        ("client", "resolver"),
+        ("resolver", "root"),
+        ("resolver", "tld"),
+        ("resolver", "auth"),
+    ] {
+        let h = find(from, to);
+        assert_eq!(
+            (h.transport.as_str(), h.carried.as_str()),
+            ("UDP 53", "DNS"),
+            "{report}"
+        );
+        assert!(h.frames >= 2, "a query and its answer: {report}");
+    }
+    let front = find("client", "lb");
+    assert_eq!(front.carried, "TLS", "{report}");
+    assert!(front.transport.starts_with("TCP "), "{report}");
+    // Behind the load balancer: plain HTTP, with at least one connection
+    // that was not a health check.
+    let behind: Vec<_> = hops.iter().filter(|h| h.from.0 == "lb").collect();
+    assert!(
+        behind
+            .iter()
+            .any(|h| h.carried.starts_with("HTTP") && h.connections > h.background),
+        "{report}"
+    );
+    assert!(
+        hops.iter()
+            .any(|h| h.from.0.starts_with("web") && h.to.0.starts_with("app")),
+        "{report}"
+    );
+}
