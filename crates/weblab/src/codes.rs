@@ -51,6 +51,11 @@ pub struct Outcome {
 /// The block the experiment's world uses unless `--block` is given.
 pub const DEFAULT_BLOCK: u8 = 62;
 
+/// The world's body timeout during the experiment.
+const STALLED_BODY: Duration = Duration::from_secs(1);
+/// The world's upstream timeout during the experiment.
+const UPSTREAM: Duration = Duration::from_secs(7);
+
 /// Bodies read from answers, at most.
 const BODY_MAX: usize = 1 << 20;
 
@@ -115,6 +120,65 @@ impl Asker {
     }
 }
 
+impl Asker {
+    /// A request whose body stops after 10 of its 100 bytes; the answer
+    /// read by hand until the server closes (at most 10 s).
+    async fn stalled_upload(&self) -> Result<Got, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let to = SocketAddr::new(self.lb, self.https);
+        let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        sock.bind(SocketAddr::new(self.bind, 0))
+            .map_err(|e| e.to_string())?;
+        let tcp = sock
+            .connect(to)
+            .await
+            .map_err(|e| format!("connect to {to}: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(self.site.clone())
+            .map_err(|e| e.to_string())?;
+        let mut tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let head = format!(
+            "POST /api/users HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":\"x",
+            self.site
+        );
+        tls.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.flush().await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            (&mut tls).take(BODY_MAX as u64).read_to_end(&mut answer),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let code: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("no status line in {:?}", head.lines().next()))?;
+        let mut headers = HeaderMap::new();
+        for line in head.lines().skip(1) {
+            if let Some((k, v)) = line.split_once(':')
+                && let (Ok(k), Ok(v)) = (
+                    http::HeaderName::from_bytes(k.trim().as_bytes()),
+                    http::HeaderValue::from_str(v.trim()),
+                )
+            {
+                headers.append(k, v);
+            }
+        }
+        Ok(Got {
+            status: StatusCode::from_u16(code).map_err(|e| e.to_string())?,
+            headers,
+            body: Bytes::from(body.to_string()),
+        })
+    }
+}
+
 /// What an answer says about why it is what it is.
 fn said(got: &Got) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&got.body)
@@ -158,8 +222,15 @@ fn said(got: &Got) -> String {
 
 /// Makes each situation happen in `world`, booted here with its data in
 /// `data_dir`.
-pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> {
+pub async fn run(mut world: World, data_dir: std::path::PathBuf) -> Result<Outcome> {
     let site = crate::mitm::site_name(&world)?;
+    // A body that stops coming is cut after this long (30 s by default):
+    // short here, so the 408 row does not wait half a minute.
+    world.limits.http.body_timeout = STALLED_BODY;
+    // The proxies' wait for an answer (30 s by default): longer than the
+    // app's own 5 s wait for a locked database (the 500 row), shorter
+    // than the long poll of the 504 row.
+    world.limits.upstream = UPSTREAM;
     let running = RunningWorld::start(world, data_dir.clone(), weblab_trace::Detail::Full).await?;
     let mut tls = crate::mitm::trusting_world_ca(&data_dir)?;
     // HTTP/1.1, so that a WebSocket upgrade is asked the HTTP/1.1 way.
@@ -377,6 +448,30 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
         let got = a.ask(true, method, path, headers, body).await;
         row(situation, shown.into(), &got);
     }
+    // An upload that stops halfway: the head promises 100 bytes, 10 come.
+    // Written by hand over TLS, since a client library finishes its body.
+    let got = a.stalled_upload().await;
+    row(
+        "an upload that stops halfway",
+        format!(
+            "POST /api/users, Content-Length: 100, 10 bytes sent (body timeout {} s for this run)",
+            STALLED_BODY.as_secs()
+        ),
+        &got,
+    );
+    // An answer slower than the proxies wait: a long poll for new posts
+    // that holds longer than the upstream timeout.
+    let wait = UPSTREAM.as_secs() + 3;
+    let path = format!("/api/posts/updates?after=0&wait={wait}");
+    let got = a.ask(true, "GET", &path, &[], "").await;
+    row(
+        "an answer slower than the proxies wait",
+        format!(
+            "GET {path} (a long poll; upstream timeout {} s for this run)",
+            UPSTREAM.as_secs()
+        ),
+        &got,
+    );
     // Wrong passwords from one address until the app holds it back.
     let wrong = format!(
         "email={}&password=wrong",

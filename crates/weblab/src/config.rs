@@ -87,6 +87,7 @@ struct RawLimits {
     body_timeout: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     max_body: Option<Spanned<String>>,
+    upstream_timeout: Option<Spanned<String>>,
     dns_max_in_flight: Option<u32>,
     dns_tcp_timeout: Option<Spanned<String>>,
 }
@@ -432,6 +433,9 @@ pub struct LimitsConfig {
     pub http: weblab_server::Limits,
     /// Every DNS server.
     pub dns: weblab_dns::DnsLimits,
+    /// How long the load balancer and the web servers wait for a
+    /// backend's answer head (then 504).
+    pub upstream: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -440,6 +444,7 @@ impl Default for LimitsConfig {
             grace: Duration::from_secs(5),
             http: weblab_server::Limits::default(),
             dns: weblab_dns::DnsLimits::default(),
+            upstream: weblab_edge::pool::Timeouts::default().response,
         }
     }
 }
@@ -783,6 +788,9 @@ fn limits(src: &Source<'_>, raw: &RawLimits) -> Result<LimitsConfig, ConfigError
     }
     if let Some(v) = &raw.idle_timeout {
         l.http.idle_timeout = duration("idle_timeout", v)?;
+    }
+    if let Some(v) = &raw.upstream_timeout {
+        l.upstream = duration("upstream_timeout", v)?;
     }
     if let Some(v) = &raw.dns_tcp_timeout {
         l.dns.tcp_message = duration("dns_tcp_timeout", v)?;

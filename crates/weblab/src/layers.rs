@@ -734,7 +734,7 @@ fn open_capture() -> Result<Capture> {
 
 /// Groups frames by unordered host pair; the side that sent a pair's
 /// first frame is its `from` (the client of that hop).
-fn group(frames: &[Frame], names: &std::collections::HashMap<Ipv4Addr, String>) -> Vec<Hop> {
+pub fn group(frames: &[Frame], names: &std::collections::HashMap<Ipv4Addr, String>) -> Vec<Hop> {
     let mut hops: Vec<Hop> = Vec::new();
     // Per pair: each connection (client port, server port) and whether
     // its first payload was seen yet.

@@ -637,6 +637,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Experiment {
             which: ExperimentCmd::Status,
         } => {
+            eprintln!(
+                "making each status code happen for real; the 408, 500 and 504 rows wait out their timeouts (about 15 s in all)"
+            );
             own_world(
                 &cli,
                 weblab::codes::DEFAULT_BLOCK,

@@ -52,11 +52,12 @@ impl Service for Lb {
                 &world.lb.weights,
             )
             .map_err(anyhow::Error::msg)?;
-            let pool = Pool::new(
+            let pool = Pool::with_timeouts(
                 backends,
                 balancer,
                 IpAddr::V4(ip),
                 world.lb.health.clone(),
+                super::upstream_timeouts(world),
                 boot.recorder(host, "lb"),
             );
             boot.starting(pool.start_checks());

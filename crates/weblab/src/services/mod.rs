@@ -79,7 +79,7 @@ pub(crate) fn passive_pool(
             )
         })
         .collect();
-    weblab_edge::Pool::new(
+    weblab_edge::Pool::with_timeouts(
         backends,
         Box::new(weblab_edge::balance::RoundRobin::default()),
         std::net::IpAddr::V4(ip),
@@ -87,8 +87,17 @@ pub(crate) fn passive_pool(
             interval: None,
             ..weblab_edge::Checks::default()
         },
+        upstream_timeouts(&boot.world),
         rec,
     )
+}
+
+/// The proxies' time limits from the world's `[limits]`.
+pub(crate) fn upstream_timeouts(world: &crate::config::World) -> weblab_edge::pool::Timeouts {
+    weblab_edge::pool::Timeouts {
+        response: world.limits.upstream,
+        ..Default::default()
+    }
 }
 
 /// The status page (`/_weblab/status`) of a proxy role on `host`: its

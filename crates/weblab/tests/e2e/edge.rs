@@ -497,12 +497,14 @@ async fn each_status_code_comes_from_its_own_real_situation() {
         ("a method no server knows", 501),
         ("too many wrong passwords", 429),
         ("the database's write lock held by another program", 500),
+        ("an upload that stops halfway", 408),
+        ("an answer slower than the proxies wait", 504),
         ("the application servers stopped", 502),
         ("after the failures, no backend is up", 503),
     ] {
         assert_eq!(code(situation), want, "{situation}: {}", done.report);
     }
-    assert!(done.report.contains("22 codes seen"), "{}", done.report);
+    assert!(done.report.contains("24 codes seen"), "{}", done.report);
 }
 
 /// C52: the frames of one fetch, captured on lo and split by layer: the
