@@ -1503,6 +1503,22 @@ mod tests {
     }
 
     #[test]
+    fn the_proxies_upstream_timeout_comes_from_limits_and_is_never_zero() {
+        let w = World::parse("w.toml", DEFAULT_WORLD).unwrap();
+        assert_eq!(w.limits.upstream, Duration::from_secs(30));
+        let two = DEFAULT_WORLD.replace("upstream_timeout = \"30s\"", "upstream_timeout = \"2s\"");
+        assert_ne!(two, DEFAULT_WORLD);
+        let w = World::parse("w.toml", &two).unwrap();
+        assert_eq!(w.limits.upstream, Duration::from_secs(2));
+        let zero = DEFAULT_WORLD.replace("upstream_timeout = \"30s\"", "upstream_timeout = \"0s\"");
+        let err = World::parse("w.toml", &zero).unwrap_err().to_string();
+        assert!(
+            err.contains("limits.upstream_timeout: must be more than 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_file_line_and_field() {
         let bad = DEFAULT_WORLD.replace(
             "backends = [\"web1\", \"web2\"]",

@@ -138,8 +138,11 @@ impl Capture {
                             let e = io::Error::last_os_error();
                             if e.kind() == io::ErrorKind::WouldBlock {
                                 guard.clear_ready();
+                                break;
                             }
-                            break;
+                            // Any other error ends the capture with what
+                            // it has (a readiness left set would spin).
+                            return frames;
                         }
                         let bytes = &buf[..n as usize];
                         if from.sll_pkttype == libc::PACKET_OUTGOING
