@@ -545,11 +545,7 @@ pub async fn run(mut world: World, data_dir: std::path::PathBuf) -> Result<Outco
             &got,
         );
     }
-    for (_, handles) in &running.servers {
-        for h in handles {
-            h.stop_accepting();
-        }
-    }
+    running.stop_accepting();
     let report = render(&rows);
     Ok(Outcome { rows, report })
 }

@@ -363,16 +363,10 @@ pub async fn run(world: World, data_dir: std::path::PathBuf, tls: bool) -> Resul
         )
         .await;
     // Closing the browser closes its connection: the FINs are captured
-    // too. Loopback delivers at once; a moment lets the last ACK pass.
+    // too.
     drop(browser);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let _ = stop.send(());
-    let frames = capturing.await?;
-    for (_, handles) in &running.servers {
-        for h in handles {
-            h.stop_accepting();
-        }
-    }
+    let frames = end_capture(stop, capturing).await?;
+    running.stop_accepting();
     let got = got.map_err(|e| anyhow::anyhow!("the fetch failed: {e}"))?;
     let packets: Vec<Layers> = frames.iter().filter_map(split).collect();
     let records = if tls {
@@ -705,14 +699,8 @@ pub async fn page(world: World, data_dir: std::path::PathBuf) -> Result<(Vec<Hop
     let browser = running.browser(false)?;
     let (_, got) = browser.navigate(&url).await;
     drop(browser);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let _ = stop.send(());
-    let frames = capturing.await?;
-    for (_, handles) in &running.servers {
-        for h in handles {
-            h.stop_accepting();
-        }
-    }
+    let frames = end_capture(stop, capturing).await?;
+    running.stop_accepting();
     let page = got.map_err(|e| anyhow::anyhow!("the page load failed: {e}"))?;
     let hops = group(&frames, &names);
     let mut s = format!(
@@ -723,6 +711,17 @@ pub async fn page(world: World, data_dir: std::path::PathBuf) -> Result<(Vec<Hop
     );
     s.push_str(&render_hops(&hops));
     Ok((hops, s))
+}
+
+/// Ends a capture a moment after the last request (loopback delivers at
+/// once; the moment lets the last ACK and FIN pass) and takes its frames.
+async fn end_capture(
+    stop: tokio::sync::oneshot::Sender<()>,
+    capturing: tokio::task::JoinHandle<Vec<Frame>>,
+) -> Result<Vec<Frame>> {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop.send(());
+    Ok(capturing.await?)
 }
 
 fn open_capture() -> Result<Capture> {

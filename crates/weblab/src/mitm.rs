@@ -800,11 +800,7 @@ pub async fn run(world: World, data_dir: std::path::PathBuf) -> Result<Outcome> 
     });
 
     drop(mallory);
-    for (_, handles) in &running.servers {
-        for h in handles {
-            h.stop_accepting();
-        }
-    }
+    running.stop_accepting();
     let report = render(&runs, &site, me, lb, &password, http);
     Ok(Outcome {
         runs,

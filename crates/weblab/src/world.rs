@@ -371,6 +371,16 @@ impl RunningWorld {
         })
     }
 
+    /// Closes every role's listeners; connections finish what they
+    /// started (the end of an experiment's world).
+    pub fn stop_accepting(&self) {
+        for (_, handles) in &self.servers {
+            for h in handles {
+                h.stop_accepting();
+            }
+        }
+    }
+
     /// The CA certificate clients should trust.
     pub fn ca_path(&self) -> PathBuf {
         LocalCa::cert_path(&self.data_dir)
