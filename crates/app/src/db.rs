@@ -35,7 +35,7 @@ pub struct Db {
 }
 
 /// The schema, in order. `{id}` is the engine's auto-numbered key.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (
         1,
         "users",
@@ -101,6 +101,20 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
            subject TEXT NOT NULL, \
            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, \
            PRIMARY KEY (issuer, subject))",
+    ),
+    (
+        6,
+        "exports",
+        // Work accepted now and done later (POST /api/exports answers
+        // 202): its state, and its CSV once done.
+        "CREATE TABLE exports (\
+           id {id}, \
+           user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, \
+           status TEXT NOT NULL, \
+           body TEXT, \
+           error TEXT, \
+           created_at BIGINT NOT NULL, \
+           done_at BIGINT)",
     ),
 ];
 

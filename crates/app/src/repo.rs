@@ -271,6 +271,81 @@ pub async fn create_post(
     post(&row)
 }
 
+/// An export (POST /api/exports): accepted, then done (or failed) by a
+/// task of the app server that took it.
+#[derive(Clone, Debug)]
+pub struct Export {
+    pub id: i64,
+    pub user_id: i64,
+    /// `pending`, `done` or `failed`.
+    pub status: String,
+    pub body: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub done_at: Option<i64>,
+}
+
+pub async fn create_export(sql: &Sql<'_>, user: i64) -> Result<i64, AppError> {
+    let row = sql
+        .optional(
+            Stmt::new(
+                "INSERT INTO exports (user_id, status, created_at) VALUES ($1, 'pending', $2) \
+                 RETURNING id",
+            )
+            .bind(user)
+            .bind(auth::now()),
+        )
+        .await?;
+    let row = row.ok_or_else(|| AppError::database("INSERT returned no row"))?;
+    col(&row, 0)
+}
+
+pub async fn finish_export(sql: &Sql<'_>, id: i64, body: &str) -> Result<(), AppError> {
+    sql.exec(
+        Stmt::new("UPDATE exports SET status = 'done', body = $1, done_at = $2 WHERE id = $3")
+            .bind(body)
+            .bind(auth::now())
+            .bind(id),
+    )
+    .await
+    .map(drop)
+}
+
+pub async fn fail_export(sql: &Sql<'_>, id: i64, why: &str) -> Result<(), AppError> {
+    sql.exec(
+        Stmt::new("UPDATE exports SET status = 'failed', error = $1, done_at = $2 WHERE id = $3")
+            .bind(why)
+            .bind(auth::now())
+            .bind(id),
+    )
+    .await
+    .map(drop)
+}
+
+pub async fn find_export(sql: &Sql<'_>, id: i64) -> Result<Option<Export>, AppError> {
+    let row = sql
+        .optional(
+            Stmt::new(
+                "SELECT id, user_id, status, body, error, created_at, done_at FROM exports \
+                 WHERE id = $1",
+            )
+            .bind(id),
+        )
+        .await?;
+    row.map(|r| {
+        Ok(Export {
+            id: col(&r, 0)?,
+            user_id: col(&r, 1)?,
+            status: col(&r, 2)?,
+            body: col(&r, 3)?,
+            error: col(&r, 4)?,
+            created_at: col(&r, 5)?,
+            done_at: col(&r, 6)?,
+        })
+    })
+    .transpose()
+}
+
 /// A signed-in session, as loaded for a request.
 #[derive(Clone, Debug)]
 pub struct Session {

@@ -412,6 +412,12 @@ impl Tabular for crate::repo::Post {
     }
 }
 
+/// `items` as CSV with their columns (what `Accept: text/csv` gets).
+pub(crate) fn csv_of<T: Tabular>(items: &[T]) -> String {
+    let rows: Vec<Vec<String>> = items.iter().map(Tabular::row).collect();
+    csv(&rows, T::COLUMNS)
+}
+
 /// RFC 4180: a field with a comma, quote or line break is quoted, quotes
 /// doubled.
 fn csv(rows: &[Vec<String>], columns: &[&str]) -> String {

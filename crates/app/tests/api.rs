@@ -558,3 +558,53 @@ async fn each_statement_and_the_transaction_around_a_sign_in_are_recorded() {
     assert_eq!(sql[0].1, 1);
     assert_eq!(sql[2].1, 3);
 }
+
+/// 202 Accepted (C29): an export is taken at once and done afterwards;
+/// its place says when, and only its owner (or an admin) may see it.
+#[tokio::test]
+async fn an_export_is_accepted_with_202_then_done_and_its_file_read() {
+    let Some(app) = app().await else { return };
+    let none = app.json("POST", "/api/exports", None, "").await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let alan = app.token("alan@myapp.test").await;
+    let alan = alan["access_token"].as_str().unwrap();
+    let a = app.json("POST", "/api/exports", Some(alan), "").await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let place = a.header("location").to_string();
+    assert!(place.starts_with("/api/exports/"), "{place}");
+    assert_eq!(a.json()["status"], "pending");
+    // The work goes on after the answer: ask until it is done (bounded).
+    let mut state = serde_json::Value::Null;
+    for _ in 0..100 {
+        let got = app.json("GET", &place, Some(alan), "").await;
+        assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+        state = got.json();
+        if state["status"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(state["status"], "done", "{state}");
+    let file = state["file"].as_str().unwrap().to_string();
+    assert_eq!(file, format!("{place}/file"));
+    let csv = app.json("GET", &file, Some(alan), "").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert!(
+        csv.body
+            .starts_with("id,name,email,role,created_at\r\n1,Ada Lovelace,"),
+        "{}",
+        csv.body
+    );
+    // Another plain user may not read it; an admin may.
+    let grace = app.token("grace@myapp.test").await;
+    let grace = grace["access_token"].as_str().unwrap();
+    let other = app.json("GET", &place, Some(grace), "").await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    let ada = app.token("ada@myapp.test").await;
+    let ada = ada["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.json("GET", &file, Some(ada), "").await.status,
+        StatusCode::OK
+    );
+}

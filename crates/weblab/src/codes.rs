@@ -340,6 +340,20 @@ pub async fn run(mut world: World, data_dir: std::path::PathBuf) -> Result<Outco
         format!("DELETE {place}, Bearer token of an admin"),
         &got,
     );
+    let got = a
+        .ask(
+            true,
+            "POST",
+            "/api/exports",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+    row(
+        "work accepted now, done later",
+        "POST /api/exports, Bearer token (a CSV of the users, made after the answer)".into(),
+        &got,
+    );
     let signin = format!(
         "email={}&password={}&next=%2Faccount",
         weblab_app::DEMO_USERS[0].1.replace('@', "%40"),

@@ -19,6 +19,7 @@ use crate::server::AppState;
 
 pub mod admin;
 pub mod chat;
+pub mod exports;
 pub mod feed;
 pub mod lint;
 pub mod oauth;
@@ -94,6 +95,9 @@ pub fn table() -> Vec<Route> {
         route(M::GET, "/api/posts/{id}", Public, posts::show),
         route(M::GET, "/api/me", SignedIn, users::me),
         route(M::POST, "/api/tokens", Public, tokens::create),
+        route(M::POST, "/api/exports", SignedIn, exports::start),
+        route(M::GET, "/api/exports/{id}", SignedIn, exports::show),
+        route(M::GET, "/api/exports/{id}/file", SignedIn, exports::file),
         route(M::GET, "/api/admin/stats", Admin, admin::stats),
         route(M::GET, "/ws/chat/{room}", Public, chat::join),
         route(M::GET, "/ws/stomp", Public, chat::stomp),

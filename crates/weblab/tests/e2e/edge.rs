@@ -484,6 +484,7 @@ async fn each_status_code_comes_from_its_own_real_situation() {
         ("changing a user without signing in", 401),
         ("changing another user", 403),
         ("deleting it as an admin", 204),
+        ("work accepted now, done later", 202),
         ("signing in with the form", 303),
         ("plain HTTP to the load balancer", 301),
         ("asking again with the ETag", 304),
@@ -504,7 +505,7 @@ async fn each_status_code_comes_from_its_own_real_situation() {
     ] {
         assert_eq!(code(situation), want, "{situation}: {}", done.report);
     }
-    assert!(done.report.contains("24 codes seen"), "{}", done.report);
+    assert!(done.report.contains("25 codes seen"), "{}", done.report);
 }
 
 /// C52: the frames of one fetch, captured on lo and split by layer: the
