@@ -300,26 +300,23 @@ pub async fn create_export(sql: &Sql<'_>, user: i64) -> Result<i64, AppError> {
     col(&row, 0)
 }
 
-pub async fn finish_export(sql: &Sql<'_>, id: i64, body: &str) -> Result<(), AppError> {
-    sql.exec(
-        Stmt::new("UPDATE exports SET status = 'done', body = $1, done_at = $2 WHERE id = $3")
-            .bind(body)
-            .bind(auth::now())
-            .bind(id),
-    )
-    .await
-    .map(drop)
-}
-
-pub async fn fail_export(sql: &Sql<'_>, id: i64, why: &str) -> Result<(), AppError> {
-    sql.exec(
-        Stmt::new("UPDATE exports SET status = 'failed', error = $1, done_at = $2 WHERE id = $3")
-            .bind(why)
-            .bind(auth::now())
-            .bind(id),
-    )
-    .await
-    .map(drop)
+/// Ends an export: done with its CSV, or failed with why.
+pub async fn end_export(
+    sql: &Sql<'_>,
+    id: i64,
+    outcome: Result<&str, &str>,
+) -> Result<(), AppError> {
+    let stmt = match outcome {
+        Ok(body) => {
+            Stmt::new("UPDATE exports SET status = 'done', body = $1, done_at = $2 WHERE id = $3")
+                .bind(body)
+        }
+        Err(why) => Stmt::new(
+            "UPDATE exports SET status = 'failed', error = $1, done_at = $2 WHERE id = $3",
+        )
+        .bind(why),
+    };
+    sql.exec(stmt.bind(auth::now()).bind(id)).await.map(drop)
 }
 
 pub async fn find_export(sql: &Sql<'_>, id: i64) -> Result<Option<Export>, AppError> {

@@ -219,6 +219,17 @@ async fn wrong_passwords_get_401_then_429_per_client() {
     assert_eq!(other.status, StatusCode::SEE_OTHER);
 }
 
+/// The users as CSV, as `Accept: text/csv` and an export give them.
+fn assert_users_csv(a: &Answer) {
+    assert!(a.header("content-type").starts_with("text/csv"));
+    assert!(
+        a.body
+            .starts_with("id,name,email,role,created_at\r\n1,Ada Lovelace,"),
+        "{}",
+        a.body
+    );
+}
+
 #[tokio::test]
 async fn users_are_created_read_replaced_and_deleted_with_the_right_codes() {
     let Some(app) = app().await else { return };
@@ -389,13 +400,7 @@ async fn methods_options_negotiation_etags_and_pages() {
         .call("GET", "/api/users", &[("accept", "text/csv")], "")
         .await;
     assert_eq!(csv.status, StatusCode::OK);
-    assert!(csv.header("content-type").starts_with("text/csv"));
-    assert!(
-        csv.body
-            .starts_with("id,name,email,role,created_at\r\n1,Ada Lovelace,"),
-        "{}",
-        csv.body
-    );
+    assert_users_csv(&csv);
     let xml = app
         .call("GET", "/api/users", &[("accept", "application/xml")], "")
         .await;
@@ -589,13 +594,7 @@ async fn an_export_is_accepted_with_202_then_done_and_its_file_read() {
     assert_eq!(file, format!("{place}/file"));
     let csv = app.json("GET", &file, Some(alan), "").await;
     assert_eq!(csv.status, StatusCode::OK);
-    assert!(csv.header("content-type").starts_with("text/csv"));
-    assert!(
-        csv.body
-            .starts_with("id,name,email,role,created_at\r\n1,Ada Lovelace,"),
-        "{}",
-        csv.body
-    );
+    assert_users_csv(&csv);
     // Another plain user may not read it; an admin may.
     let grace = app.token("grace@myapp.test").await;
     let grace = grace["access_token"].as_str().unwrap();

@@ -35,10 +35,10 @@ pub async fn start(cx: Cx) -> Result<Response, AppError> {
         let done = async {
             let users = repo::list_users(&sql, MAX_ROWS, 0).await?;
             let body = crate::rest::csv_of(&users);
-            repo::finish_export(&sql, eid, &body).await
+            repo::end_export(&sql, eid, Ok(&body)).await
         };
         if let Err(e) = done.await {
-            let _ = repo::fail_export(&sql, eid, &e.to_string()).await;
+            let _ = repo::end_export(&sql, eid, Err(&e.to_string())).await;
         }
     });
     let place = format!("/api/exports/{eid}");
