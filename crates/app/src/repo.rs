@@ -285,7 +285,33 @@ pub struct Export {
     pub done_at: Option<i64>,
 }
 
-pub async fn create_export(sql: &Sql<'_>, user: i64) -> Result<i64, AppError> {
+/// A user's exports begun in the last `within` seconds and not ended.
+pub async fn pending_exports(sql: &Sql<'_>, user: i64, within: i64) -> Result<i64, AppError> {
+    let row = sql
+        .optional(
+            Stmt::new(
+                "SELECT COUNT(*) FROM exports \
+                 WHERE user_id = $1 AND status = 'pending' AND created_at > $2",
+            )
+            .bind(user)
+            .bind(auth::now() - within),
+        )
+        .await?;
+    row.map_or(Ok(0), |r| col(&r, 0))
+}
+
+/// A new pending export of `user`; the user's oldest beyond the newest
+/// `keep` are deleted first, so one user's exports stay bounded.
+pub async fn create_export(sql: &Sql<'_>, user: i64, keep: i64) -> Result<i64, AppError> {
+    sql.exec(
+        Stmt::new(
+            "DELETE FROM exports WHERE user_id = $1 AND id NOT IN \
+             (SELECT id FROM exports WHERE user_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(user)
+        .bind(keep - 1),
+    )
+    .await?;
     let row = sql
         .optional(
             Stmt::new(

@@ -607,3 +607,29 @@ async fn an_export_is_accepted_with_202_then_done_and_its_file_read() {
         StatusCode::OK
     );
 }
+
+/// One user's exports stay bounded: after more than ten, the oldest is gone.
+#[tokio::test]
+async fn a_users_exports_are_bounded_to_the_newest_ten() {
+    let Some(app) = app().await else { return };
+    let t = app.token("grace@myapp.test").await;
+    let t = t["access_token"].as_str().unwrap();
+    let mut places = Vec::new();
+    for _ in 0..11 {
+        let mut a = app.json("POST", "/api/exports", Some(t), "").await;
+        // At most two in the works at once: wait for one to end.
+        for _ in 0..100 {
+            if a.status != StatusCode::TOO_MANY_REQUESTS {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            a = app.json("POST", "/api/exports", Some(t), "").await;
+        }
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+        places.push(a.header("location").to_string());
+    }
+    let first = app.json("GET", &places[0], Some(t), "").await;
+    assert_eq!(first.status, StatusCode::NOT_FOUND, "{}", first.body);
+    let last = app.json("GET", &places[10], Some(t), "").await;
+    assert_eq!(last.status, StatusCode::OK, "{}", last.body);
+}

@@ -18,6 +18,13 @@ use crate::routes::id;
 
 /// Users an export holds at most.
 const MAX_ROWS: i64 = 10_000;
+/// Exports kept per user (the oldest go first).
+const KEEP: i64 = 10;
+/// Exports a user may have in the works at once; more get 429.
+const MAX_PENDING: i64 = 2;
+/// A pending export older than this no longer counts against its owner
+/// (its task ended with the server that ran it).
+const PENDING_FOR: i64 = 60;
 
 /// POST /api/exports: 202 and the export's place; the work goes on after
 /// the answer.
@@ -25,7 +32,13 @@ pub async fn start(cx: Cx) -> Result<Response, AppError> {
     let owner = cx.user()?.user_id;
     let eid = cx
         .service("ExportService::start", async |sql| {
-            repo::create_export(&sql, owner).await
+            if repo::pending_exports(&sql, owner, PENDING_FOR).await? >= MAX_PENDING {
+                return Err(AppError::too_many(
+                    format!("{MAX_PENDING} exports of yours are still being made; ask again when one is done"),
+                    1,
+                ));
+            }
+            repo::create_export(&sql, owner, KEEP).await
         })
         .await?;
     let s = cx.s.clone();
