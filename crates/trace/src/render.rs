@@ -398,13 +398,13 @@ pub fn hpack_total(spans: &[Span], lang: Lang) -> Option<String> {
             "HTTP/2 header compression (C26): 1 request's header block was {wire} bytes on the wire for {text} bytes of fields as text ({less} % less)"
         ),
         (Lang::En, false) => format!(
-            "HTTP/2 header compression (C26): {n} requests' header blocks were {wire} bytes on the wire for {text} bytes of fields as text ({less} % less); the first {first} bytes, the later ones {range} bytes each, as HPACK's table already held fields sent before"
+            "HTTP/2 header compression (C26): {n} requests' header blocks were {wire} bytes on the wire for {text} bytes of fields as text ({less} % less); the first {first} bytes, the later ones {range} bytes each"
         ),
         (Lang::Ko, true) => format!(
             "HTTP/2 헤더 압축 (C26): 요청 1개의 헤더 블록이 텍스트로 {text}바이트인 필드를 전송 중 {wire}바이트로 보냈습니다 ({less}% 감소)"
         ),
         (Lang::Ko, false) => format!(
-            "HTTP/2 헤더 압축 (C26): 요청 {n}개의 헤더 블록이 텍스트로 {text}바이트인 필드를 전송 중 {wire}바이트로 보냈습니다 ({less}% 감소). 첫 블록은 {first}바이트, 이후는 각각 {range}바이트: HPACK 테이블에 이미 보낸 필드가 있기 때문입니다"
+            "HTTP/2 헤더 압축 (C26): 요청 {n}개의 헤더 블록이 텍스트로 {text}바이트인 필드를 전송 중 {wire}바이트로 보냈습니다 ({less}% 감소). 첫 블록은 {first}바이트, 이후는 각각 {range}바이트"
         ),
     })
 }

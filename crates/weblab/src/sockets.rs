@@ -310,7 +310,7 @@ fn calls(
         &o,
         "client",
         format!("write(fd {cfd}, {:?})", String::from_utf8_lossy(request)),
-        format!("{n}: copied into the socket's send buffer and sent"),
+        format!("{n}: taken into the socket's send buffer"),
     );
     let mut buf = [0u8; 256];
     let n = read(afd, &mut buf)?;
