@@ -121,60 +121,36 @@ impl Asker {
 }
 
 impl Asker {
-    /// A request whose body stops after 10 of its 100 bytes; the answer
-    /// read by hand until the server closes (at most 10 s).
+    /// A request whose body stops after 10 of its 100 bytes: the head
+    /// promises 100, one frame of 10 goes, and the body stays open until
+    /// the answer came.
     async fn stalled_upload(&self) -> Result<Got, String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut more, frames) =
+            futures::channel::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
+        more.try_send(Ok(hyper::body::Frame::data(Bytes::from_static(
+            b"{\"name\":\"x",
+        ))))
+        .map_err(|e| e.to_string())?;
+        let req = Request::post("/api/users")
+            .header(http::header::HOST, &self.site)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_LENGTH, "100")
+            .body(http_body_util::StreamBody::new(frames))
+            .map_err(|e| e.to_string())?;
         let to = SocketAddr::new(self.lb, self.https);
-        let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-        sock.bind(SocketAddr::new(self.bind, 0))
-            .map_err(|e| e.to_string())?;
-        let tcp = sock
-            .connect(to)
+        let resp =
+            crate::mitm::ask_once(self.bind, to, Some((self.site.as_str(), &self.tls)), req).await;
+        drop(more);
+        let (parts, body) = resp?.into_parts();
+        let body = http_body_util::Limited::new(body, BODY_MAX)
+            .collect()
             .await
-            .map_err(|e| format!("connect to {to}: {e}"))?;
-        let name = rustls::pki_types::ServerName::try_from(self.site.clone())
-            .map_err(|e| e.to_string())?;
-        let mut tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        let head = format!(
-            "POST /api/users HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":\"x",
-            self.site
-        );
-        tls.write_all(head.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        tls.flush().await.map_err(|e| e.to_string())?;
-        let mut answer = Vec::new();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(10),
-            (&mut tls).take(BODY_MAX as u64).read_to_end(&mut answer),
-        )
-        .await;
-        let text = String::from_utf8_lossy(&answer);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let code: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("no status line in {:?}", head.lines().next()))?;
-        let mut headers = HeaderMap::new();
-        for line in head.lines().skip(1) {
-            if let Some((k, v)) = line.split_once(':')
-                && let (Ok(k), Ok(v)) = (
-                    http::HeaderName::from_bytes(k.trim().as_bytes()),
-                    http::HeaderValue::from_str(v.trim()),
-                )
-            {
-                headers.append(k, v);
-            }
-        }
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
         Ok(Got {
-            status: StatusCode::from_u16(code).map_err(|e| e.to_string())?,
-            headers,
-            body: Bytes::from(body.to_string()),
+            status: parts.status,
+            headers: parts.headers,
+            body,
         })
     }
 }
@@ -351,7 +327,7 @@ pub async fn run(mut world: World, data_dir: std::path::PathBuf) -> Result<Outco
         .await;
     row(
         "work accepted now, done later",
-        "POST /api/exports, Bearer token (a CSV of the users, made after the answer)".into(),
+        "POST /api/exports, Bearer token (an export: a CSV of the users)".into(),
         &got,
     );
     let signin = format!(
@@ -589,22 +565,10 @@ fn render(rows: &[Row]) -> String {
             let _ = writeln!(s, "    -> {}", r.said);
         }
     }
-    let seen: Vec<u16> = rows.iter().filter_map(|r| r.status.clone().ok()).collect();
-    let _ = writeln!(
-        s,
-        "\n{} codes seen: {}",
-        {
-            let mut u = seen.clone();
-            u.sort_unstable();
-            u.dedup();
-            u.len()
-        },
-        {
-            let mut u = seen;
-            u.sort_unstable();
-            u.dedup();
-            u.iter().map(u16::to_string).collect::<Vec<_>>().join(" ")
-        }
-    );
+    let mut seen: Vec<u16> = rows.iter().filter_map(|r| r.status.clone().ok()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let list: Vec<String> = seen.iter().map(u16::to_string).collect();
+    let _ = writeln!(s, "\n{} codes seen: {}", seen.len(), list.join(" "));
     s
 }

@@ -94,6 +94,19 @@ pub struct Seen {
     pub stripped: Vec<String>,
 }
 
+impl Seen {
+    /// Counts `bytes` that passed one way, keeping the first [`KEEP`].
+    fn keep(&mut self, dir: Dir, bytes: &[u8]) {
+        let (kept, count) = match dir {
+            Dir::ToServer => (&mut self.to_server, &mut self.bytes_to_server),
+            Dir::ToClient => (&mut self.to_client, &mut self.bytes_to_client),
+        };
+        let room = KEEP.saturating_sub(kept.len()).min(bytes.len());
+        kept.extend_from_slice(&bytes[..room]);
+        *count += bytes.len() as u64;
+    }
+}
+
 struct Shared {
     seen: Mutex<Seen>,
     mode: Mutex<Mode>,
@@ -257,15 +270,8 @@ async fn pump(
             });
         }
         {
-            let mut guard = lock(&shared.seen);
-            let seen = &mut *guard;
-            let (kept, count) = match dir {
-                Dir::ToServer => (&mut seen.to_server, &mut seen.bytes_to_server),
-                Dir::ToClient => (&mut seen.to_client, &mut seen.bytes_to_client),
-            };
-            let room = KEEP.saturating_sub(kept.len()).min(chunk.len());
-            kept.extend_from_slice(&chunk[..room]);
-            *count += chunk.len() as u64;
+            let mut seen = lock(&shared.seen);
+            seen.keep(dir, chunk);
             let left = 500usize.saturating_sub(seen.records.len());
             seen.records.extend(records.into_iter().take(left));
             if flip_note.is_some() {
@@ -531,12 +537,16 @@ pub(crate) fn trusting_world_ca(data_dir: &std::path::Path) -> Result<rustls::Cl
 /// One request on a new connection from `bind` to `to`, over TLS with
 /// `tls` (checking the certificate for `site`) or plain: the answer's
 /// head, its body still to read. The connection ends with the answer.
-pub(crate) async fn ask_once(
+pub(crate) async fn ask_once<B>(
     bind: IpAddr,
     to: SocketAddr,
     tls: Option<(&str, &Arc<rustls::ClientConfig>)>,
-    req: http::Request<http_body_util::Full<bytes::Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String> {
+    req: http::Request<B>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let sock = match to {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -562,13 +572,15 @@ pub(crate) async fn ask_once(
     }
 }
 
-async fn exchange<S>(
+async fn exchange<S, B>(
     io: S,
     to: SocketAddr,
-    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+    req: http::Request<B>,
 ) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
         .await
@@ -588,15 +600,7 @@ struct Tee {
 
 impl Tee {
     fn keep(&self, dir: Dir, bytes: &[u8]) {
-        let mut guard = lock(&self.shared.seen);
-        let seen = &mut *guard;
-        let (kept, count) = match dir {
-            Dir::ToServer => (&mut seen.to_server, &mut seen.bytes_to_server),
-            Dir::ToClient => (&mut seen.to_client, &mut seen.bytes_to_client),
-        };
-        let room = KEEP.saturating_sub(kept.len()).min(bytes.len());
-        kept.extend_from_slice(&bytes[..room]);
-        *count += bytes.len() as u64;
+        lock(&self.shared.seen).keep(dir, bytes);
     }
 }
 
@@ -671,7 +675,8 @@ impl Run {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+/// Whether `needle` occurs in `hay`.
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
