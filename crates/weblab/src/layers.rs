@@ -580,7 +580,7 @@ fn render(
                 }
             );
             if let Some(site) = site
-                && l.payload.windows(site.len()).any(|w| w == site.as_bytes())
+                && crate::mitm::contains(&l.payload, site.as_bytes())
             {
                 let _ = writeln!(
                     s,
@@ -793,8 +793,9 @@ pub fn group(frames: &[Frame], names: &std::collections::HashMap<Ipv4Addr, Strin
         let started = conns[i].entry(key).or_insert(false);
         if !*started && !payload.is_empty() {
             *started = true;
-            let own = |needle: &[u8]| payload.windows(needle.len()).any(|w| w == needle);
-            if own(b"weblab-health-check") || payload.starts_with(b"GET /_weblab/status") {
+            if crate::mitm::contains(payload, b"weblab-health-check")
+                || payload.starts_with(b"GET /_weblab/status")
+            {
                 h.background += 1;
             }
         }
