@@ -13,7 +13,7 @@ fn authority() -> &'static Authority {
     static A: OnceLock<Authority> = OnceLock::new();
     A.get_or_init(|| {
         let zone = Zone::parse(
-            "$TTL 60\n@ IN SOA ns h 1 1 1 1 30\n@ IN NS ns\nns IN A 127.0.0.1\nwww IN CNAME web\nweb IN A 127.0.0.2\nsub IN NS ns.sub\nns.sub IN A 127.0.0.3\n",
+            "$TTL 60\n@ IN SOA ns h 1 1 1 1 30\n@ IN NS ns\nns IN A 127.0.0.1\nwww IN CNAME web\nweb IN A 127.0.0.2\nsub IN NS ns.sub\nns.sub IN A 127.0.0.3\n*.wild IN A 127.0.0.4\n*.alias IN CNAME www\nmail IN MX 10 ns\n",
             "f.test.",
         )
         .unwrap();

@@ -212,6 +212,7 @@ impl Authority {
                 } else {
                     d.turn = self.rotation.rotate(&mut records, at);
                 }
+                r.add_additionals(zone.addresses_for(&records));
                 r.add_answers(records);
             }
             ZoneAnswer::Referral { ns, glue, .. } => {
@@ -289,6 +290,39 @@ mod tests {
         assert_ne!(firsts[0], firsts[1]);
         assert_ne!(firsts[1], firsts[2]);
         assert_ne!(firsts[0], firsts[2]);
+    }
+
+    #[test]
+    fn an_mx_answer_brings_its_exchanges_addresses_unless_they_do_not_fit() {
+        let mut text =
+            String::from("$TTL 60\n@ IN SOA ns. h. 1 1 1 1 30\n@ IN NS ns\nns IN A 127.0.0.1\n");
+        text.push_str("mail IN MX 10 mx\nmx IN A 127.0.0.2\nmx IN AAAA ::2\n");
+        // Twenty exchanges, each with five addresses: the answer fits in
+        // 512 bytes, the answer with every address does not.
+        for i in 0..20 {
+            text.push_str(&format!("many IN MX {i} m{i}\n"));
+            for j in 0..5 {
+                text.push_str(&format!("m{i} IN A 127.0.{i}.{j}\n"));
+            }
+        }
+        let a = Authority::new(vec![Zone::parse(&text, "mx.test.").unwrap()]);
+        let ask = |name: &str| {
+            let mut q = Message::query();
+            q.add_query(Query::query(
+                Name::from_ascii(name).unwrap(),
+                RecordType::MX,
+            ));
+            let served = a.serve(&q.to_vec().unwrap(), Transport::Udp);
+            Message::from_vec(&served.reply.unwrap()).unwrap()
+        };
+        let m = ask("mail.mx.test.");
+        assert_eq!(m.answers.len(), 1);
+        let extra: Vec<RecordType> = m.additionals.iter().map(|r| r.record_type()).collect();
+        assert_eq!(extra, [RecordType::A, RecordType::AAAA]);
+        let m = ask("many.mx.test.");
+        assert_eq!(m.answers.len(), 20);
+        assert!(m.additionals.is_empty());
+        assert!(!m.metadata.truncation, "the answer itself was whole");
     }
 
     #[test]

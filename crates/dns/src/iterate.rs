@@ -483,6 +483,22 @@ impl Iteration {
             true => None,
             false => scrub::referral(&m.authorities, &m.additionals, &asked, &self.zone),
         };
+        if referral.is_none() && m.answers.is_empty() && !m.metadata.authoritative {
+            // Neither data, nor a referral closer to the name, nor an
+            // authoritative "no such data" (RFC 2308 §2.2): the server does
+            // not serve the zone it was named for, or refers back up to
+            // it (a lame delegation). The next server; SERVFAIL when none
+            // is left, never a NODATA that nobody authoritative said.
+            self.noted.push(format!(
+                "{} is lame for {}: no answer and no referral below it",
+                self.servers
+                    .get(self.asked.as_ref().map_or(usize::MAX, |a| a.0))
+                    .map_or_else(|| "the server".into(), |s| s.0.to_string()),
+                zone_text(&self.zone)
+            ));
+            self.give_up_on_asked();
+            return self.next_query(k, s, now);
+        }
         if minimised {
             return match referral {
                 Some(r) => self.follow(r, k, s, now),
@@ -947,5 +963,45 @@ mod tests {
         }
         assert_eq!(tries, TRIES_PER_SERVER);
         assert_eq!(step, Step::Done(Resolved::servfail()));
+    }
+
+    #[test]
+    fn a_lame_server_is_left_and_none_left_is_servfail_not_nodata() {
+        let s = settings(false);
+        let mut k = Knowledge::default();
+        let now = Instant::now();
+        let mut it = Iteration::new(&n("x.sub.test."), RecordType::A, &s);
+        let mut step = it.start(&mut k, &s, now);
+        let mut asked = Vec::new();
+        while let Step::Ask(ask) = step {
+            asked.push((ask.server.ip().to_string(), ask.why.clone()));
+            let server = ask.server.ip().to_string();
+            let m = reply(&ask, |m| match server.as_str() {
+                // The root refers to test., served by two servers.
+                "127.0.0.1" => {
+                    m.add_authority(ns("test.", "ns1.test."));
+                    m.add_authority(ns("test.", "ns2.test."));
+                    m.add_additional(a("ns1.test.", "127.0.0.2"));
+                    m.add_additional(a("ns2.test.", "127.0.0.3"));
+                }
+                // Both answer without AA, without data, and refer back to
+                // the zone they were asked for: lame.
+                _ => {
+                    m.add_authority(ns("test.", "ns1.test."));
+                }
+            });
+            step = it.on(Heard::Reply(&m, RTT), &mut k, &s, now);
+        }
+        assert_eq!(step, Step::Done(Resolved::servfail()));
+        let servers: Vec<&str> = asked.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(servers, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+        assert!(
+            asked[2]
+                .1
+                .iter()
+                .any(|w| w.contains("127.0.0.2 is lame for test.")),
+            "{:?}",
+            asked[2].1
+        );
     }
 }

@@ -173,6 +173,18 @@ pub fn encode(response: &Message, query: &Message, transport: Transport) -> (Vec
     if bytes.len() <= limit {
         return (bytes, false);
     }
+    // An answer's additional addresses are a courtesy: without them it
+    // may fit, and then it is whole (RFC 2181 §9). A referral's glue is
+    // not left out that way: without it the child cannot be reached.
+    if !response.answers.is_empty() && !response.additionals.is_empty() {
+        let mut lean = response.clone();
+        lean.additionals.clear();
+        if let Ok(b) = lean.to_vec()
+            && b.len() <= limit
+        {
+            return (b, false);
+        }
+    }
     (response.truncate().to_vec().unwrap_or_default(), true)
 }
 

@@ -82,7 +82,9 @@ impl Zone {
                     .records
                     .push(r.clone());
                 // Every ancestor inside the zone exists too (RFC 8020).
-                for labels in origin_name.num_labels() as usize..r.name.num_labels() as usize {
+                // `starts` counts a wildcard's `*`, which num_labels() leaves
+                // out: `wild` exists as the parent of `*.wild`.
+                for labels in origin_name.num_labels() as usize..starts.len() {
                     let at = match labels {
                         0 => key.len(), // the root
                         l => starts[starts.len() - l],
@@ -166,24 +168,51 @@ impl Zone {
             .unwrap_or_default()
     }
 
-    /// Glue: addresses this zone holds for the targets of `ns`.
-    fn glue(&self, ns: &[Record]) -> Vec<Record> {
+    /// Addresses this zone holds for the names that `records` point to
+    /// (NS, MX and SRV targets): the glue of a referral, and the
+    /// additional section of an answer (RFC 1035 §3.3.9, RFC 2782), so a
+    /// client need not ask again. Records already in `records` are left
+    /// out.
+    pub fn addresses_for(&self, records: &[Record]) -> Vec<Record> {
         let (mut key, mut starts) = (Vec::new(), Vec::new());
-        let mut out = Vec::new();
-        for r in ns {
-            if let RData::NS(target) = &r.data {
-                key_of(&target.0, &mut key, &mut starts);
-                if let Some(n) = self.nodes.get(key.as_slice()) {
-                    out.extend(
-                        n.records
-                            .iter()
-                            .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
-                            .cloned(),
-                    );
+        let mut out: Vec<Record> = Vec::new();
+        for r in records {
+            let target = match &r.data {
+                RData::NS(t) => &t.0,
+                RData::MX(mx) => &mx.exchange,
+                RData::SRV(srv) => &srv.target,
+                _ => continue,
+            };
+            key_of(target, &mut key, &mut starts);
+            let Some(n) = self.nodes.get(key.as_slice()) else {
+                continue;
+            };
+            for a in &n.records {
+                if matches!(a.record_type(), RecordType::A | RecordType::AAAA)
+                    && !records.contains(a)
+                    && !out.contains(a)
+                {
+                    out.push(a.clone());
                 }
             }
         }
         out
+    }
+
+    /// The wildcard that answers for `key`, a name the zone does not hold
+    /// (RFC 1034 §4.3.3, RFC 4592 §3.3.1): `*.` + its closest encloser,
+    /// the longest ancestor that exists. None when that has no wildcard
+    /// child (then the name does not exist).
+    fn wildcard_for(&self, key: &[u8], starts: &[usize]) -> Option<Vec<u8>> {
+        let encloser = starts[1..]
+            .iter()
+            .map(|&at| &key[at..])
+            .chain(std::iter::once(&key[key.len()..]))
+            .find(|k| self.nodes.contains_key(*k))?;
+        let mut wild = Vec::with_capacity(encloser.len() + 2);
+        wild.extend_from_slice(&[1, b'*']);
+        wild.extend_from_slice(encloser);
+        self.nodes.contains_key(wild.as_slice()).then_some(wild)
     }
 
     /// Answers `qname`/`qtype` from this zone (the caller checked that the
@@ -198,7 +227,14 @@ impl Zone {
             key_of(&name, &mut key, &mut starts);
             let labels = starts.len();
             // The highest cut strictly below the origin that covers the name.
-            let cut = (depth + 1..=labels).find_map(|l| {
+            // DS records live on the parent's side of a cut (RFC 4035
+            // §3.1.4.1): a DS question about the cut itself is ours to
+            // answer, not to refer.
+            let top = match qtype {
+                RecordType::DS => labels.saturating_sub(1),
+                _ => labels,
+            };
+            let cut = (depth + 1..=top).find_map(|l| {
                 let at = starts[labels - l];
                 let node = self.nodes.get(&key[at..]).filter(|n| n.cut)?;
                 Some((l, node))
@@ -212,25 +248,37 @@ impl Zone {
                         .filter(|r| r.record_type() == RecordType::NS)
                         .cloned()
                         .collect();
-                    let glue = self.glue(&ns);
+                    let glue = self.addresses_for(&ns);
                     let zone = name.trim_to(l).to_lowercase();
                     return ZoneAnswer::Referral { zone, ns, glue };
                 }
                 return ZoneAnswer::Answer(answer);
             }
-            if !self.nodes.contains_key(key.as_slice()) {
-                return if answer.is_empty() {
-                    ZoneAnswer::NxDomain(self.negative_soa.clone())
-                } else {
-                    ZoneAnswer::Answer(answer)
-                };
-            }
-            let direct = self.rrset(&key, qtype);
+            // A name the zone lacks may be answered by a wildcard, its
+            // records given the asked name as owner.
+            let wild = match self.nodes.contains_key(key.as_slice()) {
+                true => None,
+                false => match self.wildcard_for(&key, &starts) {
+                    Some(wild) => Some(wild),
+                    None if answer.is_empty() => {
+                        return ZoneAnswer::NxDomain(self.negative_soa.clone());
+                    }
+                    None => return ZoneAnswer::Answer(answer),
+                },
+            };
+            let at = wild.as_deref().unwrap_or(&key);
+            let owned = |mut records: Vec<Record>| {
+                if wild.is_some() {
+                    records.iter_mut().for_each(|r| r.name = name.clone());
+                }
+                records
+            };
+            let direct = owned(self.rrset(at, qtype));
             if !direct.is_empty() {
                 answer.extend(direct);
                 return ZoneAnswer::Answer(answer);
             }
-            let cname = self.rrset(&key, RecordType::CNAME);
+            let cname = owned(self.rrset(at, RecordType::CNAME));
             match cname.first().map(|r| r.data.clone()) {
                 Some(RData::CNAME(target)) if qtype != RecordType::CNAME => {
                     answer.extend(cname);
@@ -339,6 +387,15 @@ deep.x.y IN A  127.0.3.9
             zone().lookup(&n("x.y.test."), RecordType::A),
             ZoneAnswer::NoData(_)
         ));
+        // The parent answers a DS question about its child itself.
+        assert!(matches!(
+            zone().lookup(&n("myapp.test."), RecordType::DS),
+            ZoneAnswer::NoData(_)
+        ));
+        assert!(matches!(
+            zone().lookup(&n("x.myapp.test."), RecordType::DS),
+            ZoneAnswer::Referral { .. }
+        ));
     }
 
     #[test]
@@ -365,6 +422,69 @@ deep.x.y IN A  127.0.3.9
             root.lookup(&n("."), RecordType::NS),
             ZoneAnswer::Answer(_)
         ));
+        assert!(matches!(
+            root.lookup(&n("."), RecordType::DS),
+            ZoneAnswer::NoData(_)
+        ));
+    }
+
+    #[test]
+    fn a_wildcard_answers_for_names_below_its_closest_encloser() {
+        let z = Zone::parse(
+            "$TTL 60\n@ IN SOA ns. h. 1 1 1 1 30\n@ IN NS ns\nns IN A 127.0.0.1\n\
+             *.wild IN A 127.0.0.9\n*.wild IN MX 10 ns\nhere.wild IN A 127.0.0.8\n\
+             *.alias IN CNAME ns\n",
+            "w.test.",
+        )
+        .unwrap();
+        // Synthesised, with the asked name as owner, one label or more below.
+        for q in ["Foo.wild.w.test.", "a.b.wild.w.test."] {
+            let ZoneAnswer::Answer(rs) = z.lookup(&n(q), RecordType::A) else {
+                panic!("{q}")
+            };
+            assert_eq!(rs.len(), 1);
+            assert_eq!(rs[0].name, n(q));
+            assert_eq!(rs[0].data, RData::A(A::new(127, 0, 0, 9)));
+        }
+        // The wildcard has no AAAA: NODATA, not NXDOMAIN.
+        assert!(matches!(
+            z.lookup(&n("foo.wild.w.test."), RecordType::AAAA),
+            ZoneAnswer::NoData(_)
+        ));
+        // A name that exists is not covered, and neither is a name whose
+        // closest encloser (here.wild) has no wildcard of its own.
+        let ZoneAnswer::Answer(rs) = z.lookup(&n("here.wild.w.test."), RecordType::A) else {
+            panic!()
+        };
+        assert_eq!(rs[0].data, RData::A(A::new(127, 0, 0, 8)));
+        assert!(matches!(
+            z.lookup(&n("x.here.wild.w.test."), RecordType::A),
+            ZoneAnswer::NxDomain(_)
+        ));
+        // The wildcard's parent exists (an empty non-terminal) and the
+        // wildcard applies nowhere else.
+        assert!(matches!(
+            z.lookup(&n("wild.w.test."), RecordType::A),
+            ZoneAnswer::NoData(_)
+        ));
+        assert!(matches!(
+            z.lookup(&n("other.w.test."), RecordType::A),
+            ZoneAnswer::NxDomain(_)
+        ));
+        // A wildcard CNAME is followed like any other.
+        let ZoneAnswer::Answer(rs) = z.lookup(&n("x.alias.w.test."), RecordType::A) else {
+            panic!()
+        };
+        let types: Vec<_> = rs.iter().map(|r| r.record_type()).collect();
+        assert_eq!(types, [RecordType::CNAME, RecordType::A]);
+        assert_eq!(rs[0].name, n("x.alias.w.test."));
+        // MX targets inside the zone come with their addresses.
+        let ZoneAnswer::Answer(mx) = z.lookup(&n("m.wild.w.test."), RecordType::MX) else {
+            panic!()
+        };
+        let extra = z.addresses_for(&mx);
+        assert_eq!(extra.len(), 1);
+        assert_eq!(extra[0].name, n("ns.w.test."));
     }
 
     #[test]
