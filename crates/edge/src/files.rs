@@ -555,22 +555,46 @@ async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
     if e.compressible {
         b = b.header(header::VARY, "Accept-Encoding");
     }
-    // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only
-    // without it.
-    let not_modified = match h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        Some(list) => etag_matches(list, &my_etag),
-        None => h
-            .get(header::IF_MODIFIED_SINCE)
+    // HTTP dates have no fraction: compare whole seconds. A date that
+    // does not parse is ignored, as if the header were not there.
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let date = |name: header::HeaderName| {
+        h.get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|since| {
-                // Compare whole seconds: HTTP dates have no fraction.
-                let secs = |t: SystemTime| {
-                    t.duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs())
-                };
-                secs(e.mtime) <= secs(since)
-            }),
+            .map(secs)
+    };
+    // RFC 9110 §13.2.2 steps 1-2: If-Match (strong comparison: a weak tag
+    // never matches), or without it If-Unmodified-Since; failed → 412.
+    let unmet = match h.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(list) => (!list
+            .split(',')
+            .any(|t| matches!(t.trim(), "*") || t.trim() == my_etag))
+        .then(|| format!("If-Match: {list} does not name {my_etag}")),
+        None => date(header::IF_UNMODIFIED_SINCE)
+            .filter(|since| secs(e.mtime) > *since)
+            .map(|_| "the file was modified after If-Unmodified-Since".to_string()),
+    };
+    if let Some(why) = unmet {
+        let r = b
+            .status(StatusCode::PRECONDITION_FAILED)
+            .header(header::CONTENT_LENGTH, 0)
+            .body(Body::empty())
+            .unwrap_or_default();
+        return Served {
+            response: r,
+            file: None,
+            bytes: 0,
+            refused: Some(why),
+        };
+    }
+    // Steps 3-4: If-None-Match; If-Modified-Since only without it.
+    let not_modified = match h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(list) => etag_matches(list, &my_etag),
+        None => date(header::IF_MODIFIED_SINCE).is_some_and(|since| secs(e.mtime) <= since),
     };
     if not_modified {
         let r = b
@@ -605,10 +629,14 @@ async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
     }
     // If-Range: a range only while the representation is the one the
     // client has (RFC 9110 §13.1.5).
+    // A date there stands for Last-Modified, and must equal it.
     let if_range_ok = h
         .get(header::IF_RANGE)
         .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim() == my_etag);
+        .is_none_or(|v| {
+            v.trim() == my_etag
+                || httpdate::parse_http_date(v.trim()).is_ok_and(|d| secs(d) == secs(e.mtime))
+        });
     let range_value = h
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -903,7 +931,7 @@ mod tests {
         let s = files.serve("/static/app.css", &Method::GET, &h).await;
         assert_eq!(s.response.status(), 304);
         let mut h = HeaderMap::new();
-        h.insert(header::IF_MODIFIED_SINCE, lm);
+        h.insert(header::IF_MODIFIED_SINCE, lm.clone());
         assert_eq!(
             files
                 .serve("/static/app.css", &Method::GET, &h)
@@ -912,6 +940,66 @@ mod tests {
                 .status(),
             304
         );
+
+        // Preconditions (RFC 9110 §13.2.2): If-Match compares strongly,
+        // If-Unmodified-Since applies only without it; unmet → 412.
+        let status = |h: HeaderMap| {
+            let files = &files;
+            async move {
+                files
+                    .serve("/static/app.css", &Method::GET, &h)
+                    .await
+                    .response
+                    .status()
+            }
+        };
+        let with = |pairs: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        let tag = etag.to_str().unwrap();
+        let weak = format!("W/{tag}");
+        let long_ago = "Thu, 01 Jan 1970 00:00:00 GMT";
+        let lm_text = lm.to_str().unwrap();
+        assert_eq!(status(with(&[(header::IF_MATCH, "\"nope\"")])).await, 412);
+        assert_eq!(status(with(&[(header::IF_MATCH, &weak)])).await, 412);
+        assert_eq!(status(with(&[(header::IF_MATCH, tag)])).await, 200);
+        assert_eq!(status(with(&[(header::IF_MATCH, "*")])).await, 200);
+        assert_eq!(
+            status(with(&[(header::IF_UNMODIFIED_SINCE, long_ago)])).await,
+            412
+        );
+        assert_eq!(
+            status(with(&[(header::IF_UNMODIFIED_SINCE, lm_text)])).await,
+            200
+        );
+        assert_eq!(
+            status(with(&[(header::IF_UNMODIFIED_SINCE, "not a date")])).await,
+            200
+        );
+        assert_eq!(
+            status(with(&[
+                (header::IF_MATCH, tag),
+                (header::IF_UNMODIFIED_SINCE, long_ago)
+            ]))
+            .await,
+            200,
+            "If-Unmodified-Since is not looked at beside If-Match"
+        );
+        // If-Range with Last-Modified's date: the range while it is the same.
+        let range = (header::RANGE, "bytes=0-3");
+        assert_eq!(
+            status(with(&[range.clone(), (header::IF_RANGE, lm_text)])).await,
+            206
+        );
+        assert_eq!(
+            status(with(&[range.clone(), (header::IF_RANGE, long_ago)])).await,
+            200
+        );
+        assert_eq!(status(with(&[range, (header::IF_RANGE, &weak)])).await, 200);
 
         let mut h = HeaderMap::new();
         h.insert(header::RANGE, HeaderValue::from_static("bytes=5-9"));
