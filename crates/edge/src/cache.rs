@@ -277,13 +277,18 @@ impl Handler for CacheServer {
         if let Some(s) = &stored
             && s.fresh(req.headers(), now)
         {
+            let (age, life) = (s.age(now), s.lifetime);
             record(
                 "HIT",
-                format!(
-                    "fresh: age {}s of {}s",
-                    s.age(now).as_secs(),
-                    s.lifetime.as_secs()
-                ),
+                match age.checked_sub(life) {
+                    Some(stale) => format!(
+                        "stale by {}s (age {}s of {}s), which the request's max-stale accepts",
+                        stale.as_secs(),
+                        age.as_secs(),
+                        life.as_secs()
+                    ),
+                    None => format!("fresh: age {}s of {}s", age.as_secs(), life.as_secs()),
+                },
             );
             let r = from_store(s, now, "HIT", req.headers(), head);
             self.rec.end(span, served(&line, &conn, r.status()));
@@ -490,12 +495,23 @@ mod tests {
             storable_shared(&get, &none, ok, &h(&[("etag", "\"a\"")])),
             Ok(Duration::ZERO)
         );
+        // Any final status with an explicit lifetime (RFC 9111 §3); without
+        // one, only those cacheable by default.
         assert!(
             storable_shared(
                 &get,
                 &none,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &h(&[("cache-control", "max-age=60")])
+            )
+            .is_ok()
+        );
+        assert!(
+            storable_shared(
+                &get,
+                &none,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &h(&[("etag", "\"a\"")])
             )
             .is_err()
         );
@@ -522,9 +538,10 @@ mod tests {
         assert!(!s.fresh(&HeaderMap::new(), t0 + Duration::from_secs(8)));
         assert!(!s.fresh(&h(&[("cache-control", "no-cache")]), t0));
         assert!(!s.fresh(&h(&[("cache-control", "max-age=0")]), t0));
-        // A request's max-age caps the age it accepts (the copy is 2 s old).
-        assert!(s.fresh(&h(&[("cache-control", "max-age=3")]), t0));
-        assert!(!s.fresh(&h(&[("cache-control", "max-age=2")]), t0));
+        // A request's max-age caps the age it accepts, that age included
+        // (the copy is 2 s old).
+        assert!(s.fresh(&h(&[("cache-control", "max-age=2")]), t0));
+        assert!(!s.fresh(&h(&[("cache-control", "max-age=1")]), t0));
         let nc = stored(10, h(&[("cache-control", "no-cache, max-age=10")]), t0);
         assert!(!nc.fresh(&HeaderMap::new(), t0));
     }

@@ -29,6 +29,11 @@ pub struct Directives {
     pub must_revalidate: bool,
     /// A request's: answer from the store or not at all (504).
     pub only_if_cached: bool,
+    /// A request's: a stale response will do, stale by at most this many
+    /// seconds (`Some(None)`: by any amount).
+    pub max_stale: Option<Option<u64>>,
+    /// A request's: only a response fresh for this many seconds more.
+    pub min_fresh: Option<u64>,
 }
 
 impl Directives {
@@ -45,10 +50,22 @@ impl Directives {
                 Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
                 None => (item.trim(), None),
             };
-            let secs = || value.and_then(|v| v.parse::<u64>().ok());
+            // A value too large for a u64 is as good as forever; a value
+            // that is no number makes the response stale at once
+            // (RFC 9111 §1.2.2, §4.2.1).
+            let secs = || {
+                value.map(|v| match v.parse::<u64>() {
+                    Ok(n) => n,
+                    Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => u64::MAX,
+                    Err(_) => 0,
+                })
+            };
+            // When a directive comes twice, the first counts (§4.2.1).
             match name.to_ascii_lowercase().as_str() {
-                "max-age" => d.max_age = secs(),
-                "s-maxage" => d.s_maxage = secs(),
+                "max-age" => d.max_age = d.max_age.or(secs()),
+                "s-maxage" => d.s_maxage = d.s_maxage.or(secs()),
+                "max-stale" => d.max_stale = d.max_stale.or(Some(secs())),
+                "min-fresh" => d.min_fresh = d.min_fresh.or(secs()),
                 "no-store" => d.no_store = true,
                 "no-cache" => d.no_cache = true,
                 "private" => d.private = true,
@@ -94,13 +111,23 @@ pub fn storable(
     {
         return Err("Vary: *");
     }
-    // Heuristic freshness is allowed but guessed; this cache stores only
-    // what the origin gave a lifetime (or validators, to revalidate).
-    if !matches!(status.as_u16(), 200 | 203 | 204 | 300 | 301 | 404 | 410) {
-        return Err("status not cacheable by default");
+    // A final status this cache understands: not a partial response
+    // (it keeps no ranges) and not a 304 (a revalidation's answer).
+    if status.is_informational() || matches!(status.as_u16(), 206 | 304) {
+        return Err("a partial or not-modified response is not stored");
     }
+    // With an explicit lifetime any such status may be stored (§3); without
+    // one only the statuses cacheable by default, and since this cache
+    // guesses no heuristic lifetime, only with a validator to revalidate.
     match lifetime(resp, cache) {
         Some(l) => Ok(l),
+        None if !matches!(
+            status.as_u16(),
+            200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+        ) =>
+        {
+            Err("status not cacheable by default, and no explicit lifetime")
+        }
         None if resp.contains_key(header::ETAG) || resp.contains_key(header::LAST_MODIFIED) => {
             Ok(Duration::ZERO)
         }
@@ -145,18 +172,32 @@ pub fn vary_of(resp: &HeaderMap, req: &HeaderMap) -> Vec<(String, Option<String>
 }
 
 /// Whether a stored response of `age`, fresh for `lifetime`, may be used
-/// for `req` without asking the origin (no-cache on either side means
-/// always ask; a request's max-age caps the age it accepts, §5.2.1.1).
+/// for `req` without asking the origin (§4.2, §5.2.1): no-cache on either
+/// side means always ask; a request's max-age caps the age it accepts and
+/// min-fresh asks for time to spare; its max-stale takes a stale response,
+/// unless the response said must-revalidate.
 pub fn fresh(req: &HeaderMap, stored: &HeaderMap, age: Duration, lifetime: Duration) -> bool {
     let rq = Directives::of(req);
     let rs = Directives::of(stored);
+    let secs = Duration::from_secs;
     if rq.no_cache || rs.no_cache {
         return false;
     }
-    if rq.max_age.is_some_and(|m| age >= Duration::from_secs(m)) {
+    if rq.max_age.is_some_and(|m| age > secs(m)) {
         return false;
     }
-    age < lifetime
+    if let Some(m) = rq.min_fresh {
+        return lifetime
+            .checked_sub(age)
+            .is_some_and(|left| left >= secs(m));
+    }
+    if age < lifetime {
+        return true;
+    }
+    match rq.max_stale {
+        Some(limit) if !rs.must_revalidate => limit.is_none_or(|m| age - lifetime <= secs(m)),
+        _ => false,
+    }
 }
 
 /// Whether the values `req` has for the stored response's Vary headers
@@ -165,4 +206,97 @@ pub fn vary_matches(stored: &[(String, Option<String>)], req: &HeaderMap) -> boo
     stored
         .iter()
         .all(|(name, v)| req.get(name.as_str()).and_then(|x| x.to_str().ok()) == v.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn request_directives_bend_freshness_within_the_rules() {
+        let stored = h(&[("cache-control", "max-age=100")]);
+        let strict = h(&[("cache-control", "max-age=100, must-revalidate")]);
+        let s = Duration::from_secs;
+        let ok = |req: &[(&'static str, &'static str)], stored: &HeaderMap, age: u64| {
+            fresh(&h(req), stored, s(age), s(100))
+        };
+        assert!(ok(&[], &stored, 99));
+        assert!(!ok(&[], &stored, 100));
+        // max-age in a request: no older than that.
+        assert!(ok(&[("cache-control", "max-age=50")], &stored, 50));
+        assert!(!ok(&[("cache-control", "max-age=50")], &stored, 51));
+        // min-fresh: still fresh that much longer.
+        assert!(ok(&[("cache-control", "min-fresh=30")], &stored, 70));
+        assert!(!ok(&[("cache-control", "min-fresh=30")], &stored, 71));
+        // max-stale: stale by up to its value, or any amount without one,
+        // but never past must-revalidate.
+        assert!(ok(&[("cache-control", "max-stale=10")], &stored, 110));
+        assert!(!ok(&[("cache-control", "max-stale=10")], &stored, 111));
+        assert!(ok(&[("cache-control", "max-stale")], &stored, 10_000));
+        assert!(!ok(&[("cache-control", "max-stale")], &strict, 101));
+        assert!(!ok(&[("cache-control", "no-cache, max-stale")], &stored, 1));
+    }
+
+    #[test]
+    fn the_first_of_two_directives_counts_and_a_bad_number_is_stale() {
+        let d = Directives::of(&h(&[
+            ("cache-control", "max-age=10"),
+            ("cache-control", "max-age=99"),
+        ]));
+        assert_eq!(d.max_age, Some(10));
+        assert_eq!(
+            Directives::of(&h(&[("cache-control", "max-age=ten")])).max_age,
+            Some(0)
+        );
+        assert_eq!(
+            Directives::of(&h(&[("cache-control", "max-age=99999999999999999999999")])).max_age,
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn an_explicit_lifetime_makes_any_final_status_storable() {
+        let get = Method::GET;
+        let none = HeaderMap::new();
+        let with_age = h(&[("cache-control", "max-age=60")]);
+        for code in [200, 302, 307, 400, 500, 503, 599] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                storable(&get, &none, status, &with_age, Kind::Shared),
+                Ok(Duration::from_secs(60)),
+                "{code}"
+            );
+        }
+        let validator = h(&[("etag", "\"x\"")]);
+        assert!(storable(&get, &none, StatusCode::OK, &validator, Kind::Shared).is_ok());
+        assert!(storable(&get, &none, StatusCode::FOUND, &validator, Kind::Shared).is_err());
+        assert!(
+            storable(
+                &get,
+                &none,
+                StatusCode::PARTIAL_CONTENT,
+                &with_age,
+                Kind::Shared
+            )
+            .is_err()
+        );
+        assert!(
+            storable(
+                &get,
+                &none,
+                StatusCode::NOT_MODIFIED,
+                &with_age,
+                Kind::Shared
+            )
+            .is_err()
+        );
+    }
 }
