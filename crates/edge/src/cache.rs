@@ -20,6 +20,21 @@ use crate::http::{Body, ConnInfo, Handler, Line, RequestBody, served, trace_ctx}
 use crate::pool::Pool;
 use crate::proxy::{Forward, forward};
 
+/// A response's age when it arrives (RFC 9111 §4.2.3): the larger of what
+/// its Date says (how long ago the origin made it, by the wall clock) and
+/// its Age plus the time the request took (`delay`), which it aged by too.
+fn initial_age(h: &HeaderMap, delay: Duration) -> Duration {
+    let text = |name| h.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let apparent = text(header::DATE)
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|date| std::time::SystemTime::now().duration_since(date).ok())
+        .unwrap_or_default();
+    let said = text(header::AGE)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    apparent.max(said + delay)
+}
+
 /// One stored response.
 #[derive(Clone, Debug)]
 pub struct Stored {
@@ -379,12 +394,7 @@ impl Handler for CacheServer {
                 match body.collect().await {
                     Ok(b) => {
                         let body = b.to_bytes();
-                        let initial_age = parts
-                            .headers
-                            .get(header::AGE)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse().ok())
-                            .map_or(Duration::ZERO, Duration::from_secs);
+                        let initial_age = initial_age(&parts.headers, now.elapsed());
                         let s = Stored {
                             status: parts.status,
                             vary: vary_of(&parts.headers, &req_headers),
@@ -527,6 +537,19 @@ mod tests {
             lifetime: Duration::from_secs(lifetime),
             vary: vec![],
         }
+    }
+
+    #[test]
+    fn a_response_arrives_as_old_as_its_date_or_age_says() {
+        let s = Duration::from_secs;
+        let ago = |secs| httpdate::fmt_http_date(std::time::SystemTime::now() - s(secs));
+        let mut old = HeaderMap::new();
+        old.insert(header::DATE, HeaderValue::from_str(&ago(30)).unwrap());
+        let a = initial_age(&old, Duration::ZERO);
+        assert!((s(29)..=s(31)).contains(&a), "{a:?}");
+        old.insert(header::AGE, HeaderValue::from_static("100"));
+        assert_eq!(initial_age(&old, s(2)), s(102));
+        assert_eq!(initial_age(&HeaderMap::new(), s(1)), s(1));
     }
 
     #[test]
