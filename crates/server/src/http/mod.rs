@@ -400,11 +400,16 @@ pub(crate) trait Park:
     /// The socket to wait on for the next request, when nothing can be
     /// buffered above it; `None` when the connection cannot be parked.
     fn parkable(&self) -> Option<&TcpStream>;
+    /// The TCP socket underneath.
+    fn socket(&self) -> &TcpStream;
 }
 
 impl Park for TcpStream {
     fn parkable(&self) -> Option<&TcpStream> {
         Some(self)
+    }
+    fn socket(&self) -> &TcpStream {
+        self
     }
 }
 
@@ -413,6 +418,49 @@ impl Park for TcpStream {
 impl Park for tokio_rustls::server::TlsStream<TcpStream> {
     fn parkable(&self) -> Option<&TcpStream> {
         None
+    }
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// How long a closed connection may keep reading what its client still
+/// sends, in all and without a byte (see [`linger`]).
+const LINGER_FOR: Duration = Duration::from_secs(5);
+const LINGER_QUIET: Duration = Duration::from_secs(1);
+
+/// A lingering close, as nginx does it: hyper has sent its response and
+/// shut our side, but the client may still be sending what was never read
+/// (a body refused as too large while it streamed). Closing the socket now
+/// would answer those bytes with a reset, and a reset can destroy the
+/// response in the client's kernel before the client reads it (the
+/// client then sees "broken pipe", not the 413). So what arrives is read
+/// and dropped until the client closes, or is quiet for [`LINGER_QUIET`],
+/// or [`LINGER_FOR`] has passed, or the server stops. A client that had
+/// closed already costs one read.
+async fn linger(tcp: &TcpStream, stop: &mut StopSignal) {
+    let deadline = tokio::time::Instant::now() + LINGER_FOR;
+    let mut sink = Vec::new();
+    loop {
+        let wait =
+            LINGER_QUIET.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        tokio::select! {
+            ready = tokio::time::timeout(wait, tcp.readable()) => {
+                if !matches!(ready, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            _ = stop.stopped() => return,
+        }
+        if sink.is_empty() {
+            sink = vec![0u8; 16 * 1024];
+        }
+        match tcp.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -527,8 +575,17 @@ async fn drive<H, S>(
                 .serve_connection(TokioIo::new(io), service.clone())
                 .with_upgrades(),
         );
-        let parked = watch(serving.as_mut(), &state, &limits, &mut stop, parkable).await;
-        if !parked {
+        let ended = watch(serving.as_mut(), &state, &limits, &mut stop, parkable).await;
+        if ended != Ended::Parked {
+            // hyper closed it after a response: linger over what the
+            // client may still send. Not after an abort (a stalled or
+            // idle client is cut off, not waited for) nor an upgrade.
+            if ended == Ended::Done
+                && let Some(parts) = std::pin::Pin::into_inner(serving).into_parts()
+            {
+                let io = parts.io.into_inner();
+                Box::pin(linger(io.io.get_ref().socket(), &mut stop)).await;
+            }
             return;
         }
         let Some(parts) = std::pin::Pin::into_inner(serving).into_parts() else {
@@ -605,13 +662,24 @@ where
 /// stopping). With `park`, a connection that served a request and then
 /// stayed quiet and idle for [`PARK_AFTER`] is finished without closing
 /// its socket; returns whether that is how it ended.
+/// How a connection left [`watch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Idle between requests, handed back to be parked.
+    Parked,
+    /// hyper finished it (closed, or failed).
+    Done,
+    /// Cut off: stalled or idle past its limits.
+    Aborted,
+}
+
 async fn watch<C: Graceful<Output = hyper::Result<()>>>(
     mut serving: std::pin::Pin<&mut C>,
     state: &Arc<ConnState>,
     limits: &Limits,
     stop: &mut StopSignal,
     park: bool,
-) -> bool {
+) -> Ended {
     let mut every =
         (limits.idle_timeout.min(limits.stall_timeout) / 4).max(Duration::from_millis(50));
     if park {
@@ -623,7 +691,7 @@ async fn watch<C: Graceful<Output = hyper::Result<()>>>(
     let mut closing = false;
     loop {
         tokio::select! {
-            _ = serving.as_mut() => return false,
+            _ = serving.as_mut() => return Ended::Done,
             _ = stop.stopped(), if !closing => {
                 serving.as_mut().graceful();
                 closing = true;
@@ -653,7 +721,8 @@ async fn watch<C: Graceful<Output = hyper::Result<()>>>(
                     .await;
                     state.set_parking(false);
                     match now {
-                        std::task::Poll::Ready(done) => return done.is_ok(),
+                        std::task::Poll::Ready(Ok(())) => return Ended::Parked,
+                        std::task::Poll::Ready(Err(_)) => return Ended::Done,
                         std::task::Poll::Pending => closing = true,
                     }
                     continue;
@@ -664,7 +733,7 @@ async fn watch<C: Graceful<Output = hyper::Result<()>>>(
                         serving.as_mut().graceful();
                         closing = true;
                     }
-                    Verdict::Abort => return false,
+                    Verdict::Abort => return Ended::Aborted,
                 }
             }
         }
@@ -780,6 +849,49 @@ mod tests {
         // answers.
         assert_eq!(admitted.load(Ordering::Relaxed), 1);
         assert_eq!(PARKS.with(|p| p.get()), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_still_streaming_in_does_not_reset_the_refusal() {
+        let limits = Limits {
+            max_body: 1024,
+            ..Limits::default()
+        };
+        for _ in 0..5 {
+            let (_h, addr) = server(Echo::default(), limits).await;
+            let s = TcpStream::connect(addr).await.unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            const BODY: usize = 16 << 20;
+            // The client sends its whole body whatever it hears, as a
+            // client library does (the server refuses it from the head).
+            let writer = tokio::spawn(async move {
+                let head =
+                    format!("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: {BODY}\r\n\r\n");
+                wr.write_all(head.as_bytes()).await?;
+                let chunk = vec![b'x'; 64 * 1024];
+                for _ in 0..BODY / chunk.len() {
+                    wr.write_all(&chunk).await?;
+                }
+                wr.shutdown().await
+            });
+            let mut got = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut got)).await;
+            // The refusal arrives whole and the connection ends with a
+            // FIN: the body's bytes were read and dropped, never answered
+            // with a reset that would have taken the 413 with it.
+            assert!(
+                matches!(read, Ok(Ok(_))),
+                "{read:?} after {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+            assert!(
+                writer.await.unwrap().is_ok(),
+                "the body could be sent to its end"
+            );
+        }
     }
 
     #[tokio::test]
