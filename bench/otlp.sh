@@ -92,9 +92,11 @@ off_on; off_run=$OFF_RUN on_run=$ON_RUN
 # CPU 0. What export costs the server itself shows apart from what the
 # collector, on the same machine, takes from the load generator.
 WEB_CPU=1 OTHER_CPU=0
-taskset -pc 0 "$COL" >/dev/null
+# -a: every thread of the collector (its runtime's workers too), not only
+# its first; without it the workers kept running on CPU 1 beside the server.
+taskset -apc 0 "$COL" >/dev/null
 off_on; off_pin=$OFF_RUN on_pin=$ON_RUN
-taskset -pc 0,1 "$COL" >/dev/null
+taskset -apc 0,1 "$COL" >/dev/null
 
 python3 - "$DATA" "$off_run" "$on_run" "$RUNS" "$(getconf CLK_TCK)" "$off_pin" "$on_pin" <<'PY'
 import statistics, sys
