@@ -326,23 +326,47 @@ pub async fn create_export(sql: &Sql<'_>, user: i64, keep: i64) -> Result<i64, A
     col(&row, 0)
 }
 
-/// Ends an export: done with its CSV, or failed with why.
+/// Ends an export still pending: done with its CSV, or failed with why
+/// (one already ended stays as it was).
 pub async fn end_export(
     sql: &Sql<'_>,
     id: i64,
     outcome: Result<&str, &str>,
 ) -> Result<(), AppError> {
     let stmt = match outcome {
-        Ok(body) => {
-            Stmt::new("UPDATE exports SET status = 'done', body = $1, done_at = $2 WHERE id = $3")
-                .bind(body)
-        }
+        Ok(body) => Stmt::new(
+            "UPDATE exports SET status = 'done', body = $1, done_at = $2 \
+                 WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(body),
         Err(why) => Stmt::new(
-            "UPDATE exports SET status = 'failed', error = $1, done_at = $2 WHERE id = $3",
+            "UPDATE exports SET status = 'failed', error = $1, done_at = $2 \
+             WHERE id = $3 AND status = 'pending'",
         )
         .bind(why),
     };
     sql.exec(stmt.bind(auth::now()).bind(id)).await.map(drop)
+}
+
+/// An export, where one still pending after `give_up_after` seconds is
+/// failed first: its task ended with the app server that ran it (a
+/// restart, a crash), and nothing else would ever end it.
+pub async fn find_export_settled(
+    sql: &Sql<'_>,
+    id: i64,
+    give_up_after: i64,
+) -> Result<Option<Export>, AppError> {
+    let found = find_export(sql, id).await?;
+    match found {
+        Some(e) if e.status == "pending" && auth::now() - e.created_at > give_up_after => {
+            let why = format!(
+                "not finished within {give_up_after} s: the app server making it stopped before it was done"
+            );
+            end_export(sql, id, Err(&why)).await?;
+            find_export(sql, id).await
+        }
+        other => Ok(other),
+    }
 }
 
 pub async fn find_export(sql: &Sql<'_>, id: i64) -> Result<Option<Export>, AppError> {
@@ -615,3 +639,43 @@ pub async fn seed(sql: &Sql<'_>) -> Result<(), AppError> {
 }
 
 pub mod oauth;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+    use weblab_trace::{Collector, Ctx, Detail, Recorder};
+
+    #[tokio::test]
+    async fn an_export_left_pending_by_a_stopped_server_ends_as_failed() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let rec = Recorder::new(Collector::new(Detail::Minimal), "app", "", "app");
+        let sql = db.sql(&rec, Ctx::unsampled_root());
+        seed(&sql).await.unwrap();
+        let user = list_users(&sql, 1, 0).await.unwrap()[0].id;
+        let young = create_export(&sql, user, 10).await.unwrap();
+        let old = create_export(&sql, user, 10).await.unwrap();
+        // As if its server had stopped two minutes ago.
+        sql.exec(
+            Stmt::new("UPDATE exports SET created_at = $1 WHERE id = $2")
+                .bind(auth::now() - 120)
+                .bind(old),
+        )
+        .await
+        .unwrap();
+        let e = find_export_settled(&sql, old, 60).await.unwrap().unwrap();
+        assert_eq!(e.status, "failed");
+        assert!(e.error.unwrap().contains("stopped"));
+        let e = find_export_settled(&sql, young, 60).await.unwrap().unwrap();
+        assert_eq!(e.status, "pending", "a young one is still being made");
+        // An ended export is not ended again.
+        end_export(&sql, young, Ok("csv")).await.unwrap();
+        end_export(&sql, young, Err("late")).await.unwrap();
+        let e = find_export(&sql, young).await.unwrap().unwrap();
+        assert_eq!(
+            (e.status.as_str(), e.body.as_deref()),
+            ("done", Some("csv"))
+        );
+    }
+}

@@ -22,8 +22,9 @@ const MAX_ROWS: i64 = 10_000;
 const KEEP: i64 = 10;
 /// Exports a user may have in the works at once; more get 429.
 const MAX_PENDING: i64 = 2;
-/// A pending export older than this no longer counts against its owner
-/// (its task ended with the server that ran it).
+/// A pending export older than this no longer counts against its owner,
+/// and is failed when asked about (its task ended with the server that
+/// ran it).
 const PENDING_FOR: i64 = 60;
 
 /// POST /api/exports: 202 and the export's place; the work goes on after
@@ -76,7 +77,7 @@ async fn find(cx: &Cx, raw: &str) -> Result<repo::Export, AppError> {
     let eid = id(raw, "export")?;
     let e = cx
         .service("ExportService::find", async |sql| {
-            repo::find_export(&sql, eid)
+            repo::find_export_settled(&sql, eid, PENDING_FOR)
                 .await?
                 .ok_or_else(|| AppError::not_found(format!("no export with id {eid}")))
         })
