@@ -50,14 +50,51 @@ pub struct Resolved {
     pub answers: Vec<Record>,
     /// The SOA for negative answers.
     pub soa: Option<Record>,
+    /// Why it failed, for a client that speaks EDNS (RFC 8914).
+    pub why: Option<Ede>,
+}
+
+/// An Extended DNS Error (RFC 8914): an INFO-CODE and words on what
+/// happened, which `dig` prints as `EDE: 22 (No Reachable Authority): …`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ede {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Ede {
+    /// 0: Other.
+    pub const OTHER: u16 = 0;
+    /// 18: Prohibited (the client may not ask).
+    pub const PROHIBITED: u16 = 18;
+    /// 22: No Reachable Authority.
+    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
+
+    /// The option's bytes: the code, then the text (UTF-8).
+    pub fn option_data(&self) -> Vec<u8> {
+        let mut data = self.code.to_be_bytes().to_vec();
+        data.extend_from_slice(self.text.as_bytes());
+        data
+    }
 }
 
 impl Resolved {
-    pub fn servfail() -> Self {
+    /// SERVFAIL, saying why.
+    pub fn servfail(code: u16, text: String) -> Self {
         Resolved {
             rcode: ResponseCode::ServFail,
             answers: vec![],
             soa: None,
+            why: Some(Ede { code, text }),
+        }
+    }
+
+    /// REFUSED, saying why.
+    pub fn refused(code: u16, text: String) -> Self {
+        Resolved {
+            rcode: ResponseCode::Refused,
+            why: Some(Ede { code, text }),
+            ..Resolved::servfail(code, String::new())
         }
     }
 
@@ -72,6 +109,7 @@ impl Resolved {
             rcode,
             answers,
             soa,
+            why: None,
         }
     }
 }
@@ -280,7 +318,10 @@ impl Iteration {
         self.chain.extend(f.chain);
         self.target = f.target;
         if f.too_long {
-            return Some(Step::Done(Resolved::servfail()));
+            return Some(Step::Done(Resolved::servfail(
+                Ede::OTHER,
+                format!("a CNAME chain longer than {MAX_CNAMES}"),
+            )));
         }
         f.found.map(|(c, _)| self.done(Resolved::from_cache(c)))
     }
@@ -390,7 +431,10 @@ impl Iteration {
 
     fn next_query(&mut self, k: &mut Knowledge, s: &Settings, now: Instant) -> Step {
         if self.queries >= MAX_QUERIES {
-            return Step::Done(Resolved::servfail());
+            return Step::Done(Resolved::servfail(
+                Ede::OTHER,
+                format!("gave up after {MAX_QUERIES} queries"),
+            ));
         }
         let srtt = |ip: IpAddr| k.rtt.srtt(ip, now);
         // The least-asked server, the fastest measured among equals.
@@ -401,7 +445,13 @@ impl Iteration {
                 (tries, srtt(ip).unwrap_or(UNKNOWN))
             })
         else {
-            return Step::Done(Resolved::servfail());
+            return Step::Done(Resolved::servfail(
+                Ede::NO_REACHABLE_AUTHORITY,
+                format!(
+                    "no server of {} gave an answer or a referral (each asked at most {TRIES_PER_SERVER} times)",
+                    zone_text(&self.zone)
+                ),
+            ));
         };
         let (ip, tries) = self.servers[i];
         self.servers[i].1 += 1;
@@ -441,7 +491,13 @@ impl Iteration {
 
     fn next_glueless(&mut self) -> Step {
         if self.glueless.is_empty() {
-            return Step::Done(Resolved::servfail());
+            return Step::Done(Resolved::servfail(
+                Ede::NO_REACHABLE_AUTHORITY,
+                format!(
+                    "no address found for any name server of {}",
+                    zone_text(&self.zone)
+                ),
+            ));
         }
         Step::FindAddress(self.glueless.remove(0))
     }
@@ -454,7 +510,10 @@ impl Iteration {
             return self.next_query(k, s, now);
         }
         let Some((_, asked, _)) = self.asked.clone() else {
-            return Step::Done(Resolved::servfail());
+            return Step::Done(Resolved::servfail(
+                Ede::OTHER,
+                "a reply to no question asked".into(),
+            ));
         };
         let soa = m
             .authorities
@@ -477,6 +536,7 @@ impl Iteration {
                 rcode: ResponseCode::NXDomain,
                 answers: vec![],
                 soa,
+                why: None,
             });
         }
         let referral = match m.metadata.authoritative {
@@ -526,7 +586,10 @@ impl Iteration {
                 Some(next) => {
                     self.cnames += 1;
                     if self.cnames > MAX_CNAMES {
-                        return Step::Done(Resolved::servfail());
+                        return Step::Done(Resolved::servfail(
+                            Ede::OTHER,
+                            format!("a CNAME chain longer than {MAX_CNAMES}"),
+                        ));
                     }
                     self.chain.extend(answers);
                     self.target = next;
@@ -541,6 +604,7 @@ impl Iteration {
                     rcode: ResponseCode::NoError,
                     answers,
                     soa: None,
+                    why: None,
                 }),
             };
         }
@@ -560,6 +624,7 @@ impl Iteration {
             rcode: ResponseCode::NoError,
             answers: vec![],
             soa,
+            why: None,
         })
     }
 
@@ -572,7 +637,10 @@ impl Iteration {
     ) -> Step {
         self.referrals += 1;
         if self.referrals > MAX_REFERRALS {
-            return Step::Done(Resolved::servfail());
+            return Step::Done(Resolved::servfail(
+                Ede::OTHER,
+                format!("more than {MAX_REFERRALS} referrals"),
+            ));
         }
         k.cache.insert_records(&r.ns, now);
         k.cache.insert_records(&r.glue, now);
@@ -879,7 +947,7 @@ mod tests {
             now,
         );
         let mut it = Iteration::new(&n("x.test."), RecordType::A, &s);
-        assert_eq!(it.start(&mut k, &s, now), Step::Done(Resolved::servfail()));
+        assert_eq!(it.start(&mut k, &s, now), servfail_step());
     }
 
     #[test]
@@ -916,6 +984,7 @@ mod tests {
             rcode: ResponseCode::NoError,
             answers: vec![a("ns.elsewhere.", "127.0.0.7")],
             soa: None,
+            why: None,
         };
         let ask = expect_ask(it.on(Heard::Address(&found), &mut k, &s, now));
         assert_eq!(ask.server.ip(), ip("127.0.0.7"));
@@ -930,6 +999,20 @@ mod tests {
         let types: Vec<RecordType> = r.answers.iter().map(Record::record_type).collect();
         assert_eq!(types, [RecordType::CNAME, RecordType::A]);
         assert_eq!(r.answers[1], a("web.other.", "127.0.5.5"));
+    }
+
+    /// Compares a step with "done: SERVFAIL", whatever the reason.
+    #[derive(Debug)]
+    struct ServfailStep;
+
+    fn servfail_step() -> ServfailStep {
+        ServfailStep
+    }
+
+    impl PartialEq<ServfailStep> for Step {
+        fn eq(&self, _: &ServfailStep) -> bool {
+            matches!(self, Step::Done(r) if r.rcode == ResponseCode::ServFail && r.why.is_some())
+        }
     }
 
     #[test]
@@ -950,7 +1033,7 @@ mod tests {
             });
             step = it.on(Heard::Reply(&m, RTT), &mut k, &s, now);
         }
-        assert_eq!(step, Step::Done(Resolved::servfail()));
+        assert_eq!(step, servfail_step());
         assert_eq!(sent, usize::from(MAX_REFERRALS) + 1);
         // A zone whose only server never answers: two tries, then SERVFAIL.
         let mut it = Iteration::new(&n("x.test."), RecordType::A, &settings(false));
@@ -962,7 +1045,7 @@ mod tests {
             step = it.on(Heard::Timeout, &mut k, &s, now);
         }
         assert_eq!(tries, TRIES_PER_SERVER);
-        assert_eq!(step, Step::Done(Resolved::servfail()));
+        assert_eq!(step, servfail_step());
     }
 
     #[test]
@@ -992,7 +1075,7 @@ mod tests {
             });
             step = it.on(Heard::Reply(&m, RTT), &mut k, &s, now);
         }
-        assert_eq!(step, Step::Done(Resolved::servfail()));
+        assert_eq!(step, servfail_step());
         let servers: Vec<&str> = asked.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(servers, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
         assert!(

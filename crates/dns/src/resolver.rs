@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use weblab_trace::{CacheLevel, Correlation, Ctx, DnsOutcome, Event, Layer, Recorder};
@@ -17,7 +18,7 @@ use crate::cache::{Cached, name_key};
 use crate::error::DnsError;
 pub use crate::iterate::Resolved;
 use crate::iterate::{
-    Ask, Followed, Heard, Iteration, Knowledge, MAX_CNAMES, Settings, Step, follow,
+    Ask, Ede, Followed, Heard, Iteration, Knowledge, MAX_CNAMES, Settings, Step, follow,
 };
 use crate::kept::{Found, Kept, Slot, ttl_fields};
 use crate::message::{Transport, check_query, encode, outcome_of, record_text, response_to};
@@ -140,6 +141,7 @@ impl Resolver {
                 rcode: ResponseCode::Refused,
                 answers: vec![],
                 soa: None,
+                why: None,
             },
         }
     }
@@ -283,7 +285,12 @@ impl Resolver {
                     Step::FindAddress(server) => {
                         let found = match depth < MAX_DEPTH {
                             true => self.iterate(ctx, server, RecordType::A, depth + 1).await,
-                            false => Resolved::servfail(),
+                            false => Resolved::servfail(
+                                Ede::OTHER,
+                                format!(
+                                    "name server addresses nested more than {MAX_DEPTH} lookups deep"
+                                ),
+                            ),
                         };
                         self.step(&mut it, Some(Heard::Address(&found)))
                     }
@@ -344,8 +351,16 @@ fn response(query: &Message, resolved: Resolved) -> Message {
     if let Some(soa) = resolved.soa {
         r.add_authority(soa);
     }
+    // Only to a client that sent EDNS (an OPT of ours answers its OPT).
+    if let (Some(why), Some(edns)) = (resolved.why, r.edns.as_mut()) {
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(EDE_OPTION, why.option_data()));
+    }
     r
 }
+
+/// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
+const EDE_OPTION: u16 = 15;
 
 fn serve_event(peer: Peer, outcome: DnsOutcome, id: u16, name: String, qtype: String) -> Event {
     Event::DnsServe {
@@ -487,11 +502,10 @@ impl Handler for Resolver {
                 peer.remote.ip()
             );
             self.rec.end(note, Event::Note { text });
-            Resolved {
-                rcode: ResponseCode::Refused,
-                answers: vec![],
-                soa: None,
-            }
+            Resolved::refused(
+                Ede::PROHIBITED,
+                format!("{} may not ask this resolver", peer.remote.ip()),
+            )
         };
         Some(self.reply(&query, peer, span, resolved))
     }
@@ -541,6 +555,32 @@ mod tests {
             })
             .collect();
         r.knowledge().cache.insert_records(&records, Instant::now());
+    }
+
+    #[test]
+    fn a_failure_says_why_in_an_extended_error_to_a_client_with_edns() {
+        let mut q = Message::query();
+        q.add_query(Query::query(Name::from_ascii("x.test.").unwrap(), RecordType::A));
+        let why = || {
+            Resolved::servfail(
+                Ede::NO_REACHABLE_AUTHORITY,
+                "no server of test. gave an answer".into(),
+            )
+        };
+        // Without EDNS there is nowhere to put it.
+        let plain = Message::from_vec(&response(&q, why()).to_vec().unwrap()).unwrap();
+        assert_eq!(plain.metadata.response_code, ResponseCode::ServFail);
+        assert!(plain.edns.is_none());
+        q.set_edns(hickory_proto::op::Edns::new());
+        let m = Message::from_vec(&response(&q, why()).to_vec().unwrap()).unwrap();
+        let opt = m.edns.expect("an OPT in the reply");
+        let found = opt.options().as_ref().iter().find_map(|(code, o)| match o {
+            EdnsOption::Unknown(15, data) => Some((*code, data.clone())),
+            _ => None,
+        });
+        let (_, data) = found.expect("an EDE option");
+        assert_eq!(&data[..2], &22u16.to_be_bytes());
+        assert_eq!(&data[2..], b"no server of test. gave an answer");
     }
 
     fn query(id: u16, name: &str) -> Vec<u8> {
