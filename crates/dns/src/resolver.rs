@@ -560,7 +560,10 @@ mod tests {
     #[test]
     fn a_failure_says_why_in_an_extended_error_to_a_client_with_edns() {
         let mut q = Message::query();
-        q.add_query(Query::query(Name::from_ascii("x.test.").unwrap(), RecordType::A));
+        q.add_query(Query::query(
+            Name::from_ascii("x.test.").unwrap(),
+            RecordType::A,
+        ));
         let why = || {
             Resolved::servfail(
                 Ede::NO_REACHABLE_AUTHORITY,

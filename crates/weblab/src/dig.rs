@@ -169,6 +169,9 @@ fn full(out: &mut String, m: &Message) {
         m.authorities.len(),
         m.additionals.len(),
     ));
+    for line in extended_errors(m) {
+        out.push_str(&line);
+    }
     out.push_str("\n;; QUESTION SECTION:\n");
     for q in &m.queries {
         out.push_str(&format!(
@@ -180,6 +183,58 @@ fn full(out: &mut String, m: &Message) {
     section(out, "ANSWER", &m.answers);
     section(out, "AUTHORITY", &m.authorities);
     section(out, "ADDITIONAL", &m.additionals);
+}
+
+/// The Extended DNS Errors (RFC 8914) in a reply's OPT, as dig prints
+/// them: `; EDE: 22 (No Reachable Authority): (text)`.
+fn extended_errors(m: &Message) -> Vec<String> {
+    // The IANA registry's names, by INFO-CODE.
+    const NAMES: [&str; 25] = [
+        "Other",
+        "Unsupported DNSKEY Algorithm",
+        "Unsupported DS Digest Type",
+        "Stale Answer",
+        "Forged Answer",
+        "DNSSEC Indeterminate",
+        "DNSSEC Bogus",
+        "Signature Expired",
+        "Signature Not Yet Valid",
+        "DNSKEY Missing",
+        "RRSIGs Missing",
+        "No Zone Key Bit Set",
+        "NSEC Missing",
+        "Cached Error",
+        "Not Ready",
+        "Blocked",
+        "Censored",
+        "Filtered",
+        "Prohibited",
+        "Stale NXDOMAIN Answer",
+        "Not Authoritative",
+        "Not Supported",
+        "No Reachable Authority",
+        "Network Error",
+        "Invalid Data",
+    ];
+    let Some(edns) = &m.edns else {
+        return Vec::new();
+    };
+    edns.options()
+        .as_ref()
+        .iter()
+        .filter_map(|(_, o)| match o {
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data) if data.len() >= 2 => {
+                let code = u16::from_be_bytes([data[0], data[1]]);
+                let name = NAMES.get(usize::from(code)).copied().unwrap_or("Unknown");
+                let text = String::from_utf8_lossy(&data[2..]);
+                Some(match text.is_empty() {
+                    true => format!("; EDE: {code} ({name})\n"),
+                    false => format!("; EDE: {code} ({name}): ({text})\n"),
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Runs `weblab dig`; the text to print.
@@ -318,6 +373,22 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn extended_errors_are_printed_with_their_names() {
+        use hickory_proto::rr::rdata::opt::EdnsOption;
+        let mut m = Message::query();
+        assert!(extended_errors(&m).is_empty());
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(15, b"\x00\x16no server".to_vec()));
+        m.set_edns(edns);
+        let m = Message::from_vec(&m.to_vec().unwrap()).unwrap();
+        assert_eq!(
+            extended_errors(&m),
+            ["; EDE: 22 (No Reachable Authority): (no server)\n"]
+        );
     }
 
     #[test]
