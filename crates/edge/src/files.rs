@@ -520,6 +520,16 @@ fn etag_matches(list: &str, etag: &str) -> bool {
     })
 }
 
+/// A response of `status` with no body, its headers so far in `b`.
+fn bodiless(b: http::response::Builder, status: StatusCode, refused: Option<String>) -> Served {
+    Served {
+        response: b.status(status).body(Body::empty()).unwrap_or_default(),
+        file: None,
+        bytes: 0,
+        refused,
+    }
+}
+
 /// The response for one entry (conditional, range, coding).
 async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
     let etag = e.etag.to_str().unwrap_or("");
@@ -579,17 +589,8 @@ async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
             .map(|_| "the file was modified after If-Unmodified-Since".to_string()),
     };
     if let Some(why) = unmet {
-        let r = b
-            .status(StatusCode::PRECONDITION_FAILED)
-            .header(header::CONTENT_LENGTH, 0)
-            .body(Body::empty())
-            .unwrap_or_default();
-        return Served {
-            response: r,
-            file: None,
-            bytes: 0,
-            refused: Some(why),
-        };
+        let b = b.header(header::CONTENT_LENGTH, 0);
+        return bodiless(b, StatusCode::PRECONDITION_FAILED, Some(why));
     }
     // Steps 3-4: If-None-Match; If-Modified-Since only without it.
     let not_modified = match h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
@@ -597,16 +598,7 @@ async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
         None => date(header::IF_MODIFIED_SINCE).is_some_and(|since| secs(e.mtime) <= since),
     };
     if not_modified {
-        let r = b
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default();
-        return Served {
-            response: r,
-            file: None,
-            bytes: 0,
-            refused: None,
-        };
+        return bodiless(b, StatusCode::NOT_MODIFIED, None);
     }
     b = b.header(header::CONTENT_TYPE, e.content_type.clone());
     if let Some((coding, bytes)) = coded {
@@ -648,17 +640,9 @@ async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
             (StatusCode::PARTIAL_CONTENT, s, en)
         }
         Range::Unsatisfiable => {
-            let r = b
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{}", e.len))
-                .body(Body::empty())
-                .unwrap_or_default();
-            return Served {
-                response: r,
-                file: None,
-                bytes: 0,
-                refused: Some("the range is outside the file".into()),
-            };
+            let b = b.header(header::CONTENT_RANGE, format!("bytes */{}", e.len));
+            let why = "the range is outside the file".to_string();
+            return bodiless(b, StatusCode::RANGE_NOT_SATISFIABLE, Some(why));
         }
     };
     let count = if e.len == 0 { 0 } else { end - start + 1 };
