@@ -140,11 +140,16 @@ impl Mallory {
                 .with_context(|| format!("Mallory cannot listen on {me}:{port}"))?;
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move {
+                // Her connections live in this set, so they end with her
+                // (a dropped set aborts its tasks), not only when both
+                // their sockets close.
+                let mut conns = tokio::task::JoinSet::new();
                 while let Ok((client, _)) = listener.accept().await {
+                    while conns.try_join_next().is_some() {}
                     *lock(&shared.seen).connections.entry(port).or_default() += 1;
                     let mode = lock(&shared.mode).clone();
                     let shared = shared.clone();
-                    tokio::spawn(async move {
+                    conns.spawn(async move {
                         let upstream = SocketAddr::new(lb, port);
                         match mode {
                             Mode::Impersonate(cfg) if tls => {
