@@ -44,17 +44,7 @@ impl BrowserError {
     /// ("connection error: received corrupt message …"): what went wrong
     /// underneath is what a person needs to see.
     pub(crate) fn hyper(e: hyper::Error) -> Self {
-        let mut m = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            let t = c.to_string();
-            if !m.contains(&t) {
-                m.push_str(": ");
-                m.push_str(&t);
-            }
-            cause = c.source();
-        }
-        Self::new(Kind::Http, m)
+        Self::new(Kind::Http, weblab_trace::error_chain(&e))
     }
     pub(crate) fn decode(m: impl fmt::Display) -> Self {
         Self::new(Kind::Decode, m)

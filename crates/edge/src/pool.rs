@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
-use weblab_trace::{Ctx, Event, Layer, Recorder};
+use weblab_trace::{Ctx, Event, Layer, Recorder, error_chain as chain};
 
 use crate::backend::{Backend, BackendStatus, Outcome, Rule};
 use crate::balance::{Balancer, Candidate};
@@ -448,21 +448,6 @@ impl std::fmt::Display for SendError {
             SendError::Other(e) => write!(f, "{e}"),
         }
     }
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// Opens upstream connections from the proxy's address.

@@ -781,9 +781,48 @@ impl fmt::Display for Event {
     }
 }
 
+/// An error and the causes behind it on one line, each cause once
+/// (libraries often repeat a cause's words in their own): what a span's
+/// error field or a printed failure should say, since the outermost words
+/// ("connection error", "client error (SendRequest)") rarely say what
+/// happened underneath.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connection error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other("broken pipe"));
+        assert_eq!(error_chain(&e), "connection error: broken pipe");
+        let plain = std::io::Error::other("refused");
+        assert_eq!(error_chain(&plain), "refused");
+    }
 
     #[test]
     fn a_decoded_step_says_whether_compression_saved_bytes() {

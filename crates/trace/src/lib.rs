@@ -25,6 +25,6 @@ pub mod span;
 pub mod store;
 
 pub use collector::{Collector, Detail, Recorder, SpanSink};
-pub use event::{CacheLevel, DnsOutcome, Event, Phase};
+pub use event::{CacheLevel, DnsOutcome, Event, Phase, error_chain};
 pub use span::{Correlation, Ctx, Label, Layer, Span, SpanId, TraceId, now_ns};
 pub use store::{Encoded, Head, StoreLimits, StoreStats, TraceStore};
