@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Some(l) = split(&frame) {
         assert_eq!(l.raw, data);
-        assert!(l.link_len + l.ip_len + l.tcp_len + l.payload.len() <= data.len());
+        assert!(l.link_len + l.ip_len + l.tcp_len + l.payload().len() <= data.len());
     }
     // Two copies of the frame, its addresses named, grouped as a page
     // load's frames are: one pair or none, with both frames counted.

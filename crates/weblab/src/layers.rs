@@ -201,9 +201,18 @@ pub struct Layers {
     /// The window scale this segment offers (a SYN's option).
     pub wscale: Option<u8>,
     pub tcp_len: usize,
-    pub payload: Vec<u8>,
     /// The whole frame as captured.
     pub raw: Vec<u8>,
+}
+
+impl Layers {
+    /// What TCP carried: the frame's bytes after the three headers, up to
+    /// where IPv4's total length ends (a link may pad a short frame).
+    pub fn payload(&self) -> &[u8] {
+        let end = (self.link_len + usize::from(self.ip_total)).min(self.raw.len());
+        let start = (self.link_len + self.ip_len + self.tcp_len).min(end);
+        &self.raw[start..end]
+    }
 }
 
 /// Splits a captured frame; `None` for anything but Ethernet/IPv4/TCP.
@@ -267,7 +276,6 @@ pub fn split(f: &Frame) -> Option<Layers> {
         options,
         wscale,
         tcp_len: tcp.header_slice().len(),
-        payload: tcp.payload().to_vec(),
         raw: f.bytes.clone(),
     })
 }
@@ -304,11 +312,11 @@ fn records(client: Ipv4Addr, p: &[Layers]) -> Vec<Record> {
         crate::mitm::Framer::default(),
     ];
     for (i, l) in p.iter().enumerate() {
-        if l.payload.is_empty() {
+        if l.payload().is_empty() {
             continue;
         }
         let from_client = l.src == client;
-        let mut bytes = l.payload.clone();
+        let mut bytes = l.payload().to_vec();
         framers[usize::from(!from_client)].feed(&mut bytes, |kind, len, _| {
             out.push(Record {
                 frame: i,
@@ -471,7 +479,7 @@ fn render(
             l.link_len,
             l.ip_len,
             l.tcp_len,
-            l.payload.len()
+            l.payload().len()
         );
     }
     for (who, from) in [("client", client), ("server", server)] {
@@ -500,8 +508,12 @@ fn render(
             .wscale;
         theirs.and(mine)
     };
-    let request = p.iter().find(|l| l.src == client && !l.payload.is_empty());
-    let answer = p.iter().find(|l| l.src == server && !l.payload.is_empty());
+    let request = p
+        .iter()
+        .find(|l| l.src == client && !l.payload().is_empty());
+    let answer = p
+        .iter()
+        .find(|l| l.src == server && !l.payload().is_empty());
     let names = if tls {
         ["the client's first data", "the server's first data"]
     } else {
@@ -564,7 +576,7 @@ fn render(
                 .collect();
             // A frame that begins with a handshake record: its first
             // message's type (RFC 8446 §4).
-            let message = match (l.payload.first(), l.payload.get(5)) {
+            let message = match (l.payload().first(), l.payload().get(5)) {
                 (Some(22), Some(1)) => " (ClientHello first)",
                 (Some(22), Some(2)) => " (ServerHello first)",
                 _ => "",
@@ -572,7 +584,7 @@ fn render(
             let _ = writeln!(
                 s,
                 "  TLS (between TCP and HTTP){message}, {} bytes of records; records starting here: {}",
-                l.payload.len(),
+                l.payload().len(),
                 if here.is_empty() {
                     "none (the rest of an earlier one)".to_string()
                 } else {
@@ -580,7 +592,7 @@ fn render(
                 }
             );
             if let Some(site) = site
-                && crate::mitm::contains(&l.payload, site.as_bytes())
+                && crate::mitm::contains(l.payload(), site.as_bytes())
             {
                 let _ = writeln!(
                     s,
@@ -591,8 +603,8 @@ fn render(
             let _ = writeln!(
                 s,
                 "  L7 application, HTTP message bytes, {}: {:?}",
-                l.payload.len(),
-                first_line(&l.payload)
+                l.payload().len(),
+                first_line(l.payload())
             );
         }
         let at = l.link_len + l.ip_len + l.tcp_len;
@@ -610,7 +622,7 @@ fn render(
             }
         }
         let top = if tls { "TLS" } else { "L7" };
-        let _ = writeln!(s, "    {top} {}", hex(&l.payload, 20));
+        let _ = writeln!(s, "    {top} {}", hex(l.payload(), 20));
     }
     if tls {
         for (from_client, who) in [(true, "the client"), (false, "the server")] {
@@ -627,7 +639,7 @@ fn render(
         );
     }
     let wire: usize = p.iter().map(|l| l.frame_len).sum();
-    let data: usize = p.iter().map(|l| l.payload.len()).sum();
+    let data: usize = p.iter().map(|l| l.payload().len()).sum();
     let headers = wire - data;
     let _ = writeln!(
         s,
@@ -635,7 +647,7 @@ fn render(
         p.len(),
         if tls { "TLS records" } else { "HTTP" },
         (headers * 100).checked_div(wire).unwrap_or(0),
-        p.iter().filter(|l| l.payload.is_empty()).count()
+        p.iter().filter(|l| l.payload().is_empty()).count()
     );
     let _ = writeln!(
         s,

@@ -534,25 +534,25 @@ async fn one_fetch_is_captured_on_lo_and_split_into_its_layers() {
         assert_eq!(l.frame_len, l.link_len + l.ip_total as usize, "{report}");
         assert_eq!(
             l.frame_len,
-            l.link_len + l.ip_len + l.tcp_len + l.payload.len()
+            l.link_len + l.ip_len + l.tcp_len + l.payload().len()
         );
     }
     // The request and the answer ride inside TCP.
     let request = p
         .iter()
-        .find(|l| l.src == done.client && !l.payload.is_empty())
+        .find(|l| l.src == done.client && !l.payload().is_empty())
         .expect("a request frame");
     assert!(
         request
-            .payload
+            .payload()
             .starts_with(b"GET /static/app.css HTTP/1.1\r\n"),
         "{report}"
     );
     let answer = p
         .iter()
-        .find(|l| l.src == done.server && !l.payload.is_empty())
+        .find(|l| l.src == done.server && !l.payload().is_empty())
         .expect("an answer frame");
-    assert!(answer.payload.starts_with(b"HTTP/1.1 200 "), "{report}");
+    assert!(answer.payload().starts_with(b"HTTP/1.1 200 "), "{report}");
     // Both sides close.
     assert!(
         p.iter()
@@ -612,7 +612,7 @@ async fn over_https_the_capture_shows_tls_records_and_no_http_text() {
     let all: Vec<u8> = done
         .packets
         .iter()
-        .flat_map(|l| l.payload.clone())
+        .flat_map(|l| l.payload().to_vec())
         .collect();
     let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
     assert!(!has(b"GET /static/app.css"), "{report}");
