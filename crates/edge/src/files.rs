@@ -520,8 +520,16 @@ fn etag_matches(list: &str, etag: &str) -> bool {
     })
 }
 
-/// A response of `status` with no body, its headers so far in `b`.
-fn bodiless(b: http::response::Builder, status: StatusCode, refused: Option<String>) -> Served {
+/// A response of `status` with no body, its headers so far in `b`. Only
+/// a 304 keeps their Cache-Control (it refreshes the stored copy); a 412
+/// or 416 answers this request's condition or range, and no cache should
+/// keep it for the URL.
+fn bodiless(mut b: http::response::Builder, status: StatusCode, refused: Option<String>) -> Served {
+    if status != StatusCode::NOT_MODIFIED
+        && let Some(h) = b.headers_mut()
+    {
+        h.remove(header::CACHE_CONTROL);
+    }
     Served {
         response: b.status(status).body(Body::empty()).unwrap_or_default(),
         file: None,
@@ -949,6 +957,21 @@ mod tests {
         let long_ago = "Thu, 01 Jan 1970 00:00:00 GMT";
         let lm_text = lm.to_str().unwrap();
         assert_eq!(status(with(&[(header::IF_MATCH, "\"nope\"")])).await, 412);
+        let unmet = files
+            .serve(
+                "/static/app.css",
+                &Method::GET,
+                &with(&[(header::IF_MATCH, "\"nope\"")]),
+            )
+            .await;
+        assert!(
+            unmet
+                .response
+                .headers()
+                .get(header::CACHE_CONTROL)
+                .is_none(),
+            "a 412 is not for caches to keep"
+        );
         assert_eq!(status(with(&[(header::IF_MATCH, &weak)])).await, 412);
         assert_eq!(status(with(&[(header::IF_MATCH, tag)])).await, 200);
         assert_eq!(status(with(&[(header::IF_MATCH, "*")])).await, 200);

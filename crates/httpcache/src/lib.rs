@@ -94,6 +94,23 @@ pub fn storable(
     if rq.no_store || rs.no_store {
         return Err("no-store");
     }
+    // An answer to a part of the resource, or to a condition on it, is not
+    // the resource: stored, it would answer requests that asked neither.
+    for (h, why) in [
+        (header::RANGE, "the request asked for a range"),
+        (
+            header::IF_MATCH,
+            "the request had a precondition (If-Match)",
+        ),
+        (
+            header::IF_UNMODIFIED_SINCE,
+            "the request had a precondition (If-Unmodified-Since)",
+        ),
+    ] {
+        if req.contains_key(h) {
+            return Err(why);
+        }
+    }
     if rs.private && cache == Kind::Shared {
         return Err("private: for the browser's cache only, not a shared one");
     }
@@ -298,5 +315,13 @@ mod tests {
             )
             .is_err()
         );
+        // A 416 or 412 answers the request's range or precondition, not
+        // the resource: never stored, whatever its lifetime.
+        let ranged = h(&[("range", "bytes=99999-")]);
+        let unmet = StatusCode::RANGE_NOT_SATISFIABLE;
+        assert!(storable(&get, &ranged, unmet, &with_age, Kind::Shared).is_err());
+        let conditional = h(&[("if-match", "\"x\"")]);
+        let failed = StatusCode::PRECONDITION_FAILED;
+        assert!(storable(&get, &conditional, failed, &with_age, Kind::Private).is_err());
     }
 }
