@@ -93,8 +93,9 @@ impl Resolved {
     pub fn refused(code: u16, text: String) -> Self {
         Resolved {
             rcode: ResponseCode::Refused,
+            answers: vec![],
+            soa: None,
             why: Some(Ede { code, text }),
-            ..Resolved::servfail(code, String::new())
         }
     }
 
@@ -549,11 +550,10 @@ impl Iteration {
             // not serve the zone it was named for, or refers back up to
             // it (a lame delegation). The next server; SERVFAIL when none
             // is left, never a NODATA that nobody authoritative said.
+            let who = self.asked.as_ref().and_then(|a| self.servers.get(a.0));
             self.noted.push(format!(
                 "{} is lame for {}: no answer and no referral below it",
-                self.servers
-                    .get(self.asked.as_ref().map_or(usize::MAX, |a| a.0))
-                    .map_or_else(|| "the server".into(), |s| s.0.to_string()),
+                who.map_or_else(|| "the server".into(), |s| s.0.to_string()),
                 zone_text(&self.zone)
             ));
             self.give_up_on_asked();
