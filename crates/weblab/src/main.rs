@@ -848,9 +848,9 @@ fn main() -> ExitCode {
     // one event loop per process, as nginx runs one per worker.
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     // `weblab collect` is one store behind one lock, fed in batches: a
-    // second worker only wakes and hands work over. On two cores its CPU
-    // per request measured 2.9 us on one thread and 4.1 us on two, and it
-    // is taken from the servers it watches or their load.
+    // second worker only wakes and hands work over, on CPUs the servers it
+    // watches (or their load) need (bench/otlp.sh's collector CPU per
+    // request: bench/results/otlp-2026-12-07f.txt, runs 1-2 against 3).
     let one_thread = one_cpu || matches!(cli.command, Command::Collect { .. });
     let mut builder = if one_thread {
         tokio::runtime::Builder::new_current_thread()
