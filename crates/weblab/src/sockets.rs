@@ -348,13 +348,19 @@ fn calls(
         format!("read(fd {cfd}, 256)"),
         format!("{n}: the answer ({first:?} …)"),
     );
-    let n = read(cfd, &mut buf)?;
-    step(
-        &o,
-        "client",
-        format!("read(fd {cfd}, 256)"),
-        format!("{n}: end of stream, the server closed"),
-    );
+    // Read until the end of the stream, each call as it returned: the
+    // answer may come in more than one read.
+    loop {
+        let n = read(cfd, &mut buf)?;
+        let what = match n {
+            0 => "0: end of stream, the server closed".to_string(),
+            n => format!("{n}: more of the answer"),
+        };
+        step(&o, "client", format!("read(fd {cfd}, 256)"), what);
+        if n == 0 {
+            break;
+        }
+    }
     close(cfd, fds)?;
     o.client = None;
     step(
