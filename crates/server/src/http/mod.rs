@@ -77,6 +77,9 @@ pub struct Limits {
     pub head_timeout: Duration,
     /// Largest request head.
     pub max_head: usize,
+    /// Longest request target; a longer one gets 414 (nginx's default
+    /// line buffer is the same 8 KiB).
+    pub max_uri: usize,
     /// Time, from the end of the head, for the whole body to arrive.
     pub body_timeout: Duration,
     /// Largest request body; a larger Content-Length gets 413 at once.
@@ -97,6 +100,7 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             head_timeout: Duration::from_secs(10),
             max_head: 64 * 1024,
+            max_uri: 8 * 1024,
             body_timeout: Duration::from_secs(30),
             max_body: 8 << 20,
             idle_timeout: Duration::from_secs(15),
@@ -354,10 +358,43 @@ async fn serve_conn<H: Handler>(
     }
 }
 
-/// Checks that come before any handler: the Host rule and the body size.
+/// What every method [`known_method`] names, for an `Allow` header.
+const KNOWN_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+
+/// Checks that come before any handler: the Host rule, the target's
+/// length, the requests about the server rather than a resource
+/// (`OPTIONS *`, `CONNECT`), and the body size.
 fn precheck(req: &Request<Incoming>, limits: &Limits) -> Option<Response<Full<Bytes>>> {
     if let Err(reason) = host::check(req.version(), req.headers()) {
         return Some(refusal(req.version(), StatusCode::BAD_REQUEST, reason));
+    }
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > limits.max_uri {
+        let reason = format!(
+            "request target of {target} bytes is over the limit of {} bytes",
+            limits.max_uri
+        );
+        return Some(refusal(req.version(), StatusCode::URI_TOO_LONG, &reason));
+    }
+    if req.method() == http::Method::CONNECT {
+        // A tunnel to another host is a forward proxy's work; no server
+        // of the world is one (RFC 9110 §9.3.6).
+        let mut r = refusal(
+            req.version(),
+            StatusCode::NOT_IMPLEMENTED,
+            "CONNECT opens a tunnel through a forward proxy, and this server is not one",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(KNOWN_METHODS));
+        return Some(r);
+    }
+    if req.method() == http::Method::OPTIONS && req.uri().path() == "*" {
+        // About the server as a whole (RFC 9110 §9.3.7): the methods it
+        // knows, no body.
+        let mut r = Response::new(Full::new(Bytes::new()));
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(KNOWN_METHODS));
+        return Some(r);
     }
     // For a Content-Length body the lower bound is that length: refuse
     // before reading a byte of it (RFC 9110 §15.5.14).
@@ -849,6 +886,57 @@ mod tests {
         // answers.
         assert_eq!(admitted.load(Ordering::Relaxed), 1);
         assert_eq!(PARKS.with(|p| p.get()), 2);
+    }
+
+    /// Sends `req` on a new connection and reads until the server closes.
+    async fn once(addr: SocketAddr, req: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(req).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+            .await
+            .expect("closed within 5 s")
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_server_itself_answers_options_star_connect_and_overlong_targets() {
+        let (_h, addr) = server(Echo::default(), Limits::default()).await;
+        let r = once(
+            addr,
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains(&format!("allow: {KNOWN_METHODS}")), "{r}");
+        assert!(!r.contains("path "), "the handler never saw it: {r}");
+        // OPTIONS on a resource is the handler's.
+        let r = once(
+            addr,
+            b"OPTIONS /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.ends_with("path /x"), "{r}");
+        let r = once(
+            addr,
+            b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 501"), "{r}");
+        assert!(r.contains("not one"), "{r}");
+        // A target one byte over the limit, and one at it.
+        let limit = Limits::default().max_uri;
+        for (len, status) in [(limit + 1, "414"), (limit, "200")] {
+            let path = format!("/{}", "a".repeat(len - 1));
+            let req = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+            let r = once(addr, req.as_bytes()).await;
+            assert!(
+                r.starts_with(&format!("HTTP/1.1 {status}")),
+                "{len}: {}",
+                &r[..80]
+            );
+        }
     }
 
     #[tokio::test]
