@@ -22,6 +22,7 @@ pub mod hol;
 pub mod layers;
 pub mod mitm;
 pub mod observe;
+pub mod priorities;
 pub mod services;
 pub mod signin;
 pub mod sockets;

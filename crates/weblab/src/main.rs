@@ -399,6 +399,19 @@ enum ExperimentCmd {
         #[arg(long, default_value = "5")]
         fast: usize,
     },
+    /// HTTP/2 priorities (RFC 9218): two large responses at once on one
+    /// connection, with no priority header, the later one more urgent,
+    /// both of one urgency and both incremental; when each ended and how
+    /// much of the other had come by then (C26).
+    Priorities {
+        /// Size of each response (64k-64m).
+        #[arg(long, default_value = "4m", value_parser = parse_size)]
+        size: usize,
+        /// The client's flow-control window per stream (16k-16m; twice
+        /// that for the connection).
+        #[arg(long, default_value = "64k", value_parser = parse_size)]
+        window: usize,
+    },
     /// DNS round robin (cached and not) against a load balancer with
     /// health checks, over three web servers, one of which dies halfway:
     /// each server's share, failed requests, and how long clients keep
@@ -594,6 +607,23 @@ async fn run(cli: Cli) -> Result<i32> {
                 anyhow::bail!("--fast must be between 1 and 50");
             }
             let report = weblab::hol::hol(*delay, *fast).await?;
+            print!(
+                "{}",
+                weblab_trace::render::wrap(&report, weblab::tour::term_width())
+            );
+            Ok(0)
+        }
+        Command::Experiment {
+            which: ExperimentCmd::Priorities { size, window },
+        } => {
+            if !((64 << 10)..=(64 << 20)).contains(size) {
+                anyhow::bail!("--size must be between 64k and 64m");
+            }
+            if !((16 << 10)..=(16 << 20)).contains(window) {
+                anyhow::bail!("--window must be between 16k and 16m");
+            }
+            let runs = weblab::priorities::runs(*size, *window as u32).await?;
+            let report = weblab::priorities::report(&runs, *size, *window as u32);
             print!(
                 "{}",
                 weblab_trace::render::wrap(&report, weblab::tour::term_width())

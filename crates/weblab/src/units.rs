@@ -99,9 +99,25 @@ pub fn bytes(s: &str) -> Result<u64, String> {
     scaled(s, &UNITS, "a size", "64k")
 }
 
+/// `n` bytes for a person: `512 B`, `64.0 KiB`, `4.00 MiB`.
+pub fn show_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1048576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.2} MiB", n as f64 / 1048576.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_shown_in_binary_units() {
+        assert_eq!(show_bytes(1023), "1023 B");
+        assert_eq!(show_bytes(65536), "64.0 KiB");
+        assert_eq!(show_bytes(4 << 20), "4.00 MiB");
+    }
 
     #[test]
     fn units_parse_and_bad_ones_are_named() {

@@ -569,11 +569,13 @@ async fn drive<H, S>(
     let sched = h2.then(priority::Scheduler::new);
     let service_state = state.clone();
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        let (handler, state, sched) = (handler.clone(), service_state.clone(), sched.clone());
+        let (handler, state) = (handler.clone(), service_state.clone());
+        let turn = sched
+            .as_ref()
+            .map(|s| (s.clone(), s.ticket(), priority::Priority::of(req.headers())));
         req.extensions_mut().insert(keep.clone());
         async move {
             let in_flight = body::InFlight::enter(state);
-            let prio = sched.as_ref().map(|_| priority::Priority::of(req.headers()));
             let mut resp = match precheck(&req, &limits) {
                 Some(r) => r.map(Either::Left),
                 None => {
@@ -583,11 +585,10 @@ async fn drive<H, S>(
                 }
             };
             let report = resp.extensions_mut().remove::<priority::HeldReport>();
-            let body = match (sched, prio) {
-                (Some(sched), Some(prio)) => resp.map(|b| {
-                    Either::Right(priority::Scheduled::new(b, sched, prio, report))
-                }),
-                _ => resp.map(Either::Left),
+            let body = match turn {
+                Some((sched, seq, prio)) => resp
+                    .map(|b| Either::Right(priority::Scheduled::new(b, sched, seq, prio, report))),
+                None => resp.map(Either::Left),
             };
             Ok::<_, Infallible>(body.map(|b| Guarded::new(b, in_flight)))
         }
@@ -906,7 +907,11 @@ mod tests {
 
     impl Handler for Big {
         type Body = Full<Bytes>;
-        async fn call(self: Arc<Self>, _: Request<RequestBody>, _: ConnInfo) -> Response<Full<Bytes>> {
+        async fn call(
+            self: Arc<Self>,
+            _: Request<RequestBody>,
+            _: ConnInfo,
+        ) -> Response<Full<Bytes>> {
             Response::new(Full::new(Bytes::from(vec![b'x'; RACE_BODY])))
         }
     }
@@ -971,7 +976,10 @@ mod tests {
         // order asked, so /a is complete before /b.
         let in_order = race(Some("u=3"), Some("u=3")).await;
         assert!(plain > RACE_BODY / 2, "without priorities: {plain}");
-        assert!(urgent_b < RACE_BODY / 8, "u=0 ahead of u=5: {urgent_b} of /a first");
+        assert!(
+            urgent_b < RACE_BODY / 8,
+            "u=0 ahead of u=5: {urgent_b} of /a first"
+        );
         assert_eq!(in_order, RACE_BODY, "same urgency, in order");
     }
 

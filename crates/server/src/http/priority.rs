@@ -142,10 +142,17 @@ impl Scheduler {
         Arc::new(Scheduler::default())
     }
 
-    fn join(&self, priority: Priority) -> u64 {
+    /// A request's place in the order asked, taken as the connection
+    /// hands it over (in stream order), before its handler runs: handlers
+    /// may finish in any order.
+    pub fn ticket(&self) -> u64 {
         let mut s = self.state.lock().unwrap();
-        let seq = s.next_seq;
         s.next_seq += 1;
+        s.next_seq
+    }
+
+    fn join(&self, seq: u64, priority: Priority) {
+        let mut s = self.state.lock().unwrap();
         s.explicit += usize::from(priority.explicit);
         // A response joins with its head ready and counts as flowing
         // until its body says otherwise: less urgent ones already sending
@@ -155,7 +162,6 @@ impl Scheduler {
             priority,
             flowing: priority.explicit,
         });
-        seq
     }
 
     fn leave(&self, seq: u64) {
@@ -190,7 +196,12 @@ impl Scheduler {
         if !pieces {
             return (true, false);
         }
-        let Some(me) = s.entries.iter().find(|e| e.seq == seq).map(|e| (e.seq, e.priority)) else {
+        let Some(me) = s
+            .entries
+            .iter()
+            .find(|e| e.seq == seq)
+            .map(|e| (e.seq, e.priority))
+        else {
             return (true, pieces);
         };
         let held = s.entries.iter().any(|o| o.flowing && precedes(o, me));
@@ -268,13 +279,16 @@ pub struct Scheduled<B> {
 }
 
 impl<B> Scheduled<B> {
+    /// `inner`, the response to the request that took `seq` from
+    /// [`Scheduler::ticket`] and asked for `priority`.
     pub fn new(
         inner: B,
         sched: Arc<Scheduler>,
+        seq: u64,
         priority: Priority,
         report: Option<HeldReport>,
     ) -> Self {
-        let seq = sched.join(priority);
+        sched.join(seq, priority);
         Scheduled {
             inner,
             sched,

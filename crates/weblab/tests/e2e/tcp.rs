@@ -318,6 +318,39 @@ fn the_hol_experiment_shows_pipelined_answers_held_behind_the_slow_one_and_h2_st
     assert!(out.contains("Over HTTP/2, 0 of them waited"), "{out}");
 }
 
+/// C26: RFC 9218 priorities decide which of two large HTTP/2 responses
+/// goes first, by what the requests asked, through the command.
+#[test]
+fn the_priorities_experiment_sends_the_urgent_response_first_and_equals_in_order() {
+    let (code, out, err) = weblab(&["experiment", "priorities", "--size", "1m"]);
+    assert_eq!(code, 0, "{err}");
+    // (/a when /b done, /b when /a done) of a row, in KiB.
+    let row = |how: &str| -> (f64, f64) {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(how))
+            .unwrap_or_else(|| panic!("no row {how}: {out}"));
+        let f: Vec<&str> = line[how.len()..].split_whitespace().collect();
+        let kib = |n: &str, unit: &str| {
+            let n: f64 = n.parse().unwrap();
+            match unit {
+                "B" => n / 1024.0,
+                "KiB" => n,
+                "MiB" => n * 1024.0,
+                _ => panic!("unit {unit} in {line}"),
+            }
+        };
+        (kib(f[2], f[3]), kib(f[4], f[5]))
+    };
+    let (a_when_b, b_when_a) = row("/a u=5, /b u=0");
+    assert!(a_when_b < 256.0 && b_when_a == 1024.0, "{out}");
+    let (a_when_b, b_when_a) = row("both u=3 ");
+    assert!(a_when_b == 1024.0 && b_when_a < 256.0, "{out}");
+    let prose = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(prose.contains("Here /b went first"), "{out}");
+    assert!(prose.contains("Here /a went first"), "{out}");
+}
+
 /// C21: the socket calls in order, with the states the kernel reported
 /// after each: the listener stays LISTEN beside the accepted socket, the
 /// passive closer goes through CLOSE_WAIT, the active closer ends in
