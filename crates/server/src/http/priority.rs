@@ -252,7 +252,9 @@ pub struct Held {
 /// long its body was held back by priorities (called once, at the end,
 /// also when it never waited; only over HTTP/2).
 #[derive(Clone)]
-pub struct HeldReport(Arc<Mutex<Option<Box<dyn FnOnce(Held) + Send>>>>);
+pub struct HeldReport(Arc<Mutex<Option<ReportFn>>>);
+
+type ReportFn = Box<dyn FnOnce(Held) + Send>;
 
 impl HeldReport {
     pub fn new(report: impl FnOnce(Held) + Send + 'static) -> HeldReport {
