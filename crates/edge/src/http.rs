@@ -64,3 +64,41 @@ pub fn served(line: &Line, conn: &ConnInfo, status: StatusCode) -> weblab_trace:
 }
 
 pub use weblab_trace::event::version_name;
+
+/// For an HTTP/2 response whose spans are kept: a report, called when its
+/// body ends, that records how long the connection's priorities held the
+/// body back (C26), as a span under `ctx` from now to then. Nothing is
+/// recorded for a response that never waited.
+pub fn on_held(
+    resp: &mut http::Response<Body>,
+    version: Version,
+    rec: &weblab_trace::Recorder,
+    ctx: Ctx,
+) {
+    if version != Version::HTTP_2 || !ctx.sampled || !rec.keeps_spans() {
+        return;
+    }
+    let pending = rec.begin(ctx, weblab_trace::Layer::Application);
+    let rec = rec.clone();
+    let report = weblab_server::http::priority::HeldReport::new(move |held| {
+        if held.times == 0 {
+            return;
+        }
+        let asked = if held.priority.explicit {
+            format!("priority {} (asked by the client)", held.priority.label())
+        } else {
+            format!("no priority header (the default {})", held.priority.label())
+        };
+        rec.end(
+            pending,
+            weblab_trace::Event::Note {
+                text: format!(
+                    "HTTP/2 {asked}: the body waited {:.3} ms in {} turn(s) while more urgent responses on the connection were sent",
+                    held.total.as_secs_f64() * 1e3,
+                    held.times
+                ),
+            },
+        );
+    });
+    resp.extensions_mut().insert(report);
+}

@@ -148,6 +148,7 @@ impl Handler for LoadBalancer {
             resp.headers_mut()
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, self.hsts.clone());
         }
+        crate::http::on_held(&mut resp, line.version, &self.rec, span.ctx());
         self.rec
             .end_with(span, || served(&line, &conn, resp.status()));
         resp

@@ -108,6 +108,8 @@ impl Handler for WebServer {
                 forward(pool, req, &[], f, tried).await.response
             }
         };
+        let mut resp = resp;
+        crate::http::on_held(&mut resp, line.version, &self.rec, span.ctx());
         self.rec
             .end_with(span, || served(&line, &conn, resp.status()));
         resp

@@ -883,3 +883,61 @@ async fn the_first_round_of_checks_is_told_when_every_backend_was_checked_once()
         .expect("told at once")
         .expect("the sender was used");
 }
+
+/// C26 through the proxy: over HTTP/2, of two large responses asked for
+/// at once, the more urgent one (RFC 9218) is sent first, and the trace
+/// says how long the other's body was held back; the urgent one, never
+/// held, gets no such span.
+#[tokio::test]
+async fn an_urgent_response_overtakes_through_the_proxy_and_the_wait_is_traced() {
+    const SIZE: usize = 2 << 20;
+    let b = backend(|_| async { Response::new(full(vec![b'x'; SIZE])) }).await;
+    let p = proxy(&[b], "round-robin", passive()).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(128 * 1024)
+            .handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let done = std::sync::Mutex::new(Vec::new());
+    let fetch = |path: &'static str, prio: &'static str| {
+        let mut s = sender.clone();
+        let done = &done;
+        async move {
+            let req = Request::get(format!("http://proxy.test{path}"))
+                .header("priority", prio)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = s.send_request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), SIZE);
+            done.lock().unwrap().push(path);
+        }
+    };
+    tokio::join!(fetch("/a", "u=5"), fetch("/b", "u=0"));
+    assert_eq!(*done.lock().unwrap(), ["/b", "/a"], "u=0 ends first");
+    let mut notes = Vec::new();
+    for _ in 0..100 {
+        notes = p
+            .collector
+            .snapshot()
+            .into_iter()
+            .filter_map(|s| match s.event {
+                Event::Note { text } if text.contains("HTTP/2 priority") => Some(text),
+                _ => None,
+            })
+            .collect();
+        if !notes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("priority u=5 (asked by the client)") && notes[0].contains("waited"),
+        "{notes:?}"
+    );
+}

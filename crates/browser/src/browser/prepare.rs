@@ -135,7 +135,9 @@ impl Browser {
             ("Accept-Language".into(), "en-US,en;q=0.9,ko;q=0.8".into()),
             ("Accept-Encoding".into(), "gzip, deflate, br".into()),
         ];
-        if !h2 && !self.http10 {
+        if h2 {
+            fields.push(("Priority".into(), dest.priority().into()));
+        } else if !self.http10 {
             fields.push(("Connection".into(), "keep-alive".into()));
         }
         if self.no_cache {
