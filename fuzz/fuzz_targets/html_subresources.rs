@@ -15,6 +15,13 @@ fuzz_target!(|data: &[u8]| {
         for line in s.lines() {
             jar.store(&base, line, 0);
         }
-        let _ = jar.header(&base, 1);
+        for top_level in [true, false] {
+            let from = weblab_browser::cookies::Context {
+                initiator: Some(base.clone()),
+                top_level,
+                safe_method: top_level,
+            };
+            let _ = jar.header(&base, 1, &from);
+        }
     }
 });

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
                     now,
                 ),
                 Step::FindAddress(_) => {
-                    let none = weblab_dns::iterate::Resolved::servfail();
+                    let none = weblab_dns::iterate::Resolved::servfail(22, "no address".into());
                     it.on(Heard::Address(&none), &mut k, &s, now)
                 }
                 Step::Done(ref r) => {

@@ -3,7 +3,7 @@
 //! header and Accept-Encoding. Mapping never leaves the root (no `..`, no
 //! absolute part) and a range never points outside the file. The same
 //! bytes as Cache-Control and Vary go through the cache's rules (RFC
-//! 9111), which must never panic.
+//! 9111), which must never panic, and as RFC 9218's priority field.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Component;
@@ -33,7 +33,22 @@ fuzz_target!(|data: &[u8]| {
         resp.insert(http::header::VARY, v.clone());
         resp.insert(http::header::EXPIRES, v);
         let _ = weblab_edge::cache::Directives::of(&resp);
-        let _ = weblab_edge::cache::lifetime(&resp);
-        let _ = weblab_edge::cache::storable(&http::Method::GET, &h, http::StatusCode::OK, &resp);
+        for kind in [
+            weblab_edge::cache::Kind::Shared,
+            weblab_edge::cache::Kind::Private,
+        ] {
+            let _ = weblab_edge::cache::lifetime(&resp, kind);
+            let _ = weblab_edge::cache::storable(
+                &http::Method::GET,
+                &h,
+                http::StatusCode::OK,
+                &resp,
+                kind,
+            );
+        }
+        // RFC 9218's priority field: any bytes give an urgency in range.
+        h.insert("priority", resp[http::header::CACHE_CONTROL].clone());
+        let p = weblab_server::http::priority::Priority::of(&h);
+        assert!(p.urgency <= 7, "{text:?} -> {p:?}");
     }
 });
