@@ -212,6 +212,9 @@ pub fn serve_http_on<H: Handler>(
     };
     let first = first.local_addr()?;
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    // Shared: every connection's task would otherwise carry its own copy
+    // (112 bytes) at each level.
+    let limits = Arc::new(limits);
     let (stop_tx, stop) = stop_channel();
     let conns = Gauge::new(limits.max_connections);
     let refusals = Gauge::new(REFUSALS_IN_FLIGHT);
@@ -219,12 +222,13 @@ pub fn serve_http_on<H: Handler>(
     let mut tasks = Vec::new();
     for listener in listeners {
         let addr = listener.local_addr()?;
-        let (acceptor, handler, stop, conns, refusals) = (
+        let (acceptor, handler, stop, conns, refusals, limits) = (
             acceptor.clone(),
             handler.clone(),
             stop.clone(),
             conns.clone(),
             refusals.clone(),
+            limits.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut stopping = stop.clone();
@@ -242,20 +246,22 @@ pub fn serve_http_on<H: Handler>(
                     local: addr,
                     tls: acceptor.is_some(),
                 };
-                let (acceptor, handler, stop) = (acceptor.clone(), handler.clone(), stop.clone());
                 let keep = Keep {
                     gauge: conns.clone(),
                     stop: stop.clone(),
                 };
-                tokio::spawn(serve_conn(
-                    tcp,
-                    conn,
-                    acceptor,
-                    limits,
-                    handler,
-                    (slot, ticket),
-                    keep,
-                ));
+                let _ = tcp.set_nodelay(true);
+                let (handler, limits, held) = (handler.clone(), limits.clone(), (slot, ticket));
+                // One task per connection, spawned as what it is: the
+                // task's size is its future's, and a plain one waiting for
+                // a request should not carry room for a TLS session.
+                match &acceptor {
+                    None => tokio::spawn(serve_plain(tcp, conn, limits, handler, held, keep)),
+                    Some(a) => {
+                        let a = a.clone();
+                        tokio::spawn(serve_tls(tcp, a, conn, limits, handler, held, keep))
+                    }
+                };
             }
         }));
     }
@@ -285,26 +291,9 @@ too many connections; try again later\n";
     });
 }
 
-async fn serve_conn<H: Handler>(
-    tcp: TcpStream,
-    conn: ConnInfo,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    limits: Limits,
-    handler: Arc<H>,
-    _held: (Slot, Option<Box<dyn Send + Sync>>),
-    keep: Keep,
-) {
-    let _ = tcp.set_nodelay(true);
-    let state = ConnState::new();
-    let Some(acceptor) = acceptor else {
-        return boxed(serve_plain(tcp, conn, limits, handler, state, keep)).await;
-    };
-    // Boxed whole, in a function of its own: a TLS session's state is
-    // large (over a kilobyte), and a future keeps room for every local it
-    // ever held, moved out or not, in every state. Inline, it made each
-    // plain connection's task that large too.
-    boxed(serve_tls(tcp, acceptor, conn, limits, handler, state, keep)).await
-}
+/// What a connection holds while it lives: its place in the server's
+/// count, and whatever its admission returned.
+type Held = (Slot, Option<Box<dyn Send + Sync>>);
 
 /// `f` on the heap, built outside the caller's body: a future built
 /// inline and then boxed would still leave its size in the caller's.
@@ -318,11 +307,12 @@ fn boxed<F: Future>(f: F) -> std::pin::Pin<Box<F>> {
 async fn serve_plain<H: Handler>(
     mut tcp: TcpStream,
     conn: ConnInfo,
-    limits: Limits,
+    limits: Arc<Limits>,
     handler: Arc<H>,
-    state: Arc<ConnState>,
+    _held: Held,
     keep: Keep,
 ) {
+    let state = ConnState::new();
     let mut stop = keep.stop.clone();
     // With HTTP/0.9 on, the first line is read here; whatever is not a
     // simple request goes to hyper with those bytes first.
@@ -330,7 +320,7 @@ async fn serve_plain<H: Handler>(
         match http09::sniff(&mut tcp, limits.head_timeout, &mut stop).await {
             http09::Sniffed::Gone => return,
             http09::Sniffed::Http09(path) => {
-                return boxed(http09::answer(tcp, path, conn, limits, handler)).await;
+                return boxed(http09::answer(tcp, path, conn, *limits, handler)).await;
             }
             http09::Sniffed::Other(prefix) => prefix,
         }
@@ -345,8 +335,8 @@ async fn serve_plain<H: Handler>(
         // flight, and freed while the connection is parked.
         // (Built inside the call: a local holding it would keep its size
         // in this future too.)
-        let (h, st, k) = (handler.clone(), state.clone(), keep.clone());
-        let Some(parked) = boxed(drive(io, h2, conn, limits, h, st, k)).await else {
+        let (h, l, st, k) = (handler.clone(), limits.clone(), state.clone(), keep.clone());
+        let Some(parked) = boxed(drive(io, h2, conn, l, h, st, k)).await else {
             return;
         };
         io = parked;
@@ -374,12 +364,17 @@ async fn serve_tls<H: Handler>(
     tcp: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     conn: ConnInfo,
-    limits: Limits,
+    limits: Arc<Limits>,
     handler: Arc<H>,
-    state: Arc<ConnState>,
+    _held: Held,
     keep: Keep,
 ) {
-    let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp));
+    let state = ConnState::new();
+    // Boxed: until it is done, the handshake is all the task holds.
+    let handshake = boxed(tokio::time::timeout(
+        limits.tls_handshake_timeout,
+        acceptor.accept(tcp),
+    ));
     let tls = match handshake.await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -596,7 +591,7 @@ async fn drive<H, S>(
     mut io: http09::Prefixed<S>,
     alpn_h2: Option<bool>,
     conn: ConnInfo,
-    limits: Limits,
+    limits: Arc<Limits>,
     handler: Arc<H>,
     state: Arc<ConnState>,
     keep: Keep,
@@ -612,9 +607,10 @@ where
     };
     // HTTP/2 responses take turns by their requests' priorities.
     let sched = h2.then(priority::Scheduler::new);
-    let service_state = state.clone();
+    let (service_state, service_limits) = (state.clone(), limits.clone());
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let (handler, state) = (handler.clone(), service_state.clone());
+        let limits = service_limits.clone();
         let turn = sched
             .as_ref()
             .map(|s| (s.clone(), s.ticket(), priority::Priority::of(req.headers())));
