@@ -1006,6 +1006,37 @@ mod tests {
         assert_eq!(in_order, RACE_BODY, "same urgency, in order");
     }
 
+    #[tokio::test]
+    async fn an_urgent_response_the_client_never_reads_does_not_freeze_the_others() {
+        use http_body_util::BodyExt;
+        let (_h, addr) = server(Big, Limits::default()).await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(8 << 20)
+            .handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let ask = |path: &str, prio: &str| {
+            let req = Request::get(format!("http://race.test{path}"))
+                .header("priority", prio)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let mut s = sender.clone();
+            async move { s.send_request(req).await.unwrap().into_body() }
+        };
+        // /a is the most urgent, and its body is never read: its window
+        // fills and it stops asking to send.
+        let (_unread, b) = tokio::join!(ask("/a", "u=0"), ask("/b", "u=5"));
+        let got = tokio::time::timeout(Duration::from_secs(10), b.collect())
+            .await
+            .expect("/b is not held behind /a for good")
+            .unwrap()
+            .to_bytes();
+        assert_eq!(got.len(), RACE_BODY);
+    }
+
     /// Sends `req` on a new connection and reads until the server closes.
     async fn once(addr: SocketAddr, req: &[u8]) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();

@@ -16,12 +16,16 @@
 //! response is flowing. What h2 and the socket already hold goes out
 //! first; the rest follows the priorities.
 //!
+//! A response that stops asking to send (its flow-control window full:
+//! the client is not reading it) holds nobody back after [`STUCK`].
+//!
 //! Only responses whose request sent the header hold others back: a
 //! client that says nothing about priorities (h2load, curl) keeps h2's
 //! plain turns, and its responses count as the default `u=3` when a
 //! prioritised one shares the connection. The PRIORITY_UPDATE frame is
 //! not read (h2 drops frames of unknown types), nor the RFC 9113 tree.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -119,6 +123,9 @@ struct Entry {
     priority: Priority,
     /// It has yielded data and is not waiting for its own body.
     flowing: bool,
+    /// When it last asked to send (hyper asks only while the stream's
+    /// flow-control window has room).
+    last: Instant,
 }
 
 #[derive(Default)]
@@ -161,6 +168,7 @@ impl Scheduler {
             seq,
             priority,
             flowing: priority.explicit,
+            last: Instant::now(),
         });
     }
 
@@ -186,15 +194,18 @@ impl Scheduler {
         }
     }
 
-    /// Whether `seq`, with data ready, may send now; if so it is flowing,
-    /// if not `waker` is woken when that may have changed. Also whether
-    /// it sends in pieces: while any response of the connection asked for
-    /// a priority (one that comes later can then still go first).
-    fn may_send(&self, seq: u64, waker: &Waker) -> (bool, bool) {
+    /// Whether `seq`, with data ready, may send now; if so it is flowing.
+    /// If not, `waker` is woken when that may have changed, and the
+    /// answer says by when to ask again at the latest (a response that
+    /// holds it back but stops asking to send, its window full because
+    /// the client does not read it, holds nobody back after [`STUCK`]).
+    /// Also whether it sends in pieces: while any response of the
+    /// connection asked for a priority (one that comes later can then
+    /// still go first).
+    fn may_send(&self, seq: u64, waker: &Waker) -> Turn {
         let mut s = self.state.lock().unwrap();
-        let pieces = s.explicit > 0;
-        if !pieces {
-            return (true, false);
+        if s.explicit == 0 {
+            return Turn::Go { pieces: false };
         }
         let Some(me) = s
             .entries
@@ -202,21 +213,41 @@ impl Scheduler {
             .find(|e| e.seq == seq)
             .map(|e| (e.seq, e.priority))
         else {
-            return (true, pieces);
+            return Turn::Go { pieces: true };
         };
-        let held = s.entries.iter().any(|o| o.flowing && precedes(o, me));
-        if held {
+        let now = Instant::now();
+        let until = s
+            .entries
+            .iter()
+            .filter(|o| o.flowing && precedes(o, me))
+            .map(|o| o.last + STUCK)
+            .filter(|until| *until > now)
+            .min();
+        if let Some(until) = until {
             if !s.held.iter().any(|w| w.will_wake(waker)) {
                 s.held.push(waker.clone());
             }
-            return (false, pieces);
+            return Turn::Wait { until };
         }
         if let Some(e) = s.entries.iter_mut().find(|e| e.seq == seq) {
             e.flowing = true;
+            e.last = now;
         }
-        (true, pieces)
+        Turn::Go { pieces: true }
     }
 }
+
+/// The scheduler's answer to a response with data ready.
+enum Turn {
+    Go { pieces: bool },
+    Wait { until: Instant },
+}
+
+/// How long a response that holds others back may go without asking to
+/// send before they stop waiting for it: a client that never reads one
+/// response (a `fetch` whose body is ignored) must not freeze the less
+/// urgent ones behind it.
+pub const STUCK: Duration = Duration::from_millis(50);
 
 fn wake_all(held: &mut Vec<Waker>) {
     for w in held.drain(..) {
@@ -276,6 +307,8 @@ pub struct Scheduled<B> {
     ready: Option<Frame<Bytes>>,
     held: Held,
     since: Option<Instant>,
+    /// Wakes a held body to look again when what holds it may be stuck.
+    recheck: Option<Pin<Box<tokio::time::Sleep>>>,
     report: Option<HeldReport>,
     done: bool,
 }
@@ -302,6 +335,7 @@ impl<B> Scheduled<B> {
                 times: 0,
             },
             since: None,
+            recheck: None,
             report,
             done: false,
         }
@@ -365,14 +399,28 @@ where
                 }
             }
         }
-        let (go, pieces) = this.sched.may_send(this.seq, cx.waker());
-        if !go {
-            if this.since.is_none() {
-                this.since = Some(Instant::now());
-                this.held.times += 1;
+        let pieces = loop {
+            match this.sched.may_send(this.seq, cx.waker()) {
+                Turn::Go { pieces } => break pieces,
+                Turn::Wait { until } => {
+                    if this.since.is_none() {
+                        this.since = Some(Instant::now());
+                        this.held.times += 1;
+                    }
+                    let until = tokio::time::Instant::from_std(until);
+                    let timer = this
+                        .recheck
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                    if timer.deadline() != until {
+                        timer.as_mut().reset(until);
+                    }
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // The one ahead went quiet meanwhile: look again.
+                }
             }
-            return Poll::Pending;
-        }
+        };
         if let Some(since) = this.since.take() {
             this.held.total += since.elapsed();
         }
@@ -452,6 +500,7 @@ mod tests {
                 explicit,
             },
             flowing: true,
+            last: Instant::now(),
         }
     }
 
