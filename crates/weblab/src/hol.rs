@@ -34,13 +34,19 @@ impl weblab_server::Handler for Resources {
         if req.uri().path() == "/slow" {
             tokio::time::sleep(self.delay).await;
         }
-        let mut r = http::Response::new(Full::new(Bytes::from(vec![b'x'; 1024])));
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/octet-stream"),
-        );
-        r
+        octets(Bytes::from(vec![b'x'; 1024]))
     }
+}
+
+/// A 200 with `body` as application/octet-stream: what the experiments'
+/// own servers answer.
+pub(crate) fn octets(body: Bytes) -> http::Response<Full<Bytes>> {
+    let mut r = http::Response::new(Full::new(body));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    r
 }
 
 /// The requests, in the order they are sent.

@@ -34,12 +34,7 @@ impl weblab_server::Handler for Large {
         _req: http::Request<weblab_server::RequestBody>,
         _conn: weblab_server::ConnInfo,
     ) -> http::Response<Full<Bytes>> {
-        let mut r = http::Response::new(Full::new(self.body.clone()));
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/octet-stream"),
-        );
-        r
+        crate::hol::octets(self.body.clone())
     }
 }
 

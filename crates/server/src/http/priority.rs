@@ -309,6 +309,9 @@ pub struct Scheduled<B> {
     since: Option<Instant>,
     /// Wakes a held body to look again when what holds it may be stuck.
     recheck: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether its entry counts as flowing (kept here too, so that a
+    /// body waiting on its upstream takes no lock to say so again).
+    flowing: bool,
     report: Option<HeldReport>,
     done: bool,
 }
@@ -336,6 +339,7 @@ impl<B> Scheduled<B> {
             },
             since: None,
             recheck: None,
+            flowing: priority.explicit,
             report,
             done: false,
         }
@@ -379,7 +383,10 @@ where
         if this.ready.is_none() {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => {
-                    this.sched.stalled(this.seq);
+                    if this.flowing {
+                        this.flowing = false;
+                        this.sched.stalled(this.seq);
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(None) => {
@@ -401,7 +408,12 @@ where
         }
         let pieces = loop {
             match this.sched.may_send(this.seq, cx.waker()) {
-                Turn::Go { pieces } => break pieces,
+                Turn::Go { pieces } => {
+                    // (The scheduler marks it flowing exactly when it
+                    // answers with pieces.)
+                    this.flowing = pieces;
+                    break pieces;
+                }
                 Turn::Wait { until } => {
                     if this.since.is_none() {
                         this.since = Some(Instant::now());
