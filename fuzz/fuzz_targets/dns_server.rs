@@ -1,7 +1,8 @@
 //! Any datagram to an authoritative server or the resolver's front door:
 //! the checks and answers must never panic, and a reply, when there is one,
 //! must decode and carry the query's id; asked again with another id, the
-//! (kept) reply is the same but for the id.
+//! (kept) reply is the same but for the id. The COOKIE option is read by
+//! hand from the same bytes, and a reply with a cookie added decodes.
 #![no_main]
 use std::sync::OnceLock;
 
@@ -39,6 +40,22 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(&r2[..2], &again[..2]);
                 assert_eq!(&r2[2..], &reply[2..]);
             }
+            // A DNS cookie added to the reply leaves it decodable.
+            let mut stamped = reply.clone();
+            cookies().stamp(
+                data,
+                &mut stamped,
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                true,
+            );
+            if stamped != reply {
+                hickory_proto::op::Message::from_vec(&stamped).expect("a stamped reply decodes");
+            }
         }
     }
 });
+
+fn cookies() -> &'static weblab_dns::cookie::Cookies {
+    static C: OnceLock<weblab_dns::cookie::Cookies> = OnceLock::new();
+    C.get_or_init(weblab_dns::cookie::Cookies::default)
+}

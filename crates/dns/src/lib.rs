@@ -20,6 +20,7 @@
 pub mod authority;
 mod batch;
 pub mod cache;
+pub mod cookie;
 mod error;
 pub mod iterate;
 mod kept;

@@ -116,6 +116,10 @@ pub fn check_query(bytes: &[u8], recursive: bool) -> Result<Message, Rejected> {
     if m.edns.as_ref().is_some_and(|e| e.version() > 0) {
         return Err(answer(ResponseCode::BADVERS, DnsOutcome::BadVersion));
     }
+    // RFC 7873 §5.2.2: a COOKIE option of a length no cookie has.
+    if m.edns.is_some() && crate::cookie::read(bytes) == crate::cookie::Asked::Malformed {
+        return Err(answer(ResponseCode::FormErr, DnsOutcome::FormErr));
+    }
     // Zone transfers are not offered (RFC 5936 §4.2: REFUSED, not an empty
     // answer that looks like a failed transfer).
     if matches!(

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use weblab_server::handle::{StopSignal, accept, stop_channel};
 use weblab_server::{Gauge, ServerHandle};
 
+use crate::cookie::Cookies;
 use crate::error::DnsError;
 use crate::message::{EDNS_PAYLOAD, Transport};
 
@@ -106,7 +107,16 @@ pub async fn serve<H: Handler>(
     let udp_work = Gauge::new(limits.max_udp_in_flight);
     let tcp_conns = Gauge::new(limits.max_tcp_connections);
     let gauges = vec![udp_work.clone(), tcp_conns.clone()];
-    let udp_task = tokio::spawn(udp_loop(udp, addr, handler.clone(), udp_work, stop.clone()));
+    // One secret per server for its DNS Cookies (RFC 7873, RFC 9018).
+    let cookies = Arc::new(Cookies::default());
+    let udp_task = tokio::spawn(udp_loop(
+        udp,
+        addr,
+        handler.clone(),
+        udp_work,
+        stop.clone(),
+        cookies.clone(),
+    ));
     let tcp_task = tokio::spawn(async move {
         let mut stopping = stop.clone();
         while let Some((stream, remote)) = accept(&tcp, &mut stopping).await {
@@ -118,10 +128,10 @@ pub async fn serve<H: Handler>(
                 local: addr,
                 transport: Transport::Tcp,
             };
-            let (handler, stop) = (handler.clone(), stop.clone());
+            let (handler, stop, cookies) = (handler.clone(), stop.clone(), cookies.clone());
             tokio::spawn(async move {
                 let _slot = slot;
-                serve_tcp(stream, peer, handler, limits, stop).await;
+                serve_tcp(stream, peer, handler, limits, stop, cookies).await;
             });
         }
     });
@@ -142,6 +152,7 @@ async fn udp_loop<H: Handler>(
     handler: Arc<H>,
     udp_work: Gauge,
     mut stop: StopSignal,
+    cookies: Arc<Cookies>,
 ) {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
@@ -182,7 +193,8 @@ async fn udp_loop<H: Handler>(
                 transport: Transport::Udp,
             };
             if let Some(reply) = handler.answer_now(d.bytes, peer) {
-                if let Some(reply) = reply {
+                if let Some(mut reply) = reply {
+                    cookies.stamp(d.bytes, &mut reply, remote.ip(), true);
                     replies.push((reply, remote));
                 }
                 continue;
@@ -194,10 +206,14 @@ async fn udp_loop<H: Handler>(
                 continue;
             };
             let query = d.bytes.to_vec();
-            let (udp, handler) = (udp.clone(), handler.clone());
+            let (udp, handler, cookies) = (udp.clone(), handler.clone(), cookies.clone());
             tokio::spawn(async move {
                 let _slot = slot;
-                if let Some(reply) = handler.handle(query, peer).await {
+                // (The query is moved into the handler; a copy of the
+                // little the cookie needs is kept.)
+                let asked = crate::cookie::read(&query);
+                if let Some(mut reply) = handler.handle(query, peer).await {
+                    cookies.stamp_asked(asked, &mut reply, remote.ip(), true);
                     let _ = udp.send_to(&reply, remote).await;
                 }
             });
@@ -236,6 +252,7 @@ async fn serve_tcp<H: Handler>(
     handler: Arc<H>,
     limits: DnsLimits,
     mut stop: StopSignal,
+    cookies: Arc<Cookies>,
 ) {
     loop {
         let first = tokio::select! {
@@ -255,13 +272,15 @@ async fn serve_tcp<H: Handler>(
         let Ok(Ok(query)) = tokio::time::timeout(limits.tcp_message, rest).await else {
             return;
         };
+        let asked = crate::cookie::read(&query);
         let reply = match handler.answer_now(&query, peer) {
             Some(reply) => reply,
             None => handler.clone().handle(query, peer).await,
         };
-        let Some(reply) = reply else {
+        let Some(mut reply) = reply else {
             return;
         };
+        cookies.stamp_asked(asked, &mut reply, peer.remote.ip(), false);
         let Ok(len) = u16::try_from(reply.len()) else {
             return;
         };

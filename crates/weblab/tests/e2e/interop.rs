@@ -126,3 +126,53 @@ async fn curl_fetches_login_through_the_load_balancer_over_tls() {
     let redirect = String::from_utf8_lossy(&redirect.stdout);
     assert!(redirect.starts_with("301 https://myapp.test"), "{redirect}");
 }
+
+/// RFC 7873 / RFC 9018: `dig +cookie` gets a server cookie back from the
+/// resolver and an authoritative server, over UDP and TCP, and dig checks
+/// it ("good"); presenting it again is answered, with a cookie again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_gets_dns_cookies_from_the_resolver_and_the_authoritative_server() {
+    if !tool("dig") {
+        return;
+    }
+    let w = start(119).await;
+    let port = w.ports.dns;
+    let (resolver, auth) = (ip(&w, "resolver"), ip(&w, "auth"));
+    let out = tokio::task::spawn_blocking(move || {
+        let first = dig(&auth, port, &["myapp.test", "A", "+norecurse", "+cookie"]);
+        let cookie = first
+            .lines()
+            .find_map(|l| l.strip_prefix("; COOKIE: "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        let again = dig(
+            &auth,
+            port,
+            &[
+                "myapp.test",
+                "A",
+                "+norecurse",
+                &format!("+cookie={cookie}"),
+            ],
+        );
+        let resolver_udp = dig(&resolver, port, &["myapp.test", "A", "+cookie"]);
+        let resolver_tcp = dig(&resolver, port, &["myapp.test", "A", "+cookie", "+tcp"]);
+        let none = dig(&auth, port, &["myapp.test", "A", "+norecurse", "+nocookie"]);
+        (first, cookie, again, resolver_udp, resolver_tcp, none)
+    })
+    .await
+    .unwrap();
+    let (first, cookie, again, resolver_udp, resolver_tcp, none) = out;
+    // 8 bytes of the client's and 16 of ours, in hex.
+    assert_eq!(cookie.len(), 48, "{first}");
+    assert!(first.contains("(good)"), "{first}");
+    for reply in [&again, &resolver_udp, &resolver_tcp] {
+        assert!(
+            reply.contains("; COOKIE: ") && reply.contains("(good)"),
+            "{reply}"
+        );
+        assert!(reply.contains("status: NOERROR"), "{reply}");
+    }
+    assert!(!none.contains("COOKIE"), "{none}");
+}
