@@ -16,6 +16,8 @@
 
 use std::net::IpAddr;
 
+use crate::kept::skip_name;
+
 /// The COOKIE option's code (RFC 7873 §4).
 const COOKIE: u16 = 10;
 /// RFC 9018's server cookie: version, 3 reserved bytes, a 4-byte
@@ -80,20 +82,6 @@ fn read_opt(q: &[u8]) -> Option<Asked> {
             opts = &opts[4 + len..];
         }
         return Some(Asked::None);
-    }
-    None
-}
-
-/// The offset after the name starting at `at`.
-fn skip_name(q: &[u8], mut at: usize) -> Option<usize> {
-    for _ in 0..128 {
-        let len = *q.get(at)?;
-        match len {
-            0 => return Some(at + 1),
-            l if l & 0xc0 == 0xc0 => return Some(at + 2),
-            l if l & 0xc0 == 0 => at += 1 + usize::from(l),
-            _ => return None,
-        }
     }
     None
 }

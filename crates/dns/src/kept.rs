@@ -213,8 +213,8 @@ pub fn ttl_fields(reply: &[u8]) -> Option<Vec<(u16, u32)>> {
 }
 
 /// The offset just past the name at `at` (labels, ending in a zero or a
-/// compression pointer).
-fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
+/// compression pointer). The cookie reader walks queries with it too.
+pub(crate) fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let len = *b.get(at)?;
         match len {
