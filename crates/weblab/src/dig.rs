@@ -158,7 +158,7 @@ async fn exchange(
     Ok((x.response, "TCP", t0.elapsed(), !tcp))
 }
 
-fn full(out: &mut String, m: &Message) {
+fn full(out: &mut String, m: &Message, cookie: &[u8; 8]) {
     out.push_str(&format!(
         ";; ->>HEADER<<- opcode: QUERY, status: {}, id: {}\n;; flags: {}; QUERY: {}, ANSWER: {}, AUTHORITY: {}, ADDITIONAL: {}\n",
         status(m),
@@ -172,6 +172,9 @@ fn full(out: &mut String, m: &Message) {
     for line in extended_errors(m) {
         out.push_str(&line);
     }
+    if let Some(line) = cookie_line(m, cookie) {
+        out.push_str(&line);
+    }
     out.push_str("\n;; QUESTION SECTION:\n");
     for q in &m.queries {
         out.push_str(&format!(
@@ -183,6 +186,22 @@ fn full(out: &mut String, m: &Message) {
     section(out, "ANSWER", &m.answers);
     section(out, "AUTHORITY", &m.authorities);
     section(out, "ADDITIONAL", &m.additionals);
+}
+
+/// The reply's DNS cookie (RFC 7873) as dig prints it: the client's
+/// cookie and the server's, `good` when the client's is the one `sent`.
+fn cookie_line(m: &Message, sent: &[u8; 8]) -> Option<String> {
+    let opts = m.edns.as_ref()?.options();
+    let data = opts.as_ref().iter().find_map(|(_, o)| match o {
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(10, d) => Some(d),
+        _ => None,
+    })?;
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    let verdict = match data.get(..8) {
+        Some(client) if client == sent => "good",
+        _ => "bad: not the client cookie sent",
+    };
+    Some(format!("; COOKIE: {hex} ({verdict})\n"))
 }
 
 /// The Extended DNS Errors (RFC 8914) in a reply's OPT, as dig prints
@@ -252,7 +271,17 @@ pub async fn run(world: &World, args: &[String]) -> Result<String> {
         Some(s) => server_addr(world, ports.dns, s)?,
         None => resolver,
     };
-    let query = build_query(&ask.name, ask.qtype, ask.recurse);
+    let mut query = build_query(&ask.name, ask.qtype, ask.recurse);
+    // A client cookie, as dig sends one (RFC 7873): the server answers
+    // with it and a cookie of its own.
+    let cookie: [u8; 8] = rand::random();
+    if let Some(edns) = query.edns.as_mut() {
+        edns.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                10,
+                cookie.to_vec(),
+            ));
+    }
     out.push_str(&format!(
         "; weblab dig {} {} @{server}\n",
         ask.name, ask.qtype
@@ -265,7 +294,7 @@ pub async fn run(world: &World, args: &[String]) -> Result<String> {
     if retried {
         out.push_str(";; truncated over UDP, retrying over TCP (C10)\n");
     }
-    full(&mut out, &m);
+    full(&mut out, &m, &cookie);
     out.push_str(&format!(
         "\n;; Query time: {:.3} ms\n;; SERVER: {}#{} ({transport})\n",
         took.as_secs_f64() * 1e3,
@@ -373,6 +402,24 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_cookie_is_good_only_when_it_carries_the_client_cookie_sent() {
+        let mut m = Message::query();
+        assert_eq!(cookie_line(&m, &[1; 8]), None);
+        let mut edns = hickory_proto::op::Edns::new();
+        let mut data = vec![1; 8];
+        data.extend_from_slice(&[0xab; 16]);
+        edns.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(10, data));
+        m.set_edns(edns);
+        let line = cookie_line(&m, &[1; 8]).unwrap();
+        assert!(
+            line.starts_with("; COOKIE: 0101010101010101abab") && line.ends_with("(good)\n"),
+            "{line}"
+        );
+        assert!(cookie_line(&m, &[2; 8]).unwrap().contains("(bad"));
     }
 
     #[test]

@@ -206,6 +206,11 @@ async fn weblab_dig_prints_dig_sections_falls_back_to_tcp_and_traces_from_the_ro
     let out = weblab::dig::run(world, &args("myapp.test")).await.unwrap();
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains(";; flags: qr rd ra;"), "{out}");
+    // Its client cookie came back with the resolver's (RFC 7873).
+    assert!(
+        out.contains("; COOKIE: ") && out.contains("(good)"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("IN A      {}", ip(&w, "lb"))),
         "{out}"
