@@ -173,25 +173,32 @@ impl Scheduler {
     }
 
     fn leave(&self, seq: u64) {
-        let mut s = self.state.lock().unwrap();
-        if let Some(i) = s.entries.iter().position(|e| e.seq == seq) {
+        let held = {
+            let mut s = self.state.lock().unwrap();
+            let Some(i) = s.entries.iter().position(|e| e.seq == seq) else {
+                return;
+            };
             let e = s.entries.swap_remove(i);
             s.explicit -= usize::from(e.priority.explicit);
-            if e.flowing {
-                wake_all(&mut s.held);
+            if !e.flowing {
+                return;
             }
-        }
+            std::mem::take(&mut s.held)
+        };
+        wake_all(held);
     }
 
     /// Marks `seq` as waiting for its own body: it holds nobody back.
     fn stalled(&self, seq: u64) {
-        let mut s = self.state.lock().unwrap();
-        if let Some(e) = s.entries.iter_mut().find(|e| e.seq == seq)
-            && e.flowing
-        {
-            e.flowing = false;
-            wake_all(&mut s.held);
-        }
+        let held = {
+            let mut s = self.state.lock().unwrap();
+            match s.entries.iter_mut().find(|e| e.seq == seq) {
+                Some(e) if e.flowing => e.flowing = false,
+                _ => return,
+            }
+            std::mem::take(&mut s.held)
+        };
+        wake_all(held);
     }
 
     /// Whether `seq`, with data ready, may send now; if so it is flowing.
@@ -207,19 +214,14 @@ impl Scheduler {
         if s.explicit == 0 {
             return Turn::Go { pieces: false };
         }
-        let Some(me) = s
-            .entries
-            .iter()
-            .find(|e| e.seq == seq)
-            .map(|e| (e.seq, e.priority))
-        else {
+        let Some(me) = s.entries.iter().find(|e| e.seq == seq).map(|e| e.priority) else {
             return Turn::Go { pieces: true };
         };
         let now = Instant::now();
         let until = s
             .entries
             .iter()
-            .filter(|o| o.flowing && precedes(o, me))
+            .filter(|o| o.flowing && precedes(o, seq, me))
             .map(|o| o.last + STUCK)
             .filter(|until| *until > now)
             .min();
@@ -249,8 +251,9 @@ enum Turn {
 /// urgent ones behind it.
 pub const STUCK: Duration = Duration::from_millis(50);
 
-fn wake_all(held: &mut Vec<Waker>) {
-    for w in held.drain(..) {
+/// Wakes the bodies that were held, outside the scheduler's lock.
+fn wake_all(held: Vec<Waker>) {
+    for w in held {
         w.wake();
     }
 }
@@ -258,7 +261,7 @@ fn wake_all(held: &mut Vec<Waker>) {
 /// Whether `o`, flowing, goes before `me`: only a response that asked
 /// holds others back; a more urgent one always, one of the same urgency
 /// when both are non-incremental and it was asked for first.
-fn precedes(o: &Entry, (seq, me): (u64, Priority)) -> bool {
+fn precedes(o: &Entry, seq: u64, me: Priority) -> bool {
     o.seq != seq
         && o.priority.explicit
         && (o.priority.urgency < me.urgency
@@ -304,7 +307,8 @@ pub struct Scheduled<B> {
     inner: B,
     sched: Arc<Scheduler>,
     seq: u64,
-    ready: Option<Frame<Bytes>>,
+    /// Data taken from `inner` and not yet sent.
+    ready: Option<Bytes>,
     held: Held,
     since: Option<Instant>,
     /// Wakes a held body to look again when what holds it may be stuck.
@@ -397,13 +401,11 @@ where
                     this.finish();
                     return Poll::Ready(Some(Err(e)));
                 }
-                Poll::Ready(Some(Ok(frame))) => {
-                    if !frame.is_data() {
-                        // Trailers end the body; they wait for nothing.
-                        return Poll::Ready(Some(Ok(frame)));
-                    }
-                    this.ready = Some(frame);
-                }
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.ready = Some(data),
+                    // Trailers end the body; they wait for nothing.
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
             }
         }
         let pieces = loop {
@@ -436,13 +438,10 @@ where
         if let Some(since) = this.since.take() {
             this.held.total += since.elapsed();
         }
-        let frame = this.ready.take().expect("a frame is ready");
-        let Ok(mut data) = frame.into_data() else {
-            unreachable!("only data frames wait");
-        };
+        let mut data = this.ready.take().expect("data is ready");
         if pieces && data.len() > PIECE {
             let piece = data.split_to(PIECE);
-            this.ready = Some(Frame::data(data));
+            this.ready = Some(data);
             return Poll::Ready(Some(Ok(Frame::data(piece))));
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -453,11 +452,7 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        let ready = self
-            .ready
-            .as_ref()
-            .and_then(|f| f.data_ref())
-            .map_or(0, |d| d.len() as u64);
+        let ready = self.ready.as_ref().map_or(0, |d| d.len() as u64);
         let inner = self.inner.size_hint();
         let mut hint = SizeHint::new();
         hint.set_lower(inner.lower() + ready);
@@ -518,28 +513,23 @@ mod tests {
 
     #[test]
     fn who_goes_first() {
-        let me = |seq, u, i| {
-            (
-                seq,
-                Priority {
-                    urgency: u,
-                    incremental: i,
-                    explicit: true,
-                },
-            )
+        let me = |u, i| Priority {
+            urgency: u,
+            incremental: i,
+            explicit: true,
         };
         // More urgent first; never the other way.
-        assert!(precedes(&entry(5, 1, false, true), me(1, 3, false)));
-        assert!(!precedes(&entry(1, 3, false, true), me(5, 1, false)));
+        assert!(precedes(&entry(5, 1, false, true), 1, me(3, false)));
+        assert!(!precedes(&entry(1, 3, false, true), 5, me(1, false)));
         // Same urgency: the earlier non-incremental one first.
-        assert!(precedes(&entry(1, 3, false, true), me(2, 3, false)));
-        assert!(!precedes(&entry(2, 3, false, true), me(1, 3, false)));
+        assert!(precedes(&entry(1, 3, false, true), 2, me(3, false)));
+        assert!(!precedes(&entry(2, 3, false, true), 1, me(3, false)));
         // Incremental ones of one urgency share turns.
-        assert!(!precedes(&entry(1, 3, true, true), me(2, 3, true)));
-        assert!(!precedes(&entry(1, 3, false, true), me(2, 3, true)));
+        assert!(!precedes(&entry(1, 3, true, true), 2, me(3, true)));
+        assert!(!precedes(&entry(1, 3, false, true), 2, me(3, true)));
         // A response whose request said nothing holds nobody back.
-        assert!(!precedes(&entry(1, 0, false, false), me(2, 7, false)));
+        assert!(!precedes(&entry(1, 0, false, false), 2, me(7, false)));
         // Nor does one hold itself.
-        assert!(!precedes(&entry(2, 0, false, true), me(2, 0, false)));
+        assert!(!precedes(&entry(2, 0, false, true), 2, me(0, false)));
     }
 }
