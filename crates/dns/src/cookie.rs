@@ -67,9 +67,7 @@ fn read_opt(q: &[u8]) -> Option<Asked> {
             let len = usize::from(u16::from_be_bytes([opts[2], opts[3]]));
             let data = opts.get(4..4 + len)?;
             if code == COOKIE {
-                // A client cookie alone (8), or with a server cookie of
-                // 8 to 32 bytes.
-                if len != 8 && !(16..=40).contains(&len) {
+                if !valid_len(len) {
                     return Some(Asked::Malformed);
                 }
                 let mut cookie = [0u8; 8];
@@ -84,6 +82,22 @@ fn read_opt(q: &[u8]) -> Option<Asked> {
         return Some(Asked::None);
     }
     None
+}
+
+/// Whether a COOKIE option of `len` bytes can hold cookies: a client
+/// cookie alone (8), or with a server cookie of 8 to 32 bytes (RFC 7873
+/// §5.2.2; anything else is FORMERR).
+pub fn valid_len(len: usize) -> bool {
+    len == 8 || (16..=40).contains(&len)
+}
+
+/// The COOKIE option's length, if a parsed query's OPT carries one.
+pub fn option_len(query: &hickory_proto::op::Message) -> Option<usize> {
+    let edns = query.edns.as_ref()?;
+    edns.options().as_ref().iter().find_map(|(_, o)| match o {
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(COOKIE, d) => Some(d.len()),
+        _ => None,
+    })
 }
 
 /// A server's cookie secret.
@@ -111,14 +125,21 @@ impl Cookies {
         let mut out = [0u8; SERVER_COOKIE];
         out[0] = 1;
         out[4..8].copy_from_slice(&now.to_be_bytes());
-        let mut input = Vec::with_capacity(8 + 8 + 16);
-        input.extend_from_slice(client_cookie);
-        input.extend_from_slice(&out[..8]);
-        match client {
-            IpAddr::V4(a) => input.extend_from_slice(&a.octets()),
-            IpAddr::V6(a) => input.extend_from_slice(&a.octets()),
-        }
-        let hash = siphasher::sip::SipHasher24::new_with_key(&self.secret).hash(&input);
+        // Client cookie, version, reserved, timestamp, client address.
+        let mut input = [0u8; 8 + 8 + 16];
+        input[..8].copy_from_slice(client_cookie);
+        input[8..16].copy_from_slice(&out[..8]);
+        let len = match client {
+            IpAddr::V4(a) => {
+                input[16..20].copy_from_slice(&a.octets());
+                20
+            }
+            IpAddr::V6(a) => {
+                input[16..].copy_from_slice(&a.octets());
+                32
+            }
+        };
+        let hash = siphasher::sip::SipHasher24::new_with_key(&self.secret).hash(&input[..len]);
         out[8..].copy_from_slice(&hash.to_le_bytes());
         out
     }

@@ -117,7 +117,7 @@ pub fn check_query(bytes: &[u8], recursive: bool) -> Result<Message, Rejected> {
         return Err(answer(ResponseCode::BADVERS, DnsOutcome::BadVersion));
     }
     // RFC 7873 §5.2.2: a COOKIE option of a length no cookie has.
-    if m.edns.is_some() && crate::cookie::read(bytes) == crate::cookie::Asked::Malformed {
+    if crate::cookie::option_len(&m).is_some_and(|len| !crate::cookie::valid_len(len)) {
         return Err(answer(ResponseCode::FormErr, DnsOutcome::FormErr));
     }
     // Zone transfers are not offered (RFC 5936 §4.2: REFUSED, not an empty
@@ -273,6 +273,23 @@ mod tests {
             m.set_edns(e);
         }
         m
+    }
+
+    #[test]
+    fn a_cookie_option_of_a_length_no_cookie_has_is_formerr() {
+        use hickory_proto::rr::rdata::opt::EdnsOption;
+        for (len, ok) in [(7, false), (8, true), (12, false), (24, true), (41, false)] {
+            let mut q = query(true);
+            if let Some(e) = q.edns.as_mut() {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(10, vec![1; len]));
+            }
+            let got = check_query(&q.to_vec().unwrap(), false);
+            assert_eq!(got.is_ok(), ok, "{len}");
+            if let Err(r) = got {
+                assert_eq!(r.outcome, DnsOutcome::FormErr, "{len}");
+            }
+        }
     }
 
     #[test]
