@@ -93,7 +93,7 @@ pub fn on_held(
             pending,
             weblab_trace::Event::Note {
                 text: format!(
-                    "HTTP/2 {asked}: the body waited {:.3} ms in {} turn(s) while more urgent responses on the connection were sent",
+                    "HTTP/2 {asked}: the body waited {:.3} ms in {} turn(s) while responses ahead of it on the connection were sent",
                     held.total.as_secs_f64() * 1e3,
                     held.times
                 ),

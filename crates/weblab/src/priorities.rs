@@ -198,7 +198,7 @@ pub fn report(runs: &[Run], size: usize, window: u32) -> String {
     }
     out.push_str(
         "(What the server had already handed to h2 and the socket goes first whatever comes later; \
-         the small windows keep that to a few frames here.)\n",
+         the client's windows bound how much that can be.)\n",
     );
     out
 }

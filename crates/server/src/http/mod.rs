@@ -399,7 +399,8 @@ async fn serve_tls<H: Handler>(
     boxed(drive(io, alpn_h2, conn, limits, handler, state, keep)).await;
 }
 
-/// What every method [`known_method`] names, for an `Allow` header.
+/// The methods [`known_method`] names but CONNECT (refused here), for an
+/// `Allow` header.
 const KNOWN_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
 
 /// Checks that come before any handler: the Host rule, the target's
