@@ -513,10 +513,13 @@ pub fn range(value: Option<&str>, len: u64) -> Range {
     }
 }
 
-fn etag_matches(list: &str, etag: &str) -> bool {
+/// Whether an If-Match or If-None-Match `list` names `etag` (or is `*`).
+/// RFC 9110 §8.8.3.2: If-None-Match compares weakly (a `W/` tag matches
+/// its strong twin), If-Match strongly (a weak tag matches nothing).
+fn etag_matches(list: &str, etag: &str, strong: bool) -> bool {
     list.split(',').any(|t| {
         let t = t.trim();
-        t == "*" || t.trim_start_matches("W/") == etag
+        t == "*" || t == etag || (!strong && t.trim_start_matches("W/") == etag)
     })
 }
 
@@ -588,10 +591,8 @@ async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
     // RFC 9110 §13.2.2 steps 1-2: If-Match (strong comparison: a weak tag
     // never matches), or without it If-Unmodified-Since; failed → 412.
     let unmet = match h.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        Some(list) => (!list
-            .split(',')
-            .any(|t| matches!(t.trim(), "*") || t.trim() == my_etag))
-        .then(|| format!("If-Match: {list} does not name {my_etag}")),
+        Some(list) => (!etag_matches(list, &my_etag, true))
+            .then(|| format!("If-Match: {list} does not name {my_etag}")),
         None => date(header::IF_UNMODIFIED_SINCE)
             .filter(|since| secs(e.mtime) > *since)
             .map(|_| "the file was modified after If-Unmodified-Since".to_string()),
@@ -602,7 +603,7 @@ async fn respond(e: &Entry, method: &Method, h: &HeaderMap) -> Served {
     }
     // Steps 3-4: If-None-Match; If-Modified-Since only without it.
     let not_modified = match h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        Some(list) => etag_matches(list, &my_etag),
+        Some(list) => etag_matches(list, &my_etag, false),
         None => date(header::IF_MODIFIED_SINCE).is_some_and(|since| secs(e.mtime) <= since),
     };
     if not_modified {
